@@ -1,0 +1,207 @@
+//! Types shared by the percpu-trace eBPF programs and userspace.
+//!
+//! Everything here is `#[repr(C)]` plain integers so both sides agree on the layout without
+//! transmuting into Rust enums: userspace converts with checks (see `percpu-trace::event`).
+#![no_std]
+
+/// Event kinds, as the `kind` field of [`RawEvent`].
+pub mod kind {
+    /// Entry of pcpu_alloc by a blocking caller whose effective gfp lacks __GFP_IO or __GFP_FS.
+    /// arg0 = size, arg1 = align, arg2 = reserved.
+    pub const PCPU_ALLOC_ENTER: u32 = 1;
+    /// Return of a pcpu_alloc whose entry was reported. arg0 = returned pointer (0 = failure).
+    pub const PCPU_ALLOC_EXIT: u32 = 2;
+    /// percpu:percpu_alloc_percpu tracepoint (fires after the mutex is released), for a
+    /// constrained non-atomic caller. arg0 = size, arg1 = align, arg2 = call site.
+    pub const PCPU_ALLOC_TP: u32 = 3;
+    /// A new chunk is being created (pcpu_create_chunk entry, or percpu:percpu_create_chunk).
+    /// arg0 = chunk base address when known.
+    pub const CHUNK_CREATE: u32 = 4;
+    /// pcpu_populate_chunk entry. arg0 = page_start, arg1 = page_end.
+    pub const CHUNK_POPULATE: u32 = 5;
+    /// pcpu_get_vm_areas entry. arg0 = nr_vms. `gfp` valid only on kernels with the fix.
+    pub const GET_VM_AREAS: u32 = 6;
+    /// __vmalloc_node* entry by the holder of pcpu_alloc_mutex. arg0 = size.
+    pub const VMALLOC: u32 = 7;
+    /// Kernel page-table allocation (__pte_alloc_kernel / __pmd_alloc / __pud_alloc) by the
+    /// holder of pcpu_alloc_mutex: GFP_PGTABLE_KERNEL, narrowed only by the task's scope.
+    pub const PGTABLE_ALLOC: u32 = 8;
+    /// Direct or memcg reclaim begins. arg0 = order. `gfp` = reclaim gfp.
+    pub const RECLAIM_BEGIN: u32 = 9;
+    /// Reclaim ends. arg0 = nr_reclaimed.
+    pub const RECLAIM_END: u32 = 10;
+    /// lock:contention_begin on pcpu_alloc_mutex. arg0 = lock address, arg1 = flags.
+    pub const CONTENTION_BEGIN: u32 = 11;
+    /// lock:contention_end on pcpu_alloc_mutex. arg0 = lock address, arg1 = ret.
+    pub const CONTENTION_END: u32 = 12;
+    /// A task with state in the eBPF maps exited.
+    pub const TASK_EXIT: u32 = 13;
+    /// Highest valid kind.
+    pub const MAX: u32 = 13;
+}
+
+/// Bits of [`RawEvent::state`].
+pub mod state {
+    /// The task held pcpu_alloc_mutex (owner word == current) at the event.
+    pub const HOLDS_MUTEX: u32 = 1 << 0;
+    /// The mutex address is known, so `HOLDS_MUTEX` is meaningful.
+    pub const MUTEX_KNOWN: u32 = 1 << 1;
+    /// The task is inside a constrained pcpu_alloc (entry seen by a probe); `caller_gfp` valid.
+    pub const IN_PCPU_ALLOC: u32 = 1 << 2;
+    /// The reclaim is memcg reclaim (try_to_free_mem_cgroup_pages).
+    pub const MEMCG: u32 = 1 << 3;
+    /// The `gfp` field is valid.
+    pub const GFP_KNOWN: u32 = 1 << 4;
+    /// percpu_alloc_percpu: the allocation was atomic (no mutex).
+    pub const ATOMIC: u32 = 1 << 5;
+    /// percpu_alloc_percpu / pcpu_alloc: from the reserved chunk.
+    pub const RESERVED: u32 = 1 << 6;
+}
+
+/// Reasons an event or part of it was lost in the kernel: indexes of the `DROPS` per-CPU array.
+pub mod drop_reason {
+    /// The ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// bpf_get_stackid failed (stack map full or collision).
+    pub const STACK: u32 = 1;
+    /// The per-task state map was full.
+    pub const TASK_MAP_FULL: u32 = 2;
+    /// Number of reasons.
+    pub const COUNT: u32 = 3;
+    /// Names, indexed by reason.
+    pub const NAMES: [&str; COUNT as usize] = ["ringbuf_full", "stack", "task_map_full"];
+}
+
+/// Marker for "this function has no such argument" in [`ProbeConfig`] argument positions.
+pub const NO_ARG: u32 = 0xff;
+
+/// Name of the load-time global holding the [`ProbeConfig`].
+pub const CONFIG_GLOBAL: &str = "CONFIG";
+
+/// One event from the kernel. 88 bytes, no padding holes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawEvent {
+    /// bpf_ktime_get_ns() (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    /// Kind-specific (see [`kind`]).
+    pub arg0: u64,
+    /// Kind-specific.
+    pub arg1: u64,
+    /// Kind-specific.
+    pub arg2: u64,
+    /// One of [`kind`].
+    pub kind: u32,
+    /// Thread id.
+    pub pid: u32,
+    /// Process id.
+    pub tgid: u32,
+    /// current->flags at the event.
+    pub task_flags: u32,
+    /// The gfp of this event (allocation, reclaim), raw kernel bits.
+    pub gfp: u32,
+    /// gfp of the constrained pcpu_alloc the task is inside, when `IN_PCPU_ALLOC`.
+    pub caller_gfp: u32,
+    /// Bits of [`state`].
+    pub state: u32,
+    /// Kernel stack id in the `STACKS` map, or negative when none was taken.
+    pub stack_id: i32,
+    /// Task comm.
+    pub comm: [u8; 16],
+}
+
+/// Everything the eBPF programs need to know about the running kernel, set at load time
+/// from kallsyms, BTF and tracefs (never compiled in).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// Address of pcpu_alloc_mutex, 0 when unknown (then no holder/waiter detection).
+    pub mutex_addr: u64,
+    /// Mask applied to the owner word before comparing it with current (~7, or ~1 on RT).
+    pub mutex_owner_mask: u64,
+    /// Byte offset of the owner word inside struct mutex.
+    pub mutex_owner_off: u32,
+    /// Byte offset of task_struct.flags.
+    pub task_flags_off: u32,
+    /// __GFP_IO bit.
+    pub gfp_io: u32,
+    /// __GFP_FS bit.
+    pub gfp_fs: u32,
+    /// __GFP_DIRECT_RECLAIM bit.
+    pub gfp_direct_reclaim: u32,
+    /// PF_MEMALLOC_NOFS.
+    pub pf_memalloc_nofs: u32,
+    /// PF_MEMALLOC_NOIO.
+    pub pf_memalloc_noio: u32,
+    /// Only trace this tgid (0 = all).
+    pub filter_tgid: u32,
+    /// pcpu_alloc argument positions (0-based).
+    pub arg_pcpu_size: u32,
+    /// See `arg_pcpu_size`.
+    pub arg_pcpu_align: u32,
+    /// See `arg_pcpu_size`; `NO_ARG` when absent (6.1's __alloc_percpu_gfp).
+    pub arg_pcpu_reserved: u32,
+    /// See `arg_pcpu_size`.
+    pub arg_pcpu_gfp: u32,
+    /// pcpu_create_chunk gfp position.
+    pub arg_create_gfp: u32,
+    /// pcpu_populate_chunk gfp position.
+    pub arg_populate_gfp: u32,
+    /// pcpu_get_vm_areas gfp position, `NO_ARG` on unpatched kernels.
+    pub arg_vm_areas_gfp: u32,
+    /// pcpu_get_vm_areas nr_vms position.
+    pub arg_vm_areas_nr: u32,
+    /// __vmalloc_node* gfp position.
+    pub arg_vmalloc_gfp: u32,
+    /// __vmalloc_node* size position.
+    pub arg_vmalloc_size: u32,
+    /// percpu:percpu_alloc_percpu field offsets.
+    pub tp_pcpu_gfp_off: u32,
+    /// See `tp_pcpu_gfp_off`.
+    pub tp_pcpu_atomic_off: u32,
+    /// See `tp_pcpu_gfp_off`.
+    pub tp_pcpu_reserved_off: u32,
+    /// See `tp_pcpu_gfp_off`.
+    pub tp_pcpu_size_off: u32,
+    /// See `tp_pcpu_gfp_off`.
+    pub tp_pcpu_align_off: u32,
+    /// See `tp_pcpu_gfp_off`.
+    pub tp_pcpu_call_site_off: u32,
+    /// percpu:percpu_create_chunk base_addr offset.
+    pub tp_chunk_base_off: u32,
+    /// vmscan:mm_vmscan_{direct,memcg}_reclaim_begin gfp_flags offset.
+    pub tp_reclaim_gfp_off: u32,
+    /// vmscan:mm_vmscan_{direct,memcg}_reclaim_begin order offset.
+    pub tp_reclaim_order_off: u32,
+    /// vmscan:mm_vmscan_{direct,memcg}_reclaim_end nr_reclaimed offset.
+    pub tp_reclaim_nr_off: u32,
+    /// lock:contention_begin lock_addr offset (contention_end has it at the same place).
+    pub tp_lock_addr_off: u32,
+    /// lock:contention_begin flags offset.
+    pub tp_lock_flags_off: u32,
+    /// lock:contention_end ret offset.
+    pub tp_lock_ret_off: u32,
+    /// Padding to a multiple of 8.
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain integers, no padding holes, valid for any bit pattern.
+unsafe impl aya::Pod for RawEvent {}
+#[cfg(feature = "user")]
+// SAFETY: plain integers, no padding holes, valid for any bit pattern.
+unsafe impl aya::Pod for ProbeConfig {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_holes() {
+        assert_eq!(core::mem::size_of::<RawEvent>(), 88);
+        assert_eq!(core::mem::size_of::<ProbeConfig>() % 8, 0);
+        assert_eq!(core::mem::size_of::<ProbeConfig>(), 16 + 32 * 4);
+    }
+}

@@ -1,0 +1,517 @@
+//! eBPF programs of percpu-trace.
+//!
+//! Each program is a thin entry point over a `try_*` function. Everything kernel-specific
+//! (argument positions, struct offsets, tracepoint field offsets, gfp bits, the mutex
+//! address) arrives in the load-time global `CONFIG`; nothing is compiled in.
+//! Filtering happens here: an unconstrained caller outside the slow path costs at most one
+//! map lookup and produces no ring-buffer record.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
+    macros::{kprobe, kretprobe, map, tracepoint},
+    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
+};
+use aya_ebpf::programs::tracing::StackIdContext;
+use percpu_trace_common::{drop_reason, kind, state, ProbeConfig, RawEvent, NO_ARG};
+
+/// Load-time configuration (see `ProbeConfig`). Userspace sets it with `set_global`.
+#[no_mangle]
+static CONFIG: ProbeConfig = ProbeConfig {
+    mutex_addr: 0,
+    mutex_owner_mask: 0,
+    mutex_owner_off: 0,
+    task_flags_off: 0,
+    gfp_io: 0,
+    gfp_fs: 0,
+    gfp_direct_reclaim: 0,
+    pf_memalloc_nofs: 0,
+    pf_memalloc_noio: 0,
+    filter_tgid: 0,
+    arg_pcpu_size: 0,
+    arg_pcpu_align: 0,
+    arg_pcpu_reserved: 0,
+    arg_pcpu_gfp: 0,
+    arg_create_gfp: 0,
+    arg_populate_gfp: 0,
+    arg_vm_areas_gfp: 0,
+    arg_vm_areas_nr: 0,
+    arg_vmalloc_gfp: 0,
+    arg_vmalloc_size: 0,
+    tp_pcpu_gfp_off: 0,
+    tp_pcpu_atomic_off: 0,
+    tp_pcpu_reserved_off: 0,
+    tp_pcpu_size_off: 0,
+    tp_pcpu_align_off: 0,
+    tp_pcpu_call_site_off: 0,
+    tp_chunk_base_off: 0,
+    tp_reclaim_gfp_off: 0,
+    tp_reclaim_order_off: 0,
+    tp_reclaim_nr_off: 0,
+    tp_lock_addr_off: 0,
+    tp_lock_flags_off: 0,
+    tp_lock_ret_off: 0,
+    _pad: 0,
+};
+
+/// Reads one field of CONFIG so the verifier sees a load from .rodata, not a constant.
+macro_rules! cfg {
+    ($f:ident) => {
+        {
+            // SAFETY: CONFIG is a plain static; volatile keeps the load from being folded
+            // into the compile-time zero, since userspace rewrites .rodata before load.
+            #[allow(unused_unsafe)]
+            let v = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.$f)) };
+            v
+        }
+    };
+}
+
+/// What a task inside a constrained pcpu_alloc looks like.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TaskState {
+    gfp: u32,
+    flags: u32,
+}
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(2048, 0);
+
+/// Tasks inside a constrained, blocking pcpu_alloc, keyed by thread id.
+#[map]
+static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(16384, 0);
+
+/// Tasks whose reclaim begin was reported, so the matching end is reported too.
+#[map]
+static RECLAIMING: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Lost events per reason (see `drop_reason`).
+#[map]
+static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_reason::COUNT, 0);
+
+#[inline(always)]
+fn count_drop(reason: u32) {
+    if let Some(p) = DROPS.get_ptr_mut(reason) {
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn current_task() -> u64 {
+    unsafe { bpf_get_current_task() }
+}
+
+#[inline(always)]
+fn task_flags(task: u64) -> u32 {
+    let off = cfg!(task_flags_off) as u64;
+    unsafe { bpf_probe_read_kernel((task + off) as *const u32) }.unwrap_or(0)
+}
+
+/// State bits describing whether `task` holds pcpu_alloc_mutex right now.
+#[inline(always)]
+fn mutex_state(task: u64) -> u32 {
+    let addr = cfg!(mutex_addr);
+    if addr == 0 {
+        return 0;
+    }
+    let off = cfg!(mutex_owner_off) as u64;
+    let owner = unsafe { bpf_probe_read_kernel((addr + off) as *const u64) }.unwrap_or(0);
+    if owner & cfg!(mutex_owner_mask) == task {
+        state::MUTEX_KNOWN | state::HOLDS_MUTEX
+    } else {
+        state::MUTEX_KNOWN
+    }
+}
+
+/// The gfp after the task's memalloc scope narrows it (what current_gfp_context() does).
+#[inline(always)]
+fn effective_gfp(gfp: u32, flags: u32) -> u32 {
+    if flags & cfg!(pf_memalloc_noio) != 0 {
+        gfp & !(cfg!(gfp_io) | cfg!(gfp_fs))
+    } else if flags & cfg!(pf_memalloc_nofs) != 0 {
+        gfp & !cfg!(gfp_fs)
+    } else {
+        gfp
+    }
+}
+
+#[inline(always)]
+fn is_constrained(eff_gfp: u32) -> bool {
+    let both = cfg!(gfp_io) | cfg!(gfp_fs);
+    eff_gfp & both != both
+}
+
+#[inline(always)]
+fn scope_constrained(flags: u32) -> bool {
+    flags & (cfg!(pf_memalloc_noio) | cfg!(pf_memalloc_nofs)) != 0
+}
+
+/// False when a tgid filter is set and this task is not in it.
+#[inline(always)]
+fn tgid_wanted(tgid: u32) -> bool {
+    let f = cfg!(filter_tgid);
+    f == 0 || f == tgid
+}
+
+#[inline(always)]
+fn pid_tgid() -> (u32, u32) {
+    let v = bpf_get_current_pid_tgid();
+    (v as u32, (v >> 32) as u32)
+}
+
+/// Fields every event carries; the caller fills the kind-specific ones.
+struct Common {
+    pid: u32,
+    tgid: u32,
+    flags: u32,
+    state: u32,
+    caller_gfp: u32,
+}
+
+impl Common {
+    #[inline(always)]
+    fn new(task: u64) -> Self {
+        let (pid, tgid) = pid_tgid();
+        let mut c = Common {
+            pid,
+            tgid,
+            flags: task_flags(task),
+            state: mutex_state(task),
+            caller_gfp: 0,
+        };
+        if let Some(t) = unsafe { TASKS.get(pid) } {
+            c.state |= state::IN_PCPU_ALLOC;
+            c.caller_gfp = t.gfp;
+        }
+        c
+    }
+
+    #[inline(always)]
+    fn holds(&self) -> bool {
+        self.state & state::HOLDS_MUTEX != 0
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn emit(c: &Common, kind: u32, gfp: u32, extra_state: u32, stack_id: i32, a0: u64, a1: u64, a2: u64) {
+    match EVENTS.reserve::<RawEvent>(0) {
+        Some(mut entry) => {
+            let ev = RawEvent {
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+                cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+                arg0: a0,
+                arg1: a1,
+                arg2: a2,
+                kind,
+                pid: c.pid,
+                tgid: c.tgid,
+                task_flags: c.flags,
+                gfp,
+                caller_gfp: c.caller_gfp,
+                state: c.state | extra_state,
+                stack_id,
+                comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
+            };
+            entry.write(ev);
+            entry.submit(0);
+        }
+        None => count_drop(drop_reason::RINGBUF_FULL),
+    }
+}
+
+#[inline(always)]
+fn stack<C: StackIdContext>(ctx: &C) -> i32 {
+    match ctx.get_stackid(&STACKS, 0) {
+        Ok(id) => id as i32,
+        Err(_) => {
+            count_drop(drop_reason::STACK);
+            -1
+        }
+    }
+}
+
+#[inline(always)]
+fn arg_u64(ctx: &ProbeContext, n: u32) -> u64 {
+    if n == NO_ARG {
+        return 0;
+    }
+    ctx.arg::<u64>(n as usize).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- pcpu_alloc
+
+#[kprobe]
+pub fn pcpu_alloc_enter(ctx: ProbeContext) -> u32 {
+    try_pcpu_alloc_enter(&ctx).unwrap_or(0)
+}
+
+fn try_pcpu_alloc_enter(ctx: &ProbeContext) -> Option<u32> {
+    let gfp = arg_u64(ctx, cfg!(arg_pcpu_gfp)) as u32;
+    if gfp & cfg!(gfp_direct_reclaim) == 0 {
+        return None; // atomic: never takes the mutex
+    }
+    let task = current_task();
+    let flags = task_flags(task);
+    if !is_constrained(effective_gfp(gfp, flags)) {
+        return None;
+    }
+    let (pid, tgid) = pid_tgid();
+    if !tgid_wanted(tgid) {
+        return None;
+    }
+    if TASKS.insert(pid, TaskState { gfp, flags }, 0).is_err() {
+        count_drop(drop_reason::TASK_MAP_FULL);
+    }
+    let c = Common::new(task);
+    let reserved = if arg_u64(ctx, cfg!(arg_pcpu_reserved)) & 1 != 0 { state::RESERVED } else { 0 };
+    emit(
+        &c,
+        kind::PCPU_ALLOC_ENTER,
+        gfp,
+        state::GFP_KNOWN | reserved,
+        -1,
+        arg_u64(ctx, cfg!(arg_pcpu_size)),
+        arg_u64(ctx, cfg!(arg_pcpu_align)),
+        0,
+    );
+    Some(0)
+}
+
+#[kretprobe]
+pub fn pcpu_alloc_exit(ctx: RetProbeContext) -> u32 {
+    let (pid, _) = pid_tgid();
+    if unsafe { TASKS.get(pid) }.is_none() {
+        return 0;
+    }
+    let c = Common::new(current_task());
+    let _ = TASKS.remove(pid);
+    let ret: u64 = ctx.ret();
+    emit(&c, kind::PCPU_ALLOC_EXIT, c.caller_gfp, 0, -1, ret, 0, 0);
+    0
+}
+
+#[tracepoint]
+pub fn percpu_alloc_tp(ctx: TracePointContext) -> u32 {
+    try_percpu_alloc_tp(&ctx).unwrap_or(0)
+}
+
+fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
+    let atomic: u8 = unsafe { ctx.read_at(cfg!(tp_pcpu_atomic_off) as usize) }.ok()?;
+    if atomic != 0 {
+        return None;
+    }
+    // gfp_flags is `gfp_t` (4 bytes) or `unsigned long`: little-endian, the low word is the mask.
+    let gfp: u32 = unsafe { ctx.read_at(cfg!(tp_pcpu_gfp_off) as usize) }.ok()?;
+    let task = current_task();
+    let flags = task_flags(task);
+    if !is_constrained(effective_gfp(gfp, flags)) {
+        return None;
+    }
+    let (_, tgid) = pid_tgid();
+    if !tgid_wanted(tgid) {
+        return None;
+    }
+    let reserved: u8 = unsafe { ctx.read_at(cfg!(tp_pcpu_reserved_off) as usize) }.unwrap_or(0);
+    let size: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_size_off) as usize) }.unwrap_or(0);
+    let align: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_align_off) as usize) }.unwrap_or(0);
+    let site: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_call_site_off) as usize) }.unwrap_or(0);
+    let c = Common::new(task);
+    let rs = if reserved != 0 { state::RESERVED } else { 0 };
+    emit(&c, kind::PCPU_ALLOC_TP, gfp, state::GFP_KNOWN | rs, -1, size, align, site);
+    Some(0)
+}
+
+// ---------------------------------------------------------------- chunk create / populate
+
+#[kprobe]
+pub fn chunk_create(ctx: ProbeContext) -> u32 {
+    let c = Common::new(current_task());
+    let gfp = arg_u64(&ctx, cfg!(arg_create_gfp)) as u32;
+    let st = stack(&ctx);
+    emit(&c, kind::CHUNK_CREATE, gfp, state::GFP_KNOWN, st, 0, 0, 0);
+    0
+}
+
+#[tracepoint]
+pub fn chunk_create_tp(ctx: TracePointContext) -> u32 {
+    let c = Common::new(current_task());
+    let base: u64 = unsafe { ctx.read_at(cfg!(tp_chunk_base_off) as usize) }.unwrap_or(0);
+    let st = stack(&ctx);
+    emit(&c, kind::CHUNK_CREATE, 0, 0, st, base, 0, 0);
+    0
+}
+
+#[kprobe]
+pub fn chunk_populate(ctx: ProbeContext) -> u32 {
+    let c = Common::new(current_task());
+    let gfp = arg_u64(&ctx, cfg!(arg_populate_gfp)) as u32;
+    // Only a constrained caller's populate can become a finding; the balance worker's cannot.
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(&ctx) } else { -1 };
+    let start = ctx.arg::<u64>(1).unwrap_or(0);
+    let end = ctx.arg::<u64>(2).unwrap_or(0);
+    emit(&c, kind::CHUNK_POPULATE, gfp, state::GFP_KNOWN, st, start, end, 0);
+    0
+}
+
+// ---------------------------------------------------------------- allocations under the mutex
+
+#[kprobe]
+pub fn get_vm_areas(ctx: ProbeContext) -> u32 {
+    let c = Common::new(current_task());
+    let n = cfg!(arg_vm_areas_gfp);
+    let (gfp, known) = if n == NO_ARG { (0, 0) } else { (arg_u64(&ctx, n) as u32, state::GFP_KNOWN) };
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(&ctx) } else { -1 };
+    let nr = arg_u64(&ctx, cfg!(arg_vm_areas_nr));
+    emit(&c, kind::GET_VM_AREAS, gfp, known, st, nr, 0, 0);
+    0
+}
+
+#[kprobe]
+pub fn vmalloc_node(ctx: ProbeContext) -> u32 {
+    // Hot path for everyone else: one owner-word read, nothing written.
+    let task = current_task();
+    if mutex_state(task) & state::HOLDS_MUTEX == 0 {
+        return 0;
+    }
+    let c = Common::new(task);
+    let gfp = arg_u64(&ctx, cfg!(arg_vmalloc_gfp)) as u32;
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(&ctx) } else { -1 };
+    let size = arg_u64(&ctx, cfg!(arg_vmalloc_size));
+    emit(&c, kind::VMALLOC, gfp, state::GFP_KNOWN, st, size, 0, 0);
+    0
+}
+
+#[kprobe]
+pub fn pgtable_alloc(ctx: ProbeContext) -> u32 {
+    let task = current_task();
+    if mutex_state(task) & state::HOLDS_MUTEX == 0 {
+        return 0;
+    }
+    let c = Common::new(task);
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(&ctx) } else { -1 };
+    emit(&c, kind::PGTABLE_ALLOC, 0, 0, st, 0, 0, 0);
+    0
+}
+
+// ---------------------------------------------------------------- reclaim
+
+#[tracepoint]
+pub fn direct_reclaim_begin(ctx: TracePointContext) -> u32 {
+    reclaim_begin(&ctx, 0)
+}
+
+#[tracepoint]
+pub fn memcg_reclaim_begin(ctx: TracePointContext) -> u32 {
+    reclaim_begin(&ctx, state::MEMCG)
+}
+
+#[inline(always)]
+fn reclaim_begin(ctx: &TracePointContext, extra: u32) -> u32 {
+    let c = Common::new(current_task());
+    let interesting = c.holds() || c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags);
+    if !interesting || !tgid_wanted(c.tgid) {
+        return 0;
+    }
+    let gfp: u32 = unsafe { ctx.read_at(cfg!(tp_reclaim_gfp_off) as usize) }.unwrap_or(0);
+    let order: u32 = unsafe { ctx.read_at(cfg!(tp_reclaim_order_off) as usize) }.unwrap_or(0);
+    let _ = RECLAIMING.insert(c.pid, 1, 0);
+    let st = stack(ctx);
+    emit(&c, kind::RECLAIM_BEGIN, gfp, state::GFP_KNOWN | extra, st, order as u64, 0, 0);
+    0
+}
+
+#[tracepoint]
+pub fn direct_reclaim_end(ctx: TracePointContext) -> u32 {
+    reclaim_end(&ctx, 0)
+}
+
+#[tracepoint]
+pub fn memcg_reclaim_end(ctx: TracePointContext) -> u32 {
+    reclaim_end(&ctx, state::MEMCG)
+}
+
+#[inline(always)]
+fn reclaim_end(ctx: &TracePointContext, extra: u32) -> u32 {
+    let (pid, _) = pid_tgid();
+    if unsafe { RECLAIMING.get(pid) }.is_none() {
+        return 0;
+    }
+    let _ = RECLAIMING.remove(pid);
+    let c = Common::new(current_task());
+    let nr: u64 = unsafe { ctx.read_at(cfg!(tp_reclaim_nr_off) as usize) }.unwrap_or(0);
+    emit(&c, kind::RECLAIM_END, 0, extra, -1, nr, 0, 0);
+    0
+}
+
+// ---------------------------------------------------------------- mutex waiters
+
+#[tracepoint]
+pub fn contention_begin(ctx: TracePointContext) -> u32 {
+    let addr = cfg!(mutex_addr);
+    if addr == 0 {
+        return 0;
+    }
+    let lock: u64 = unsafe { ctx.read_at(cfg!(tp_lock_addr_off) as usize) }.unwrap_or(0);
+    if lock != addr {
+        return 0;
+    }
+    let lflags: u32 = unsafe { ctx.read_at(cfg!(tp_lock_flags_off) as usize) }.unwrap_or(0);
+    let c = Common::new(current_task());
+    let constrained = c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags);
+    let st = if constrained { stack(&ctx) } else { -1 };
+    emit(&c, kind::CONTENTION_BEGIN, c.caller_gfp, 0, st, lock, lflags as u64, 0);
+    0
+}
+
+#[tracepoint]
+pub fn contention_end(ctx: TracePointContext) -> u32 {
+    let addr = cfg!(mutex_addr);
+    if addr == 0 {
+        return 0;
+    }
+    let lock: u64 = unsafe { ctx.read_at(cfg!(tp_lock_addr_off) as usize) }.unwrap_or(0);
+    if lock != addr {
+        return 0;
+    }
+    let ret: i32 = unsafe { ctx.read_at(cfg!(tp_lock_ret_off) as usize) }.unwrap_or(0);
+    let c = Common::new(current_task());
+    emit(&c, kind::CONTENTION_END, c.caller_gfp, 0, -1, lock, ret as i64 as u64, 0);
+    0
+}
+
+// ---------------------------------------------------------------- task exit
+
+#[tracepoint]
+pub fn task_exit(_ctx: TracePointContext) -> u32 {
+    let (pid, _) = pid_tgid();
+    let in_alloc = unsafe { TASKS.get(pid) }.is_some();
+    let in_reclaim = unsafe { RECLAIMING.get(pid) }.is_some();
+    if !in_alloc && !in_reclaim {
+        return 0;
+    }
+    let c = Common::new(current_task());
+    let _ = TASKS.remove(pid);
+    let _ = RECLAIMING.remove(pid);
+    emit(&c, kind::TASK_EXIT, 0, 0, -1, 0, 0, 0);
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[no_mangle]
+static LICENSE: [u8; 4] = *b"GPL\0";

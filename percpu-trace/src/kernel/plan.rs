@@ -1,0 +1,70 @@
+//! The attach plan: for each probe point, how it is observed on this kernel.
+use percpu_trace_common::ProbeConfig;
+use serde::Serialize;
+
+/// `--attach`: which family of program to prefer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachMode {
+    /// Best available: kprobe where the kernel allows it, tracepoints otherwise.
+    Auto,
+    /// fentry/fexit (BPF trampolines).
+    Fentry,
+    /// kprobe/kretprobe.
+    Kprobe,
+    /// Tracepoints only (degraded: no pcpu_alloc entry, no nested allocations).
+    Tracepoint,
+}
+
+/// How one program is attached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum Attachment {
+    /// kprobe on a kernel function (exact kallsyms name, suffixes included).
+    Kprobe {
+        /// Function name.
+        symbol: String,
+    },
+    /// kretprobe on a kernel function.
+    Kretprobe {
+        /// Function name.
+        symbol: String,
+    },
+    /// A tracepoint.
+    Tracepoint {
+        /// e.g. "percpu".
+        category: String,
+        /// e.g. "percpu_alloc_percpu".
+        name: String,
+    },
+    /// Not observable here.
+    Unavailable {
+        /// Why, in one line.
+        reason: String,
+    },
+}
+
+/// One program of the eBPF object and where it goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlannedProbe {
+    /// What is observed, for humans ("pcpu_alloc entry").
+    pub point: String,
+    /// Program name in the eBPF object.
+    pub program: String,
+    /// Where it attaches (a program may appear in several entries).
+    pub attachment: Attachment,
+    /// What detection is lost when this is unavailable.
+    pub disables: String,
+}
+
+/// The resolved plan every mode uses.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttachPlan {
+    /// The mode actually used (never `Auto`).
+    pub mode: AttachMode,
+    /// Every probe point, available or not.
+    pub probes: Vec<PlannedProbe>,
+    /// Load-time globals for the eBPF programs.
+    #[serde(skip)]
+    pub config: ProbeConfig,
+}

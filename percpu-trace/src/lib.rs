@@ -1,0 +1,8 @@
+//! percpu-trace: live tracer for NOFS/NOIO reclaim recursion under pcpu_alloc_mutex.
+//!
+//! Layout: `kernel` (facts about the running kernel and the attach plan), `probes`
+//! (loading and attaching the embedded eBPF object), `pipeline` (ring buffer to events),
+//! `event` (decoded events), `engine` (pure detection), `record` (recordings), `report`,
+//! `tui`, `cli`.
+pub mod event;
+pub mod kernel;
