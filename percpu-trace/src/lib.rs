@@ -3,6 +3,9 @@
 //! Layout: `kernel` (facts about the running kernel and the attach plan), `probes`
 //! (loading and attaching the embedded eBPF object), `pipeline` (ring buffer to events),
 //! `event` (decoded events), `engine` (pure detection), `record` (recordings), `report`,
-//! `tui`, `cli`.
+//! `tui`, `live` (the live modes), `cli`.
 pub mod event;
 pub mod kernel;
+pub mod pipeline;
+pub mod probes;
+pub mod symbolize;

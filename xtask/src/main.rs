@@ -1,1 +1,55 @@
-fn main(){}
+//! Developer tasks for percpu-trace: `cargo xtask <command>`.
+//!
+//! `setup` installs the toolchain; every other command runs it first when something is
+//! missing, so a fresh machine needs nothing else.
+mod build;
+mod setup;
+mod test;
+mod vm;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "percpu-trace developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing to build the eBPF object (idempotent).
+    Setup,
+    /// Build the release binary (eBPF object embedded).
+    Build(build::BuildArgs),
+    /// Build, then run the tool as root (via sudo when not root); arguments go to the tool.
+    Run {
+        /// Arguments for percpu-trace.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Every test: fmt, clippy, unit tests, host smoke test, VM tests.
+    Test(test::TestArgs),
+    /// Real-kernel tests under qemu.
+    VmTest(vm::VmTestArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Setup => setup::run(),
+        Command::Build(a) => build::run(&a).map(|_| ()),
+        Command::Run { args } => build::run_tool(&args),
+        Command::Test(a) => test::run(&a),
+        Command::VmTest(a) => setup::ensure().and_then(|_| vm::vm_test(a)),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Command line: parsing and dispatch. Every error ends as one line on stderr and exit 2.
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::kernel::plan::AttachMode;
+
+/// Live tracer for NOFS/NOIO reclaim recursion under pcpu_alloc_mutex.
+#[derive(Debug, Parser)]
+#[command(name = "percpu-trace", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// Subcommands; without one, the live terminal UI starts.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what this kernel offers and how each probe point would be observed.
+    Check {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
+    /// Trace headless: print findings as they appear, write a replayable recording.
+    /// Exit status: 0 no findings, 1 findings, 2 error.
+    Record {
+        /// How long to trace (e.g. 30s, 5m); until Ctrl-C/SIGTERM when absent.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Recording file (JSON lines).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+}
+
+/// Options about the kernel: where facts come from and how to attach.
+#[derive(Debug, Clone, Args)]
+pub struct KernelArgs {
+    /// Which program family to attach.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    pub attach: AttachMode,
+    /// BTF file to use instead of /sys/kernel/btf/vmlinux.
+    #[arg(long, global = true)]
+    pub btf: Option<PathBuf>,
+}
+
+/// Options of live tracing.
+#[derive(Debug, Clone, Args)]
+pub struct LiveArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Only this process (tgid); filtered in the kernel.
+    #[arg(long, global = true)]
+    pub pid: Option<u32>,
+}
+
+/// Parses "30s", "5m", "1h30m", or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+/// Parses arguments and runs; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("percpu-trace: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Check { json, kernel }) => crate::live::check(&kernel, json),
+        Some(Command::Record { duration, output, live }) => crate::live::record(&live, duration, output),
+        None => crate::live::record(&cli.live, None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

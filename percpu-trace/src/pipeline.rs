@@ -1,0 +1,141 @@
+//! From the ring buffer to decoded events: reading, decoding, stack symbolization and loss
+//! accounting. Every lost or undecodable record is counted by reason.
+use std::collections::HashSet;
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf, StackTraceMap};
+use percpu_trace_common::{drop_reason, RawEvent};
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+
+use crate::{
+    event::{Event, Frame},
+    probes::{DropCounters, Probes},
+    symbolize::Symbolizer,
+};
+
+/// Where decoded events go (engine, recording, UI).
+pub trait Sink {
+    /// A decoded event.
+    fn event(&mut self, ev: &Event);
+    /// A kernel stack seen for the first time; comes before the first event using it.
+    fn stack(&mut self, id: u32, frames: &[Frame]);
+}
+
+/// Loss and volume counters, surfaced in status lines, reports and the exit summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Losses {
+    /// Ring buffer full in the kernel.
+    pub ringbuf_full: u64,
+    /// Kernel stack could not be taken.
+    pub stack: u64,
+    /// Per-task map full in the kernel.
+    pub task_map_full: u64,
+    /// Records userspace could not decode.
+    pub undecodable: u64,
+    /// Stacks userspace could not read back.
+    pub stack_read: u64,
+}
+
+impl Losses {
+    /// Sum of all event losses (stack losses lose detail, not events).
+    pub fn events_lost(&self) -> u64 {
+        self.ringbuf_full + self.task_map_full + self.undecodable
+    }
+}
+
+/// Reads events from the kernel.
+pub struct Pipeline {
+    ring: AsyncFd<RingBuf<MapData>>,
+    /// Decoding state and counters.
+    pub decoder: Decoder,
+}
+
+/// Turns ring-buffer records into events, resolving stacks once each.
+pub struct Decoder {
+    stacks: StackTraceMap<MapData>,
+    drops: DropCounters,
+    symbolizer: Symbolizer,
+    seen_stacks: HashSet<u32>,
+    /// Events delivered.
+    pub events: u64,
+    /// Losses so far.
+    pub losses: Losses,
+}
+
+impl Pipeline {
+    /// Takes the maps out of `probes`.
+    pub fn new(probes: &mut Probes, symbolizer: Symbolizer) -> Result<Self> {
+        // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd, so the fd stays
+        // open for as long as it is registered.
+        let ring = unsafe { AsyncFd::register(probes.take_events()?) }
+            .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {e}"))?;
+        let decoder = Decoder {
+            stacks: probes.take_stacks()?,
+            drops: probes.take_drops()?,
+            symbolizer,
+            seen_stacks: HashSet::new(),
+            events: 0,
+            losses: Losses::default(),
+        };
+        Ok(Pipeline { ring, decoder })
+    }
+
+    /// Waits until the ring buffer has data, then drains it into `sink`.
+    pub async fn next_batch(&mut self, sink: &mut dyn Sink) -> Result<usize> {
+        let mut guard = self.ring.readable_mut().await.context("waiting on the ring buffer")?;
+        let n = self.decoder.drain(guard.get_inner_mut(), sink);
+        guard.clear_ready();
+        Ok(n)
+    }
+}
+
+impl Decoder {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, sink: &mut dyn Sink) -> usize {
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            n += 1;
+            if item.len() < std::mem::size_of::<RawEvent>() {
+                self.losses.undecodable += 1;
+                continue;
+            }
+            // SAFETY: length checked; RawEvent is plain integers valid for any bits.
+            let raw: RawEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            drop(item);
+            match Event::try_from(&raw) {
+                Ok(ev) => {
+                    if let Some(id) = ev.stack_id {
+                        self.resolve_stack(id, sink);
+                    }
+                    self.events += 1;
+                    sink.event(&ev);
+                }
+                Err(_) => self.losses.undecodable += 1,
+            }
+        }
+        n
+    }
+
+    fn resolve_stack(&mut self, id: u32, sink: &mut dyn Sink) {
+        if self.seen_stacks.contains(&id) {
+            return;
+        }
+        match self.stacks.get(&id, 0) {
+            Ok(trace) => {
+                let frames: Vec<Frame> = trace.frames().iter().map(|f| self.symbolizer.frame(f.ip)).collect();
+                self.seen_stacks.insert(id);
+                sink.stack(id, &frames);
+            }
+            Err(_) => self.losses.stack_read += 1,
+        }
+    }
+
+    /// Refreshes the kernel-side loss counters.
+    pub fn refresh_losses(&mut self) -> Result<()> {
+        let k = self.drops.read()?;
+        self.losses.ringbuf_full = k[drop_reason::RINGBUF_FULL as usize];
+        self.losses.stack = k[drop_reason::STACK as usize];
+        self.losses.task_map_full = k[drop_reason::TASK_MAP_FULL as usize];
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! Loading the embedded eBPF object and attaching it per the [`AttachPlan`].
+//!
+//! All links are perf-event file descriptors (kprobe PMU, tracepoints), so the kernel removes
+//! them when the process exits for any reason, SIGKILL included; dropping [`Probes`] detaches
+//! them earlier, on a normal exit.
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
+    programs::{KProbe, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use percpu_trace_common::{drop_reason, CONFIG_GLOBAL};
+
+use crate::kernel::plan::{AttachPlan, Attachment};
+
+/// The eBPF object built by build.rs from `percpu-trace-ebpf`.
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/percpu-trace.bpf.o"));
+
+/// One attached probe point, for the start-up summary and `bpf_stats`.
+#[derive(Clone, Debug)]
+pub struct Attached {
+    /// Program name.
+    pub program: String,
+    /// Where it went.
+    pub target: String,
+}
+
+/// The loaded programs, their links and maps.
+pub struct Probes {
+    ebpf: Ebpf,
+    /// What was attached.
+    pub attached: Vec<Attached>,
+    /// Probe points that failed to attach at run time, with the error (plan said yes).
+    pub failed: Vec<(String, String)>,
+}
+
+impl Probes {
+    /// Loads the object with the plan's config and attaches every available probe.
+    /// Fails when nothing at all could be attached.
+    pub fn attach(plan: &AttachPlan) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .override_global(CONFIG_GLOBAL, &plan.config, true)
+            .load(BPF_OBJECT)
+            .map_err(|e| anyhow!("loading the eBPF object: {e}"))?;
+        let mut attached = Vec::new();
+        let mut failed = Vec::new();
+        for p in &plan.probes {
+            let res = match &p.attachment {
+                Attachment::Kprobe { symbol } | Attachment::Kretprobe { symbol } => {
+                    attach_kprobe(&mut ebpf, &p.program, symbol).map(|_| symbol.clone())
+                }
+                Attachment::Tracepoint { category, name } => {
+                    attach_tracepoint(&mut ebpf, &p.program, category, name).map(|_| format!("{category}:{name}"))
+                }
+                Attachment::Unavailable { .. } => continue,
+            };
+            match res {
+                Ok(target) => attached.push(Attached { program: p.program.clone(), target }),
+                Err(e) => failed.push((p.program.clone(), format!("{e:#}"))),
+            }
+        }
+        if attached.is_empty() {
+            let why = failed.first().map(|(p, e)| format!("{p}: {e}")).unwrap_or_else(|| "the plan has no available probe".into());
+            bail!("no probe could be attached ({why})");
+        }
+        Ok(Probes { ebpf, attached, failed })
+    }
+
+    /// Takes the ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map("EVENTS").context("EVENTS map missing or already taken")?;
+        RingBuf::try_from(map).context("EVENTS is not a ring buffer")
+    }
+
+    /// Takes the stack map (once).
+    pub fn take_stacks(&mut self) -> Result<StackTraceMap<MapData>> {
+        let map = self.ebpf.take_map("STACKS").context("STACKS map missing or already taken")?;
+        StackTraceMap::try_from(map).context("STACKS is not a stack map")
+    }
+
+    /// Takes the drop counters (once).
+    pub fn take_drops(&mut self) -> Result<DropCounters> {
+        let map = self.ebpf.take_map("DROPS").context("DROPS map missing or already taken")?;
+        Ok(DropCounters(PerCpuArray::try_from(map).context("DROPS is not a per-CPU array")?))
+    }
+}
+
+/// Kernel-side loss counters (see `percpu_trace_common::drop_reason`).
+pub struct DropCounters(PerCpuArray<MapData, u64>);
+
+impl DropCounters {
+    /// Totals over CPUs, indexed by reason.
+    pub fn read(&self) -> Result<[u64; drop_reason::COUNT as usize]> {
+        let mut out = [0u64; drop_reason::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let per_cpu = self.0.get(&(i as u32), 0).context("reading DROPS")?;
+            *slot = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> Result<()> {
+    let prog: &mut KProbe = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} not in the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {program} is not a kprobe"))?;
+    if prog.fd().is_err() {
+        prog.load().with_context(|| format!("loading {program}"))?;
+    }
+    prog.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))?;
+    Ok(())
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<()> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} not in the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {program} is not a tracepoint"))?;
+    if prog.fd().is_err() {
+        prog.load().with_context(|| format!("loading {program}"))?;
+    }
+    prog.attach(category, name).with_context(|| format!("attaching {program} to {category}:{name}"))?;
+    Ok(())
+}

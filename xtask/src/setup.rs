@@ -1,0 +1,107 @@
+//! Installs the toolchain the eBPF build needs (see ../shared/TOOLCHAIN.md), idempotently,
+//! one line per step. Debian's rustc-web + rust-web-src give `-Z build-std=core` for
+//! bpfel-unknown-none without rustup downloads; bpf-linker links the object with LLVM 22.
+use std::{path::Path, process::Command};
+
+use anyhow::{bail, Context, Result};
+
+/// Debian packages: the eBPF toolchain, then what the tests use (qemu, initramfs tools,
+/// tmux for the TUI end-to-end test, bpftool for detach checks).
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("rustc-web", "/usr/bin/rustc"),
+    ("rust-web-src", "/usr/lib/rustlib/src/rust/library/core/Cargo.toml"),
+    ("llvm-22-dev", "/usr/lib/llvm-22/bin/llvm-config"),
+    ("libpolly-22-dev", "/usr/lib/llvm-22/lib/libPolly.a"),
+    ("libzstd-dev", "/usr/include/zstd.h"),
+    ("zlib1g-dev", "/usr/include/zlib.h"),
+    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
+    ("busybox-static", "/bin/busybox"),
+    ("cpio", "/usr/bin/cpio"),
+    ("e2fsprogs", "/sbin/mke2fs"),
+    ("xz-utils", "/usr/bin/xz"),
+    ("zstd", "/usr/bin/zstd"),
+    ("tmux", "/usr/bin/tmux"),
+    ("bpftool", "/usr/sbin/bpftool"),
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Installs everything missing, saying what it does.
+pub fn run() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(_, probe)| !Path::new(probe).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        println!("setup: Debian packages present");
+    } else {
+        println!("setup: installing {}", missing.join(" "));
+        apt(&["update", "-qq"])?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&missing);
+        apt(&args)?;
+    }
+    if bpf_linker_ok() {
+        println!("setup: bpf-linker {BPF_LINKER_VERSION} present");
+    } else {
+        println!("setup: cargo install bpf-linker {BPF_LINKER_VERSION} (llvm-22, ~1 min)");
+        let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
+        let st = Command::new("cargo")
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("PATH", path)
+            .status()
+            .context("running cargo install")?;
+        if !st.success() {
+            bail!("cargo install bpf-linker failed ({st}); it needs llvm-22-dev and libpolly-22-dev from apt");
+        }
+    }
+    println!("setup: done");
+    Ok(())
+}
+
+/// Runs [`run`] only when something is missing, so other commands stay quiet and fast.
+pub fn ensure() -> Result<()> {
+    if APT_PACKAGES.iter().all(|(_, p)| Path::new(p).exists()) && bpf_linker_ok() {
+        return Ok(());
+    }
+    run()
+}
+
+fn apt(args: &[&str]) -> Result<()> {
+    let mut cmd = if is_root() {
+        Command::new("apt-get")
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("apt-get");
+        c
+    };
+    let st = cmd
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get (is this Debian?)")?;
+    if !st.success() {
+        bail!("apt-get {} failed ({st}); check the apt sources and network access to deb.debian.org", args.join(" "));
+    }
+    Ok(())
+}
+
+fn bpf_linker_ok() -> bool {
+    let home = std::env::var("CARGO_HOME")
+        .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.cargo")))
+        .unwrap_or_default();
+    let linker = Path::new(&home).join("bin/bpf-linker");
+    Command::new(linker)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .unwrap_or(false)
+}
+
+/// True when running as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
