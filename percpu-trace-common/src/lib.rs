@@ -75,6 +75,9 @@ pub mod drop_reason {
 /// Marker for "this function has no such argument" in [`ProbeConfig`] argument positions.
 pub const NO_ARG: u32 = 0xff;
 
+/// Bytes the `read_kmem` program copies per run (kernel text reads for discovery).
+pub const KMEM_CHUNK: usize = 4096;
+
 /// Name of the load-time global holding the [`ProbeConfig`].
 pub const CONFIG_GLOBAL: &str = "CONFIG";
 

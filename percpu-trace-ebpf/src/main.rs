@@ -11,14 +11,14 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
     },
-    macros::{kprobe, kretprobe, map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
-    programs::{ProbeContext, RetProbeContext, TracePointContext},
+    macros::{kprobe, kretprobe, map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext},
 };
 use aya_ebpf::programs::tracing::StackIdContext;
-use percpu_trace_common::{drop_reason, kind, state, ProbeConfig, RawEvent, NO_ARG};
+use percpu_trace_common::{drop_reason, kind, state, ProbeConfig, RawEvent, KMEM_CHUNK, NO_ARG};
 
 /// Load-time configuration (see `ProbeConfig`). Userspace sets it with `set_global`.
 #[no_mangle]
@@ -504,6 +504,28 @@ pub fn task_exit(_ctx: TracePointContext) -> u32 {
     let _ = RECLAIMING.remove(pid);
     emit(&c, kind::TASK_EXIT, 0, 0, -1, 0, 0, 0);
     0
+}
+
+// ---------------------------------------------------------------- discovery helper
+
+/// Kernel memory copied by `read_kmem`.
+#[map]
+static KMEM: Array<[u8; KMEM_CHUNK]> = Array::with_max_entries(1, 0);
+
+/// Copies KMEM_CHUNK bytes of kernel memory at args[0] into `KMEM`. Never attached: userspace
+/// runs it with BPF_PROG_TEST_RUN to read kernel text when /proc/kcore is unavailable
+/// (finding pcpu_alloc_mutex's address from the code that locks it).
+#[raw_tracepoint]
+pub fn read_kmem(ctx: RawTracePointContext) -> i32 {
+    let addr: u64 = ctx.arg(0);
+    let Some(buf) = KMEM.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: buf points at the map value, KMEM_CHUNK bytes; the helper checks the source.
+    match unsafe { bpf_probe_read_kernel_buf(addr as *const u8, &mut *buf) } {
+        Ok(()) => 0,
+        Err(_) => 2,
+    }
 }
 
 #[cfg(not(test))]

@@ -125,3 +125,50 @@ fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str)
     prog.attach(category, name).with_context(|| format!("attaching {program} to {category}:{name}"))?;
     Ok(())
 }
+
+/// Reads kernel memory through the `read_kmem` program (BPF_PROG_TEST_RUN), for discovery
+/// on hosts without /proc/kcore. Loads its own copy of the object, before the real one.
+pub struct KernelMemReader {
+    ebpf: Ebpf,
+}
+
+impl KernelMemReader {
+    /// Loads the object and the reader program.
+    pub fn new() -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .override_global(CONFIG_GLOBAL, &percpu_trace_common::ProbeConfig::default(), true)
+            .load(BPF_OBJECT)
+            .map_err(|e| anyhow!("loading the eBPF object: {e}"))?;
+        let prog: &mut aya::programs::RawTracePoint = ebpf
+            .program_mut("read_kmem")
+            .context("program read_kmem not in the eBPF object")?
+            .try_into()
+            .context("read_kmem is not a raw tracepoint program")?;
+        prog.load().context("loading read_kmem")?;
+        Ok(KernelMemReader { ebpf })
+    }
+
+    /// Reads `len` bytes at kernel address `addr`.
+    pub fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        use aya::programs::{RawTracePointRunOptions, TestRun};
+        use percpu_trace_common::KMEM_CHUNK;
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let at = addr + out.len() as u64;
+            let prog: &aya::programs::RawTracePoint =
+                self.ebpf.program("read_kmem").context("read_kmem missing")?.try_into()?;
+            let mut opts = RawTracePointRunOptions::new();
+            opts.args[0] = at;
+            let res = prog.test_run(opts).context("BPF_PROG_TEST_RUN of read_kmem")?;
+            if res.return_value != 0 {
+                bail!("kernel memory at {at:#x} is not readable");
+            }
+            let map: aya::maps::Array<_, [u8; KMEM_CHUNK]> =
+                aya::maps::Array::try_from(self.ebpf.map("KMEM").context("KMEM map missing")?)?;
+            let chunk = map.get(&0, 0).context("reading KMEM")?;
+            let take = (len - out.len()).min(KMEM_CHUNK);
+            out.extend_from_slice(&chunk[..take]);
+        }
+        Ok(out)
+    }
+}
