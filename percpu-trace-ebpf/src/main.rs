@@ -13,9 +13,12 @@ use aya_ebpf::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
     },
-    macros::{kprobe, kretprobe, map, raw_tracepoint, tracepoint},
+    macros::{fentry, fexit, kprobe, kretprobe, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
-    programs::{ProbeContext, RawTracePointContext, RetProbeContext, TracePointContext},
+    programs::{
+        FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
+        TracePointContext,
+    },
 };
 use aya_ebpf::programs::tracing::StackIdContext;
 use percpu_trace_common::{drop_reason, kind, state, ProbeConfig, RawEvent, KMEM_CHUNK, NO_ARG};
@@ -240,12 +243,36 @@ fn stack<C: StackIdContext>(ctx: &C) -> i32 {
     }
 }
 
-#[inline(always)]
-fn arg_u64(ctx: &ProbeContext, n: u32) -> u64 {
-    if n == NO_ARG {
-        return 0;
+/// Function arguments by position, the same way for kprobes and fentry programs, so each
+/// probe point has one implementation and two thin entry points.
+trait Args: StackIdContext {
+    /// Argument `n` (0-based) as u64; 0 for `NO_ARG`.
+    fn argn(&self, n: u32) -> u64;
+}
+
+impl Args for ProbeContext {
+    #[inline(always)]
+    fn argn(&self, n: u32) -> u64 {
+        if n == NO_ARG {
+            return 0;
+        }
+        self.arg::<u64>(n as usize).unwrap_or(0)
     }
-    ctx.arg::<u64>(n as usize).unwrap_or(0)
+}
+
+impl Args for FEntryContext {
+    #[inline(always)]
+    fn argn(&self, n: u32) -> u64 {
+        if n == NO_ARG {
+            return 0;
+        }
+        self.arg::<u64>(n as usize)
+    }
+}
+
+#[inline(always)]
+fn arg_u64<C: Args>(ctx: &C, n: u32) -> u64 {
+    ctx.argn(n)
 }
 
 // ---------------------------------------------------------------- pcpu_alloc
@@ -255,7 +282,13 @@ pub fn pcpu_alloc_enter(ctx: ProbeContext) -> u32 {
     try_pcpu_alloc_enter(&ctx).unwrap_or(0)
 }
 
-fn try_pcpu_alloc_enter(ctx: &ProbeContext) -> Option<u32> {
+#[fentry]
+pub fn fentry_pcpu_alloc(ctx: FEntryContext) -> u32 {
+    try_pcpu_alloc_enter(&ctx).unwrap_or(0)
+}
+
+#[inline(always)]
+fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
     let gfp = arg_u64(ctx, cfg!(arg_pcpu_gfp)) as u32;
     if gfp & cfg!(gfp_direct_reclaim) == 0 {
         return None; // atomic: never takes the mutex
@@ -289,14 +322,23 @@ fn try_pcpu_alloc_enter(ctx: &ProbeContext) -> Option<u32> {
 
 #[kretprobe]
 pub fn pcpu_alloc_exit(ctx: RetProbeContext) -> u32 {
+    pcpu_alloc_return(|| ctx.ret::<u64>())
+}
+
+#[fexit]
+pub fn fexit_pcpu_alloc(ctx: FExitContext) -> u32 {
+    pcpu_alloc_return(|| ctx.ret::<u64>().unwrap_or(0))
+}
+
+#[inline(always)]
+fn pcpu_alloc_return(ret: impl FnOnce() -> u64) -> u32 {
     let (pid, _) = pid_tgid();
     if unsafe { TASKS.get(pid) }.is_none() {
         return 0;
     }
     let c = Common::new(current_task());
     let _ = TASKS.remove(pid);
-    let ret: u64 = ctx.ret();
-    emit(&c, kind::PCPU_ALLOC_EXIT, c.caller_gfp, 0, -1, ret, 0, 0);
+    emit(&c, kind::PCPU_ALLOC_EXIT, c.caller_gfp, 0, -1, ret(), 0, 0);
     0
 }
 
@@ -335,9 +377,19 @@ fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
 
 #[kprobe]
 pub fn chunk_create(ctx: ProbeContext) -> u32 {
+    on_chunk_create(&ctx)
+}
+
+#[fentry]
+pub fn fentry_chunk_create(ctx: FEntryContext) -> u32 {
+    on_chunk_create(&ctx)
+}
+
+#[inline(always)]
+fn on_chunk_create<C: Args>(ctx: &C) -> u32 {
     let c = Common::new(current_task());
-    let gfp = arg_u64(&ctx, cfg!(arg_create_gfp)) as u32;
-    let st = stack(&ctx);
+    let gfp = arg_u64(ctx, cfg!(arg_create_gfp)) as u32;
+    let st = stack(ctx);
     emit(&c, kind::CHUNK_CREATE, gfp, state::GFP_KNOWN, st, 0, 0, 0);
     0
 }
@@ -353,12 +405,23 @@ pub fn chunk_create_tp(ctx: TracePointContext) -> u32 {
 
 #[kprobe]
 pub fn chunk_populate(ctx: ProbeContext) -> u32 {
+    on_chunk_populate(&ctx)
+}
+
+#[fentry]
+pub fn fentry_chunk_populate(ctx: FEntryContext) -> u32 {
+    on_chunk_populate(&ctx)
+}
+
+#[inline(always)]
+fn on_chunk_populate<C: Args>(ctx: &C) -> u32 {
     let c = Common::new(current_task());
-    let gfp = arg_u64(&ctx, cfg!(arg_populate_gfp)) as u32;
+    let gfp = arg_u64(ctx, cfg!(arg_populate_gfp)) as u32;
     // Only a constrained caller's populate can become a finding; the balance worker's cannot.
-    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(&ctx) } else { -1 };
-    let start = ctx.arg::<u64>(1).unwrap_or(0);
-    let end = ctx.arg::<u64>(2).unwrap_or(0);
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(ctx) } else { -1 };
+    // pcpu_populate_chunk(chunk, page_start, page_end, gfp) on every supported version.
+    let start = arg_u64(ctx, 1);
+    let end = arg_u64(ctx, 2);
     emit(&c, kind::CHUNK_POPULATE, gfp, state::GFP_KNOWN, st, start, end, 0);
     0
 }
@@ -367,38 +430,79 @@ pub fn chunk_populate(ctx: ProbeContext) -> u32 {
 
 #[kprobe]
 pub fn get_vm_areas(ctx: ProbeContext) -> u32 {
+    on_get_vm_areas(&ctx)
+}
+
+#[fentry]
+pub fn fentry_get_vm_areas(ctx: FEntryContext) -> u32 {
+    on_get_vm_areas(&ctx)
+}
+
+#[inline(always)]
+fn on_get_vm_areas<C: Args>(ctx: &C) -> u32 {
     let c = Common::new(current_task());
     let n = cfg!(arg_vm_areas_gfp);
-    let (gfp, known) = if n == NO_ARG { (0, 0) } else { (arg_u64(&ctx, n) as u32, state::GFP_KNOWN) };
-    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(&ctx) } else { -1 };
-    let nr = arg_u64(&ctx, cfg!(arg_vm_areas_nr));
+    let (gfp, known) = if n == NO_ARG { (0, 0) } else { (arg_u64(ctx, n) as u32, state::GFP_KNOWN) };
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(ctx) } else { -1 };
+    let nr = arg_u64(ctx, cfg!(arg_vm_areas_nr));
     emit(&c, kind::GET_VM_AREAS, gfp, known, st, nr, 0, 0);
     0
 }
 
 #[kprobe]
 pub fn vmalloc_node(ctx: ProbeContext) -> u32 {
+    on_vmalloc(&ctx)
+}
+
+#[fentry]
+pub fn fentry_vmalloc_node(ctx: FEntryContext) -> u32 {
+    on_vmalloc(&ctx)
+}
+
+#[inline(always)]
+fn on_vmalloc<C: Args>(ctx: &C) -> u32 {
     // Hot path for everyone else: one owner-word read, nothing written.
     let task = current_task();
     if mutex_state(task) & state::HOLDS_MUTEX == 0 {
         return 0;
     }
     let c = Common::new(task);
-    let gfp = arg_u64(&ctx, cfg!(arg_vmalloc_gfp)) as u32;
-    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(&ctx) } else { -1 };
-    let size = arg_u64(&ctx, cfg!(arg_vmalloc_size));
+    let gfp = arg_u64(ctx, cfg!(arg_vmalloc_gfp)) as u32;
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(ctx) } else { -1 };
+    let size = arg_u64(ctx, cfg!(arg_vmalloc_size));
     emit(&c, kind::VMALLOC, gfp, state::GFP_KNOWN, st, size, 0, 0);
     0
 }
 
 #[kprobe]
 pub fn pgtable_alloc(ctx: ProbeContext) -> u32 {
+    on_pgtable_alloc(&ctx)
+}
+
+// One fentry program binds to one function, so each page-table level has its own.
+#[fentry]
+pub fn fentry_pte_alloc(ctx: FEntryContext) -> u32 {
+    on_pgtable_alloc(&ctx)
+}
+
+#[fentry]
+pub fn fentry_pmd_alloc(ctx: FEntryContext) -> u32 {
+    on_pgtable_alloc(&ctx)
+}
+
+#[fentry]
+pub fn fentry_pud_alloc(ctx: FEntryContext) -> u32 {
+    on_pgtable_alloc(&ctx)
+}
+
+#[inline(always)]
+fn on_pgtable_alloc<C: StackIdContext>(ctx: &C) -> u32 {
     let task = current_task();
     if mutex_state(task) & state::HOLDS_MUTEX == 0 {
         return 0;
     }
     let c = Common::new(task);
-    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(&ctx) } else { -1 };
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(ctx) } else { -1 };
     emit(&c, kind::PGTABLE_ALLOC, 0, 0, st, 0, 0, 0);
     0
 }
