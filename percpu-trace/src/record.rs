@@ -1,0 +1,1 @@
+//! Recordings (JSON lines) and replay.
