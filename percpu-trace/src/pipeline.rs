@@ -139,3 +139,51 @@ impl Decoder {
         Ok(())
     }
 }
+
+/// What the live pipeline hands to a consumer on another task (the TUI, for instance):
+/// the same information a [`Sink`] gets, as messages.
+#[derive(Clone, Debug)]
+pub enum LiveItem {
+    /// A decoded event.
+    Event(Event),
+    /// A stack seen for the first time (comes before the first event using it).
+    Stack(u32, Vec<Frame>),
+    /// Updated loss counters and the total number of events so far.
+    Progress {
+        /// Events delivered so far.
+        events: u64,
+        /// Losses so far.
+        losses: Losses,
+    },
+}
+
+/// A [`Sink`] that forwards into a channel; counts what the channel refused.
+pub struct ChannelSink {
+    tx: tokio::sync::mpsc::Sender<LiveItem>,
+    /// Items the consumer was too slow to take (counted, never silent).
+    pub refused: u64,
+}
+
+impl ChannelSink {
+    /// Wraps a sender.
+    pub fn new(tx: tokio::sync::mpsc::Sender<LiveItem>) -> Self {
+        ChannelSink { tx, refused: 0 }
+    }
+
+    /// Sends one item without blocking the reader.
+    pub fn send(&mut self, item: LiveItem) {
+        if self.tx.try_send(item).is_err() {
+            self.refused += 1;
+        }
+    }
+}
+
+impl Sink for ChannelSink {
+    fn event(&mut self, ev: &Event) {
+        self.send(LiveItem::Event(ev.clone()));
+    }
+
+    fn stack(&mut self, id: u32, frames: &[Frame]) {
+        self.send(LiveItem::Stack(id, frames.to_vec()));
+    }
+}
