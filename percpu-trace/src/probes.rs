@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{KProbe, TracePoint},
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
 };
 use percpu_trace_common::{drop_reason, CONFIG_GLOBAL};
 
@@ -36,8 +36,9 @@ pub struct Probes {
 
 impl Probes {
     /// Loads the object with the plan's config and attaches every available probe.
-    /// Fails when nothing at all could be attached.
-    pub fn attach(plan: &AttachPlan) -> Result<Self> {
+    /// `btf` is needed only for fentry/fexit attachments. Fails when nothing at all could
+    /// be attached.
+    pub fn attach(plan: &AttachPlan, btf: Option<&Btf>) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &plan.config, true)
             .load(BPF_OBJECT)
@@ -48,6 +49,9 @@ impl Probes {
             let res = match &p.attachment {
                 Attachment::Kprobe { symbol } | Attachment::Kretprobe { symbol } => {
                     attach_kprobe(&mut ebpf, &p.program, symbol).map(|_| symbol.clone())
+                }
+                Attachment::Fentry { symbol } | Attachment::Fexit { symbol } => {
+                    attach_trampoline(&mut ebpf, &p.program, symbol, btf).map(|_| symbol.clone())
                 }
                 Attachment::Tracepoint { category, name } => {
                     attach_tracepoint(&mut ebpf, &p.program, category, name).map(|_| format!("{category}:{name}"))
@@ -110,6 +114,25 @@ fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> Result<()> {
         prog.load().with_context(|| format!("loading {program}"))?;
     }
     prog.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))?;
+    Ok(())
+}
+
+/// fentry/fexit: the program binds to its function at load time, so each program is
+/// loaded and attached exactly once.
+fn attach_trampoline(ebpf: &mut Ebpf, program: &str, symbol: &str, btf: Option<&Btf>) -> Result<()> {
+    let btf = btf.context("fentry/fexit need kernel BTF")?;
+    let prog = ebpf.program_mut(program).with_context(|| format!("program {program} not in the eBPF object"))?;
+    match prog {
+        aya::programs::Program::FEntry(p) => {
+            p.load(symbol, btf).with_context(|| format!("loading {program} for {symbol}"))?;
+            p.attach().with_context(|| format!("attaching {program} to {symbol}"))?;
+        }
+        aya::programs::Program::FExit(p) => {
+            p.load(symbol, btf).with_context(|| format!("loading {program} for {symbol}"))?;
+            p.attach().with_context(|| format!("attaching {program} to {symbol}"))?;
+        }
+        _ => bail!("program {program} is not fentry/fexit"),
+    }
     Ok(())
 }
 

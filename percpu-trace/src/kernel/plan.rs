@@ -30,6 +30,16 @@ pub enum Attachment {
         /// Function name.
         symbol: String,
     },
+    /// fentry on a kernel function (BPF trampoline; needs the function in BTF).
+    Fentry {
+        /// Function name as in BTF.
+        symbol: String,
+    },
+    /// fexit on a kernel function.
+    Fexit {
+        /// Function name as in BTF.
+        symbol: String,
+    },
     /// A tracepoint.
     Tracepoint {
         /// e.g. "percpu".
