@@ -195,3 +195,29 @@ impl KernelMemReader {
         Ok(out)
     }
 }
+
+/// Loads (verifies) every program that needs no attach target (kprobe, tracepoint, raw
+/// tracepoint) without attaching anything: proof that this kernel's verifier accepts them.
+/// fentry/fexit programs are verified against a function at load time, so they are listed
+/// as not checked here.
+pub fn verify_programs() -> Result<Vec<(String, std::result::Result<(), String>)>> {
+    use aya::programs::Program;
+    let mut ebpf = EbpfLoader::new()
+        .override_global(CONFIG_GLOBAL, &percpu_trace_common::ProbeConfig::default(), true)
+        .load(BPF_OBJECT)
+        .map_err(|e| anyhow!("loading the eBPF object: {e}"))?;
+    let names: Vec<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let prog = ebpf.program_mut(&name).context("program vanished")?;
+        let res = match prog {
+            Program::KProbe(p) => p.load().map_err(|e| format!("{e:#}")),
+            Program::TracePoint(p) => p.load().map_err(|e| format!("{e:#}")),
+            Program::RawTracePoint(p) => p.load().map_err(|e| format!("{e:#}")),
+            _ => Err("not checked: fentry/fexit verify against a target function".into()),
+        };
+        out.push((name, res));
+    }
+    out.sort();
+    Ok(out)
+}

@@ -168,3 +168,19 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+#[ignore = "needs root; run by `cargo xtask test`"]
+fn every_kprobe_and_tracepoint_program_passes_this_verifier() {
+    assert_root();
+    let results = percpu_trace::probes::verify_programs().expect("loading the object");
+    let mut checked = 0;
+    for (name, res) in &results {
+        match res {
+            Ok(()) => checked += 1,
+            Err(e) if e.starts_with("not checked") => assert!(name.starts_with("fentry_") || name.starts_with("fexit_"), "{name}: {e}"),
+            Err(e) => panic!("{name} rejected by the verifier: {e}"),
+        }
+    }
+    assert!(checked >= 17, "only {checked} programs verified: {results:?}");
+}
