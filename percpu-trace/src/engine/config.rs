@@ -1,0 +1,114 @@
+//! Engine configuration: every kernel number the engine uses, so none is hard-coded in the
+//! rules. Defaults are the values stable from 6.1 to 7.3 (see KERNELS.md); live mode fills
+//! them from the running kernel's BTF.
+use serde::{Deserialize, Serialize};
+
+/// Kernel constants and limits for the [`crate::engine::Engine`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// __GFP_IO.
+    pub gfp_io: u32,
+    /// __GFP_FS.
+    pub gfp_fs: u32,
+    /// __GFP_DIRECT_RECLAIM.
+    pub gfp_direct_reclaim: u32,
+    /// GFP_KERNEL: what pcpu_get_vm_areas' metadata (unpatched kernels) and kernel page
+    /// tables (GFP_PGTABLE_KERNEL) are allocated with before the task's scope narrows them.
+    pub gfp_kernel: u32,
+    /// PF_MEMALLOC_NOIO.
+    pub pf_memalloc_noio: u32,
+    /// PF_MEMALLOC_NOFS.
+    pub pf_memalloc_nofs: u32,
+    /// Whether the kernel has the fix series (`None`: unknown). Copied into findings; also
+    /// used to judge a chunk creation seen only through the tracepoint (see `rules`).
+    pub fix_present: Option<bool>,
+    /// Most tasks tracked at once; the least recently seen are evicted beyond it.
+    pub max_tasks: usize,
+    /// Most distinct findings; further distinct ones are only counted.
+    pub max_findings: usize,
+    /// Reclaim episodes kept for [`crate::engine::EngineState::recent_reclaims`].
+    pub max_recent_reclaims: usize,
+    /// Distinct comms/gfps counted in the constrained-allocation counters; the rest are
+    /// counted under [`crate::engine::OTHER_COMM`] / in `constrained_other_gfp`.
+    pub max_counter_keys: usize,
+    /// Findings a single open reclaim or wait can still update when it ends.
+    pub max_pending_links: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            gfp_io: 0x40,
+            gfp_fs: 0x80,
+            gfp_direct_reclaim: 0x400,
+            gfp_kernel: 0xcc0,
+            pf_memalloc_noio: 0x80000,
+            pf_memalloc_nofs: 0x40000,
+            fix_present: None,
+            max_tasks: 16384,
+            max_findings: 4096,
+            max_recent_reclaims: 64,
+            max_counter_keys: 256,
+            max_pending_links: 16,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// __GFP_IO | __GFP_FS: the reclaim capabilities a constraint can take away.
+    pub fn reclaim_bits(&self) -> u32 {
+        self.gfp_io | self.gfp_fs
+    }
+
+    /// `gfp` narrowed by the memalloc scope in `task_flags`, as current_gfp_context() does:
+    /// NOIO clears IO and FS, NOFS clears FS.
+    pub fn effective_gfp(&self, gfp: u32, task_flags: u32) -> u32 {
+        if task_flags & self.pf_memalloc_noio != 0 {
+            gfp & !(self.gfp_io | self.gfp_fs)
+        } else if task_flags & self.pf_memalloc_nofs != 0 {
+            gfp & !self.gfp_fs
+        } else {
+            gfp
+        }
+    }
+
+    /// The reclaim bits (IO/FS) an effective gfp forbids.
+    pub fn forbidden(&self, effective_gfp: u32) -> u32 {
+        self.reclaim_bits() & !effective_gfp
+    }
+
+    /// Whether the task flags put the task in a NOIO or NOFS scope.
+    pub fn scope_constrained(&self, task_flags: u32) -> bool {
+        task_flags & (self.pf_memalloc_noio | self.pf_memalloc_nofs) != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_narrow_like_current_gfp_context() {
+        let c = EngineConfig::default();
+        assert_eq!(c.effective_gfp(0xcc0, 0x80000), 0xc00);
+        assert_eq!(c.effective_gfp(0xcc0, 0x40000), 0xc40);
+        assert_eq!(c.effective_gfp(0xcc0, 0xc0000), 0xc00);
+        assert_eq!(c.effective_gfp(0xc40, 0), 0xc40);
+        assert_eq!(c.forbidden(0xc00), 0xc0);
+        assert_eq!(c.forbidden(0xc40), 0x80);
+        assert_eq!(c.forbidden(0xcc0), 0);
+    }
+
+    #[test]
+    fn config_round_trips_and_fills_missing_fields() {
+        let c = EngineConfig {
+            fix_present: Some(true),
+            ..Default::default()
+        };
+        let s = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<EngineConfig>(&s).unwrap(), c);
+        let partial: EngineConfig = serde_json::from_str(r#"{"gfp_io":64}"#).unwrap();
+        assert_eq!(partial.gfp_fs, 0x80);
+    }
+}
