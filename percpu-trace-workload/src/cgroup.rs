@@ -1,0 +1,100 @@
+//! `noio-gfp`: GFP_NOIO percpu allocations made *by the caller's gfp argument* (no scope).
+//!
+//! Writing `MAJ:MIN rbps=...` to a cgroup's io.max goes through blkg_conf_prep(), which
+//! creates the missing blkgs of the cgroup and all its ancestors with blkg_alloc(GFP_NOIO)
+//! (since 6.18, backported to 6.12.117): four percpu allocations per blkg. On the leaf of a
+//! chain `depth` deep that is `4 * depth` GFP_NOIO allocations in one system call, fast
+//! enough to use up the populated part of the percpu chunks before the balance worker
+//! (which refills it) gets to run; at SCHED_FIFO with RT throttling off the worker cannot
+//! run at all on this CPU until the writer sleeps. So the writer itself populates chunks
+//! (and now and then creates one) while it holds pcpu_alloc_mutex.
+use std::{fs, path::PathBuf, time::Instant};
+
+use anyhow::{Context, Result};
+
+use crate::sys;
+
+/// What one run did.
+pub struct Outcome {
+    /// io.max writes that succeeded.
+    pub writes: usize,
+    /// blkgs that should have been created (depth per chain, plus the leaf's own).
+    pub blkgs: usize,
+}
+
+/// Builds `chains` chains of `depth` cgroups under `root/<prefix>N`, then writes io.max on
+/// each leaf for disk `dev` ("MAJ:MIN") at SCHED_FIFO `prio` (0: normal priority).
+pub fn noio_gfp(
+    root: &str,
+    prefix: &str,
+    chains: usize,
+    depth: usize,
+    dev: &str,
+    prio: i32,
+) -> Result<Outcome> {
+    enable_io(&PathBuf::from(root))?;
+    let t = Instant::now();
+    let mut leaves = Vec::new();
+    for c in 0..chains {
+        let mut p = PathBuf::from(root).join(format!("{prefix}{c}"));
+        mkdir(&p)?;
+        for _ in 1..depth {
+            enable_io(&p)?;
+            p.push("c");
+            mkdir(&p)?;
+        }
+        leaves.push(p);
+    }
+    eprintln!(
+        "noio-gfp: {chains} chains of {depth} cgroups built in {:?}",
+        t.elapsed()
+    );
+
+    // Creating the cgroups first keeps the io.max pass purely GFP_NOIO percpu allocations.
+    let old_rt = sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", "-1")?;
+    if prio > 0 {
+        sys::set_fifo(prio)?;
+    }
+    let t = Instant::now();
+    let line = format!("{dev} rbps=1000000");
+    let mut writes = 0;
+    for leaf in &leaves {
+        let f = leaf.join("io.max");
+        fs::write(&f, &line).with_context(|| format!("writing {line:?} to {}", f.display()))?;
+        writes += 1;
+    }
+    let took = t.elapsed();
+    sys::set_fifo(0)?;
+    sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", &old_rt)?;
+    eprintln!(
+        "noio-gfp: {writes} io.max writes ({} blkgs) in {took:?}",
+        writes * depth
+    );
+    Ok(Outcome {
+        writes,
+        blkgs: writes * depth,
+    })
+}
+
+fn mkdir(p: &PathBuf) -> Result<()> {
+    match fs::create_dir(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("mkdir {}", p.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn enable_io(p: &std::path::Path) -> Result<()> {
+    let f = p.join("cgroup.subtree_control");
+    fs::write(&f, "+io").with_context(|| format!("writing +io to {}", f.display()))
+}
+
+/// "MAJ:MIN" of a block device by name (e.g. "vda").
+pub fn disk_dev(name: &str) -> Result<String> {
+    let p = format!("/sys/block/{name}/dev");
+    Ok(fs::read_to_string(&p)
+        .with_context(|| format!("reading {p}"))?
+        .trim()
+        .to_string())
+}

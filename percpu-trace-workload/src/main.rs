@@ -1,0 +1,461 @@
+//! Guest workloads for the percpu-trace qemu tests: each subcommand drives one kernel path
+//! that the tool must see (see xtask/src/vm/README.md for why each one works).
+//!
+//! Built statically (`-C target-feature=+crt-static`) so it runs in a busybox initramfs
+//! without a libc; it needs root in the guest.
+mod bpf;
+mod cgroup;
+mod sys;
+
+use std::{
+    fs,
+    io::Read,
+    path::PathBuf,
+    process::{Child, Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pt-workload", about = "percpu-trace guest workloads")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create and close BPF percpu arrays in rounds (one percpu allocation per entry).
+    PercpuArrays(ArraysArgs),
+    /// GFP_NOIO percpu allocations by gfp argument: io.max on the leaves of deep cgroup chains.
+    NoioGfp {
+        /// Disk whose blkgs io.max creates (a name under /sys/block).
+        #[arg(long, default_value = "vda")]
+        disk: String,
+        /// Number of chains (one io.max write each).
+        #[arg(long, default_value_t = 6)]
+        chains: usize,
+        /// Cgroups per chain (blkgs created by one write).
+        #[arg(long, default_value_t = 400)]
+        depth: usize,
+        /// SCHED_FIFO priority of the writer; 0 keeps SCHED_OTHER.
+        #[arg(long, default_value_t = 50)]
+        prio: i32,
+        /// Name prefix of the chains (unique per run: blkgs exist once per cgroup and disk).
+        #[arg(long, default_value = "pt")]
+        prefix: String,
+        /// cgroup v2 mount point.
+        #[arg(long, default_value = "/sys/fs/cgroup")]
+        root: String,
+    },
+    /// Read a file over and over so reclaim has page cache to take.
+    Churn {
+        /// File to read.
+        #[arg(long)]
+        file: PathBuf,
+        /// Seconds to keep reading; 0 reads it once.
+        #[arg(long, default_value_t = 0)]
+        secs: u64,
+        /// Pin to this CPU.
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
+    /// Busy loop at SCHED_FIFO on one CPU.
+    Hog {
+        /// CPU to occupy.
+        #[arg(long)]
+        cpu: usize,
+        /// Seconds.
+        #[arg(long)]
+        secs: u64,
+        /// SCHED_FIFO priority.
+        #[arg(long, default_value_t = 1)]
+        prio: i32,
+    },
+    /// Cross-task contention: kswapd starved, constrained and unconstrained creators, churn.
+    Contention {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 40)]
+        secs: u64,
+        /// Large file on a real filesystem for page-cache churn.
+        #[arg(long)]
+        file: PathBuf,
+        /// vm.min_free_kbytes during the run.
+        #[arg(long, default_value_t = 20000)]
+        min_free_kbytes: u64,
+        /// Maps per creator round.
+        #[arg(long, default_value_t = 8)]
+        maps: usize,
+    },
+    /// Print the BPF objects and kprobes alive now, one per line (to a file with --out).
+    Snapshot {
+        /// Output file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Fail unless every BPF object and kprobe alive now was already in the --before snapshot
+    /// (waits up to --wait seconds: the kernel frees programs after an RCU grace period).
+    Compare {
+        /// Snapshot taken before the tool started.
+        #[arg(long)]
+        before: PathBuf,
+        /// Seconds to wait for deferred frees.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Wait until BPF programs beyond the --before snapshot are loaded (the tool attached).
+    WaitAttached {
+        /// Snapshot taken before the tool started.
+        #[arg(long)]
+        before: PathBuf,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// At least this many new programs.
+        #[arg(long, default_value_t = 1)]
+        min: usize,
+        /// The tool's pid: give up at once when it exits.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct ArraysArgs {
+    /// Enter the IO_FLUSHER (NOIO) scope first.
+    #[arg(long)]
+    io_flusher: bool,
+    /// Maps per round (kept open until the round ends).
+    #[arg(long, default_value_t = 20)]
+    maps: usize,
+    /// Entries per map (one percpu allocation each).
+    #[arg(long, default_value_t = 64)]
+    entries: u32,
+    /// Value size; 32 KiB is the largest percpu allocation (PCPU_MIN_UNIT_SIZE).
+    #[arg(long, default_value_t = 32768)]
+    value_size: u32,
+    /// Rounds; ignored when --secs is given.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Loop rounds for this many seconds instead.
+    #[arg(long)]
+    secs: Option<u64>,
+    /// Pin to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Label for the summary line.
+    #[arg(long, default_value = "arrays")]
+    label: String,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pt-workload: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::PercpuArrays(a) => percpu_arrays(&a),
+        Cmd::NoioGfp {
+            disk,
+            chains,
+            depth,
+            prio,
+            prefix,
+            root,
+        } => {
+            let dev = cgroup::disk_dev(&disk)?;
+            let o = cgroup::noio_gfp(&root, &prefix, chains, depth, &dev, prio)?;
+            println!(
+                "noio-gfp: writes={} blkgs={} noio_allocs~={}",
+                o.writes,
+                o.blkgs,
+                o.blkgs * 4
+            );
+            Ok(())
+        }
+        Cmd::Churn { file, secs, cpu } => {
+            if let Some(c) = cpu {
+                sys::pin(0, c)?;
+            }
+            let bytes = churn(&file, secs)?;
+            println!("churn: read {} MiB", bytes >> 20);
+            Ok(())
+        }
+        Cmd::Hog { cpu, secs, prio } => hog(cpu, secs, prio),
+        Cmd::Contention {
+            secs,
+            file,
+            min_free_kbytes,
+            maps,
+        } => contention(secs, &file, min_free_kbytes, maps),
+        Cmd::Snapshot { out } => {
+            let text: String = bpf::snapshot()?.into_iter().map(|l| l + "\n").collect();
+            match out {
+                Some(p) => fs::write(&p, text).with_context(|| format!("writing {}", p.display())),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+        Cmd::Compare { before, wait } => compare(&before, wait),
+        Cmd::WaitAttached {
+            before,
+            timeout,
+            min,
+            pid,
+        } => wait_attached(&before, timeout, min, pid),
+    }
+}
+
+fn percpu_arrays(a: &ArraysArgs) -> Result<()> {
+    if let Some(c) = a.cpu {
+        sys::pin(0, c)?;
+    }
+    sys::unlimit_memlock();
+    if a.io_flusher {
+        sys::set_io_flusher()?;
+    }
+    let deadline = a.secs.map(|s| Instant::now() + Duration::from_secs(s));
+    let (mut rounds, mut made, mut failed) = (0usize, 0usize, 0usize);
+    let mut last_err = None;
+    loop {
+        match deadline {
+            Some(d) if sys::remaining(d).is_none() => break,
+            None if rounds >= a.rounds => break,
+            _ => {}
+        }
+        // Keep the round's maps open together so their percpu areas pile up in the chunks.
+        let mut fds = Vec::with_capacity(a.maps);
+        for _ in 0..a.maps {
+            match bpf::percpu_array(a.value_size, a.entries) {
+                Ok(fd) => {
+                    fds.push(fd);
+                    made += 1;
+                }
+                // ENOMEM under pressure is part of the game, not a workload failure.
+                Err(e) => {
+                    failed += 1;
+                    last_err = Some(e);
+                }
+            }
+        }
+        drop(fds);
+        rounds += 1;
+    }
+    println!(
+        "{}: io_flusher={} rounds={rounds} maps={made} failed={failed} allocs~={}",
+        a.label,
+        a.io_flusher,
+        made * a.entries as usize
+    );
+    if made == 0 {
+        bail!("no map could be created (last error: {last_err:?})");
+    }
+    Ok(())
+}
+
+fn churn(file: &PathBuf, secs: u64) -> Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let mut f = fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        loop {
+            let n = f.read(&mut buf).context("reading")?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if secs > 0 && sys::remaining(deadline).is_none() {
+                return Ok(total);
+            }
+        }
+        if secs == 0 || sys::remaining(deadline).is_none() {
+            return Ok(total);
+        }
+    }
+}
+
+fn hog(cpu: usize, secs: u64, prio: i32) -> Result<()> {
+    sys::pin(0, cpu)?;
+    sys::set_fifo(prio)?;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut spins = 0u64;
+    while sys::remaining(deadline).is_some() {
+        for _ in 0..10_000 {
+            spins = std::hint::black_box(spins.wrapping_add(1));
+        }
+    }
+    println!("hog: cpu {cpu} done");
+    Ok(())
+}
+
+/// Runs this binary again with `args` (children are separate processes so each can have its
+/// own scope, CPU and scheduling policy).
+fn spawn(args: &[String]) -> Result<Child> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    Command::new(exe)
+        .args(args)
+        .spawn()
+        .context("spawning a workload child")
+}
+
+fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> Result<()> {
+    let n = sys::ncpus();
+    if n < 2 {
+        bail!("contention needs at least 2 CPUs (one is given to a starved kswapd), have {n}");
+    }
+    // Fill the page cache first so reclaim has clean pages to take from the start.
+    let filled = churn(file, 0)?;
+    eprintln!("contention: page cache filled with {} MiB", filled >> 20);
+
+    let starve = n - 1;
+    let work = |i: usize| i % (n - 1);
+    let old_rt = sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", "-1")?;
+    let old_min = sys::write_knob("/proc/sys/vm/min_free_kbytes", &min_free_kbytes.to_string())?;
+    // kswapd can only run where the FIFO hog lives, so it never runs: every allocation that
+    // dips under the watermarks reclaims directly, including the mutex holder's.
+    let kswapd = sys::find_task("kswapd0").context("no kswapd0 task")?;
+    sys::pin(kswapd, starve)?;
+
+    let s = secs.to_string();
+    let arrays = |label: &str, cpu: usize, flusher: bool| {
+        let mut v: Vec<String> = [
+            "percpu-arrays",
+            "--secs",
+            &s,
+            "--maps",
+            &maps.to_string(),
+            "--label",
+            label,
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        v.extend(["--cpu".into(), cpu.to_string()]);
+        if flusher {
+            v.push("--io-flusher".into());
+        }
+        v
+    };
+    let hog_args: Vec<String> = [
+        "hog",
+        "--cpu",
+        &starve.to_string(),
+        "--secs",
+        &(secs + 2).to_string(),
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    let churn_args: Vec<String> = [
+        "churn",
+        "--file",
+        &file.to_string_lossy(),
+        "--secs",
+        &s,
+        "--cpu",
+        &work(0).to_string(),
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    let mut children = vec![spawn(&hog_args)?];
+    // Give the hog a moment to occupy its CPU before the pressure starts.
+    std::thread::sleep(Duration::from_millis(300));
+    for args in [
+        arrays("unconstrained-a", work(0), false),
+        arrays("io-flusher", work(1), true),
+        arrays("unconstrained-b", work(1), false),
+        churn_args,
+    ] {
+        children.push(spawn(&args)?);
+    }
+    let mut failed = 0;
+    for mut c in children {
+        if !c.wait().context("waiting for a child")?.success() {
+            failed += 1;
+        }
+    }
+    sys::write_knob("/proc/sys/vm/min_free_kbytes", &old_min)?;
+    sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", &old_rt)?;
+    if failed > 0 {
+        bail!("{failed} workload children failed");
+    }
+    println!("contention: done ({n} CPUs, kswapd starved on CPU {starve})");
+    Ok(())
+}
+
+fn read_snapshot(p: &PathBuf) -> Result<std::collections::BTreeSet<String>> {
+    Ok(fs::read_to_string(p)
+        .with_context(|| format!("reading {}", p.display()))?
+        .lines()
+        .map(String::from)
+        .collect())
+}
+
+fn compare(before: &PathBuf, wait: u64) -> Result<()> {
+    let before = read_snapshot(before)?;
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        let now = bpf::snapshot()?;
+        let left: Vec<_> = now.difference(&before).collect();
+        if left.is_empty() {
+            println!(
+                "compare: nothing left behind ({} objects, as before)",
+                now.len()
+            );
+            return Ok(());
+        }
+        if sys::remaining(deadline).is_none() {
+            for l in &left {
+                println!("left behind: {l}");
+            }
+            bail!("{} BPF objects or kprobes outlived the tool", left.len());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn wait_attached(before: &PathBuf, timeout: u64, min: usize, pid: Option<u32>) -> Result<()> {
+    let before = read_snapshot(before)?;
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    // Attached = programs loaded and the set of new objects (programs, links, kprobes)
+    // unchanged for 2 s: loading and attaching happen in steps.
+    let (mut last, mut stable_since) = (0usize, Instant::now());
+    loop {
+        let now = bpf::snapshot()?;
+        let new: Vec<_> = now.difference(&before).collect();
+        let progs = new.iter().filter(|l| l.starts_with("prog ")).count();
+        if new.len() != last {
+            last = new.len();
+            stable_since = Instant::now();
+        } else if progs >= min && stable_since.elapsed() >= Duration::from_secs(2) {
+            let links = new.iter().filter(|l| l.starts_with("link ")).count();
+            let kprobes = new.iter().filter(|l| l.starts_with("kprobe")).count();
+            println!("wait-attached: {progs} programs, {links} links, {kprobes} kprobes");
+            return Ok(());
+        }
+        if let Some(p) = pid {
+            // A zombie still has /proc/PID (the shell reaps it later): look at the state.
+            let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+            if matches!(state, None | Some('Z') | Some('X')) {
+                bail!("the tool (pid {p}) exited before attaching");
+            }
+        }
+        if sys::remaining(deadline).is_none() {
+            bail!("the tool loaded {progs} programs within {timeout} s (wanted {min}, stable for 2 s)");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,439 @@
+//! The kernel matrix (data), and getting each kernel onto this machine through apt.
+//!
+//! A kernel is named by *series*, not version: Debian moves on and old packages stop being
+//! downloadable, so each run picks the newest downloadable package of the series, records
+//! the exact version, and checks the kernel's role from its BTF instead of trusting the name.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+
+/// What a kernel is in the matrix for; decides the assertions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Has 9a5b183941b5 (NOIO balance worker) but not the fix series: findings expected.
+    Vulnerable,
+    /// Has the fix series (pcpu_get_vm_areas takes a gfp): no findings expected.
+    Fixed,
+    /// Before the 6.10 renames (pcpu_alloc, __vmalloc_node_range): the tool must attach by
+    /// the old names and run cleanly.
+    Old,
+}
+
+/// One line of the matrix.
+pub struct KernelSpec {
+    /// Name for `--kernel` (also accepted: the role's name).
+    pub name: &'static str,
+    /// Expected role, checked against the BTF.
+    pub role: Role,
+    /// Image package with `#` for each number that varies; the newest match wins.
+    pub image: &'static str,
+    /// Prefix that replaces the image package's prefix (up to the version) to name the
+    /// modules package, when modules ship separately.
+    pub modules: Option<(&'static str, &'static str)>,
+    /// In the CI matrix (`cargo xtask vm-test` without --kernel).
+    pub ci: bool,
+}
+
+/// The matrix. Adding a kernel is one line.
+pub const KERNELS: &[KernelSpec] = &[
+    KernelSpec {
+        name: "7.2",
+        role: Role::Vulnerable,
+        image: "linux-binary-7.2.#+deb#-amd64",
+        modules: Some(("linux-binary-", "linux-modules-")),
+        ci: true,
+    },
+    KernelSpec {
+        name: "7.3",
+        role: Role::Fixed,
+        image: "linux-binary-7.3.#+deb#-amd64",
+        modules: Some(("linux-binary-", "linux-modules-")),
+        ci: true,
+    },
+    KernelSpec {
+        name: "6.1",
+        role: Role::Old,
+        image: "linux-image-6.1.0-#-amd64-unsigned",
+        modules: None,
+        ci: true,
+    },
+    KernelSpec {
+        name: "6.12",
+        role: Role::Vulnerable,
+        image: "linux-image-6.12.#+deb#-amd64-unsigned",
+        modules: None,
+        ci: false,
+    },
+];
+
+/// Role names, for `--kernel vulnerable` etc.
+pub fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Vulnerable => "vulnerable",
+        Role::Fixed => "fixed",
+        Role::Old => "old",
+    }
+}
+
+/// A kernel ready to boot.
+pub struct Kernel {
+    /// The matrix line.
+    pub spec: &'static KernelSpec,
+    /// Image package name actually used.
+    pub package: String,
+    /// Debian package version actually used.
+    pub version: String,
+    /// `uname -r` of the kernel.
+    pub release: String,
+    /// bzImage to boot.
+    pub vmlinuz: PathBuf,
+    /// Directory holding `kernel/` with the modules.
+    pub modules_dir: PathBuf,
+    /// pcpu_get_vm_areas parameter count from BTF (None: not in BTF).
+    pub get_vm_areas_params: Option<u32>,
+    /// pcpu_alloc_noprof is in BTF (the 6.10+ name).
+    pub has_alloc_noprof: bool,
+}
+
+const SOURCES: &str = "/etc/apt/sources.list.d/percpu-trace-kernels.sources";
+const PREFS: &str = "/etc/apt/preferences.d/percpu-trace-kernels";
+const SUITES: &[&str] = &["trixie", "trixie-backports", "sid", "bookworm-backports"];
+
+/// Makes Debian's kernel suites known to apt, pinned at priority 1 so nothing on this
+/// machine is ever upgraded from them; `apt-get update` only when they are new.
+pub fn ensure_apt_sources() -> Result<()> {
+    let sources = format!(
+        "# Added by `cargo xtask vm-test`: Debian kernel packages for the qemu tests.\n\
+         # Pinned to priority 1 in {PREFS}: packages are only downloaded, never installed.\n\
+         Types: deb\nURIs: http://deb.debian.org/debian\nSuites: {}\nComponents: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        SUITES.join(" ")
+    );
+    let prefs: String =
+        std::iter::once("# Added by `cargo xtask vm-test`: download-only suites.\n".to_string())
+            .chain(
+                SUITES
+                    .iter()
+                    .map(|s| format!("\nPackage: *\nPin: release n={s}\nPin-Priority: 1\n")),
+            )
+            .collect();
+    let mut changed = false;
+    for (path, text) in [(PREFS, &prefs), (SOURCES, &sources)] {
+        if fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+            fs::write(path, text).with_context(|| format!("writing {path} (needs root)"))?;
+            changed = true;
+        }
+    }
+    if changed || apt_names("linux-binary-7.").is_empty() {
+        println!("vm: apt-get update (kernel suites added)");
+        run(
+            Command::new("apt-get").args(["update", "-qq"]),
+            "apt-get update",
+        )?;
+    }
+    Ok(())
+}
+
+fn apt_names(prefix: &str) -> Vec<String> {
+    Command::new("apt-cache")
+        .args(["pkgnames", prefix])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The numbers that `pattern`'s `#`s stand for in `name`, or None when it does not match.
+pub fn match_pattern(pattern: &str, name: &str) -> Option<Vec<u64>> {
+    let mut nums = Vec::new();
+    let mut rest = name;
+    let mut parts = pattern.split('#').peekable();
+    while let Some(lit) = parts.next() {
+        rest = rest.strip_prefix(lit)?;
+        if parts.peek().is_some() {
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if end == 0 {
+                return None;
+            }
+            nums.push(rest[..end].parse().ok()?);
+            rest = &rest[end..];
+        }
+    }
+    rest.is_empty().then_some(nums)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("running {what}"))?;
+    if !st.success() {
+        bail!("{what} failed ({st})");
+    }
+    Ok(())
+}
+
+fn deb_in(dir: &Path, pkg: &str) -> Option<PathBuf> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+        })
+}
+
+/// Downloads (apt verifies it against the signed Release file) unless already cached.
+fn download(pkg: &str, debs: &Path) -> Result<PathBuf> {
+    if let Some(p) = deb_in(debs, pkg) {
+        return Ok(p);
+    }
+    fs::create_dir_all(debs)?;
+    let out = Command::new("apt-get")
+        .current_dir(debs)
+        .args(["download", "-q", pkg])
+        .output()
+        .context("running apt-get download")?;
+    if !out.status.success() {
+        bail!(
+            "apt-get download {pkg}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    deb_in(debs, pkg).with_context(|| format!("apt-get download {pkg} left no .deb"))
+}
+
+/// Resolves, downloads, unpacks and checks one kernel of the matrix.
+pub fn prepare(spec: &'static KernelSpec, cache: &Path) -> Result<Kernel> {
+    let prefix = &spec.image[..spec.image.find('#').unwrap_or(spec.image.len())];
+    let mut candidates: Vec<(Vec<u64>, String)> = apt_names(prefix)
+        .into_iter()
+        .filter_map(|n| Some((match_pattern(spec.image, &n)?, n)))
+        .collect();
+    candidates.sort();
+    if candidates.is_empty() {
+        bail!("no package matches {} in apt (apt-get update?)", spec.image);
+    }
+    let debs = cache.join("debs");
+    let mut errors = Vec::new();
+    // Newest first; a package apt still names may no longer be downloadable.
+    for (_, pkg) in candidates.iter().rev() {
+        let modules_pkg = spec.modules.map(|(from, to)| pkg.replacen(from, to, 1));
+        let got = download(pkg, &debs).and_then(|image| {
+            let modules = modules_pkg
+                .as_deref()
+                .map(|m| download(m, &debs))
+                .transpose()?;
+            Ok((image, modules))
+        });
+        match got {
+            Ok((image, modules)) => return unpack(spec, pkg, &image, modules.as_deref(), cache),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    bail!(
+        "no downloadable package for {}: {}",
+        spec.image,
+        errors.join("; ")
+    )
+}
+
+fn unpack(
+    spec: &'static KernelSpec,
+    pkg: &str,
+    image: &Path,
+    modules: Option<&Path>,
+    cache: &Path,
+) -> Result<Kernel> {
+    let dir = cache.join("kernels").join(pkg);
+    let stamp = dir.join(".unpacked");
+    if !stamp.exists() {
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        for deb in std::iter::once(image).chain(modules) {
+            run(Command::new("dpkg").arg("-x").arg(deb).arg(&dir), "dpkg -x")?;
+        }
+        fs::write(&stamp, "")?;
+    }
+    let version = deb_version(image)?;
+    // 7.x packages put everything under /usr/lib/modules/REL (vmlinuz included); 6.x images
+    // use /boot/vmlinuz-REL and /lib/modules/REL.
+    let mut found = None;
+    for base in ["usr/lib/modules", "lib/modules"] {
+        if let Ok(rd) = fs::read_dir(dir.join(base)) {
+            for e in rd.flatten() {
+                if e.path().join("kernel").is_dir() {
+                    found = Some((e.file_name().to_string_lossy().into_owned(), e.path()));
+                }
+            }
+        }
+    }
+    let (release, modules_dir) =
+        found.with_context(|| format!("no modules directory in {}", dir.display()))?;
+    let vmlinuz = [
+        modules_dir.join("vmlinuz"),
+        dir.join(format!("boot/vmlinuz-{release}")),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .with_context(|| format!("no vmlinuz for {release} in {}", dir.display()))?;
+    let raw = btf_dump(&vmlinuz, &dir.join("vmlinux"))?;
+    let k = Kernel {
+        spec,
+        package: pkg.to_string(),
+        version,
+        release,
+        vmlinuz,
+        modules_dir,
+        get_vm_areas_params: func_params(&raw, "pcpu_get_vm_areas"),
+        has_alloc_noprof: func_params(&raw, "pcpu_alloc_noprof").is_some(),
+    };
+    check_role(&k)?;
+    Ok(k)
+}
+
+fn deb_version(deb: &Path) -> Result<String> {
+    let out = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(deb)
+        .arg("Version")
+        .output()
+        .context("dpkg-deb -f")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The role this kernel's BTF says it has.
+pub fn btf_role(k: &Kernel) -> Role {
+    match k.get_vm_areas_params {
+        Some(5) => Role::Fixed,
+        _ if !k.has_alloc_noprof => Role::Old,
+        _ => Role::Vulnerable,
+    }
+}
+
+fn check_role(k: &Kernel) -> Result<()> {
+    let role = btf_role(k);
+    if role != k.spec.role {
+        bail!(
+            "{} ({}) was listed as {} but its BTF says {} (pcpu_get_vm_areas params: {:?}); fix the matrix",
+            k.package,
+            k.version,
+            role_name(k.spec.role),
+            role_name(role),
+            k.get_vm_areas_params
+        );
+    }
+    Ok(())
+}
+
+/// The BTF of a Debian bzImage as `bpftool btf dump format raw` text: the vmlinux (with
+/// .BTF) is the zstd frame inside the bzImage. The vmlinux is cached at `vmlinux`.
+fn btf_dump(vmlinuz: &Path, vmlinux: &Path) -> Result<String> {
+    if !vmlinux.exists() {
+        let data = fs::read(vmlinuz)?;
+        let magic = [0x28, 0xb5, 0x2f, 0xfd];
+        let off = data.windows(4).position(|w| w == magic).with_context(|| {
+            format!(
+                "{}: no zstd frame (not a Debian x86 bzImage?)",
+                vmlinuz.display()
+            )
+        })?;
+        let tmp = vmlinux.with_extension("part");
+        fs::write(&tmp, &data[off..])?;
+        // zstd exits 1 on the bytes after the frame, but the frame itself decodes completely.
+        let out = Command::new("zstd")
+            .args(["-d", "-c", "-q"])
+            .arg(&tmp)
+            .output()
+            .context("running zstd")?;
+        fs::remove_file(&tmp)?;
+        if out.stdout.len() < 1 << 20 {
+            bail!(
+                "{}: zstd gave {} bytes",
+                vmlinuz.display(),
+                out.stdout.len()
+            );
+        }
+        fs::write(vmlinux, &out.stdout)?;
+    }
+    let out = Command::new("bpftool")
+        .args(["btf", "dump", "file"])
+        .arg(vmlinux)
+        .args(["format", "raw"])
+        .output()
+        .context("running bpftool")?;
+    if !out.status.success() {
+        bail!(
+            "bpftool btf dump {}: {}",
+            vmlinux.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// From `bpftool btf dump format raw` text: `[N] FUNC 'name' type_id=M`, then
+/// `[M] FUNC_PROTO ... vlen=K`.
+pub fn func_params(raw: &str, func: &str) -> Option<u32> {
+    let needle = format!("FUNC '{func}' type_id=");
+    let proto = raw.lines().find_map(|l| {
+        l.split_once(&needle)
+            .map(|(_, r)| r.split_whitespace().next().unwrap_or("").to_string())
+    })?;
+    let head = format!("[{proto}] FUNC_PROTO ");
+    let line = raw.lines().find(|l| l.starts_with(&head))?;
+    line.rsplit_once("vlen=")?.1.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert_eq!(
+            match_pattern(
+                "linux-binary-7.2.#+deb#-amd64",
+                "linux-binary-7.2.13+deb14-amd64"
+            ),
+            Some(vec![13, 14])
+        );
+        assert_eq!(
+            match_pattern(
+                "linux-binary-7.2.#+deb#-amd64",
+                "linux-binary-7.2.13+deb14-cloud-amd64"
+            ),
+            None
+        );
+        assert_eq!(
+            match_pattern(
+                "linux-image-6.1.0-#-amd64-unsigned",
+                "linux-image-6.1.0-56-amd64-unsigned"
+            ),
+            Some(vec![56])
+        );
+        assert_eq!(
+            match_pattern(
+                "linux-image-6.1.0-#-amd64-unsigned",
+                "linux-image-6.1.0-56-rt-amd64-unsigned"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn btf_text() {
+        let raw = "[7] FUNC 'pcpu_get_vm_areas' type_id=5 linkage=static\n[5] FUNC_PROTO '(anon)' ret_type_id=1 vlen=4\n";
+        assert_eq!(func_params(raw, "pcpu_get_vm_areas"), Some(4));
+        assert_eq!(func_params(raw, "nope"), None);
+    }
+}

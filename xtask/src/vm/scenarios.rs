@@ -1,0 +1,241 @@
+//! Scenarios: what runs in the guest (shell glue around `pt-workload` and the tool), and
+//! the guest's /init that runs a list of them in one boot.
+//!
+//! Why each workload reaches the code under test is in README.md next to this file.
+use std::time::Duration;
+
+/// Machine shape a scenario needs; scenarios of one shape share a boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Shape {
+    /// 1 vCPU: the balance worker cannot run beside a SCHED_FIFO writer.
+    Narrow,
+    /// 3 vCPUs: two for the load, one where kswapd is starved by a SCHED_FIFO hog.
+    Wide,
+}
+
+impl Shape {
+    /// vCPUs and MiB of RAM.
+    pub fn machine(self) -> (u32, u32) {
+        match self {
+            Shape::Narrow => (1, 512),
+            Shape::Wide => (3, 512),
+        }
+    }
+}
+
+/// One scenario.
+pub struct Scenario {
+    /// Name for `--scenario` and the result directory.
+    pub name: &'static str,
+    /// Machine shape.
+    pub shape: Shape,
+    /// Guest time this scenario may take (tool start included).
+    pub limit: Duration,
+    /// Whether its positive assertion depends on reclaim/scheduling timing (then a miss is
+    /// retried in a fresh boot, see [`crate::vm::RETRIES`]).
+    pub timing: bool,
+    /// Guest shell body; `$D` is the result directory, `$N` a unique run tag.
+    pub body: &'static str,
+    /// Part of the default run (the others are self-tests of the harness, run by name).
+    pub default: bool,
+}
+
+/// All scenarios, in the order they run within a boot.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "idle",
+        shape: Shape::Narrow,
+        limit: Duration::from_secs(120),
+        timing: false,
+        default: true,
+        body: r#"
+start_tool
+sleep 8
+stop_tool
+"#,
+    },
+    Scenario {
+        name: "noio-scope",
+        shape: Shape::Narrow,
+        limit: Duration::from_secs(240),
+        timing: false,
+        default: true,
+        body: r#"
+start_tool
+churn_start
+pt-workload percpu-arrays --io-flusher --maps 20 --entries 64 --rounds 2 --label noio-scope > $D/workload.out 2>&1
+echo $? > $D/workload.rc
+churn_stop
+stop_tool
+"#,
+    },
+    Scenario {
+        name: "noio-gfp",
+        shape: Shape::Narrow,
+        limit: Duration::from_secs(300),
+        timing: true,
+        default: true,
+        body: r#"
+start_tool
+churn_start
+pt-workload noio-gfp --disk vda --chains 6 --depth 400 --prio 50 --prefix g$N- > $D/workload.out 2>&1
+echo $? > $D/workload.rc
+churn_stop
+stop_tool
+"#,
+    },
+    Scenario {
+        name: "detach",
+        shape: Shape::Narrow,
+        limit: Duration::from_secs(200),
+        timing: false,
+        default: true,
+        body: r#"
+for sig in TERM KILL; do
+  pt-workload snapshot --out /tmp/before.$N.$sig
+  percpu-trace record --output $D/$sig.jsonl > $D/$sig.out 2> $D/$sig.err &
+  P=$!
+  pt-workload wait-attached --before /tmp/before.$N.$sig --pid $P > $D/$sig.attach 2>&1
+  echo $? > $D/$sig.attach.rc
+  kill -$sig $P
+  wait $P
+  echo $? > $D/$sig.rc
+  pt-workload compare --before /tmp/before.$N.$sig --wait 15 > $D/$sig.compare 2>&1
+  echo $? > $D/$sig.compare.rc
+  cat /sys/kernel/tracing/kprobe_events > $D/$sig.kprobe_events
+done
+"#,
+    },
+    Scenario {
+        name: "contention",
+        shape: Shape::Wide,
+        limit: Duration::from_secs(300),
+        timing: true,
+        default: true,
+        body: r#"
+start_tool
+pt-workload contention --secs 40 --file /mnt/big > $D/workload.out 2>&1
+echo $? > $D/workload.rc
+stop_tool
+"#,
+    },
+    // Harness self-tests: each must make `vm-test` fail (a guest that panics or hangs
+    // never passes).
+    Scenario {
+        name: "selftest-panic",
+        shape: Shape::Narrow,
+        limit: Duration::from_secs(60),
+        timing: false,
+        default: false,
+        body: "echo c > /proc/sysrq-trigger\n",
+    },
+    Scenario {
+        name: "selftest-hang",
+        shape: Shape::Narrow,
+        limit: Duration::from_secs(20),
+        timing: false,
+        default: false,
+        body: "sleep 100000\n",
+    },
+];
+
+/// Looks a scenario up by name.
+pub fn by_name(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// Everything /init needs to know.
+pub struct InitPlan<'a> {
+    /// Modules to insmod, in order.
+    pub modules: &'a [String],
+    /// (scenario, result directory name) in run order.
+    pub runs: &'a [(&'static Scenario, String)],
+    /// Run the tool; false runs the workloads alone (harness development).
+    pub with_tool: bool,
+}
+
+/// The guest's /init. Progress goes to the console as `@@PT ...` lines (the host prints
+/// them with timestamps); results go to /out, an ext4 disk the host reads afterwards.
+pub fn init_script(p: &InitPlan) -> String {
+    let mut s = String::from(INIT_HEAD);
+    s.push_str(&format!("for m in {}; do\n", p.modules.join(" ")));
+    s.push_str("  insmod /lib/modules/$m.ko || say FAIL insmod $m\ndone\n");
+    s.push_str(INIT_DISKS);
+    s.push_str(if p.with_tool { TOOL_FNS } else { NO_TOOL_FNS });
+    if p.with_tool {
+        s.push_str("percpu-trace check --json > /out/check.json 2> /out/check.err\necho $? > /out/check.rc\n");
+        s.push_str("say check rc=$(cat /out/check.rc)\n");
+    }
+    for (i, (sc, dir)) in p.runs.iter().enumerate() {
+        s.push_str(&format!(
+            "\nD=/out/{dir}; N={i}; mkdir -p $D\nsay begin {dir}\n"
+        ));
+        if p.with_tool || sc.name != "detach" {
+            s.push_str(sc.body.trim_start());
+        }
+        s.push_str(&format!("say end {dir}\n"));
+    }
+    s.push_str(INIT_TAIL);
+    s
+}
+
+const INIT_HEAD: &str = r#"#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+say() { echo "@@PT $*"; }
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /tmp /mnt /out
+mount -t tmpfs tmpfs /tmp
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t bpf bpf /sys/fs/bpf
+say boot $(uname -r) cpus=$(nproc) mem=$(grep MemTotal /proc/meminfo)
+"#;
+
+const INIT_DISKS: &str = r#"i=0
+while [ ! -b /dev/vdb ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+mount -o ro /dev/vda /mnt || say FAIL mount data disk
+mount /dev/vdb /out || { say FAIL mount out disk; poweroff -f; }
+# Reclaim pressure: a raised watermark makes direct reclaim frequent (too high and the
+# guest declares itself deadlocked on memory).
+echo 20000 > /proc/sys/vm/min_free_kbytes
+"#;
+
+const TOOL_FNS: &str = r#"start_tool() {
+  pt-workload snapshot --out /tmp/before.$N
+  percpu-trace record --duration 600s --output $D/rec.jsonl > $D/record.out 2> $D/record.err &
+  TP=$!
+  pt-workload wait-attached --before /tmp/before.$N --pid $TP > $D/attach.out 2>&1 || say FAIL attach $D
+}
+stop_tool() {
+  sleep 2
+  kill -TERM $TP
+  wait $TP
+  echo $? > $D/record.rc
+  say record rc=$(cat $D/record.rc) findings=$(grep -c . $D/record.out)
+}
+churn_start() {
+  pt-workload churn --file /mnt/big --secs 900 > $D/churn.out 2>&1 &
+  CH=$!
+}
+churn_stop() { kill $CH; wait $CH; }
+"#;
+
+const NO_TOOL_FNS: &str = r#"start_tool() { :; }
+stop_tool() { say workload rc=$(cat $D/workload.rc 2>/dev/null); }
+churn_start() {
+  pt-workload churn --file /mnt/big --secs 900 > $D/churn.out 2>&1 &
+  CH=$!
+}
+churn_stop() { kill $CH; wait $CH; }
+"#;
+
+const INIT_TAIL: &str = r#"
+dmesg > /out/dmesg.txt
+sync
+umount /out || say FAIL umount out
+say done
+poweroff -f
+"#;
