@@ -1066,4 +1066,4 @@ fn explain(cfg: &EngineConfig, occ: &Occurrence<'_>, tasks: &[TaskInfo]) -> Stri
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
