@@ -1,0 +1,279 @@
+//! `percpu-trace check`: the kernel facts and the attach plan as one screen of text, or JSON.
+//! The text form is also the start-up summary of the live modes.
+use std::fmt::Write;
+
+use serde_json::{json, Value};
+
+use super::{
+    decode::format_gfp,
+    plan::{AttachPlan, Attachment},
+    symbols::{MutexSource, Resolution},
+    Fentry, Kernel, ParamSource,
+};
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Readable summary of the kernel and the plan (about one screen).
+pub fn render_text(k: &Kernel, plan: &AttachPlan) -> String {
+    let mut o = String::new();
+    let w = &mut o;
+    let _ = writeln!(w, "percpu-trace check: Linux {} {}", k.release, k.arch);
+    let p = &k.privileges;
+    let _ = writeln!(
+        w,
+        "  privileges   root {}, CAP_BPF {}, CAP_PERFMON {}, CAP_SYS_ADMIN {}{}",
+        yes(p.root),
+        yes(p.cap_bpf),
+        yes(p.cap_perfmon),
+        yes(p.cap_sys_admin),
+        if p.can_trace() {
+            ""
+        } else {
+            "  -> cannot load eBPF programs"
+        }
+    );
+    let btf = match (&k.btf.path, &k.btf.error) {
+        (Some(path), _) => format!(
+            "{}{}",
+            path.display(),
+            if k.btf.from_user { " (--btf)" } else { "" }
+        ),
+        (None, Some(e)) => format!("none ({e})"),
+        _ => "none".into(),
+    };
+    let _ = writeln!(w, "  BTF          {btf}");
+    let _ = writeln!(
+        w,
+        "  kprobes      {} ({})",
+        yes(k.kprobes.available),
+        k.kprobes.detail
+    );
+    let fentry = match &k.fentry {
+        Fentry::Supported { target } => format!("yes (test program on {target} loaded)"),
+        Fentry::Refused { target, error } => format!("no: refused on {target}: {error}"),
+        Fentry::NotProbed { reason } => format!("not probed ({reason})"),
+    };
+    let _ = writeln!(w, "  fentry       {fentry}");
+    let tracefs = match (&k.tracefs.path, &k.tracefs.error) {
+        (Some(p), _) => format!(
+            "{}{}",
+            p.display(),
+            if k.tracefs.mounted_by_us {
+                " (mounted by percpu-trace)"
+            } else {
+                ""
+            }
+        ),
+        (None, Some(e)) => format!("unavailable: {e}"),
+        _ => "unavailable".into(),
+    };
+    let _ = writeln!(w, "  tracefs      {tracefs}");
+    let _ = writeln!(
+        w,
+        "  lockdown     {}",
+        k.lockdown.as_deref().unwrap_or(
+            "unknown (no /sys/kernel/security/lockdown: securityfs not mounted or LSM off)"
+        )
+    );
+    let rt = match k.preempt_rt {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "unknown",
+    };
+    let _ = writeln!(w, "  PREEMPT_RT   {rt} ({})", k.preempt_rt_detail);
+    let ks = &k.kallsyms;
+    let kall = match &ks.error {
+        Some(e) => format!("unreadable: {e}"),
+        None if ks.zeroed => format!(
+            "{} symbols, addresses hidden (kptr_restrict={})",
+            ks.symbols,
+            ks.kptr_restrict
+                .map(|v| v.to_string())
+                .unwrap_or("?".into())
+        ),
+        None => format!(
+            "{} symbols, addresses visible (kptr_restrict={})",
+            ks.symbols,
+            ks.kptr_restrict
+                .map(|v| v.to_string())
+                .unwrap_or("?".into())
+        ),
+    };
+    let _ = writeln!(w, "  kallsyms     {kall}");
+    let fix = match k.fix.present {
+        Some(true) => "PRESENT",
+        Some(false) => "ABSENT",
+        None => "UNKNOWN",
+    };
+    let _ = writeln!(w, "  fix series   {fix}: {}", k.fix.detail);
+
+    // Mutex.
+    match (k.mutex.addr, &k.mutex.source) {
+        (Some(a), Some(src)) => {
+            let from = match src {
+                MutexSource::Kallsyms => "kallsyms".to_string(),
+                MutexSource::SystemMap { path, kaslr_offset } => {
+                    format!("{path}, KASLR offset {kaslr_offset:#x}")
+                }
+            };
+            let _ = writeln!(w, "  pcpu_alloc_mutex  {a:#x} (from {from})");
+        }
+        _ => {
+            let _ = writeln!(
+                w,
+                "  pcpu_alloc_mutex  UNKNOWN: {}",
+                k.mutex.attempts.join("; ")
+            );
+        }
+    }
+    let _ = writeln!(w, "    owner word: {}", k.mutex.layout_source);
+    let losses = k.mutex_losses();
+    if !losses.is_empty() {
+        let _ = writeln!(
+            w,
+            "    lost without it: {}",
+            losses
+                .iter()
+                .map(|l| l.split(' ').next().unwrap_or(l))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let off = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_else(|| "?".into());
+    let _ = writeln!(
+        w,
+        "  task_struct  flags@{} pid@{} comm@{}; PF_MEMALLOC_NOFS {:#x}, PF_MEMALLOC_NOIO {:#x} ({})",
+        off(k.task.flags),
+        off(k.task.pid),
+        off(k.task.comm),
+        k.pf.memalloc_nofs,
+        k.pf.memalloc_noio,
+        if k.pf.source.starts_with("table") { "table" } else { "BTF" }
+    );
+    let _ = writeln!(
+        w,
+        "  gfp bits     __GFP_IO {:#x}, __GFP_FS {:#x}, __GFP_DIRECT_RECLAIM {:#x}, GFP_KERNEL={:#x} ({}) ({})",
+        k.gfp.io(),
+        k.gfp.fs(),
+        k.gfp.direct_reclaim(),
+        k.gfp.gfp_kernel(),
+        format_gfp(k.gfp.gfp_kernel(), &k.gfp),
+        k.gfp.source
+    );
+
+    // Symbols.
+    let _ = writeln!(w, "symbols:");
+    for (role, s) in &k.symbols {
+        let sig = k.signatures.get(role);
+        let args = sig
+            .map(|s| {
+                let src = if s.source == ParamSource::Btf {
+                    "BTF"
+                } else {
+                    "table"
+                };
+                format!("({}) [{src}]", s.params.join(", "))
+            })
+            .unwrap_or_default();
+        let state = match &s.resolution {
+            Resolution::Exact => s.symbol.clone().unwrap_or_default(),
+            Resolution::Clone { .. } => format!("{} (clone)", s.symbol.clone().unwrap_or_default()),
+            Resolution::PartOnly { parts } => {
+                format!("{} inlined; only {}", s.wanted, parts.join(","))
+            }
+            Resolution::Ambiguous { names } => {
+                format!("{} ambiguous: {}", s.wanted, names.join(","))
+            }
+            Resolution::Missing => format!("{} MISSING", s.wanted),
+        };
+        let trace = match (s.ftrace, s.kprobe_blacklisted) {
+            (_, Some(true)) => " kprobe-blacklisted",
+            (Some(false), _) => " notrace",
+            _ => "",
+        };
+        let _ = writeln!(w, "  {role:<29} {state}{trace} {args}");
+    }
+
+    // Plan.
+    let _ = writeln!(
+        w,
+        "plan (--attach {}):",
+        super::planner::mode_name(plan.mode)
+    );
+    for p in &plan.probes {
+        let (tag, what) = match &p.attachment {
+            Attachment::Kprobe { symbol } => ("kprobe", symbol.clone()),
+            Attachment::Kretprobe { symbol } => ("kretprobe", symbol.clone()),
+            Attachment::Fentry { symbol } => ("fentry", symbol.clone()),
+            Attachment::Fexit { symbol } => ("fexit", symbol.clone()),
+            Attachment::Tracepoint { category, name } => {
+                ("tracepoint", format!("{category}:{name}"))
+            }
+            Attachment::Unavailable { reason } => {
+                if reason.starts_with("not used in") {
+                    ("-", reason.clone())
+                } else {
+                    ("UNAVAILABLE", format!("{reason}; loses: {}", p.disables))
+                }
+            }
+        };
+        let _ = writeln!(w, "  {:<20} {:<11} {}", p.program, tag, what);
+    }
+    for n in &k.notes {
+        let _ = writeln!(w, "note: {n}");
+    }
+    o
+}
+
+/// Machine-readable form: `{"kernel": ..., "plan": {...}, "config": {...}}`.
+pub fn render_json(k: &Kernel, plan: &AttachPlan) -> Value {
+    let c = &plan.config;
+    let config = json!({
+        "mutex_addr": c.mutex_addr,
+        "mutex_owner_mask": c.mutex_owner_mask,
+        "mutex_owner_off": c.mutex_owner_off,
+        "task_flags_off": c.task_flags_off,
+        "gfp_io": c.gfp_io,
+        "gfp_fs": c.gfp_fs,
+        "gfp_direct_reclaim": c.gfp_direct_reclaim,
+        "pf_memalloc_nofs": c.pf_memalloc_nofs,
+        "pf_memalloc_noio": c.pf_memalloc_noio,
+        "filter_tgid": c.filter_tgid,
+        "arg_pcpu_size": c.arg_pcpu_size,
+        "arg_pcpu_align": c.arg_pcpu_align,
+        "arg_pcpu_reserved": c.arg_pcpu_reserved,
+        "arg_pcpu_gfp": c.arg_pcpu_gfp,
+        "arg_create_gfp": c.arg_create_gfp,
+        "arg_populate_gfp": c.arg_populate_gfp,
+        "arg_vm_areas_gfp": c.arg_vm_areas_gfp,
+        "arg_vm_areas_nr": c.arg_vm_areas_nr,
+        "arg_vmalloc_gfp": c.arg_vmalloc_gfp,
+        "arg_vmalloc_size": c.arg_vmalloc_size,
+        "tp_pcpu_gfp_off": c.tp_pcpu_gfp_off,
+        "tp_pcpu_atomic_off": c.tp_pcpu_atomic_off,
+        "tp_pcpu_reserved_off": c.tp_pcpu_reserved_off,
+        "tp_pcpu_size_off": c.tp_pcpu_size_off,
+        "tp_pcpu_align_off": c.tp_pcpu_align_off,
+        "tp_pcpu_call_site_off": c.tp_pcpu_call_site_off,
+        "tp_chunk_base_off": c.tp_chunk_base_off,
+        "tp_reclaim_gfp_off": c.tp_reclaim_gfp_off,
+        "tp_reclaim_order_off": c.tp_reclaim_order_off,
+        "tp_reclaim_nr_off": c.tp_reclaim_nr_off,
+        "tp_lock_addr_off": c.tp_lock_addr_off,
+        "tp_lock_flags_off": c.tp_lock_flags_off,
+        "tp_lock_ret_off": c.tp_lock_ret_off,
+    });
+    json!({
+        "kernel": k,
+        "plan": plan,
+        "config": config,
+        "mutex_losses": k.mutex_losses(),
+        "can_trace": k.privileges.can_trace(),
+    })
+}

@@ -1,0 +1,300 @@
+//! The analysis and the plan run on facts extracted from real kernels
+//! (tests/fixtures/kernels/*, made by extract.sh there).
+use std::{collections::HashMap, path::PathBuf};
+
+use percpu_trace_common::NO_ARG;
+
+use super::{
+    btf::RawDump,
+    decode::format_gfp,
+    discover::{analyze, privileges_from, Inputs, TRACEPOINTS},
+    plan::{AttachMode, Attachment},
+    symbols::{MutexSource, Resolution},
+    tracefs::Tracefs,
+    BtfStatus, Fentry, Kernel, ParamSource, Support,
+};
+
+fn dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kernels")
+        .join(name)
+}
+
+/// Inputs as discovery would gather them on the kernel the fixture came from.
+fn inputs(name: &str) -> Inputs {
+    let d = dir(name);
+    let read = |f: &str| std::fs::read_to_string(d.join(f)).ok();
+    let misc = read("misc").unwrap_or_default();
+    let misc_get = |k: &str| {
+        misc.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+    };
+    let event_sources = misc_get("event_sources").unwrap_or_default();
+    let mut formats = HashMap::new();
+    for (cat, tp, _) in TRACEPOINTS {
+        if let Ok(t) = std::fs::read_to_string(d.join("events").join(cat).join(tp).join("format")) {
+            formats.insert(format!("{cat}/{tp}"), t);
+        }
+    }
+    let btf =
+        read("btf.raw").map(|t| Box::new(RawDump::parse(&t)) as Box<dyn super::btf::TypeSource>);
+    Inputs {
+        release: read("release")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        arch: "x86_64".into(),
+        privileges: privileges_from(0x1ff_feff_ffff, 0),
+        btf_status: BtfStatus {
+            path: Some(d.join("btf.raw")),
+            from_user: false,
+            error: None,
+        },
+        btf,
+        kallsyms_path: d.join("kallsyms"),
+        kallsyms: read("kallsyms").ok_or_else(|| "missing".to_string()),
+        kptr_restrict: misc_get("kptr_restrict").and_then(|s| s.parse().ok()),
+        system_map: Err("no System.map".into()),
+        filter_functions: read("available_filter_functions"),
+        kprobe_blacklist: None,
+        kprobes: Support {
+            available: event_sources.split_whitespace().any(|s| s == "kprobe"),
+            detail: format!("event sources: {event_sources}"),
+        },
+        fentry: Fentry::NotProbed {
+            reason: "fixture".into(),
+        },
+        tracefs: Tracefs {
+            path: Some("/sys/kernel/tracing".into()),
+            mounted_by_us: false,
+            error: None,
+        },
+        formats: Some(formats),
+        lockdown: misc_get("lockdown"),
+        realtime: misc_get("realtime").filter(|s| !s.is_empty()),
+    }
+}
+
+fn kernel(name: &str) -> Kernel {
+    analyze(inputs(name))
+}
+
+fn sym<'a>(k: &'a Kernel, role: &str) -> Option<&'a str> {
+    k.symbols[role].symbol.as_deref()
+}
+
+#[test]
+fn host_6_18_no_kprobes_no_mutex_unpatched() {
+    let k = kernel("host-6.18");
+    assert!(k.release.starts_with("6.18"));
+    assert!(!k.kprobes.available);
+    assert_eq!(sym(&k, "pcpu_alloc"), Some("pcpu_alloc_noprof"));
+    assert_eq!(sym(&k, "vmalloc"), Some("__vmalloc_node_range_noprof"));
+    assert_eq!(k.fix.present, Some(false));
+    assert_eq!(k.mutex.addr, None);
+    assert_eq!(k.task.flags, Some(44));
+    assert_eq!(
+        k.mutex.layout.as_ref().map(|l| (l.owner_off, l.owner_mask)),
+        Some((0, !7))
+    );
+    assert_eq!(k.preempt_rt, Some(false));
+    // 6.18 reclaim layout: order @8, gfp_flags @16.
+    let plan = k.plan(AttachMode::Auto).unwrap();
+    assert_eq!(plan.mode, AttachMode::Tracepoint);
+    assert_eq!(plan.config.tp_reclaim_order_off, 8);
+    assert_eq!(plan.config.tp_reclaim_gfp_off, 16);
+    assert_eq!(plan.config.mutex_addr, 0);
+    let by = |p: &str| {
+        plan.probes
+            .iter()
+            .find(|x| x.program == p)
+            .unwrap()
+            .attachment
+            .clone()
+    };
+    assert!(matches!(
+        by("percpu_alloc_tp"),
+        Attachment::Tracepoint { .. }
+    ));
+    assert!(matches!(
+        by("chunk_create_tp"),
+        Attachment::Tracepoint { .. }
+    ));
+    assert!(matches!(
+        by("pcpu_alloc_enter"),
+        Attachment::Unavailable { .. }
+    ));
+    assert!(matches!(
+        by("contention_begin"),
+        Attachment::Unavailable { .. }
+    ));
+    assert!(matches!(
+        by("direct_reclaim_begin"),
+        Attachment::Tracepoint { .. }
+    ));
+    assert!(k.plan(AttachMode::Kprobe).is_err());
+    let e = k.plan(AttachMode::Fentry).unwrap_err().to_string();
+    assert!(e.contains("--attach fentry") && !e.contains('\n'), "{e}");
+    let text = super::check::render_text(&k, &plan);
+    assert!(text.contains("pcpu_alloc_mutex  UNKNOWN"), "{text}");
+    let v = super::check::render_json(&k, &plan);
+    assert_eq!(v["plan"]["mode"], "tracepoint");
+    assert_eq!(v["kernel"]["fix"]["present"], false);
+}
+
+#[test]
+fn debian_7_2_vulnerable_kprobes_mutex() {
+    let k = kernel("debian-7.2.13");
+    assert!(k.kprobes.available);
+    assert_eq!(k.fix.present, Some(false));
+    assert_eq!(k.mutex.source, Some(MutexSource::Kallsyms));
+    assert!(k.mutex.addr.is_some());
+    assert_eq!(k.lockdown.as_deref(), Some("none"));
+    assert_eq!(k.gfp.source, "BTF enum ___GFP_*_BIT");
+    let plan = k.plan(AttachMode::Auto).unwrap();
+    assert_eq!(plan.mode, AttachMode::Kprobe);
+    let c = plan.config;
+    assert_eq!(
+        (
+            c.arg_pcpu_size,
+            c.arg_pcpu_align,
+            c.arg_pcpu_reserved,
+            c.arg_pcpu_gfp
+        ),
+        (0, 1, 2, 3)
+    );
+    assert_eq!(c.arg_create_gfp, 0);
+    assert_eq!(c.arg_populate_gfp, 3);
+    assert_eq!(c.arg_vm_areas_gfp, NO_ARG);
+    assert_eq!(c.arg_vm_areas_nr, 2);
+    assert_eq!(c.arg_vmalloc_gfp, 4);
+    // 7.2 reclaim layout: gfp_flags @8, memcg_id @16, order @24.
+    assert_eq!((c.tp_reclaim_gfp_off, c.tp_reclaim_order_off), (8, 24));
+    assert_eq!(c.mutex_owner_mask, !7);
+    assert_eq!(c.pf_memalloc_noio, 0x80000);
+    let by = |p: &str| {
+        plan.probes
+            .iter()
+            .filter(|x| x.program == p)
+            .map(|x| x.attachment.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        by("pcpu_alloc_enter"),
+        vec![Attachment::Kprobe {
+            symbol: "pcpu_alloc_noprof".into()
+        }]
+    );
+    assert_eq!(
+        by("pcpu_alloc_exit"),
+        vec![Attachment::Kretprobe {
+            symbol: "pcpu_alloc_noprof".into()
+        }]
+    );
+    assert_eq!(by("pgtable_alloc").len(), 3);
+    assert!(matches!(
+        by("contention_begin")[0],
+        Attachment::Tracepoint { .. }
+    ));
+    assert!(matches!(
+        by("percpu_alloc_tp")[0],
+        Attachment::Unavailable { .. }
+    ));
+    assert!(matches!(by("chunk_create")[0], Attachment::Kprobe { .. }));
+    // Tracepoint mode on the same kernel swaps the chunk programs.
+    let tp = k.plan(AttachMode::Tracepoint).unwrap();
+    assert!(tp
+        .probes
+        .iter()
+        .any(|p| p.program == "chunk_create_tp"
+            && matches!(p.attachment, Attachment::Tracepoint { .. })));
+    assert!(tp
+        .probes
+        .iter()
+        .any(|p| p.program == "chunk_create"
+            && matches!(p.attachment, Attachment::Unavailable { .. })));
+}
+
+#[test]
+fn debian_7_3_fix_present() {
+    let k = kernel("debian-7.3.4");
+    assert_eq!(k.fix.present, Some(true), "{}", k.fix.detail);
+    let c = k.plan(AttachMode::Kprobe).unwrap().config;
+    assert_eq!(c.arg_vm_areas_gfp, 4);
+    assert_eq!(c.arg_vm_areas_nr, 2);
+    assert_eq!(c.arg_pcpu_gfp, 3);
+}
+
+#[test]
+fn debian_6_1_old_names_and_gfp_table() {
+    let k = kernel("debian-6.1.192");
+    assert_eq!(sym(&k, "pcpu_alloc"), Some("pcpu_alloc"));
+    assert_eq!(sym(&k, "vmalloc"), Some("__vmalloc_node_range"));
+    assert_eq!(k.signatures["pcpu_alloc"].source, ParamSource::Btf);
+    let c = k.plan(AttachMode::Kprobe).unwrap().config;
+    assert_eq!(c.arg_pcpu_gfp, 3);
+    assert_eq!(c.arg_vmalloc_gfp, 4);
+    // No ___GFP_*_BIT enum before 6.10: the per-version table, with __GFP_ATOMIC (before 6.3).
+    assert!(k.gfp.source.contains("6.1"));
+    assert_eq!(format_gfp(0xa20, &k.gfp), "GFP_ATOMIC");
+    assert!(k.notes.iter().any(|n| n.starts_with("gfp bits")));
+}
+
+#[test]
+fn debian_7_2_rt_mutex_layout() {
+    let k = kernel("debian-7.2.13-rt");
+    assert_eq!(k.preempt_rt, Some(true));
+    let l = k.mutex.layout.clone().unwrap();
+    assert!(l.rt);
+    assert_ne!(l.owner_off, 0);
+    assert_eq!(l.owner_mask, !1);
+}
+
+#[test]
+fn missing_btf_falls_back_to_tables() {
+    let mut i = inputs("debian-6.1.192");
+    i.btf = None;
+    let k = analyze(i);
+    assert_eq!(k.signatures["pcpu_alloc"].source, ParamSource::Table);
+    assert_eq!(k.fix.present, None);
+    assert_eq!(k.task.flags, None);
+    let c = k.plan(AttachMode::Kprobe).unwrap().config;
+    assert_eq!(c.arg_pcpu_gfp, 3);
+    assert_eq!(
+        c.pf_memalloc_noio, 0,
+        "scope bits are off when task flags cannot be read"
+    );
+    assert_eq!(c.mutex_addr, 0, "no owner layout, no holder checks");
+}
+
+#[test]
+fn zeroed_kallsyms_hide_the_mutex() {
+    let mut i = inputs("debian-7.2.13");
+    let zeroed: String = i
+        .kallsyms
+        .as_ref()
+        .unwrap()
+        .lines()
+        .map(|l| format!("0000000000000000{}\n", &l[16..]))
+        .collect();
+    i.kallsyms = Ok(zeroed);
+    let k = analyze(i);
+    assert!(k.kallsyms.zeroed);
+    assert_eq!(k.mutex.addr, None);
+    assert_eq!(k.symbols["pcpu_alloc"].resolution, Resolution::Exact);
+    assert!(!k.mutex_losses().is_empty());
+}
+
+/// Discovery on the machine running the tests (needs root for the fentry probe and tracefs):
+/// `cargo test -p percpu-trace kernel::fixture_tests::live -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn live_discovery_prints_check() {
+    let k = super::discover(&super::DiscoverOptions::default()).unwrap();
+    let plan = k.plan(AttachMode::Auto).unwrap();
+    println!("{}", super::check::render_text(&k, &plan));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&super::check::render_json(&k, &plan)).unwrap()
+    );
+}

@@ -1,0 +1,388 @@
+//! Kernel symbols from /proc/kallsyms (or System.map): resolving probe targets across versions
+//! and compiler clones, and the address of pcpu_alloc_mutex.
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+/// One vmlinux symbol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sym {
+    /// Full name, suffixes included ("pcpu_free_pages.isra.0").
+    pub name: String,
+    /// Address (0 everywhere when kptr_restrict hides them).
+    pub addr: u64,
+    /// nm type letter ('T', 't', 'd', 'b', ...).
+    pub kind: char,
+}
+
+/// vmlinux symbols indexed by base name (the name without compiler suffixes).
+#[derive(Clone, Debug, Default)]
+pub struct SymbolTable {
+    by_base: HashMap<String, Vec<Sym>>,
+    /// Number of symbols read.
+    pub count: usize,
+    /// Every address read was zero (kptr_restrict, or not privileged).
+    pub zeroed: bool,
+}
+
+/// Splits "pcpu_alloc.isra.0" into ("pcpu_alloc", ".isra.0"); "foo.cold" into ("foo", ".cold").
+/// Only GCC/LLVM clone suffixes are split; other dots stay in the name.
+pub fn split_suffix(name: &str) -> (&str, &str) {
+    const KINDS: &[&str] = &[
+        "isra",
+        "constprop",
+        "part",
+        "cold",
+        "llvm",
+        "lto_priv",
+        "localalias",
+    ];
+    let mut base = name;
+    while let Some(dot) = base.rfind('.') {
+        let tail = &base[dot + 1..];
+        if tail.chars().all(|c| c.is_ascii_digit()) && !tail.is_empty() {
+            // ".isra.0": the number belongs to the kind before it.
+            let before = &base[..dot];
+            match before.rfind('.') {
+                Some(d2) if KINDS.contains(&&before[d2 + 1..]) => base = &before[..d2],
+                _ => break,
+            }
+        } else if KINDS.contains(&tail) {
+            base = &base[..dot];
+        } else {
+            break;
+        }
+    }
+    (base, &name[base.len()..])
+}
+
+impl SymbolTable {
+    /// Parses /proc/kallsyms or System.map text. Module symbols (a `[module]` column) and
+    /// `__pfx_` padding symbols are skipped: every probe target is in vmlinux.
+    pub fn parse(text: &str) -> Self {
+        let mut t = SymbolTable {
+            zeroed: true,
+            ..Default::default()
+        };
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            if it.next().is_some() || name.starts_with("__pfx_") {
+                continue;
+            }
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            let kind = kind.chars().next().unwrap_or('?');
+            t.count += 1;
+            if addr != 0 {
+                t.zeroed = false;
+            }
+            let base = split_suffix(name).0.to_string();
+            t.by_base.entry(base).or_default().push(Sym {
+                name: name.to_string(),
+                addr,
+                kind,
+            });
+        }
+        if t.count == 0 {
+            t.zeroed = false;
+        }
+        t
+    }
+
+    /// Exact lookup.
+    pub fn get(&self, name: &str) -> Option<&Sym> {
+        self.by_base
+            .get(split_suffix(name).0)?
+            .iter()
+            .find(|s| s.name == name)
+    }
+
+    /// Every symbol with this base name (clones included).
+    pub fn family(&self, base: &str) -> &[Sym] {
+        self.by_base.get(base).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// How a wanted function was found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Resolution {
+    /// The exact name.
+    Exact,
+    /// A compiler clone such as `.isra.0` / `.constprop.0`: the entry point is real, but the
+    /// compiler may have dropped or reordered parameters.
+    Clone {
+        /// The suffix.
+        suffix: String,
+    },
+    /// Only a `.part.N` piece exists: the function's entry was inlined into its callers and
+    /// the piece is not the function (arguments do not match).
+    PartOnly {
+        /// The part symbols.
+        parts: Vec<String>,
+    },
+    /// Several candidates and no way to choose.
+    Ambiguous {
+        /// The candidates.
+        names: Vec<String>,
+    },
+    /// Not in kallsyms (renamed in this version, inlined everywhere, or not built).
+    Missing,
+}
+
+/// A probe target looked up in kallsyms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ResolvedSymbol {
+    /// The name the tool looked for (the first alternative that matched, or the preferred one).
+    pub wanted: String,
+    /// The kallsyms name to attach to, when usable.
+    pub symbol: Option<String>,
+    /// Its address (None when unknown or hidden).
+    pub addr: Option<u64>,
+    /// How it was found.
+    pub resolution: Resolution,
+    /// Listed in available_filter_functions (None when that file was not readable): false means
+    /// notrace, so fentry cannot attach (kprobes still can unless blacklisted).
+    pub ftrace: Option<bool>,
+    /// In the kprobe blacklist (None when the blacklist was not readable).
+    pub kprobe_blacklisted: Option<bool>,
+}
+
+impl ResolvedSymbol {
+    /// True when a kprobe may be attached to `symbol`.
+    pub fn attachable(&self) -> bool {
+        self.symbol.is_some() && self.kprobe_blacklisted != Some(true)
+    }
+}
+
+/// Names from available_filter_functions ("name" or "name [module]").
+pub fn parse_filter_functions(text: &str) -> HashSet<String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let name = it.next()?;
+            it.next().is_none().then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// Names from debugfs kprobes/blacklist ("0xstart-0xend\tname").
+pub fn parse_kprobe_blacklist(text: &str) -> HashSet<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+/// Resolves the first of `alternatives` present in `table` (in order of preference).
+pub fn resolve(
+    table: &SymbolTable,
+    alternatives: &[&str],
+    ftrace: Option<&HashSet<String>>,
+    blacklist: Option<&HashSet<String>>,
+) -> ResolvedSymbol {
+    let mut first_part: Option<ResolvedSymbol> = None;
+    for &want in alternatives {
+        let fam: Vec<&Sym> = table
+            .family(want)
+            .iter()
+            .filter(|s| is_text(s.kind))
+            .collect();
+        let exact: Vec<&&Sym> = fam.iter().filter(|s| s.name == want).collect();
+        let clones: Vec<&&Sym> = fam
+            .iter()
+            .filter(|s| {
+                let suf = split_suffix(&s.name).1;
+                !suf.is_empty() && !suf.contains(".cold") && !suf.contains(".part")
+            })
+            .collect();
+        let parts: Vec<String> = fam
+            .iter()
+            .filter(|s| split_suffix(&s.name).1.contains(".part"))
+            .map(|s| s.name.clone())
+            .collect();
+        let mk = |sym: Option<&Sym>, resolution: Resolution| ResolvedSymbol {
+            wanted: want.to_string(),
+            symbol: sym.map(|s| s.name.clone()),
+            addr: sym.map(|s| s.addr).filter(|&a| a != 0),
+            resolution,
+            ftrace: match (sym, ftrace) {
+                (Some(s), Some(set)) => Some(set.contains(&s.name)),
+                _ => None,
+            },
+            kprobe_blacklisted: match (sym, blacklist) {
+                (Some(s), Some(set)) => Some(set.contains(&s.name)),
+                _ => None,
+            },
+        };
+        if exact.len() == 1 {
+            return mk(Some(exact[0]), Resolution::Exact);
+        }
+        if exact.len() > 1 {
+            // Two static functions of the same name: a kprobe by name would pick one blindly.
+            let names = exact
+                .iter()
+                .map(|s| format!("{}@{:#x}", s.name, s.addr))
+                .collect();
+            return mk(None, Resolution::Ambiguous { names });
+        }
+        match clones.len() {
+            1 => {
+                let suffix = split_suffix(&clones[0].name).1.to_string();
+                return mk(Some(clones[0]), Resolution::Clone { suffix });
+            }
+            0 => {}
+            _ => {
+                let names = clones.iter().map(|s| s.name.clone()).collect();
+                return mk(None, Resolution::Ambiguous { names });
+            }
+        }
+        if !parts.is_empty() && first_part.is_none() {
+            first_part = Some(mk(None, Resolution::PartOnly { parts }));
+        }
+    }
+    first_part.unwrap_or_else(|| ResolvedSymbol {
+        wanted: alternatives
+            .first()
+            .copied()
+            .unwrap_or_default()
+            .to_string(),
+        symbol: None,
+        addr: None,
+        resolution: Resolution::Missing,
+        ftrace: None,
+        kprobe_blacklisted: None,
+    })
+}
+
+fn is_text(kind: char) -> bool {
+    matches!(kind, 'T' | 't' | 'W' | 'w')
+}
+
+/// Where the pcpu_alloc_mutex address came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MutexSource {
+    /// /proc/kallsyms (CONFIG_KALLSYMS_ALL).
+    Kallsyms,
+    /// System.map, shifted by the KASLR offset measured on `_stext`.
+    SystemMap {
+        /// Path read.
+        path: String,
+        /// Offset added (running minus System.map).
+        kaslr_offset: i64,
+    },
+}
+
+/// Looks pcpu_alloc_mutex up in System.map and shifts it by the KASLR offset, measured as
+/// the difference of `_stext` (or `_text`) between kallsyms and System.map.
+pub fn mutex_from_system_map(
+    kallsyms: &SymbolTable,
+    map: &SymbolTable,
+) -> Result<(u64, i64), String> {
+    let m = map
+        .get("pcpu_alloc_mutex")
+        .ok_or_else(|| "pcpu_alloc_mutex is not in System.map either".to_string())?;
+    let anchor = ["_stext", "_text"]
+        .iter()
+        .find_map(|n| Some((kallsyms.get(n)?.addr, map.get(n)?.addr)))
+        .ok_or_else(|| {
+            "no _stext/_text in both kallsyms and System.map to measure the KASLR offset"
+                .to_string()
+        })?;
+    if anchor.0 == 0 {
+        return Err("kallsyms addresses are hidden, so the KASLR offset cannot be measured".into());
+    }
+    let off = anchor.0.wrapping_sub(anchor.1) as i64;
+    Ok((m.addr.wrapping_add(off as u64), off))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes() {
+        assert_eq!(split_suffix("pcpu_alloc.isra.0"), ("pcpu_alloc", ".isra.0"));
+        assert_eq!(
+            split_suffix("f.constprop.0.isra.0"),
+            ("f", ".constprop.0.isra.0")
+        );
+        assert_eq!(
+            split_suffix("pcpu_alloc_noprof.cold"),
+            ("pcpu_alloc_noprof", ".cold")
+        );
+        assert_eq!(split_suffix("f.part.3"), ("f", ".part.3"));
+        assert_eq!(split_suffix("plain"), ("plain", ""));
+        assert_eq!(split_suffix("a.b"), ("a.b", ""));
+    }
+
+    #[test]
+    fn resolves_clones_and_skips_cold() {
+        let t = SymbolTable::parse(
+            "ffffffff81000000 T _stext\n\
+             ffffffff81212a72 t pcpu_alloc_noprof.cold\n\
+             ffffffff815c4c20 T pcpu_alloc_noprof\n\
+             ffffffff815c4000 t __pfx_pcpu_create_chunk\n\
+             ffffffff815c4070 t pcpu_create_chunk.isra.0\n\
+             ffffffff815c5000 t two.constprop.0\n\
+             ffffffff815c6000 t two.constprop.1\n\
+             ffffffff815c7000 t piece.part.0\n\
+             ffffffffc0000000 t pcpu_populate_chunk\t[some_module]\n",
+        );
+        let r = resolve(&t, &["pcpu_alloc_noprof", "pcpu_alloc"], None, None);
+        assert_eq!(r.symbol.as_deref(), Some("pcpu_alloc_noprof"));
+        assert_eq!(r.resolution, Resolution::Exact);
+        assert_eq!(r.addr, Some(0xffffffff815c4c20));
+        let c = resolve(&t, &["pcpu_create_chunk"], None, None);
+        assert_eq!(c.symbol.as_deref(), Some("pcpu_create_chunk.isra.0"));
+        assert_eq!(
+            c.resolution,
+            Resolution::Clone {
+                suffix: ".isra.0".into()
+            }
+        );
+        assert!(matches!(
+            resolve(&t, &["two"], None, None).resolution,
+            Resolution::Ambiguous { .. }
+        ));
+        let p = resolve(&t, &["piece"], None, None);
+        assert!(matches!(p.resolution, Resolution::PartOnly { .. }));
+        assert!(!p.attachable());
+        // Module symbols are not vmlinux functions.
+        assert_eq!(
+            resolve(&t, &["pcpu_populate_chunk"], None, None).resolution,
+            Resolution::Missing
+        );
+        assert!(!t.zeroed);
+    }
+
+    #[test]
+    fn zeroed_and_traceability() {
+        let t =
+            SymbolTable::parse("0000000000000000 T try_to_free_pages\n0000000000000000 T _stext\n");
+        assert!(t.zeroed);
+        let ff = parse_filter_functions("try_to_free_pages\nfoo [mod]\n");
+        let bl = parse_kprobe_blacklist("0xffffffff81000000-0xffffffff81000010\tother\n");
+        let r = resolve(&t, &["try_to_free_pages"], Some(&ff), Some(&bl));
+        assert_eq!(r.addr, None);
+        assert_eq!(r.ftrace, Some(true));
+        assert_eq!(r.kprobe_blacklisted, Some(false));
+        assert!(r.attachable());
+    }
+
+    #[test]
+    fn kaslr_shift() {
+        let running = SymbolTable::parse("ffffffff9a000000 T _stext\n");
+        let map =
+            SymbolTable::parse("ffffffff81000000 T _stext\nffffffff83a1b2c0 d pcpu_alloc_mutex\n");
+        let (addr, off) = mutex_from_system_map(&running, &map).unwrap();
+        assert_eq!(off, 0x19000000);
+        assert_eq!(addr, 0xffffffff9ca1b2c0);
+        let nomutex = SymbolTable::parse("ffffffff81000000 T _stext\n");
+        assert!(mutex_from_system_map(&running, &nomutex).is_err());
+    }
+}
