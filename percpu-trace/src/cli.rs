@@ -59,6 +59,12 @@ pub struct LiveArgs {
     /// Only this process (tgid); filtered in the kernel.
     #[arg(long, global = true)]
     pub pid: Option<u32>,
+    /// Only findings involving a task with this comm.
+    #[arg(long, global = true)]
+    pub comm: Option<String>,
+    /// Only findings involving a task in this cgroup (path under /sys/fs/cgroup, or id).
+    #[arg(long, global = true)]
+    pub cgroup: Option<String>,
 }
 
 /// Parses "30s", "5m", "1h30m", or plain seconds.

@@ -1,5 +1,6 @@
 //! Live modes: `check` and headless `record`. Both start from the same discovery and plan.
 use std::{
+    collections::BTreeMap,
     fs::File,
     io::{BufWriter, Write},
     path::{Path, PathBuf},
@@ -11,19 +12,20 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     cli::{KernelArgs, LiveArgs},
+    engine::{Engine, EngineConfig, Finding, FindingUpdate},
     event::{Event, Frame},
-    kernel::{self, plan::AttachPlan},
-    pipeline::{Pipeline, Sink},
+    kernel::{self, decode::GfpLayout, plan::AttachPlan, Kernel},
+    pipeline::{Losses, Pipeline, Sink},
     probes::Probes,
+    record::{Header, RecordingWriter},
     symbolize::Symbolizer,
 };
 
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
-
 /// Fails with one line unless this process may load and attach tracing programs.
 pub fn require_privileges() -> Result<()> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
     let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let cap_eff = status
         .lines()
@@ -37,11 +39,37 @@ pub fn require_privileges() -> Result<()> {
     bail!("needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) to load eBPF programs: run it with sudo")
 }
 
-fn discover(args: &KernelArgs) -> Result<(kernel::Kernel, AttachPlan)> {
+/// Discovery and plan, as every live mode starts.
+pub fn discover(args: &KernelArgs) -> Result<(Kernel, AttachPlan)> {
     let opts = kernel::DiscoverOptions { btf: args.btf.clone(), ..Default::default() };
     let k = kernel::discover(&opts)?;
     let plan = k.plan(args.attach)?;
     Ok((k, plan))
+}
+
+/// The engine configuration for this kernel: its gfp and task-flag bits and fix status.
+pub fn engine_config(k: &Kernel) -> EngineConfig {
+    EngineConfig {
+        gfp_io: k.gfp.io(),
+        gfp_fs: k.gfp.fs(),
+        gfp_direct_reclaim: k.gfp.direct_reclaim(),
+        gfp_kernel: k.gfp.gfp_kernel(),
+        pf_memalloc_noio: k.pf.memalloc_noio,
+        pf_memalloc_nofs: k.pf.memalloc_nofs,
+        fix_present: k.fix.present,
+        ..EngineConfig::default()
+    }
+}
+
+/// The recording header for a live run on this kernel.
+pub fn recording_header(k: &Kernel, plan: &AttachPlan) -> Header {
+    let mut h = Header::new(engine_config(k));
+    h.kernel_release = Some(k.release.clone());
+    h.arch = Some(k.arch.clone());
+    h.attach_mode = Some(format!("{:?}", plan.mode).to_lowercase());
+    h.extra.insert("plan".into(), serde_json::to_value(&plan.probes).unwrap_or_default());
+    h.extra.insert("gfp_layout".into(), serde_json::to_value(&k.gfp).unwrap_or_default());
+    h
 }
 
 /// `percpu-trace check`.
@@ -56,61 +84,198 @@ pub fn check(args: &KernelArgs, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the recording as JSON lines.
-struct RecordSink {
-    out: Option<BufWriter<File>>,
-    io_error: Option<std::io::Error>,
+/// Which findings the user wants to see (`--comm`, `--cgroup`); `--pid` is applied in the
+/// kernel. Events are never filtered before the engine: a cross-task finding needs the
+/// holder's events even when only the waiter matches.
+#[derive(Clone, Debug, Default)]
+pub struct FindingFilter {
+    /// Task comm.
+    pub comm: Option<String>,
+    /// cgroup v2 id.
+    pub cgroup: Option<u64>,
+    /// Process id.
+    pub pid: Option<u32>,
 }
 
-impl RecordSink {
-    fn line(&mut self, v: serde_json::Value) {
-        if let Some(out) = &mut self.out {
-            if let Err(e) = writeln!(out, "{v}") {
-                self.io_error.get_or_insert(e);
-            }
+impl FindingFilter {
+    /// True when some task of the finding matches every given criterion.
+    pub fn matches(&self, f: &Finding) -> bool {
+        f.tasks.iter().any(|t| {
+            self.comm.as_ref().is_none_or(|c| &t.comm == c)
+                && self.cgroup.is_none_or(|c| t.cgroup_id == c)
+                && self.pid.is_none_or(|p| t.tgid == p || t.pid == p)
+        })
+    }
+}
+
+/// The headless consumer: engine, recording, one line per new finding.
+struct HeadlessSink {
+    engine: Engine,
+    writer: Option<RecordingWriter<BufWriter<File>>>,
+    io_error: Option<std::io::Error>,
+    filter: FindingFilter,
+    layout: GfpLayout,
+    shown: usize,
+}
+
+impl HeadlessSink {
+    fn io(&mut self, r: std::io::Result<()>) {
+        if let Err(e) = r {
+            self.io_error.get_or_insert(e);
         }
     }
 }
 
-impl Sink for RecordSink {
+impl Sink for HeadlessSink {
     fn event(&mut self, ev: &Event) {
-        let mut v = serde_json::to_value(ev).unwrap_or_default();
-        v["t"] = "event".into();
-        self.line(v);
+        if let Some(w) = &mut self.writer {
+            let r = w.write_event(ev);
+            self.io(r);
+        }
+        for u in self.engine.process(ev) {
+            if let FindingUpdate::New { index } = u {
+                let f = &self.engine.findings()[index];
+                if self.filter.matches(f) {
+                    self.shown += 1;
+                    println!("{}", crate::report::finding_line_with(f, &self.layout));
+                }
+            }
+        }
     }
 
     fn stack(&mut self, id: u32, frames: &[Frame]) {
-        self.line(serde_json::json!({"t": "stack", "id": id, "frames": frames}));
+        if let Some(w) = &mut self.writer {
+            let r = w.write_stack(id, frames);
+            self.io(r);
+        }
     }
 }
 
-fn create_output(path: &Path) -> Result<BufWriter<File>> {
-    let f = File::create(path).with_context(|| format!("cannot write recording {}", path.display()))?;
-    Ok(BufWriter::new(f))
+/// Resolves `--cgroup`: a numeric id, or a path under /sys/fs/cgroup (its inode number is
+/// the cgroup v2 id).
+pub fn cgroup_id(arg: &str) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(id) = arg.parse::<u64>() {
+        return Ok(id);
+    }
+    let p = Path::new(arg);
+    let full = if p.is_absolute() { p.to_path_buf() } else { Path::new("/sys/fs/cgroup").join(p) };
+    let md = std::fs::metadata(&full).with_context(|| format!("--cgroup {arg}: no cgroup at {}", full.display()))?;
+    Ok(md.ino())
 }
 
 /// `percpu-trace record`.
 pub fn record(args: &LiveArgs, duration: Option<Duration>, output: Option<PathBuf>) -> Result<ExitCode> {
     require_privileges()?;
-    let out = output.as_deref().map(create_output).transpose()?;
+    let filter = FindingFilter {
+        comm: args.comm.clone(),
+        cgroup: args.cgroup.as_deref().map(cgroup_id).transpose()?,
+        pid: args.pid,
+    };
     let (k, mut plan) = discover(&args.kernel)?;
     plan.config.filter_tgid = args.pid.unwrap_or(0);
+    let header = recording_header(&k, &plan);
+    let writer = output
+        .as_deref()
+        .map(|p| {
+            let f = File::create(p).with_context(|| format!("cannot write recording {}", p.display()))?;
+            RecordingWriter::new(BufWriter::new(f), &header).with_context(|| format!("writing {}", p.display()))
+        })
+        .transpose()?;
     eprint!("{}", kernel::check::render_text(&k, &plan));
+    let mut sink = HeadlessSink {
+        engine: Engine::new(engine_config(&k)),
+        writer,
+        io_error: None,
+        filter,
+        layout: k.gfp.clone(),
+        shown: 0,
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut sink = RecordSink { out, io_error: None };
-    rt.block_on(trace(&plan, duration, &mut sink))?;
+    let btf = load_btf(&args.kernel, &plan)?;
+    let summary = rt.block_on(trace(&plan, btf.as_ref(), duration, &mut sink))?;
+    if let Some(mut w) = sink.writer.take() {
+        let drops: BTreeMap<String, u64> = losses_map(&summary.losses);
+        sink.io_error = w.write_drops(&drops).err().or(sink.io_error);
+        match w.finish() {
+            Ok(mut inner) => {
+                if let Err(e) = inner.flush() {
+                    sink.io_error.get_or_insert(e);
+                }
+            }
+            Err(e) => {
+                sink.io_error.get_or_insert(e);
+            }
+        }
+    }
     if let Some(e) = sink.io_error {
         bail!("writing the recording failed: {e}");
     }
-    if let Some(out) = &mut sink.out {
-        out.flush().context("flushing the recording")?;
-    }
-    Ok(ExitCode::SUCCESS)
+    let by_kind = count_by_kind(sink.engine.findings(), &sink.filter);
+    eprintln!(
+        "percpu-trace: summary: {} events, {} lost {}, findings: {}",
+        summary.events,
+        summary.losses.events_lost(),
+        serde_json::to_string(&summary.losses).unwrap_or_default(),
+        if by_kind.is_empty() { "none".to_string() } else { by_kind.join(", ") }
+    );
+    Ok(if sink.shown > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-async fn trace(plan: &AttachPlan, duration: Option<Duration>, sink: &mut dyn Sink) -> Result<()> {
+fn count_by_kind(findings: &[Finding], filter: &FindingFilter) -> Vec<String> {
+    let mut m: BTreeMap<&str, u64> = BTreeMap::new();
+    for f in findings.iter().filter(|f| filter.matches(f)) {
+        *m.entry(f.kind.id()).or_default() += f.count;
+    }
+    m.into_iter().map(|(k, n)| format!("{k}={n}")).collect()
+}
+
+/// Loss counters by reason name, as recordings and reports carry them.
+pub fn losses_map(l: &Losses) -> BTreeMap<String, u64> {
+    serde_json::to_value(l)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
+/// Kernel BTF for fentry/fexit attachments (None when the plan has none).
+pub fn load_btf(args: &KernelArgs, plan: &AttachPlan) -> Result<Option<aya::Btf>> {
+    use crate::kernel::plan::Attachment;
+    let needs = plan
+        .probes
+        .iter()
+        .any(|p| matches!(p.attachment, Attachment::Fentry { .. } | Attachment::Fexit { .. }));
+    if !needs {
+        return Ok(None);
+    }
+    let btf = match &args.btf {
+        Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
+        None => aya::Btf::from_sys_fs(),
+    }
+    .map_err(|e| anyhow::anyhow!("reading kernel BTF for fentry: {e}"))?;
+    Ok(Some(btf))
+}
+
+/// What a tracing run ends with.
+pub struct TraceSummary {
+    /// Events delivered.
+    pub events: u64,
+    /// Losses.
+    pub losses: Losses,
+}
+
+/// Attaches, streams events into `sink` until the duration passes or SIGINT/SIGTERM, detaches.
+pub async fn trace(
+    plan: &AttachPlan,
+    btf: Option<&aya::Btf>,
+    duration: Option<Duration>,
+    sink: &mut dyn Sink,
+) -> Result<TraceSummary> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut probes = Probes::attach(plan)?;
+    // Signal handlers first, so a SIGTERM during attach still ends in a clean detach.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut probes = Probes::attach(plan, btf)?;
     for (prog, err) in &probes.failed {
         eprintln!("percpu-trace: warning: {prog} not attached: {err}");
     }
@@ -120,28 +285,33 @@ async fn trace(plan: &AttachPlan, duration: Option<Duration>, sink: &mut dyn Sin
         Symbolizer::default()
     });
     let mut pipeline = Pipeline::new(&mut probes, symbolizer)?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(100 * 365 * 86400)));
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             r = pipeline.next_batch(sink) => { r?; }
-            _ = tick.tick() => { pipeline.refresh_losses()?; }
+            _ = tick.tick() => { pipeline.decoder.refresh_losses()?; }
             _ = &mut deadline => break,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
     }
-    pipeline.refresh_losses()?;
-    eprintln!(
-        "percpu-trace: {} events, {} lost ({:?})",
-        pipeline.events,
-        pipeline.losses.events_lost(),
-        pipeline.losses
-    );
+    pipeline.decoder.refresh_losses()?;
+    let summary = TraceSummary { events: pipeline.decoder.events, losses: pipeline.decoder.losses.clone() };
     drop(pipeline);
     drop(probes);
-    Ok(())
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_ids_parse_or_fail_in_one_line() {
+        assert_eq!(cgroup_id("1234").unwrap(), 1234);
+        let e = cgroup_id("no/such/cgroup-xyz").unwrap_err();
+        assert!(format!("{e:#}").contains("no cgroup at /sys/fs/cgroup/no/such/cgroup-xyz"));
+    }
 }
