@@ -121,6 +121,10 @@ pub fn render_text(k: &Kernel, plan: &AttachPlan) -> String {
                 MutexSource::SystemMap { path, kaslr_offset } => {
                     format!("{path}, KASLR offset {kaslr_offset:#x}")
                 }
+                MutexSource::CodeScan { functions, agreeing_calls } => format!(
+                    "the code of {} ({agreeing_calls} mutex_lock call(s) agree; checked as a struct mutex)",
+                    functions.join(", ")
+                ),
             };
             let _ = writeln!(w, "  pcpu_alloc_mutex  {a:#x} (from {from})");
         }

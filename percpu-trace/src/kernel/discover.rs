@@ -203,6 +203,12 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Kernel> {
     let system_map = std::fs::read_to_string(&system_map_path)
         .map(|t| (system_map_path.display().to_string(), t))
         .map_err(|e| format!("{}: {e}", system_map_path.display()));
+    let kallsyms_text = std::fs::read_to_string(&opts.kallsyms)
+        .map_err(|e| format!("{}: {e}", opts.kallsyms.display()));
+    let code_scan_table = match (&kallsyms_text, opts.scan_code && privileges.can_trace()) {
+        (Ok(t), true) => Some(SymbolTable::parse(t)),
+        _ => None,
+    };
     let inputs = Inputs {
         release: uts.0,
         arch: uts.1,
@@ -224,7 +230,119 @@ pub fn discover(opts: &DiscoverOptions) -> Result<Kernel> {
         lockdown: read(&root.join("sys/kernel/security/lockdown")),
         realtime: read(&root.join("sys/kernel/realtime")),
     };
-    Ok(analyze(inputs))
+    let mut k = analyze(inputs);
+    if k.mutex.addr.is_none() {
+        match code_scan_table {
+            Some(table) if k.mutex.layout.is_some() => {
+                let wait = wait_field(&k, btf_path_for_scan(&k).as_deref());
+                let found = crate::probes::KernelMemReader::new()
+                    .map_err(|e| format!("{e:#}"))
+                    .and_then(|mut r| {
+                        mutex_from_code(&table, &k.arch, wait, &mut |a, n| {
+                            r.read(a, n).map_err(|e| format!("{e:#}"))
+                        })
+                    });
+                match found {
+                    Ok((addr, functions, agreeing_calls)) => {
+                        k.mutex.addr = Some(addr);
+                        k.mutex.source = Some(MutexSource::CodeScan {
+                            functions,
+                            agreeing_calls,
+                        });
+                    }
+                    Err(e) => k.mutex.attempts.push(format!("code scan: {e}")),
+                }
+            }
+            Some(_) => k
+                .mutex
+                .attempts
+                .push("code scan: skipped, struct mutex layout unknown".into()),
+            None => k
+                .mutex
+                .attempts
+                .push("code scan: skipped (disabled, no privileges or no kallsyms)".into()),
+        }
+    }
+    Ok(k)
+}
+
+fn btf_path_for_scan(k: &Kernel) -> Option<PathBuf> {
+    k.btf.path.clone()
+}
+
+/// The member of struct mutex used to check a candidate: `wait_list` (a list head, empty
+/// when it points at itself) or, on newer kernels, `first_waiter` (a pointer, NULL when no
+/// waiter). Read from the same BTF as the rest.
+fn wait_field(k: &Kernel, btf_path: Option<&Path>) -> Option<(String, u32)> {
+    if k.mutex.layout.as_ref().is_some_and(|l| l.rt) {
+        return None;
+    }
+    let src = BtfFile::open(btf_path?).ok()?;
+    ["wait_list", "first_waiter"]
+        .iter()
+        .find_map(|m| btf::member_offset(&src, "mutex", &[m]).map(|o| (m.to_string(), o)))
+}
+
+/// Finds pcpu_alloc_mutex as the address the functions that lock it pass to
+/// mutex_lock/mutex_lock_killable, then checks the memory there looks like a struct mutex
+/// (owner 0 or a kernel pointer; an empty or kernel-pointing wait list). `read` reads kernel
+/// memory. Returns (address, functions scanned, calls agreeing).
+pub(crate) fn mutex_from_code(
+    table: &SymbolTable,
+    arch: &str,
+    wait: Option<(String, u32)>,
+    read: &mut dyn FnMut(u64, usize) -> Result<Vec<u8>, String>,
+) -> Result<(u64, Vec<String>, usize), String> {
+    use super::mutex_scan;
+    let lockers: Vec<&symbols::Sym> = ["pcpu_alloc_noprof", "pcpu_alloc", "pcpu_balance_workfn"]
+        .iter()
+        .filter_map(|n| table.get(n))
+        .filter(|s| s.addr != 0)
+        .collect();
+    let targets: Vec<u64> = ["mutex_lock", "mutex_lock_killable"]
+        .iter()
+        .filter_map(|n| table.get(n))
+        .map(|s| s.addr)
+        .filter(|&a| a != 0)
+        .collect();
+    if lockers.is_empty() || targets.is_empty() {
+        return Err(
+            "the locking functions or mutex_lock* are not in kallsyms (or addresses hidden)".into(),
+        );
+    }
+    let mut calls = Vec::new();
+    for f in &lockers {
+        let code = read(f.addr, 4096)?;
+        calls.extend(match arch {
+            "x86_64" => mutex_scan::scan_x86_64(&code, f.addr, &targets),
+            "aarch64" => mutex_scan::scan_aarch64(&code, f.addr, &targets),
+            other => return Err(format!("no code decoder for {other}")),
+        });
+    }
+    let (addr, n) = mutex_scan::consensus(&calls)
+        .ok_or_else(|| "no mutex_lock* call with a decodable argument".to_string())?;
+    let bytes = read(addr, 64)?;
+    let word = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    };
+    let kptr = |p: u64| p >= 0xffff_0000_0000_0000;
+    let owner = word(0).unwrap_or(u64::MAX) & !7;
+    let ok_owner = owner == 0 || kptr(owner);
+    let ok_wait = match &wait {
+        Some((name, off)) if name == "wait_list" => {
+            mutex_scan::looks_like_mutex(&bytes, addr, *off as usize)
+        }
+        Some((_, off)) => word(*off as usize).is_some_and(|p| p == 0 || kptr(p)),
+        None => true,
+    };
+    if !(ok_owner && ok_wait) {
+        return Err(format!(
+            "candidate {addr:#x} does not look like a struct mutex"
+        ));
+    }
+    Ok((addr, lockers.iter().map(|s| s.name.clone()).collect(), n))
 }
 
 fn read(p: &Path) -> Option<String> {

@@ -298,3 +298,45 @@ fn live_discovery_prints_check() {
         serde_json::to_string_pretty(&super::check::render_json(&k, &plan)).unwrap()
     );
 }
+
+#[test]
+fn mutex_found_in_real_locking_code() {
+    // pcpu_alloc_noprof's code as loaded on the host (host-6.18/pcpu_alloc_noprof.bin, read
+    // through read_kmem), and the host's kallsyms.
+    let table = super::symbols::SymbolTable::parse(
+        &std::fs::read_to_string(dir("host-6.18").join("kallsyms")).unwrap(),
+    );
+    let code = std::fs::read(dir("host-6.18").join("pcpu_alloc_noprof.bin")).unwrap();
+    let f = table.get("pcpu_alloc_noprof").unwrap().addr;
+    let want = 0xffffffff83125180u64;
+    let mut idle_mutex = vec![0u8; 64];
+    idle_mutex[16..24].copy_from_slice(&(want + 16).to_le_bytes());
+    idle_mutex[24..32].copy_from_slice(&(want + 16).to_le_bytes());
+    let mut read = |a: u64, n: usize| -> Result<Vec<u8>, String> {
+        if a == f {
+            Ok(code[..n.min(code.len())].to_vec())
+        } else if a == want {
+            Ok(idle_mutex[..n.min(64)].to_vec())
+        } else {
+            Ok(vec![0xcc; n]) // other functions: int3 padding, no calls
+        }
+    };
+    let wait = Some(("wait_list".to_string(), 16));
+    let (addr, funcs, n) =
+        super::discover::mutex_from_code(&table, "x86_64", wait.clone(), &mut read).unwrap();
+    assert_eq!(addr, want);
+    assert!(funcs.contains(&"pcpu_alloc_noprof".to_string()));
+    assert!(n >= 1);
+    // A candidate whose wait list is garbage is refused.
+    idle_mutex[16..24].copy_from_slice(&0x1234u64.to_le_bytes());
+    let mut read_bad = |a: u64, n: usize| -> Result<Vec<u8>, String> {
+        if a == f {
+            Ok(code[..n.min(code.len())].to_vec())
+        } else if a == want {
+            Ok(idle_mutex[..n.min(64)].to_vec())
+        } else {
+            Ok(vec![0xcc; n])
+        }
+    };
+    assert!(super::discover::mutex_from_code(&table, "x86_64", wait, &mut read_bad).is_err());
+}

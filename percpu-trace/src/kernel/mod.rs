@@ -41,6 +41,9 @@ pub struct DiscoverOptions {
     pub mount_tracefs: bool,
     /// Try loading a minimal fentry program to learn whether fentry works.
     pub probe_fentry: bool,
+    /// When pcpu_alloc_mutex is in neither kallsyms nor System.map, find it by reading the
+    /// code that locks it through a BPF test run (`mutex_scan`).
+    pub scan_code: bool,
 }
 
 impl Default for DiscoverOptions {
@@ -51,6 +54,7 @@ impl Default for DiscoverOptions {
             system_map: None,
             mount_tracefs: true,
             probe_fentry: true,
+            scan_code: true,
         }
     }
 }

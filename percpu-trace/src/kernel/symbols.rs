@@ -275,6 +275,14 @@ pub enum MutexSource {
         /// Offset added (running minus System.map).
         kaslr_offset: i64,
     },
+    /// Decoded from the code of the functions that lock it (`mutex_scan`), read through
+    /// the `read_kmem` BPF program, and checked to look like a struct mutex.
+    CodeScan {
+        /// Functions whose code was scanned.
+        functions: Vec<String>,
+        /// Lock calls that passed this address.
+        agreeing_calls: usize,
+    },
 }
 
 /// Looks pcpu_alloc_mutex up in System.map and shifts it by the KASLR offset, measured as
