@@ -734,6 +734,17 @@ pub(crate) fn analyze(inp: Inputs) -> Kernel {
             l
         }
     };
+    // The kernel's own name table, from a format that prints gfp flags: exact names and order.
+    let mut gfp = gfp;
+    let fmt_text = inp
+        .formats
+        .as_ref()
+        .and_then(|f| f.get("vmscan/mm_vmscan_direct_reclaim_begin"));
+    if let Some(names) = fmt_text.and_then(|t| super::decode::parse_gfp_name_table(t)) {
+        gfp.names = Some(names);
+        gfp.source
+            .push_str("; names and order from the kernel's show_gfp_flags table (tracefs)");
+    }
     let pf = PfFlags {
         memalloc_nofs: PF_MEMALLOC_NOFS,
         memalloc_noio: PF_MEMALLOC_NOIO,

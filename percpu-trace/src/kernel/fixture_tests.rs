@@ -150,7 +150,14 @@ fn debian_7_2_vulnerable_kprobes_mutex() {
     assert_eq!(k.mutex.source, Some(MutexSource::Kallsyms));
     assert!(k.mutex.addr.is_some());
     assert_eq!(k.lockdown.as_deref(), Some("none"));
-    assert_eq!(k.gfp.source, "BTF enum ___GFP_*_BIT");
+    assert!(k.gfp.source.starts_with("BTF enum ___GFP_*_BIT"));
+    // 7.2's table: GFP_NOWAIT includes __GFP_NOWARN; single flags in bit order.
+    assert_eq!(format_gfp(0x2800, &k.gfp), "GFP_NOWAIT");
+    assert_eq!(format_gfp(0xc00 | 0x2000, &k.gfp), "GFP_NOIO|__GFP_NOWARN");
+    assert_eq!(
+        format_gfp(0xcc0 | 0x10000 | 0x100, &k.gfp),
+        "GFP_KERNEL|__GFP_ZERO|__GFP_NORETRY"
+    );
     let plan = k.plan(AttachMode::Auto).unwrap();
     assert_eq!(plan.mode, AttachMode::Kprobe);
     let c = plan.config;
@@ -237,6 +244,11 @@ fn debian_6_1_old_names_and_gfp_table() {
     // No ___GFP_*_BIT enum before 6.10: the per-version table, with __GFP_ATOMIC (before 6.3).
     assert!(k.gfp.source.contains("6.1"));
     assert_eq!(format_gfp(0xa20, &k.gfp), "GFP_ATOMIC");
+    // 6.1's own table (from its tracefs format) puts __GFP_NOWARN before __GFP_ZERO.
+    assert_eq!(
+        format_gfp(0xcc0 | 0x2000 | 0x100, &k.gfp),
+        "GFP_KERNEL|__GFP_NOWARN|__GFP_ZERO"
+    );
     assert!(k.notes.iter().any(|n| n.starts_with("gfp bits")));
 }
 
@@ -309,7 +321,7 @@ fn mutex_found_in_real_locking_code() {
     let code = std::fs::read(dir("host-6.18").join("pcpu_alloc_noprof.bin")).unwrap();
     let f = table.get("pcpu_alloc_noprof").unwrap().addr;
     let want = 0xffffffff83125180u64;
-    let mut idle_mutex = vec![0u8; 64];
+    let mut idle_mutex = [0u8; 64];
     idle_mutex[16..24].copy_from_slice(&(want + 16).to_le_bytes());
     idle_mutex[24..32].copy_from_slice(&(want + 16).to_le_bytes());
     let mut read = |a: u64, n: usize| -> Result<Vec<u8>, String> {
