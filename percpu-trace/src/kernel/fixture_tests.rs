@@ -352,3 +352,49 @@ fn mutex_found_in_real_locking_code() {
     };
     assert!(super::discover::mutex_from_code(&table, "x86_64", wait, &mut read_bad).is_err());
 }
+
+#[test]
+fn fentry_plan_when_the_kernel_accepts_it() {
+    let mut i = inputs("debian-7.2.13");
+    i.fentry = Fentry::Supported {
+        target: "pcpu_alloc_noprof".into(),
+    };
+    let plan = analyze(i).plan(AttachMode::Auto).unwrap();
+    assert_eq!(plan.mode, AttachMode::Fentry);
+    let get = |p: &str| {
+        plan.probes
+            .iter()
+            .find(|x| x.program == p)
+            .map(|x| x.attachment.clone())
+    };
+    assert_eq!(
+        get("fentry_pcpu_alloc"),
+        Some(Attachment::Fentry {
+            symbol: "pcpu_alloc_noprof".into()
+        })
+    );
+    assert_eq!(
+        get("fexit_pcpu_alloc"),
+        Some(Attachment::Fexit {
+            symbol: "pcpu_alloc_noprof".into()
+        })
+    );
+    assert_eq!(
+        get("fentry_pud_alloc"),
+        Some(Attachment::Fentry {
+            symbol: "__pud_alloc".into()
+        })
+    );
+    assert!(get("pcpu_alloc_enter").is_none());
+}
+
+/// `--btf` accepts a vmlinux ELF: set PERCPU_TRACE_TEST_VMLINUX to one (see README.md).
+#[test]
+#[ignore]
+fn btf_from_vmlinux_elf() {
+    let path = std::env::var("PERCPU_TRACE_TEST_VMLINUX").unwrap();
+    let b = super::btf::BtfFile::open(std::path::Path::new(&path)).unwrap();
+    let p = super::btf::func_params(&b, "pcpu_get_vm_areas").unwrap();
+    println!("pcpu_get_vm_areas({})", p.join(", "));
+    assert!(super::btf::member_offset(&b, "task_struct", &["flags"]).is_some());
+}
