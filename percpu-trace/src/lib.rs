@@ -4,10 +4,15 @@
 //! (loading and attaching the embedded eBPF object), `pipeline` (ring buffer to events),
 //! `event` (decoded events), `engine` (pure detection), `record` (recordings), `report`,
 //! `tui`, `live` (the live modes), `cli`.
+pub mod cli;
 pub mod engine;
 pub mod event;
 pub mod kernel;
+pub mod live;
+pub mod metrics;
 pub mod pipeline;
 pub mod probes;
 pub mod record;
+pub mod report;
 pub mod symbolize;
+pub mod tui;
