@@ -1,0 +1,667 @@
+//! `--metrics ADDR`: Prometheus/OpenMetrics text exposition of the live run, for fleets that
+//! already scrape their hosts. Built on prometheus-client; served by a minimal HTTP/1.1
+//! responder on tokio (one GET per connection, no keep-alive: all a scraper needs).
+//!
+//! Exposed series (all prefixed `percpu_trace_`):
+//! - `events_total{kind}`: decoded events by event kind (`pcpu_alloc_enter`, ...);
+//! - `drops_total{reason}`: losses by reason (`ringbuf_full`, `stack`, `task_map_full`, ...);
+//! - `constrained_allocations_total`: constrained (NOFS/NOIO) blocking pcpu_alloc calls;
+//! - `findings_total{kind}`: distinct findings; `finding_occurrences_total{kind}`: all
+//!   occurrences, both by kind (`recursion`, `window`, `cross_task`);
+//! - `mutex_hold_seconds`: histogram of pcpu_alloc_mutex hold times as the events show them;
+//! - `info{version,kernel_release,arch,fix,attach_mode}` = 1, for joins and alerts on hosts
+//!   without the fix.
+//!
+//! The live loop calls [`Metrics::observe_event`] for every event, [`Metrics::update_engine`]
+//! and [`Metrics::set_drops`] once per tick, [`Metrics::set_info`] once after attaching.
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{anyhow, Result};
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::{Registry, Unit},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+use crate::{
+    engine::{kind_index, Engine, FindingKind, EVENT_KIND_NAMES},
+    event::{Event, EventKind},
+    pipeline::Losses,
+    report::{self, ReportContext},
+};
+
+/// Content type of the exposition (prometheus-client writes OpenMetrics text, which
+/// Prometheus negotiates and parses).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    version: String,
+    kernel_release: String,
+    arch: String,
+    fix: String,
+    attach_mode: String,
+}
+
+/// The mutex hold the events currently show.
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    pid: u32,
+    since_ns: u64,
+    confirmed_ns: u64,
+}
+
+/// Mutable bookkeeping behind the counters.
+#[derive(Debug, Default)]
+struct State {
+    hold: Option<Hold>,
+    /// Last cumulative values seen per series, to turn totals into counter increments.
+    last: BTreeMap<String, u64>,
+    /// The info labels set last (replaced, not accumulated).
+    info: Option<InfoLabels>,
+}
+
+/// Every metric of a run, shareable between the live loop and the HTTP server.
+pub struct Metrics {
+    registry: Registry,
+    events: Family<KindLabel, Counter>,
+    drops: Family<ReasonLabel, Counter>,
+    constrained: Counter,
+    findings: Family<KindLabel, Counter>,
+    occurrences: Family<KindLabel, Counter>,
+    hold: Histogram,
+    info: Family<InfoLabels, Gauge>,
+    state: Mutex<State>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// All series registered, finding kinds and event kinds pre-created at 0 so dashboards
+    /// and `rate()` see them before the first occurrence.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("percpu_trace");
+        let events = Family::<KindLabel, Counter>::default();
+        let drops = Family::<ReasonLabel, Counter>::default();
+        let constrained = Counter::default();
+        let findings = Family::<KindLabel, Counter>::default();
+        let occurrences = Family::<KindLabel, Counter>::default();
+        // 1 us .. ~4 s in factors of 4: holds are usually microseconds, but a holder in
+        // reclaim can keep the mutex for seconds, which is what an alert wants to see.
+        let hold = Histogram::new(exponential_buckets(1e-6, 4.0, 12));
+        let info = Family::<InfoLabels, Gauge>::default();
+        registry.register(
+            "events",
+            "Decoded kernel events, by event kind",
+            events.clone(),
+        );
+        registry.register(
+            "drops",
+            "Lost events or details, by reason (ring buffer full, stack, task map full, ...)",
+            drops.clone(),
+        );
+        registry.register(
+            "constrained_allocations",
+            "Blocking pcpu_alloc calls constrained to NOFS/NOIO (by gfp or memalloc scope)",
+            constrained.clone(),
+        );
+        registry.register(
+            "findings",
+            "Distinct findings (deduplicated by stack signature), by kind",
+            findings.clone(),
+        );
+        registry.register(
+            "finding_occurrences",
+            "Occurrences of findings, by kind",
+            occurrences.clone(),
+        );
+        registry.register_with_unit(
+            "mutex_hold",
+            "pcpu_alloc_mutex hold times as seen by the probes (from the first event showing \
+             the hold to the release)",
+            Unit::Seconds,
+            hold.clone(),
+        );
+        registry.register(
+            "info",
+            "Constant 1, labelled with the tool version, kernel, fix status and attach mode",
+            info.clone(),
+        );
+        for name in EVENT_KIND_NAMES {
+            let _ = events.get_or_create(&KindLabel { kind: name.into() });
+        }
+        for k in FindingKind::ALL {
+            let _ = findings.get_or_create(&KindLabel {
+                kind: k.id().into(),
+            });
+            let _ = occurrences.get_or_create(&KindLabel {
+                kind: k.id().into(),
+            });
+        }
+        Metrics {
+            registry,
+            events,
+            drops,
+            constrained,
+            findings,
+            occurrences,
+            hold,
+            info,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves plain counters behind: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one event and follows pcpu_alloc_mutex holds for the hold-time histogram.
+    ///
+    /// Holds follow the engine's rule: a hold starts at the first event showing the task
+    /// holding the mutex. It ends at that task's pcpu_alloc return (exit event or the
+    /// percpu_alloc_percpu tracepoint, both right after the unlock: measured to that event),
+    /// or when an event shows it not holding / another task holding (measured to the last
+    /// event that confirmed the hold: a lower bound).
+    pub fn observe_event(&self, ev: &Event) {
+        self.events
+            .get_or_create(&KindLabel {
+                kind: EVENT_KIND_NAMES[kind_index(&ev.kind)].into(),
+            })
+            .inc();
+        let mut st = self.state();
+        let released_by_return = matches!(
+            ev.kind,
+            EventKind::PcpuAllocExit { .. } | EventKind::PcpuAllocDone { .. }
+        );
+        let ended = match (st.hold, ev.holds_mutex) {
+            (Some(h), _) if h.pid == ev.pid && released_by_return => {
+                Some(ev.ts_ns.saturating_sub(h.since_ns))
+            }
+            (Some(h), _) if h.pid == ev.pid && matches!(ev.kind, EventKind::TaskExit) => {
+                Some(h.confirmed_ns.saturating_sub(h.since_ns))
+            }
+            (Some(h), Some(false)) if h.pid == ev.pid => {
+                Some(h.confirmed_ns.saturating_sub(h.since_ns))
+            }
+            (Some(h), Some(true)) if h.pid != ev.pid => {
+                Some(h.confirmed_ns.saturating_sub(h.since_ns))
+            }
+            _ => None,
+        };
+        if let Some(ns) = ended {
+            self.hold.observe(ns as f64 / 1e9);
+            st.hold = None;
+        }
+        if ev.holds_mutex == Some(true) && !released_by_return {
+            match &mut st.hold {
+                Some(h) if h.pid == ev.pid => h.confirmed_ns = h.confirmed_ns.max(ev.ts_ns),
+                _ => {
+                    st.hold = Some(Hold {
+                        pid: ev.pid,
+                        since_ns: ev.ts_ns,
+                        confirmed_ns: ev.ts_ns,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Records one hold time directly (for a source that measures holds itself).
+    pub fn observe_hold(&self, hold: Duration) {
+        self.hold.observe(hold.as_secs_f64());
+    }
+
+    /// Brings the constrained-allocation and finding counters up to the engine's totals.
+    /// Takes a snapshot of the engine: call it once per tick, not per event.
+    pub fn update_engine(&self, engine: &Engine) {
+        let counters = engine.snapshot().counters;
+        let mut distinct = [0u64; 3];
+        for f in engine.findings() {
+            distinct[f.kind as usize] += 1;
+        }
+        let mut st = self.state();
+        advance(
+            &mut st,
+            "constrained",
+            counters.constrained_allocs,
+            &self.constrained,
+        );
+        for k in FindingKind::ALL {
+            let label = KindLabel {
+                kind: k.id().into(),
+            };
+            advance(
+                &mut st,
+                &format!("findings/{k}"),
+                distinct[k as usize],
+                &self.findings.get_or_create(&label),
+            );
+            let occ = counters
+                .occurrences_by_kind
+                .get(k.id())
+                .copied()
+                .unwrap_or(0);
+            advance(
+                &mut st,
+                &format!("occurrences/{k}"),
+                occ,
+                &self.occurrences.get_or_create(&label),
+            );
+        }
+    }
+
+    /// Brings the drop counters up to cumulative totals by reason (as recordings store
+    /// them, or [`report::losses_map`] of the pipeline's [`Losses`]).
+    pub fn set_drops(&self, drops: &BTreeMap<String, u64>) {
+        let mut st = self.state();
+        for (reason, &total) in drops {
+            let c = self.drops.get_or_create(&ReasonLabel {
+                reason: reason.clone(),
+            });
+            advance(&mut st, &format!("drops/{reason}"), total, &c);
+        }
+    }
+
+    /// [`Metrics::set_drops`] from the pipeline's loss counters.
+    pub fn set_losses(&self, losses: &Losses) {
+        self.set_drops(&report::losses_map(losses));
+    }
+
+    /// Sets the `info` series from what the run knows about the kernel.
+    pub fn set_info(&self, ctx: &ReportContext) {
+        let labels = InfoLabels {
+            version: ctx.tool_version.clone(),
+            kernel_release: ctx.kernel_release.clone().unwrap_or_default(),
+            arch: ctx.arch.clone().unwrap_or_default(),
+            fix: match ctx.fix_present {
+                Some(true) => "present",
+                Some(false) => "absent",
+                None => "unknown",
+            }
+            .into(),
+            attach_mode: ctx.attach_mode.clone().unwrap_or_default(),
+        };
+        let mut st = self.state();
+        if let Some(old) = st.info.take() {
+            self.info.remove(&old);
+        }
+        self.info.get_or_create(&labels).set(1);
+        st.info = Some(labels);
+    }
+
+    /// The exposition text (OpenMetrics, ending in `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut s, &self.registry);
+        s
+    }
+}
+
+/// Raises `counter` so that it equals `total` (a cumulative value from elsewhere). A total
+/// that went down (a restarted source) counts from its new value.
+fn advance(st: &mut State, key: &str, total: u64, counter: &Counter) {
+    let last = st.last.insert(key.to_string(), total).unwrap_or(0);
+    let delta = if total >= last { total - last } else { total };
+    if delta > 0 {
+        counter.inc_by(delta);
+    }
+}
+
+/// Binds the metrics listener; call it before attaching probes so a bad address fails
+/// fast with one line.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow!("cannot listen for metrics on {addr}: {e}"))
+}
+
+/// Serves `GET /metrics` on `addr` until the task is dropped or aborted.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<()> {
+    serve_listener(bind(addr).await?, metrics).await
+}
+
+/// Serves `GET /metrics` on an already bound listener (each connection on its own task).
+pub async fn serve_listener(listener: TcpListener, metrics: Arc<Metrics>) -> Result<()> {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(c) => c,
+            // Out of fds and the like: transient for a server, so back off and continue.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            // A scraper that stalls or hangs up is its own problem, not the tracer's.
+            let _ = tokio::time::timeout(Duration::from_secs(10), respond(stream, &m)).await;
+        });
+    }
+}
+
+/// Largest request head accepted.
+const MAX_REQUEST: usize = 8192;
+
+async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_REQUEST {
+            return reply(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                b"",
+            )
+            .await;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    let method = parts.next().unwrap_or("");
+    let target = parts.next().unwrap_or("");
+    let path = target.split('?').next().unwrap_or("");
+    match (method, path) {
+        ("GET" | "HEAD", "/metrics") => {
+            let body = metrics.encode();
+            let body = if method == "HEAD" {
+                Vec::new()
+            } else {
+                body.into_bytes()
+            };
+            reply(&mut stream, "200 OK", CONTENT_TYPE, &body).await
+        }
+        ("GET" | "HEAD", "/") => {
+            let body = b"percpu-trace metrics: GET /metrics\n";
+            reply(&mut stream, "200 OK", "text/plain; charset=utf-8", body).await
+        }
+        ("GET" | "HEAD", _) => {
+            reply(&mut stream, "404 Not Found", "text/plain", b"not found\n").await
+        }
+        _ => {
+            reply(
+                &mut stream,
+                "405 Method Not Allowed",
+                "text/plain",
+                b"only GET and HEAD\n",
+            )
+            .await
+        }
+    }
+}
+
+async fn reply(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+
+    fn ev(ts: u64, pid: u32, holds: Option<bool>, kind: EventKind) -> Event {
+        Event {
+            ts_ns: ts,
+            pid,
+            tgid: pid,
+            comm: format!("t{pid}"),
+            cgroup_id: 1,
+            task_flags: 0,
+            holds_mutex: holds,
+            caller_gfp: Some(0xc00),
+            stack_id: None,
+            kind,
+        }
+    }
+
+    /// A stream with a constrained caller that holds the mutex for 2 ms and enters
+    /// GFP_KERNEL reclaim under it (one `recursion` finding).
+    fn stream() -> Vec<Event> {
+        let enter = EventKind::PcpuAllocEnter {
+            size: 32768,
+            align: 8,
+            reserved: false,
+            gfp: 0xc00,
+        };
+        vec![
+            ev(1_000_000, 10, Some(false), enter),
+            ev(
+                1_500_000,
+                10,
+                Some(true),
+                EventKind::ChunkPopulate {
+                    gfp: Some(0xc00),
+                    page_start: 0,
+                    page_end: 8,
+                },
+            ),
+            ev(
+                2_000_000,
+                10,
+                Some(true),
+                EventKind::ReclaimBegin {
+                    gfp: 0xcc0,
+                    order: 0,
+                    memcg: false,
+                },
+            ),
+            ev(
+                3_000_000,
+                10,
+                Some(true),
+                EventKind::ReclaimEnd {
+                    nr_reclaimed: 32,
+                    memcg: false,
+                },
+            ),
+            ev(
+                3_500_000,
+                10,
+                Some(false),
+                EventKind::PcpuAllocExit { ptr: 1 },
+            ),
+        ]
+    }
+
+    /// Minimal parser of the exposition: `name{labels} value` lines to a map.
+    fn parse(text: &str) -> BTreeMap<String, f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn counters_follow_the_engine_and_events() {
+        let m = Metrics::new();
+        let mut engine = Engine::new(EngineConfig::default());
+        for e in stream() {
+            engine.process(&e);
+            m.observe_event(&e);
+        }
+        m.update_engine(&engine);
+        m.update_engine(&engine); // idempotent: totals, not increments
+        let mut drops = BTreeMap::new();
+        drops.insert("ringbuf_full".to_string(), 3);
+        m.set_drops(&drops);
+        drops.insert("ringbuf_full".to_string(), 5);
+        m.set_drops(&drops);
+        let v = parse(&m.encode());
+        assert_eq!(
+            v["percpu_trace_events_total{kind=\"pcpu_alloc_enter\"}"],
+            1.0
+        );
+        assert_eq!(v["percpu_trace_events_total{kind=\"reclaim_begin\"}"], 1.0);
+        assert_eq!(v["percpu_trace_events_total{kind=\"task_exit\"}"], 0.0);
+        assert_eq!(v["percpu_trace_constrained_allocations_total"], 1.0);
+        assert_eq!(v["percpu_trace_findings_total{kind=\"recursion\"}"], 1.0);
+        assert_eq!(v["percpu_trace_findings_total{kind=\"cross_task\"}"], 0.0);
+        assert_eq!(v["percpu_trace_drops_total{reason=\"ringbuf_full\"}"], 5.0);
+        // One hold: first seen holding at 1.5 ms, returned at 3.5 ms.
+        assert_eq!(v["percpu_trace_mutex_hold_seconds_count"], 1.0);
+        assert!((v["percpu_trace_mutex_hold_seconds_sum"] - 0.002).abs() < 1e-9);
+    }
+
+    #[test]
+    fn hold_handover_is_a_lower_bound() {
+        let m = Metrics::new();
+        let k = |g| EventKind::Vmalloc { gfp: g, size: 1 };
+        m.observe_event(&ev(100, 1, Some(true), k(0)));
+        m.observe_event(&ev(400, 1, Some(true), k(0)));
+        m.observe_event(&ev(900, 2, Some(true), k(0))); // new owner: 1 held >= 300 ns
+        m.observe_event(&ev(1000, 2, Some(false), k(0))); // 2 held >= 0 ns
+        let v = parse(&m.encode());
+        assert_eq!(v["percpu_trace_mutex_hold_seconds_count"], 2.0);
+        assert!((v["percpu_trace_mutex_hold_seconds_sum"] - 300e-9).abs() < 1e-15);
+    }
+
+    #[test]
+    fn info_is_replaced_not_accumulated() {
+        let m = Metrics::new();
+        let mut ctx = ReportContext::new(report::Source::Live);
+        ctx.kernel_release = Some("7.2.13+deb14-amd64".into());
+        ctx.fix_present = Some(false);
+        m.set_info(&ctx);
+        ctx.attach_mode = Some("kprobe".into());
+        m.set_info(&ctx);
+        let text = m.encode();
+        let info: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("percpu_trace_info"))
+            .collect();
+        assert_eq!(info.len(), 1, "{text}");
+        assert!(info[0].contains("fix=\"absent\""));
+        assert!(info[0].contains("attach_mode=\"kprobe\""));
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        (head.to_string(), body.to_string())
+    }
+
+    #[tokio::test]
+    async fn scrape_over_loopback() {
+        let m = Arc::new(Metrics::new());
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve_listener(listener, m.clone()));
+
+        let mut engine = Engine::new(EngineConfig::default());
+        for e in stream() {
+            engine.process(&e);
+            m.observe_event(&e);
+        }
+        m.update_engine(&engine);
+        m.set_losses(&Losses {
+            stack: 7,
+            ..Default::default()
+        });
+
+        let (head, body) = get(addr, "/metrics").await;
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(head.contains(CONTENT_TYPE));
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(len, body.len());
+        assert!(body.ends_with("# EOF\n"));
+        assert!(body.contains("# TYPE percpu_trace_mutex_hold_seconds histogram"));
+        let v = parse(&body);
+        assert_eq!(v["percpu_trace_events_total{kind=\"reclaim_end\"}"], 1.0);
+        assert_eq!(
+            v["percpu_trace_finding_occurrences_total{kind=\"recursion\"}"],
+            1.0
+        );
+        assert_eq!(v["percpu_trace_drops_total{reason=\"stack\"}"], 7.0);
+        assert_eq!(v["percpu_trace_mutex_hold_seconds_count"], 1.0);
+
+        // Counters move between scrapes.
+        m.observe_event(&ev(9, 3, None, EventKind::TaskExit));
+        let (_, body) = get(addr, "/metrics?x=1").await;
+        assert_eq!(
+            parse(&body)["percpu_trace_events_total{kind=\"task_exit\"}"],
+            1.0
+        );
+
+        let (head, _) = get(addr, "/nope").await;
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn bad_address_is_one_line() {
+        let taken = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = serve(addr, Arc::new(Metrics::new())).await.unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.starts_with(&format!("cannot listen for metrics on {addr}:")),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+    }
+}

@@ -1,0 +1,357 @@
+//! Wording shared by the three formats, so text, markdown and JSON say the same thing about
+//! a finding: headlines, gfp and task-flag names, the trigger, the lockdep-style scenario,
+//! durations and timestamps.
+use crate::{
+    engine::{Finding, FindingKind, TaskInfo, TaskRole, Trigger},
+    event::Frame,
+    kernel::decode::{self, GfpLayout},
+};
+
+use super::{ReportContext, StackTable};
+
+/// "GFP_NOIO|__GFP_NOWARN (0x2c00)".
+pub(crate) fn gfp(layout: &GfpLayout, v: u32) -> String {
+    format!("{} ({v:#x})", decode::format_gfp(v, layout))
+}
+
+/// "PF_MEMALLOC_NOIO|PF_RANDOMIZE (0x480000)".
+pub(crate) fn task_flags(v: u32) -> String {
+    format!("{} ({v:#x})", decode::format_task_flags(v))
+}
+
+/// The memalloc scope the task flags put a task in, if any.
+pub(crate) fn scope(flags: u32) -> Option<&'static str> {
+    if flags & decode::PF_MEMALLOC_NOIO != 0 {
+        Some("memalloc_noio")
+    } else if flags & decode::PF_MEMALLOC_NOFS != 0 {
+        Some("memalloc_nofs")
+    } else {
+        None
+    }
+}
+
+/// "NOIO" when the constraint forbids __GFP_IO, "NOFS" when it forbids only __GFP_FS.
+pub(crate) fn constraint_word(layout: &GfpLayout, f: &Finding) -> &'static str {
+    if f.constraint_gfp & layout.io() == 0 {
+        "NOIO"
+    } else {
+        "NOFS"
+    }
+}
+
+/// The lockdep name of what the trigger may take: `fs_reclaim` is the lockdep map the
+/// kernel acquires for reclaim that may enter the filesystem; reclaim that may only start
+/// I/O has no lockdep map, so it is named by the bit.
+pub(crate) fn reclaim_lock(layout: &GfpLayout, f: &Finding) -> &'static str {
+    if f.violated_bits & layout.fs() != 0 {
+        "fs_reclaim"
+    } else {
+        "reclaim(__GFP_IO)"
+    }
+}
+
+/// One headline per kind, shaped like lockdep's first line.
+pub(crate) fn headline(layout: &GfpLayout, f: &Finding) -> String {
+    let w = constraint_word(layout, f);
+    match f.kind {
+        FindingKind::Recursion => {
+            format!("possible {w} reclaim recursion under pcpu_alloc_mutex")
+        }
+        FindingKind::Window => {
+            format!("possible {w} reclaim recursion window under pcpu_alloc_mutex")
+        }
+        FindingKind::CrossTask => {
+            format!("possible {w} deadlock: pcpu_alloc_mutex holder in FS/IO reclaim")
+        }
+    }
+}
+
+/// The gfp the trigger was called with, when the kernel exposed one.
+pub(crate) fn trigger_gfp(t: &Trigger) -> Option<u32> {
+    match *t {
+        Trigger::Reclaim { gfp, .. } | Trigger::Vmalloc { gfp } => Some(gfp),
+        Trigger::ChunkCreate { gfp } | Trigger::ChunkPopulate { gfp } => gfp,
+        Trigger::GetVmAreas { gfp } => gfp,
+        Trigger::PgtableAlloc => None,
+    }
+}
+
+/// What the trigger is, in words ("direct reclaim, order 0").
+pub(crate) fn trigger_words(t: &Trigger) -> String {
+    match *t {
+        Trigger::Reclaim { order, memcg, .. } => {
+            let which = if memcg {
+                "memcg reclaim"
+            } else {
+                "direct reclaim"
+            };
+            format!("{which}, order {order}")
+        }
+        Trigger::ChunkCreate { .. } => "pcpu_create_chunk".into(),
+        Trigger::ChunkPopulate { .. } => "pcpu_populate_chunk".into(),
+        Trigger::GetVmAreas { gfp: None } => {
+            "pcpu_get_vm_areas (kernel without the fix: metadata allocated with GFP_KERNEL)".into()
+        }
+        Trigger::GetVmAreas { gfp: Some(_) } => "pcpu_get_vm_areas".into(),
+        Trigger::Vmalloc { .. } => "__vmalloc_node".into(),
+        Trigger::PgtableAlloc => "kernel page-table allocation (GFP_PGTABLE_KERNEL)".into(),
+    }
+}
+
+/// "comm/pid", with anything but printable ASCII replaced (comms are user-controlled and
+/// reports are plain ASCII).
+pub(crate) fn task_label(t: &TaskInfo) -> String {
+    format!("{}/{}", ascii(&t.comm), t.pid)
+}
+
+/// Role in words.
+pub(crate) fn role(r: TaskRole) -> &'static str {
+    match r {
+        TaskRole::Holder => "holder",
+        TaskRole::Waiter => "waiter",
+        TaskRole::Caller => "caller",
+    }
+}
+
+/// Replaces every character that is not printable ASCII (or a newline) by `?`.
+pub(crate) fn ascii(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c == '\n' || (' '..='~').contains(&c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// Nanoseconds for humans: "850 ns", "12.3 us", "1.234 ms", "2.500 s".
+pub(crate) fn dur(ns: u64) -> String {
+    match ns {
+        0..=999 => format!("{ns} ns"),
+        1_000..=999_999 => format!("{:.1} us", ns as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.3} ms", ns as f64 / 1e6),
+        _ => format!("{:.3} s", ns as f64 / 1e9),
+    }
+}
+
+/// A CLOCK_MONOTONIC timestamp the way dmesg prints one: "[  123.456789]".
+pub(crate) fn stamp(ns: u64) -> String {
+    format!(
+        "[{:>5}.{:06}]",
+        ns / 1_000_000_000,
+        (ns % 1_000_000_000) / 1_000
+    )
+}
+
+/// The durations of a finding in one phrase each.
+pub(crate) fn durations(f: &Finding) -> Vec<String> {
+    let d = &f.durations;
+    let mut out = Vec::new();
+    if let Some(h) = d.hold_ns {
+        out.push(format!(
+            "pcpu_alloc_mutex held for at least {} at the trigger",
+            dur(h)
+        ));
+    }
+    if let Some(r) = d.reclaim_ns {
+        out.push(format!(
+            "longest reclaim {} ({} over all occurrences)",
+            dur(r),
+            dur(d.reclaim_total_ns)
+        ));
+    } else if matches!(f.trigger, Trigger::Reclaim { .. }) {
+        out.push("reclaim end not seen".into());
+    }
+    if let Some(w) = d.wait_ns {
+        out.push(format!("longest wait for the mutex {}", dur(w)));
+    }
+    out
+}
+
+/// A stack of the finding with the task it belongs to (when that is certain).
+pub(crate) struct LabeledStack<'a> {
+    /// Kernel stack id.
+    pub id: u32,
+    /// The task whose stack it is; `None` when it cannot be told.
+    pub task: Option<&'a TaskInfo>,
+    /// The frames; `None` when the stack table lacks the id.
+    pub frames: Option<&'a [Frame]>,
+}
+
+/// Pairs stack ids with tasks. The engine lists the trigger's stack first and then the other
+/// task's, skipping stacks that were not taken: when every task has one, they pair in order;
+/// for a single-task finding the stack is the caller's; otherwise it is left unattributed.
+pub(crate) fn stacks<'a>(f: &'a Finding, table: &'a StackTable) -> Vec<LabeledStack<'a>> {
+    let paired = f.stack_ids.len() == f.tasks.len() || f.tasks.len() == 1;
+    f.stack_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| LabeledStack {
+            id,
+            task: if paired { f.tasks.get(i) } else { None },
+            frames: table.get(&id).map(Vec::as_slice),
+        })
+        .collect()
+}
+
+/// The frame where pcpu_alloc_mutex was taken, as far as a stack shows it: the innermost
+/// pcpu_alloc* frame of the holder's or caller's stack (never a waiter's, which has not
+/// taken it).
+pub(crate) fn lock_site<'a>(stacks: &[LabeledStack<'a>]) -> Option<&'a Frame> {
+    stacks
+        .iter()
+        .filter(|s| s.task.is_some_and(|t| t.role != TaskRole::Waiter))
+        .filter_map(|s| s.frames)
+        .find_map(|fr| {
+            fr.iter().find(|f| {
+                f.function
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("pcpu_alloc") || n.starts_with("__alloc_percpu"))
+            })
+        })
+}
+
+/// The lockdep-style "Possible unsafe locking scenario" rows: (CPU0 cell, CPU1 cell).
+///
+/// The constrained task's side is written as `lock(<GFP_NOIO context>)`: whatever made it
+/// constrained (a frozen queue's q_usage_counter in the syzbot report, an IO_FLUSHER's
+/// writeback) is invisible to the tracer, but it is exactly what FS/IO reclaim can wait for.
+pub(crate) fn scenario(layout: &GfpLayout, f: &Finding) -> Scenario {
+    let ctx = format!("<GFP_{} context>", constraint_word(layout, f));
+    let reclaim = reclaim_lock(layout, f);
+    match f.kind {
+        FindingKind::Recursion => Scenario {
+            two_cpus: false,
+            rows: vec![
+                (format!("lock({ctx});"), String::new()),
+                ("lock(pcpu_alloc_mutex);".into(), String::new()),
+                (format!("lock({reclaim});"), String::new()),
+                (format!("  <reclaim waits for {ctx}>"), String::new()),
+            ],
+        },
+        FindingKind::Window => Scenario {
+            two_cpus: false,
+            rows: vec![
+                (format!("lock({ctx});"), String::new()),
+                ("lock(pcpu_alloc_mutex);".into(), String::new()),
+                (format!("{}();", f.trigger.name()), String::new()),
+                (format!("  may lock({reclaim});"), String::new()),
+                (format!("  <reclaim waits for {ctx}>"), String::new()),
+            ],
+        },
+        FindingKind::CrossTask => Scenario {
+            two_cpus: true,
+            rows: vec![
+                ("lock(pcpu_alloc_mutex);".into(), String::new()),
+                (String::new(), format!("lock({ctx});")),
+                (String::new(), "lock(pcpu_alloc_mutex);".into()),
+                (format!("lock({reclaim});"), String::new()),
+                (format!("  <reclaim waits for {ctx}>"), String::new()),
+            ],
+        },
+    }
+}
+
+/// Rows of a locking scenario.
+pub(crate) struct Scenario {
+    /// CPU1 column used (cross-task); otherwise a single-CPU self-deadlock.
+    pub two_cpus: bool,
+    /// (CPU0, CPU1) cells.
+    pub rows: Vec<(String, String)>,
+}
+
+impl Scenario {
+    /// The scenario block as lockdep prints it, indented like the kernel's.
+    pub(crate) fn render(&self) -> String {
+        let mut s = String::new();
+        if self.two_cpus {
+            s.push_str(&format!("       {:<24}{}\n", "CPU0", "CPU1"));
+            s.push_str(&format!("       {:<24}{}\n", "----", "----"));
+            for (a, b) in &self.rows {
+                if a.is_empty() {
+                    s.push_str(&format!("  {:<29}{b}\n", ""));
+                } else {
+                    s.push_str(&format!("  {a}\n"));
+                }
+            }
+        } else {
+            s.push_str("       CPU0\n       ----\n");
+            for (a, _) in &self.rows {
+                s.push_str(&format!("  {a}\n"));
+            }
+        }
+        s.push_str("\n *** DEADLOCK ***\n");
+        s
+    }
+}
+
+/// The "how observed" verdict on the fix series.
+pub(crate) fn fix_words(fix: Option<bool>) -> &'static str {
+    match fix {
+        Some(true) => "present",
+        Some(false) => "absent",
+        None => "unknown",
+    }
+}
+
+/// Drop reasons that lose detail (a stack), not events.
+pub(crate) const DETAIL_ONLY_DROPS: &[&str] = &["stack", "stack_read"];
+
+/// Events lost in total (every drop reason except the detail-only ones).
+pub(crate) fn events_lost(ctx: &ReportContext) -> u64 {
+    ctx.drops
+        .iter()
+        .filter(|(k, _)| !DETAIL_ONLY_DROPS.contains(&k.as_str()))
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+/// Greedy word wrap of `text` to `width` columns, each line prefixed by `indent`.
+/// A word too long for a line is broken after a `|` (gfp and flag names) when it has one;
+/// otherwise it stays whole (a symbol must not be broken).
+pub(crate) fn wrap(text: &str, width: usize, indent: &str) -> String {
+    wrap_labeled(indent, text, width, indent)
+}
+
+/// [`wrap`] with `label` before the first line and `indent` before the others
+/// ("source:      replay of ..." with continuation lines under the value).
+pub(crate) fn wrap_labeled(label: &str, text: &str, width: usize, indent: &str) -> String {
+    let room = width.saturating_sub(indent.len().max(label.len())).max(1);
+    // (piece, joins the previous piece without a space)
+    let mut pieces: Vec<(&str, bool)> = Vec::new();
+    for word in text.split_whitespace() {
+        if word.len() <= room || !word.contains('|') {
+            pieces.push((word, false));
+            continue;
+        }
+        let mut glue = false;
+        for part in word.split_inclusive('|') {
+            pieces.push((part, glue));
+            glue = true;
+        }
+    }
+    let mut out = String::new();
+    let mut line = String::new();
+    let mut prefix = label;
+    for (piece, glue) in pieces {
+        let sep = usize::from(!glue && !line.is_empty());
+        if !line.is_empty() && prefix.len() + line.len() + sep + piece.len() > width {
+            out.push_str(prefix);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+            prefix = indent;
+        } else if sep == 1 {
+            line.push(' ');
+        }
+        line.push_str(piece);
+    }
+    if !line.is_empty() {
+        out.push_str(prefix);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}

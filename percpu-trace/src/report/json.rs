@@ -1,0 +1,301 @@
+//! The JSON report, `percpu-trace-report/v1`. The schema is
+//! `percpu-trace/schema/report-v1.schema.json`; change both together, and bump the version
+//! for anything but added optional fields.
+//!
+//! Raw kernel numbers are kept next to their decoded names (`value` and `names`) so a
+//! consumer can re-decode; 64-bit addresses and signatures are hex strings because JSON
+//! numbers above 2^53 lose precision in many parsers. Typed structs (not `json!`) keep the
+//! fields in schema order, `schema` first.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{
+    engine::{Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
+    event::Frame,
+    kernel::decode::{self, GfpLayout},
+};
+
+use super::{describe as d, ProbeStatus, ReportContext, Source, StackTable, JSON_SCHEMA_ID};
+
+#[derive(Serialize)]
+struct Report<'a> {
+    schema: &'static str,
+    tool: Tool<'a>,
+    kernel: Kernel<'a>,
+    observation: Observation<'a>,
+    summary: Summary,
+    findings: Vec<JFinding<'a>>,
+}
+
+#[derive(Serialize)]
+struct Tool<'a> {
+    name: &'static str,
+    version: &'a str,
+    recorded_by: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Kernel<'a> {
+    release: Option<&'a str>,
+    build: Option<&'a str>,
+    arch: Option<&'a str>,
+    hostname: Option<&'a str>,
+    fix_present: Option<bool>,
+    fix_detail: Option<&'a str>,
+    gfp_layout_source: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum JSource {
+    Live,
+    Recording { path: String },
+}
+
+#[derive(Serialize)]
+struct Observation<'a> {
+    source: JSource,
+    attach_mode: Option<&'a str>,
+    probes: &'a [ProbeStatus],
+    filters: &'a [String],
+    events: u64,
+    duration_ns: Option<u64>,
+    drops: &'a BTreeMap<String, u64>,
+    events_lost: u64,
+    missing_stacks: u64,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    findings: usize,
+    occurrences: u64,
+    by_kind: BTreeMap<&'static str, usize>,
+    max_severity: Option<Severity>,
+}
+
+#[derive(Serialize)]
+struct Gfp {
+    value: u32,
+    names: String,
+}
+
+#[derive(Serialize)]
+struct JTrigger {
+    op: &'static str,
+    description: String,
+    gfp: Option<Gfp>,
+    effective_gfp: Option<Gfp>,
+    order: Option<u32>,
+    memcg: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct JTask<'a> {
+    pid: u32,
+    tgid: u32,
+    comm: &'a str,
+    cgroup_id: u64,
+    role: TaskRole,
+    gfp: Option<Gfp>,
+    effective_gfp: Option<Gfp>,
+    task_flags: Gfp,
+    memalloc_scope: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct JDurations {
+    hold_ns: Option<u64>,
+    reclaim_ns: Option<u64>,
+    reclaim_total_ns: u64,
+    wait_ns: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct JFrame<'a> {
+    addr: String,
+    function: Option<&'a str>,
+    offset: u64,
+    len: Option<u64>,
+    module: Option<&'a str>,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct JStack<'a> {
+    id: u32,
+    pid: Option<u32>,
+    role: Option<TaskRole>,
+    frames: Option<Vec<JFrame<'a>>>,
+}
+
+#[derive(Serialize)]
+struct JFinding<'a> {
+    kind: &'static str,
+    severity: Severity,
+    headline: String,
+    explanation: &'a str,
+    count: u64,
+    first_seen_ns: u64,
+    last_seen_ns: u64,
+    signature: String,
+    fix_present: Option<bool>,
+    trigger: JTrigger,
+    constraint_gfp: Gfp,
+    violated: Gfp,
+    tasks: Vec<JTask<'a>>,
+    durations: JDurations,
+    scenario: Vec<[String; 2]>,
+    stacks: Vec<JStack<'a>>,
+}
+
+pub(super) fn render(ctx: &ReportContext, findings: &[&Finding], stacks: &StackTable) -> String {
+    let mut s = serde_json::to_string_pretty(&report(ctx, findings, stacks))
+        .expect("report structs always serialize");
+    s.push('\n');
+    s
+}
+
+pub(super) fn value(
+    ctx: &ReportContext,
+    findings: &[&Finding],
+    stacks: &StackTable,
+) -> serde_json::Value {
+    serde_json::to_value(report(ctx, findings, stacks)).expect("report structs always serialize")
+}
+
+fn gfp(l: &GfpLayout, value: u32) -> Gfp {
+    Gfp {
+        value,
+        names: decode::format_gfp(value, l),
+    }
+}
+
+fn report<'a>(
+    ctx: &'a ReportContext,
+    findings: &[&'a Finding],
+    table: &'a StackTable,
+) -> Report<'a> {
+    let l = &ctx.gfp_layout;
+    let by_kind = FindingKind::ALL
+        .iter()
+        .map(|k| (k.id(), findings.iter().filter(|f| f.kind == *k).count()))
+        .collect();
+    Report {
+        schema: JSON_SCHEMA_ID,
+        tool: Tool {
+            name: "percpu-trace",
+            version: &ctx.tool_version,
+            recorded_by: ctx.recorded_by.as_deref(),
+        },
+        kernel: Kernel {
+            release: ctx.kernel_release.as_deref(),
+            build: ctx.kernel_build.as_deref(),
+            arch: ctx.arch.as_deref(),
+            hostname: ctx.hostname.as_deref(),
+            fix_present: ctx.fix_present,
+            fix_detail: ctx.fix_detail.as_deref(),
+            gfp_layout_source: &ctx.gfp_layout.source,
+        },
+        observation: Observation {
+            source: match &ctx.source {
+                Source::Live => JSource::Live,
+                Source::Recording { path } => JSource::Recording {
+                    path: path.display().to_string(),
+                },
+            },
+            attach_mode: ctx.attach_mode.as_deref(),
+            probes: &ctx.probes,
+            filters: &ctx.filters,
+            events: ctx.events,
+            duration_ns: ctx.duration_ns,
+            drops: &ctx.drops,
+            events_lost: d::events_lost(ctx),
+            missing_stacks: ctx.missing_stacks,
+        },
+        summary: Summary {
+            findings: findings.len(),
+            occurrences: findings.iter().map(|f| f.count).sum(),
+            by_kind,
+            max_severity: findings.iter().map(|f| f.severity).max(),
+        },
+        findings: findings.iter().map(|f| finding(l, f, table)).collect(),
+    }
+}
+
+fn task<'a>(l: &GfpLayout, t: &'a TaskInfo) -> JTask<'a> {
+    JTask {
+        pid: t.pid,
+        tgid: t.tgid,
+        comm: &t.comm,
+        cgroup_id: t.cgroup_id,
+        role: t.role,
+        gfp: t.gfp.map(|g| gfp(l, g)),
+        effective_gfp: t.effective_gfp.map(|g| gfp(l, g)),
+        task_flags: Gfp {
+            value: t.task_flags,
+            names: decode::format_task_flags(t.task_flags),
+        },
+        memalloc_scope: d::scope(t.task_flags),
+    }
+}
+
+fn frame(f: &Frame) -> JFrame<'_> {
+    JFrame {
+        addr: format!("{:#x}", f.addr),
+        function: f.function.as_deref(),
+        offset: f.offset,
+        len: f.len,
+        module: f.module.as_deref(),
+        text: f.to_string(),
+    }
+}
+
+fn finding<'a>(l: &GfpLayout, f: &'a Finding, table: &'a StackTable) -> JFinding<'a> {
+    let (order, memcg) = match f.trigger {
+        Trigger::Reclaim { order, memcg, .. } => (Some(order), Some(memcg)),
+        _ => (None, None),
+    };
+    JFinding {
+        kind: f.kind.id(),
+        severity: f.severity,
+        headline: d::headline(l, f),
+        explanation: &f.explanation,
+        count: f.count,
+        first_seen_ns: f.first_seen_ns,
+        last_seen_ns: f.last_seen_ns,
+        signature: format!("{:016x}", f.signature),
+        fix_present: f.fix_present,
+        trigger: JTrigger {
+            op: f.trigger.name(),
+            description: d::trigger_words(&f.trigger),
+            gfp: d::trigger_gfp(&f.trigger).map(|g| gfp(l, g)),
+            effective_gfp: f.trigger_effective_gfp.map(|g| gfp(l, g)),
+            order,
+            memcg,
+        },
+        constraint_gfp: gfp(l, f.constraint_gfp),
+        violated: gfp(l, f.violated_bits),
+        tasks: f.tasks.iter().map(|t| task(l, t)).collect(),
+        durations: JDurations {
+            hold_ns: f.durations.hold_ns,
+            reclaim_ns: f.durations.reclaim_ns,
+            reclaim_total_ns: f.durations.reclaim_total_ns,
+            wait_ns: f.durations.wait_ns,
+        },
+        scenario: d::scenario(l, f)
+            .rows
+            .into_iter()
+            .map(|(a, b)| [a, b])
+            .collect(),
+        stacks: d::stacks(f, table)
+            .into_iter()
+            .map(|s| JStack {
+                id: s.id,
+                pid: s.task.map(|t| t.pid),
+                role: s.task.map(|t| t.role),
+                frames: s.frames.map(|fr| fr.iter().map(frame).collect()),
+            })
+            .collect(),
+    }
+}
