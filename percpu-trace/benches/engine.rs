@@ -12,6 +12,7 @@ const NOIO: u32 = 0xc00;
 const KERNEL: u32 = 0xcc0;
 const PF_NOIO: u32 = 0x80000;
 
+#[allow(clippy::too_many_arguments)] // a test-data constructor: one argument per field
 fn ev(
     ts: u64,
     pid: u32,
@@ -44,7 +45,7 @@ fn stream(n: usize) -> Vec<Event> {
     while out.len() < n {
         i += 1;
         let pid = 1000 + (i % 8) as u32;
-        let (comm, flags, gfp) = if pid % 2 == 0 {
+        let (comm, flags, gfp) = if pid.is_multiple_of(2) {
             ("iomax-writer", 0, NOIO)
         } else {
             ("io-flusher", PF_NOIO, KERNEL)
@@ -64,13 +65,13 @@ fn stream(n: usize) -> Vec<Event> {
                 gfp,
             },
         );
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             // contended: another task holds it
             push(
                 false,
                 Some(11),
                 EventKind::ContentionBegin {
-                    lock: 0xffffffff8300_0000,
+                    lock: 0xffff_ffff_8300_0000,
                     flags: 32,
                 },
             );
@@ -78,7 +79,7 @@ fn stream(n: usize) -> Vec<Event> {
                 true,
                 None,
                 EventKind::ContentionEnd {
-                    lock: 0xffffffff8300_0000,
+                    lock: 0xffff_ffff_8300_0000,
                     ret: 0,
                 },
             );
@@ -92,10 +93,10 @@ fn stream(n: usize) -> Vec<Event> {
                 page_end: 8,
             },
         );
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             push(true, Some(30), EventKind::PgtableAlloc);
         }
-        if i % 40 == 0 {
+        if i.is_multiple_of(40) {
             push(
                 true,
                 Some(40),
@@ -113,7 +114,7 @@ fn stream(n: usize) -> Vec<Event> {
                 },
             );
         }
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             let rg = if flags != 0 { NOIO } else { KERNEL };
             push(
                 true,
@@ -145,7 +146,7 @@ fn stream(n: usize) -> Vec<Event> {
             },
         );
         push(false, None, EventKind::PcpuAllocExit { ptr: 0x1000 });
-        if i % 11 == 0 {
+        if i.is_multiple_of(11) {
             // An unconstrained holder reclaiming while a constrained task waits.
             ts += 100;
             out.push(ev(
@@ -157,7 +158,7 @@ fn stream(n: usize) -> Vec<Event> {
                 Some(NOIO),
                 Some(12),
                 EventKind::ContentionBegin {
-                    lock: 0xffffffff8300_0000,
+                    lock: 0xffff_ffff_8300_0000,
                     flags: 32,
                 },
             ));
@@ -200,7 +201,7 @@ fn stream(n: usize) -> Vec<Event> {
                 Some(NOIO),
                 None,
                 EventKind::ContentionEnd {
-                    lock: 0xffffffff8300_0000,
+                    lock: 0xffff_ffff_8300_0000,
                     ret: 0,
                 },
             ));

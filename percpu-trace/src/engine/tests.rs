@@ -331,8 +331,10 @@ fn unconstrained_caller_under_the_mutex() {
         reclaim_end(5, 11).holding(),
         e(6, 11, EventKind::TaskExit),
     ];
-    let mut cfg = EngineConfig::default();
-    cfg.fix_present = Some(false);
+    let cfg = EngineConfig {
+        fix_present: Some(false),
+        ..Default::default()
+    };
     let eng = run(cfg, &evs);
     assert!(eng.findings().is_empty());
     assert_eq!(eng.tracked_tasks(), 0);
@@ -433,8 +435,10 @@ pub(crate) fn fixed_kernel_stream(pid: u32, t0: u64) -> Vec<Event> {
 
 #[test]
 fn fixed_kernel_sequences_give_nothing() {
-    let mut cfg = EngineConfig::default();
-    cfg.fix_present = Some(true);
+    let cfg = EngineConfig {
+        fix_present: Some(true),
+        ..Default::default()
+    };
     let eng = run(cfg, &fixed_kernel_stream(40, 0));
     assert!(eng.findings().is_empty(), "{:#?}", eng.findings());
     assert_eq!(eng.tracked_tasks(), 0);
