@@ -238,6 +238,9 @@ fn observed(s: &mut String, ctx: &ReportContext) {
     if ctx.probes.is_empty() {
         return;
     }
+    if ctx.probes_from_plan {
+        s.push_str("\nProbe states are as planned: the recording has no attach results.\n");
+    }
     s.push_str("\n| probe point | how | state | detail |\n|---|---|---|---|\n");
     for p in &ctx.probes {
         let state = match p.state {

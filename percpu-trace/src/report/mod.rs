@@ -86,6 +86,9 @@ pub mod extra {
     pub const GFP_LAYOUT: &str = "gfp_layout";
     /// Per-probe status (array of [`super::ProbeStatus`]).
     pub const PROBES: &str = "probes";
+    /// The attach plan (array of [`crate::kernel::plan::PlannedProbe`]), used when
+    /// [`PROBES`] is absent: what was planned, without the attach result.
+    pub const PLAN: &str = "plan";
     /// One line of evidence for the fix status (string).
     pub const FIX_DETAIL: &str = "fix_detail";
     /// Wall-clock length of the run in nanoseconds (number).
@@ -160,6 +163,9 @@ pub struct ReportContext {
     pub attach_mode: Option<String>,
     /// Per-probe status (empty when unknown, e.g. an old recording).
     pub probes: Vec<ProbeStatus>,
+    /// `probes` come from a recorded attach plan: `Attached` there means "planned", since
+    /// the recording does not say whether attaching succeeded.
+    pub probes_from_plan: bool,
     /// Filters in effect (`--pid 12`, `--comm x`), as given.
     pub filters: Vec<String>,
     /// Events seen.
@@ -189,6 +195,7 @@ impl ReportContext {
             source,
             attach_mode: None,
             probes: Vec::new(),
+            probes_from_plan: false,
             filters: Vec::new(),
             events: 0,
             drops: BTreeMap::new(),
@@ -222,6 +229,9 @@ impl ReportContext {
         }
         if let Some(p) = parse(extra::PROBES).and_then(|v| serde_json::from_value(v).ok()) {
             ctx.probes = p;
+        } else if let Some(plan) = x.get(extra::PLAN).and_then(|v| v.as_array()) {
+            ctx.probes = plan.iter().filter_map(planned_probe).collect();
+            ctx.probes_from_plan = true;
         }
         if let Some(f) = parse(extra::FILTERS).and_then(|v| serde_json::from_value(v).ok()) {
             ctx.filters = f;
@@ -291,6 +301,58 @@ impl ReportContext {
         put(extra::DURATION_NS, self.duration_ns.into());
         m
     }
+}
+
+/// What a live run should add to its recording header's `extra` at start, before probes
+/// are attached: `uname -v`, host name, the fix evidence and the gfp layout (see [`extra`]).
+/// The attach plan goes under [`extra::PLAN`]; the run's length is taken from the events.
+pub fn recording_extra(kernel: &Kernel) -> BTreeMap<String, serde_json::Value> {
+    let mut ctx = ReportContext::new(Source::Live);
+    ctx.kernel_build = kernel_build();
+    ctx.hostname = hostname();
+    ctx.fix_detail = Some(kernel.fix.detail.clone());
+    ctx.gfp_layout = kernel.gfp.clone();
+    ctx.header_extra()
+}
+
+/// A [`ProbeStatus`] from one serialized [`crate::kernel::plan::PlannedProbe`] (which has
+/// no `Deserialize`: read field by field, so a changed plan format degrades to less detail).
+fn planned_probe(v: &serde_json::Value) -> Option<ProbeStatus> {
+    let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let a = v.get("attachment")?;
+    let how = s(a, "how")?;
+    let (target, state, detail) = match how.as_str() {
+        "unavailable" => (
+            "-".to_string(),
+            ProbeState::Unavailable,
+            Some(format!(
+                "{}; loses: {}",
+                s(a, "reason").unwrap_or_default(),
+                s(v, "disables").unwrap_or_default()
+            )),
+        ),
+        "tracepoint" => (
+            format!(
+                "tracepoint:{}:{}",
+                s(a, "category").unwrap_or_default(),
+                s(a, "name").unwrap_or_default()
+            ),
+            ProbeState::Attached,
+            None,
+        ),
+        other => (
+            format!("{other}:{}", s(a, "symbol").unwrap_or_default()),
+            ProbeState::Attached,
+            None,
+        ),
+    };
+    Some(ProbeStatus {
+        point: s(v, "point")?,
+        program: s(v, "program").unwrap_or_default(),
+        target,
+        state,
+        detail,
+    })
 }
 
 /// Per-probe status from the plan and the attach failures.

@@ -561,3 +561,79 @@ fn header_extra_round_trips_through_a_recording_header() {
     assert_eq!(back.duration_ns, live.duration_ns);
     assert_eq!(back.fix_detail, live.fix_detail);
 }
+
+#[test]
+fn probes_from_a_recorded_attach_plan() {
+    use crate::kernel::plan::{Attachment, PlannedProbe};
+    let plan = vec![
+        PlannedProbe {
+            point: "pcpu_alloc entry".into(),
+            program: "pcpu_alloc_enter".into(),
+            attachment: Attachment::Kprobe {
+                symbol: "pcpu_alloc_noprof".into(),
+            },
+            disables: "constrained callers".into(),
+        },
+        PlannedProbe {
+            point: "direct reclaim".into(),
+            program: "reclaim_begin".into(),
+            attachment: Attachment::Tracepoint {
+                category: "vmscan".into(),
+                name: "mm_vmscan_direct_reclaim_begin".into(),
+            },
+            disables: "recursion".into(),
+        },
+        PlannedProbe {
+            point: "page tables".into(),
+            program: "pgtable_alloc".into(),
+            attachment: Attachment::Unavailable {
+                reason: "no kprobes".into(),
+            },
+            disables: "window via page tables".into(),
+        },
+    ];
+    let mut header = Header::new(Default::default());
+    header
+        .extra
+        .insert(extra::PLAN.into(), serde_json::to_value(&plan).unwrap());
+    let summary = ReplaySummary {
+        header,
+        events: 0,
+        stacks: StackTable::new(),
+        missing_stacks: 0,
+        drops: BTreeMap::new(),
+        first_ns: None,
+        last_ns: None,
+    };
+    let ctx = ReportContext::from_replay(Path::new("t.jsonl"), &summary);
+    assert!(ctx.probes_from_plan);
+    let got: Vec<(&str, &str, ProbeState)> = ctx
+        .probes
+        .iter()
+        .map(|p| (p.point.as_str(), p.target.as_str(), p.state))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "pcpu_alloc entry",
+                "kprobe:pcpu_alloc_noprof",
+                ProbeState::Attached
+            ),
+            (
+                "direct reclaim",
+                "tracepoint:vmscan:mm_vmscan_direct_reclaim_begin",
+                ProbeState::Attached
+            ),
+            ("page tables", "-", ProbeState::Unavailable),
+        ]
+    );
+    assert_eq!(
+        ctx.probes[2].detail.as_deref(),
+        Some("no kprobes; loses: window via page tables")
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&render(Format::Json, &ctx, &[], &StackTable::new())).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(JSON_SCHEMA).unwrap();
+    assert!(jsonschema::is_valid(&schema, &v));
+}

@@ -336,7 +336,11 @@ fn observed(s: &mut String, ctx: &ReportContext) {
         s.push_str("probes:      not recorded\n");
         return;
     }
-    s.push_str("probes:\n");
+    if ctx.probes_from_plan {
+        s.push_str("probes (as planned; the recording has no attach results):\n");
+    } else {
+        s.push_str("probes:\n");
+    }
     for p in &ctx.probes {
         let state = match p.state {
             ProbeState::Attached => "attached",
