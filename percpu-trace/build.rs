@@ -37,7 +37,11 @@ fn main() -> Result<()> {
 
     let arch = env::var("CARGO_CFG_TARGET_ARCH")?;
     let endian = env::var("CARGO_CFG_TARGET_ENDIAN")?;
-    let bpf_target = if endian == "big" { "bpfeb-unknown-none" } else { "bpfel-unknown-none" };
+    let bpf_target = if endian == "big" {
+        "bpfeb-unknown-none"
+    } else {
+        "bpfel-unknown-none"
+    };
     check_toolchain()?;
 
     let target_root = env::var_os("CARGO_TARGET_DIR")
@@ -53,7 +57,14 @@ fn main() -> Result<()> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--package", "percpu-trace-ebpf", "--release", "-Z", "build-std=core"])
+        .args([
+            "build",
+            "--package",
+            "percpu-trace-ebpf",
+            "--release",
+            "-Z",
+            "build-std=core",
+        ])
         .args(["--target", bpf_target])
         .arg("--target-dir")
         .arg(&target_dir)

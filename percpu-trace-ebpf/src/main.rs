@@ -8,6 +8,7 @@
 #![no_std]
 #![no_main]
 
+use aya_ebpf::programs::tracing::StackIdContext;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -20,7 +21,6 @@ use aya_ebpf::{
         TracePointContext,
     },
 };
-use aya_ebpf::programs::tracing::StackIdContext;
 use percpu_trace_common::{drop_reason, kind, state, ProbeConfig, RawEvent, KMEM_CHUNK, NO_ARG};
 
 /// Load-time configuration (see `ProbeConfig`). Userspace sets it with `set_global`.
@@ -64,15 +64,13 @@ static CONFIG: ProbeConfig = ProbeConfig {
 
 /// Reads one field of CONFIG so the verifier sees a load from .rodata, not a constant.
 macro_rules! cfg {
-    ($f:ident) => {
-        {
-            // SAFETY: CONFIG is a plain static; volatile keeps the load from being folded
-            // into the compile-time zero, since userspace rewrites .rodata before load.
-            #[allow(unused_unsafe)]
-            let v = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.$f)) };
-            v
-        }
-    };
+    ($f:ident) => {{
+        // SAFETY: CONFIG is a plain static; volatile keeps the load from being folded
+        // into the compile-time zero, since userspace rewrites .rodata before load.
+        #[allow(unused_unsafe)]
+        let v = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(CONFIG.$f)) };
+        v
+    }};
 }
 
 /// What a task inside a constrained pcpu_alloc looks like.
@@ -206,7 +204,16 @@ impl Common {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn emit(c: &Common, kind: u32, gfp: u32, extra_state: u32, stack_id: i32, a0: u64, a1: u64, a2: u64) {
+fn emit(
+    c: &Common,
+    kind: u32,
+    gfp: u32,
+    extra_state: u32,
+    stack_id: i32,
+    a0: u64,
+    a1: u64,
+    a2: u64,
+) {
     match EVENTS.reserve::<RawEvent>(0) {
         Some(mut entry) => {
             let ev = RawEvent {
@@ -338,7 +345,11 @@ fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
         count_drop(drop_reason::TASK_MAP_FULL);
     }
     let c = Common::new(task);
-    let reserved = if arg_u64(ctx, cfg!(arg_pcpu_reserved)) & 1 != 0 { state::RESERVED } else { 0 };
+    let reserved = if arg_u64(ctx, cfg!(arg_pcpu_reserved)) & 1 != 0 {
+        state::RESERVED
+    } else {
+        0
+    };
     emit(
         &c,
         kind::PCPU_ALLOC_ENTER,
@@ -401,7 +412,16 @@ fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
     let site: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_call_site_off) as usize) }.unwrap_or(0);
     let c = Common::new(task);
     let rs = if reserved != 0 { state::RESERVED } else { 0 };
-    emit(&c, kind::PCPU_ALLOC_TP, gfp, state::GFP_KNOWN | rs, -1, size, align, site);
+    emit(
+        &c,
+        kind::PCPU_ALLOC_TP,
+        gfp,
+        state::GFP_KNOWN | rs,
+        -1,
+        size,
+        align,
+        site,
+    );
     Some(0)
 }
 
@@ -450,11 +470,24 @@ fn on_chunk_populate<C: Args>(ctx: &C) -> u32 {
     let c = Common::new(current_task());
     let gfp = arg_u64(ctx, cfg!(arg_populate_gfp)) as u32;
     // Only a constrained caller's populate can become a finding; the balance worker's cannot.
-    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(ctx) } else { -1 };
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 {
+        stack(ctx)
+    } else {
+        -1
+    };
     // pcpu_populate_chunk(chunk, page_start, page_end, gfp) on every supported version.
     let start = arg_u64(ctx, 1);
     let end = arg_u64(ctx, 2);
-    emit(&c, kind::CHUNK_POPULATE, gfp, state::GFP_KNOWN, st, start, end, 0);
+    emit(
+        &c,
+        kind::CHUNK_POPULATE,
+        gfp,
+        state::GFP_KNOWN,
+        st,
+        start,
+        end,
+        0,
+    );
     0
 }
 
@@ -474,8 +507,16 @@ pub fn fentry_get_vm_areas(ctx: FEntryContext) -> u32 {
 fn on_get_vm_areas<C: Args>(ctx: &C) -> u32 {
     let c = Common::new(current_task());
     let n = cfg!(arg_vm_areas_gfp);
-    let (gfp, known) = if n == NO_ARG { (0, 0) } else { (arg_u64(ctx, n) as u32, state::GFP_KNOWN) };
-    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(ctx) } else { -1 };
+    let (gfp, known) = if n == NO_ARG {
+        (0, 0)
+    } else {
+        (arg_u64(ctx, n) as u32, state::GFP_KNOWN)
+    };
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 {
+        stack(ctx)
+    } else {
+        -1
+    };
     let nr = arg_u64(ctx, cfg!(arg_vm_areas_nr));
     emit(&c, kind::GET_VM_AREAS, gfp, known, st, nr, 0, 0);
     0
@@ -500,7 +541,11 @@ fn on_vmalloc<C: Args>(ctx: &C) -> u32 {
     }
     let c = Common::new(task);
     let gfp = arg_u64(ctx, cfg!(arg_vmalloc_gfp)) as u32;
-    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(ctx) } else { -1 };
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 {
+        stack(ctx)
+    } else {
+        -1
+    };
     let size = arg_u64(ctx, cfg!(arg_vmalloc_size));
     emit(&c, kind::VMALLOC, gfp, state::GFP_KNOWN, st, size, 0, 0);
     0
@@ -534,7 +579,11 @@ fn on_pgtable_alloc<C: StackIdContext>(ctx: &C) -> u32 {
         return 0;
     }
     let c = Common::new(task);
-    let st = if c.state & state::IN_PCPU_ALLOC != 0 { stack(ctx) } else { -1 };
+    let st = if c.state & state::IN_PCPU_ALLOC != 0 {
+        stack(ctx)
+    } else {
+        -1
+    };
     emit(&c, kind::PGTABLE_ALLOC, 0, 0, st, 0, 0, 0);
     0
 }
@@ -554,7 +603,8 @@ pub fn memcg_reclaim_begin(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn reclaim_begin(ctx: &TracePointContext, extra: u32) -> u32 {
     let c = Common::new(current_task());
-    let interesting = c.holds() || c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags);
+    let interesting =
+        c.holds() || c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags);
     if !interesting || !tgid_wanted(c.tgid) {
         return 0;
     }
@@ -562,7 +612,16 @@ fn reclaim_begin(ctx: &TracePointContext, extra: u32) -> u32 {
     let order: u32 = unsafe { ctx.read_at(cfg!(tp_reclaim_order_off) as usize) }.unwrap_or(0);
     let _ = RECLAIMING.insert(c.pid, 1, 0);
     let st = stack(ctx);
-    emit(&c, kind::RECLAIM_BEGIN, gfp, state::GFP_KNOWN | extra, st, order as u64, 0, 0);
+    emit(
+        &c,
+        kind::RECLAIM_BEGIN,
+        gfp,
+        state::GFP_KNOWN | extra,
+        st,
+        order as u64,
+        0,
+        0,
+    );
     0
 }
 
@@ -605,7 +664,16 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
     let c = Common::new(current_task());
     let constrained = c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags);
     let st = if constrained { stack(&ctx) } else { -1 };
-    emit(&c, kind::CONTENTION_BEGIN, c.caller_gfp, 0, st, lock, lflags as u64, 0);
+    emit(
+        &c,
+        kind::CONTENTION_BEGIN,
+        c.caller_gfp,
+        0,
+        st,
+        lock,
+        lflags as u64,
+        0,
+    );
     0
 }
 
@@ -621,7 +689,16 @@ pub fn contention_end(ctx: TracePointContext) -> u32 {
     }
     let ret: i32 = unsafe { ctx.read_at(cfg!(tp_lock_ret_off) as usize) }.unwrap_or(0);
     let c = Common::new(current_task());
-    emit(&c, kind::CONTENTION_END, c.caller_gfp, 0, -1, lock, ret as i64 as u64, 0);
+    emit(
+        &c,
+        kind::CONTENTION_END,
+        c.caller_gfp,
+        0,
+        -1,
+        lock,
+        ret as i64 as u64,
+        0,
+    );
     0
 }
 

@@ -90,7 +90,11 @@ pub fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Check { json, kernel }) => crate::live::check(&kernel, json),
-        Some(Command::Record { duration, output, live }) => crate::live::record(&live, duration, output),
+        Some(Command::Record {
+            duration,
+            output,
+            live,
+        }) => crate::live::record(&live, duration, output),
         None => crate::live::record(&cli.live, None, None),
     }
 }

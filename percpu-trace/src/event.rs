@@ -164,14 +164,23 @@ impl TryFrom<&RawEvent> for Event {
                 gfp: r.gfp,
                 call_site: r.arg2,
             },
-            kind::CHUNK_CREATE => EventKind::ChunkCreate { gfp: gfp_opt, base: r.arg0 },
+            kind::CHUNK_CREATE => EventKind::ChunkCreate {
+                gfp: gfp_opt,
+                base: r.arg0,
+            },
             kind::CHUNK_POPULATE => EventKind::ChunkPopulate {
                 gfp: gfp_opt,
                 page_start: r.arg0,
                 page_end: r.arg1,
             },
-            kind::GET_VM_AREAS => EventKind::GetVmAreas { gfp: gfp_opt, nr_vms: r.arg0 },
-            kind::VMALLOC => EventKind::Vmalloc { gfp: r.gfp, size: r.arg0 },
+            kind::GET_VM_AREAS => EventKind::GetVmAreas {
+                gfp: gfp_opt,
+                nr_vms: r.arg0,
+            },
+            kind::VMALLOC => EventKind::Vmalloc {
+                gfp: r.gfp,
+                size: r.arg0,
+            },
             kind::PGTABLE_ALLOC => EventKind::PgtableAlloc,
             kind::RECLAIM_BEGIN => EventKind::ReclaimBegin {
                 gfp: r.gfp,
@@ -266,14 +275,27 @@ mod tests {
         assert_eq!(ev.holds_mutex, Some(true));
         assert_eq!(ev.caller_gfp, None);
         assert_eq!(ev.stack_id, None);
-        assert_eq!(ev.kind, EventKind::ReclaimBegin { gfp: 0xcc0, order: 2, memcg: false });
+        assert_eq!(
+            ev.kind,
+            EventKind::ReclaimBegin {
+                gfp: 0xcc0,
+                order: 2,
+                memcg: false
+            }
+        );
     }
 
     #[test]
     fn unknown_mutex_is_none_and_bad_kind_is_error() {
-        let raw = RawEvent { kind: kind::PGTABLE_ALLOC, ..Default::default() };
+        let raw = RawEvent {
+            kind: kind::PGTABLE_ALLOC,
+            ..Default::default()
+        };
         assert_eq!(Event::try_from(&raw).unwrap().holds_mutex, None);
-        let bad = RawEvent { kind: 99, ..Default::default() };
+        let bad = RawEvent {
+            kind: 99,
+            ..Default::default()
+        };
         assert_eq!(Event::try_from(&bad), Err(BadEvent(99)));
     }
 

@@ -26,7 +26,8 @@ pub fn require_privileges() -> Result<()> {
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_PERFMON: u32 = 38;
     const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let cap_eff = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -41,7 +42,10 @@ pub fn require_privileges() -> Result<()> {
 
 /// Discovery and plan, as every live mode starts.
 pub fn discover(args: &KernelArgs) -> Result<(Kernel, AttachPlan)> {
-    let opts = kernel::DiscoverOptions { btf: args.btf.clone(), ..Default::default() };
+    let opts = kernel::DiscoverOptions {
+        btf: args.btf.clone(),
+        ..Default::default()
+    };
     let k = kernel::discover(&opts)?;
     let plan = k.plan(args.attach)?;
     Ok((k, plan))
@@ -67,8 +71,14 @@ pub fn recording_header(k: &Kernel, plan: &AttachPlan) -> Header {
     h.kernel_release = Some(k.release.clone());
     h.arch = Some(k.arch.clone());
     h.attach_mode = Some(format!("{:?}", plan.mode).to_lowercase());
-    h.extra.insert("plan".into(), serde_json::to_value(&plan.probes).unwrap_or_default());
-    h.extra.insert("gfp_layout".into(), serde_json::to_value(&k.gfp).unwrap_or_default());
+    h.extra.insert(
+        "plan".into(),
+        serde_json::to_value(&plan.probes).unwrap_or_default(),
+    );
+    h.extra.insert(
+        "gfp_layout".into(),
+        serde_json::to_value(&k.gfp).unwrap_or_default(),
+    );
     h
 }
 
@@ -77,7 +87,10 @@ pub fn check(args: &KernelArgs, json: bool) -> Result<ExitCode> {
     require_privileges()?;
     let (k, plan) = discover(args)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&kernel::check::render_json(&k, &plan))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&kernel::check::render_json(&k, &plan))?
+        );
     } else {
         print!("{}", kernel::check::render_text(&k, &plan));
     }
@@ -159,13 +172,22 @@ pub fn cgroup_id(arg: &str) -> Result<u64> {
         return Ok(id);
     }
     let p = Path::new(arg);
-    let full = if p.is_absolute() { p.to_path_buf() } else { Path::new("/sys/fs/cgroup").join(p) };
-    let md = std::fs::metadata(&full).with_context(|| format!("--cgroup {arg}: no cgroup at {}", full.display()))?;
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        Path::new("/sys/fs/cgroup").join(p)
+    };
+    let md = std::fs::metadata(&full)
+        .with_context(|| format!("--cgroup {arg}: no cgroup at {}", full.display()))?;
     Ok(md.ino())
 }
 
 /// `percpu-trace record`.
-pub fn record(args: &LiveArgs, duration: Option<Duration>, output: Option<PathBuf>) -> Result<ExitCode> {
+pub fn record(
+    args: &LiveArgs,
+    duration: Option<Duration>,
+    output: Option<PathBuf>,
+) -> Result<ExitCode> {
     require_privileges()?;
     let filter = FindingFilter {
         comm: args.comm.clone(),
@@ -178,8 +200,10 @@ pub fn record(args: &LiveArgs, duration: Option<Duration>, output: Option<PathBu
     let writer = output
         .as_deref()
         .map(|p| {
-            let f = File::create(p).with_context(|| format!("cannot write recording {}", p.display()))?;
-            RecordingWriter::new(BufWriter::new(f), &header).with_context(|| format!("writing {}", p.display()))
+            let f = File::create(p)
+                .with_context(|| format!("cannot write recording {}", p.display()))?;
+            RecordingWriter::new(BufWriter::new(f), &header)
+                .with_context(|| format!("writing {}", p.display()))
         })
         .transpose()?;
     eprint!("{}", kernel::check::render_text(&k, &plan));
@@ -191,7 +215,9 @@ pub fn record(args: &LiveArgs, duration: Option<Duration>, output: Option<PathBu
         layout: k.gfp.clone(),
         shown: 0,
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let btf = load_btf(&args.kernel, &plan)?;
     let summary = rt.block_on(trace(&plan, btf.as_ref(), duration, &mut sink))?;
     if let Some(mut w) = sink.writer.take() {
@@ -217,9 +243,17 @@ pub fn record(args: &LiveArgs, duration: Option<Duration>, output: Option<PathBu
         summary.events,
         summary.losses.events_lost(),
         serde_json::to_string(&summary.losses).unwrap_or_default(),
-        if by_kind.is_empty() { "none".to_string() } else { by_kind.join(", ") }
+        if by_kind.is_empty() {
+            "none".to_string()
+        } else {
+            by_kind.join(", ")
+        }
     );
-    Ok(if sink.shown > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if sink.shown > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn count_by_kind(findings: &[Finding], filter: &FindingFilter) -> Vec<String> {
@@ -241,10 +275,12 @@ pub fn losses_map(l: &Losses) -> BTreeMap<String, u64> {
 /// Kernel BTF for fentry/fexit attachments (None when the plan has none).
 pub fn load_btf(args: &KernelArgs, plan: &AttachPlan) -> Result<Option<aya::Btf>> {
     use crate::kernel::plan::Attachment;
-    let needs = plan
-        .probes
-        .iter()
-        .any(|p| matches!(p.attachment, Attachment::Fentry { .. } | Attachment::Fexit { .. }));
+    let needs = plan.probes.iter().any(|p| {
+        matches!(
+            p.attachment,
+            Attachment::Fentry { .. } | Attachment::Fexit { .. }
+        )
+    });
     if !needs {
         return Ok(None);
     }
@@ -298,7 +334,10 @@ pub async fn trace(
         }
     }
     pipeline.decoder.refresh_losses()?;
-    let summary = TraceSummary { events: pipeline.decoder.events, losses: pipeline.decoder.losses.clone() };
+    let summary = TraceSummary {
+        events: pipeline.decoder.events,
+        losses: pipeline.decoder.losses.clone(),
+    };
     drop(pipeline);
     drop(probes);
     Ok(summary)

@@ -83,7 +83,11 @@ impl Pipeline {
 
     /// Waits until the ring buffer has data, then drains it into `sink`.
     pub async fn next_batch(&mut self, sink: &mut dyn Sink) -> Result<usize> {
-        let mut guard = self.ring.readable_mut().await.context("waiting on the ring buffer")?;
+        let mut guard = self
+            .ring
+            .readable_mut()
+            .await
+            .context("waiting on the ring buffer")?;
         let n = self.decoder.drain(guard.get_inner_mut(), sink);
         guard.clear_ready();
         Ok(n)
@@ -122,7 +126,11 @@ impl Decoder {
         }
         match self.stacks.get(&id, 0) {
             Ok(trace) => {
-                let frames: Vec<Frame> = trace.frames().iter().map(|f| self.symbolizer.frame(f.ip)).collect();
+                let frames: Vec<Frame> = trace
+                    .frames()
+                    .iter()
+                    .map(|f| self.symbolizer.frame(f.ip))
+                    .collect();
                 self.seen_stacks.insert(id);
                 sink.stack(id, &frames);
             }

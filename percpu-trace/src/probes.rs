@@ -14,7 +14,8 @@ use percpu_trace_common::{drop_reason, CONFIG_GLOBAL};
 use crate::kernel::plan::{AttachPlan, Attachment};
 
 /// The eBPF object built by build.rs from `percpu-trace-ebpf`.
-static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/percpu-trace.bpf.o"));
+static BPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/percpu-trace.bpf.o"));
 
 /// One attached probe point, for the start-up summary and `bpf_stats`.
 #[derive(Clone, Debug)]
@@ -54,38 +55,60 @@ impl Probes {
                     attach_trampoline(&mut ebpf, &p.program, symbol, btf).map(|_| symbol.clone())
                 }
                 Attachment::Tracepoint { category, name } => {
-                    attach_tracepoint(&mut ebpf, &p.program, category, name).map(|_| format!("{category}:{name}"))
+                    attach_tracepoint(&mut ebpf, &p.program, category, name)
+                        .map(|_| format!("{category}:{name}"))
                 }
                 Attachment::Unavailable { .. } => continue,
             };
             match res {
-                Ok(target) => attached.push(Attached { program: p.program.clone(), target }),
+                Ok(target) => attached.push(Attached {
+                    program: p.program.clone(),
+                    target,
+                }),
                 Err(e) => failed.push((p.program.clone(), format!("{e:#}"))),
             }
         }
         if attached.is_empty() {
-            let why = failed.first().map(|(p, e)| format!("{p}: {e}")).unwrap_or_else(|| "the plan has no available probe".into());
+            let why = failed
+                .first()
+                .map(|(p, e)| format!("{p}: {e}"))
+                .unwrap_or_else(|| "the plan has no available probe".into());
             bail!("no probe could be attached ({why})");
         }
-        Ok(Probes { ebpf, attached, failed })
+        Ok(Probes {
+            ebpf,
+            attached,
+            failed,
+        })
     }
 
     /// Takes the ring buffer (once).
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self.ebpf.take_map("EVENTS").context("EVENTS map missing or already taken")?;
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .context("EVENTS map missing or already taken")?;
         RingBuf::try_from(map).context("EVENTS is not a ring buffer")
     }
 
     /// Takes the stack map (once).
     pub fn take_stacks(&mut self) -> Result<StackTraceMap<MapData>> {
-        let map = self.ebpf.take_map("STACKS").context("STACKS map missing or already taken")?;
+        let map = self
+            .ebpf
+            .take_map("STACKS")
+            .context("STACKS map missing or already taken")?;
         StackTraceMap::try_from(map).context("STACKS is not a stack map")
     }
 
     /// Takes the drop counters (once).
     pub fn take_drops(&mut self) -> Result<DropCounters> {
-        let map = self.ebpf.take_map("DROPS").context("DROPS map missing or already taken")?;
-        Ok(DropCounters(PerCpuArray::try_from(map).context("DROPS is not a per-CPU array")?))
+        let map = self
+            .ebpf
+            .take_map("DROPS")
+            .context("DROPS map missing or already taken")?;
+        Ok(DropCounters(
+            PerCpuArray::try_from(map).context("DROPS is not a per-CPU array")?,
+        ))
     }
 }
 
@@ -113,23 +136,35 @@ fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> Result<()> {
     if prog.fd().is_err() {
         prog.load().with_context(|| format!("loading {program}"))?;
     }
-    prog.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))?;
+    prog.attach(symbol, 0)
+        .with_context(|| format!("attaching {program} to {symbol}"))?;
     Ok(())
 }
 
 /// fentry/fexit: the program binds to its function at load time, so each program is
 /// loaded and attached exactly once.
-fn attach_trampoline(ebpf: &mut Ebpf, program: &str, symbol: &str, btf: Option<&Btf>) -> Result<()> {
+fn attach_trampoline(
+    ebpf: &mut Ebpf,
+    program: &str,
+    symbol: &str,
+    btf: Option<&Btf>,
+) -> Result<()> {
     let btf = btf.context("fentry/fexit need kernel BTF")?;
-    let prog = ebpf.program_mut(program).with_context(|| format!("program {program} not in the eBPF object"))?;
+    let prog = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} not in the eBPF object"))?;
     match prog {
         aya::programs::Program::FEntry(p) => {
-            p.load(symbol, btf).with_context(|| format!("loading {program} for {symbol}"))?;
-            p.attach().with_context(|| format!("attaching {program} to {symbol}"))?;
+            p.load(symbol, btf)
+                .with_context(|| format!("loading {program} for {symbol}"))?;
+            p.attach()
+                .with_context(|| format!("attaching {program} to {symbol}"))?;
         }
         aya::programs::Program::FExit(p) => {
-            p.load(symbol, btf).with_context(|| format!("loading {program} for {symbol}"))?;
-            p.attach().with_context(|| format!("attaching {program} to {symbol}"))?;
+            p.load(symbol, btf)
+                .with_context(|| format!("loading {program} for {symbol}"))?;
+            p.attach()
+                .with_context(|| format!("attaching {program} to {symbol}"))?;
         }
         _ => bail!("program {program} is not fentry/fexit"),
     }
@@ -145,7 +180,8 @@ fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str)
     if prog.fd().is_err() {
         prog.load().with_context(|| format!("loading {program}"))?;
     }
-    prog.attach(category, name).with_context(|| format!("attaching {program} to {category}:{name}"))?;
+    prog.attach(category, name)
+        .with_context(|| format!("attaching {program} to {category}:{name}"))?;
     Ok(())
 }
 
@@ -159,7 +195,11 @@ impl KernelMemReader {
     /// Loads the object and the reader program.
     pub fn new() -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
-            .override_global(CONFIG_GLOBAL, &percpu_trace_common::ProbeConfig::default(), true)
+            .override_global(
+                CONFIG_GLOBAL,
+                &percpu_trace_common::ProbeConfig::default(),
+                true,
+            )
             .load(BPF_OBJECT)
             .map_err(|e| anyhow!("loading the eBPF object: {e}"))?;
         let prog: &mut aya::programs::RawTracePoint = ebpf
@@ -178,11 +218,16 @@ impl KernelMemReader {
         let mut out = Vec::with_capacity(len);
         while out.len() < len {
             let at = addr + out.len() as u64;
-            let prog: &aya::programs::RawTracePoint =
-                self.ebpf.program("read_kmem").context("read_kmem missing")?.try_into()?;
+            let prog: &aya::programs::RawTracePoint = self
+                .ebpf
+                .program("read_kmem")
+                .context("read_kmem missing")?
+                .try_into()?;
             let mut opts = RawTracePointRunOptions::new();
             opts.args[0] = at;
-            let res = prog.test_run(opts).context("BPF_PROG_TEST_RUN of read_kmem")?;
+            let res = prog
+                .test_run(opts)
+                .context("BPF_PROG_TEST_RUN of read_kmem")?;
             if res.return_value != 0 {
                 bail!("kernel memory at {at:#x} is not readable");
             }
@@ -203,7 +248,11 @@ impl KernelMemReader {
 pub fn verify_programs() -> Result<Vec<(String, std::result::Result<(), String>)>> {
     use aya::programs::Program;
     let mut ebpf = EbpfLoader::new()
-        .override_global(CONFIG_GLOBAL, &percpu_trace_common::ProbeConfig::default(), true)
+        .override_global(
+            CONFIG_GLOBAL,
+            &percpu_trace_common::ProbeConfig::default(),
+            true,
+        )
         .load(BPF_OBJECT)
         .map_err(|e| anyhow!("loading the eBPF object: {e}"))?;
     let names: Vec<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();

@@ -25,10 +25,14 @@ pub struct Symbolizer {
 impl Symbolizer {
     /// Reads a kallsyms file. Fails when every address is zero (kptr_restrict hides them).
     pub fn from_kallsyms(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let s = Self::parse(&text);
         if s.syms.is_empty() {
-            bail!("{}: no usable text symbols (kptr_restrict zeroes the addresses?)", path.display());
+            bail!(
+                "{}: no usable text symbols (kptr_restrict zeroes the addresses?)",
+                path.display()
+            );
         }
         Ok(s)
     }
@@ -42,9 +46,15 @@ impl Symbolizer {
                 let addr = u64::from_str_radix(it.next()?, 16).ok()?;
                 let ty = it.next()?;
                 let name = it.next()?;
-                let module = it.next().map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
+                let module = it
+                    .next()
+                    .map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
                 let text = matches!(ty, "t" | "T" | "w" | "W");
-                (addr != 0 && text).then(|| Sym { addr, name: name.to_string(), module })
+                (addr != 0 && text).then(|| Sym {
+                    addr,
+                    name: name.to_string(),
+                    module,
+                })
             })
             .collect();
         syms.sort_by_key(|s| s.addr);
@@ -55,7 +65,13 @@ impl Symbolizer {
     pub fn frame(&self, addr: u64) -> Frame {
         let idx = self.syms.partition_point(|s| s.addr <= addr);
         if idx == 0 {
-            return Frame { addr, function: None, offset: 0, len: None, module: None };
+            return Frame {
+                addr,
+                function: None,
+                offset: 0,
+                len: None,
+                module: None,
+            };
         }
         let s = &self.syms[idx - 1];
         let len = self.syms.get(idx).map(|next| next.addr - s.addr);
@@ -85,8 +101,14 @@ ffffffffc0100200 t null_exit\t[null_blk]
     #[test]
     fn offsets_and_lengths_like_percent_ps() {
         let s = Symbolizer::parse(KALLSYMS);
-        assert_eq!(s.frame(0xffffffff812a004a).to_string(), "pcpu_populate_chunk+0x4a/0x3c0");
-        assert_eq!(s.frame(0xffffffffc0100010).to_string(), "null_add_dev+0x10/0x200 [null_blk]");
+        assert_eq!(
+            s.frame(0xffffffff812a004a).to_string(),
+            "pcpu_populate_chunk+0x4a/0x3c0"
+        );
+        assert_eq!(
+            s.frame(0xffffffffc0100010).to_string(),
+            "null_add_dev+0x10/0x200 [null_blk]"
+        );
         assert_eq!(s.frame(0x10).function, None);
     }
 

@@ -18,7 +18,11 @@ const THREAD_NAME: &str = "pt-noio-smoke";
 
 fn assert_root() {
     // SAFETY: no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "the host smoke test needs root (run `sudo cargo xtask test`)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the host smoke test needs root (run `sudo cargo xtask test`)"
+    );
 }
 
 /// Starts `percpu-trace record` and waits until its probes are attached.
@@ -40,13 +44,17 @@ fn start_tool(args: &[&str]) -> Child {
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(60)).expect("percpu-trace did not report attached probes within 60 s");
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("percpu-trace did not report attached probes within 60 s");
     child
 }
 
 /// A real block device's "MAJ:MIN" (not loop/zram/ram, which may have no queue set up).
 fn block_device() -> String {
-    let mut devs: Vec<_> = std::fs::read_dir("/sys/block").expect("/sys/block").filter_map(|e| e.ok()).collect();
+    let mut devs: Vec<_> = std::fs::read_dir("/sys/block")
+        .expect("/sys/block")
+        .filter_map(|e| e.ok())
+        .collect();
     devs.sort_by_key(|e| e.file_name());
     let pick = devs
         .iter()
@@ -56,7 +64,10 @@ fn block_device() -> String {
         })
         .or(devs.first())
         .expect("no block device in /sys/block: the smoke test needs one for blk-cgroup");
-    std::fs::read_to_string(pick.path().join("dev")).unwrap().trim().to_string()
+    std::fs::read_to_string(pick.path().join("dev"))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// Makes blk-cgroup create blkgs with GFP_NOIO (blkg_conf_prep -> blkg_alloc), from a named
@@ -66,21 +77,35 @@ fn block_device() -> String {
 fn constrained_percpu_allocations(cgroups: usize) -> u32 {
     let dev = block_device();
     let (root, file) = if Path::new("/sys/fs/cgroup/blkio").is_dir() {
-        ("/sys/fs/cgroup/blkio".to_string(), "blkio.throttle.read_bps_device")
+        (
+            "/sys/fs/cgroup/blkio".to_string(),
+            "blkio.throttle.read_bps_device",
+        )
     } else {
-        let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
-        assert!(controllers.contains("io"), "neither cgroup v1 blkio nor the v2 io controller is available");
+        let controllers =
+            std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+        assert!(
+            controllers.contains("io"),
+            "neither cgroup v1 blkio nor the v2 io controller is available"
+        );
         let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+io");
         ("/sys/fs/cgroup".to_string(), "io.max")
     };
     std::thread::Builder::new()
         .name(THREAD_NAME.into())
         .spawn(move || {
-            let limit = if file == "io.max" { format!("{dev} rbps=1000000") } else { format!("{dev} 1000000") };
-            let dirs: Vec<String> = (0..cgroups).map(|i| format!("{root}/percpu-trace-smoke-{}-{i}", std::process::id())).collect();
+            let limit = if file == "io.max" {
+                format!("{dev} rbps=1000000")
+            } else {
+                format!("{dev} 1000000")
+            };
+            let dirs: Vec<String> = (0..cgroups)
+                .map(|i| format!("{root}/percpu-trace-smoke-{}-{i}", std::process::id()))
+                .collect();
             for d in &dirs {
                 std::fs::create_dir(d).unwrap_or_else(|e| panic!("mkdir {d}: {e}"));
-                std::fs::write(format!("{d}/{file}"), &limit).unwrap_or_else(|e| panic!("writing {d}/{file}: {e}"));
+                std::fs::write(format!("{d}/{file}"), &limit)
+                    .unwrap_or_else(|e| panic!("writing {d}/{file}: {e}"));
             }
             for d in &dirs {
                 let _ = std::fs::remove_dir(d);
@@ -103,17 +128,33 @@ fn events(path: &Path) -> Vec<serde_json::Value> {
 
 /// Names of loaded BPF programs (15-char kernel names), from bpftool.
 fn loaded_program_names() -> Vec<String> {
-    let out = Command::new("bpftool").args(["prog", "show", "--json"]).output().expect("running bpftool");
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("running bpftool");
     assert!(out.status.success(), "bpftool prog show failed");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array().unwrap().iter().filter_map(|p| p["name"].as_str().map(String::from)).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(String::from))
+        .collect()
 }
 
 fn assert_no_programs_left() {
-    let ours = ["pcpu_alloc_ente", "percpu_alloc_tp", "chunk_create_tp", "direct_reclaim_", "contention_begi"];
+    let ours = [
+        "pcpu_alloc_ente",
+        "percpu_alloc_tp",
+        "chunk_create_tp",
+        "direct_reclaim_",
+        "contention_begi",
+    ];
     let names = loaded_program_names();
     for n in ours {
-        assert!(!names.iter().any(|x| x == n), "program {n} still loaded after the tool exited: {names:?}");
+        assert!(
+            !names.iter().any(|x| x == n),
+            "program {n} still loaded after the tool exited: {names:?}"
+        );
     }
 }
 
@@ -126,7 +167,11 @@ fn tracepoint_mode_streams_real_constrained_allocations() {
     let child = start_tool(&["--duration", "6s", "--output", rec.to_str().unwrap()]);
     let tid = constrained_percpu_allocations(8);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.code().is_some_and(|c| c == 0 || c == 1), "percpu-trace failed: {:?}", out.status);
+    assert!(
+        out.status.code().is_some_and(|c| c == 0 || c == 1),
+        "percpu-trace failed: {:?}",
+        out.status
+    );
 
     let evs = events(&rec);
     let ours: Vec<_> = evs
@@ -135,12 +180,25 @@ fn tracepoint_mode_streams_real_constrained_allocations() {
         .collect();
     // blkg_alloc makes several GFP_NOIO percpu allocations per blkg (iostat, percpu_ref,
     // policy counters).
-    assert!(ours.len() >= 8, "expected >= 8 constrained allocations by tid {tid}, got {} of {} events", ours.len(), evs.len());
+    assert!(
+        ours.len() >= 8,
+        "expected >= 8 constrained allocations by tid {tid}, got {} of {} events",
+        ours.len(),
+        evs.len()
+    );
     for e in &ours {
         assert_eq!(e["comm"], THREAD_NAME);
         let gfp = e["kind"]["gfp"].as_u64().unwrap();
-        assert_eq!(gfp & GFP_IO, 0, "gfp {gfp:#x} allows IO: not a GFP_NOIO allocation");
-        assert_ne!(gfp & GFP_DIRECT_RECLAIM, 0, "gfp {gfp:#x} is atomic: it would not take the mutex");
+        assert_eq!(
+            gfp & GFP_IO,
+            0,
+            "gfp {gfp:#x} allows IO: not a GFP_NOIO allocation"
+        );
+        assert_ne!(
+            gfp & GFP_DIRECT_RECLAIM,
+            0,
+            "gfp {gfp:#x} is atomic: it would not take the mutex"
+        );
         assert!(e["kind"]["size"].as_u64().unwrap() > 0);
         assert!(e["ts_ns"].as_u64().unwrap() > 0);
     }
@@ -158,7 +216,12 @@ fn sigterm_and_sigkill_leave_nothing_behind() {
         unsafe { libc::kill(child.id() as i32, sig) };
         let out = child.wait_with_output().unwrap();
         if sig != libc::SIGKILL {
-            assert_eq!(out.status.code(), Some(0), "signal {sig}: exit {:?}", out.status);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "signal {sig}: exit {:?}",
+                out.status
+            );
         }
         assert!(started.elapsed() < Duration::from_secs(30));
         assert_no_programs_left();
@@ -171,7 +234,16 @@ fn without_root_one_line_and_exit_2() {
     assert_root();
     // Drop to nobody in the child: the tool must refuse with one line, not a backtrace.
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", BIN, "record", "--duration", "1s"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            BIN,
+            "record",
+            "--duration",
+            "1s",
+        ])
         .output()
         .expect("running setpriv");
     assert_eq!(out.status.code(), Some(2));
@@ -195,9 +267,15 @@ fn every_kprobe_and_tracepoint_program_passes_this_verifier() {
     for (name, res) in &results {
         match res {
             Ok(()) => checked += 1,
-            Err(e) if e.starts_with("not checked") => assert!(name.starts_with("fentry_") || name.starts_with("fexit_"), "{name}: {e}"),
+            Err(e) if e.starts_with("not checked") => assert!(
+                name.starts_with("fentry_") || name.starts_with("fexit_"),
+                "{name}: {e}"
+            ),
             Err(e) => panic!("{name} rejected by the verifier: {e}"),
         }
     }
-    assert!(checked >= 17, "only {checked} programs verified: {results:?}");
+    assert!(
+        checked >= 17,
+        "only {checked} programs verified: {results:?}"
+    );
 }

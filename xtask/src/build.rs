@@ -18,14 +18,20 @@ pub struct BuildArgs {
 
 /// Workspace root (xtask lives one level below it).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
 }
 
 /// Builds the release binary and returns its path.
 pub fn run(args: &BuildArgs) -> Result<PathBuf> {
     setup::ensure()?;
     if args.arch != std::env::consts::ARCH {
-        bail!("cross-building for {} is not supported yet (see the arm64 issue)", args.arch);
+        bail!(
+            "cross-building for {} is not supported yet (see the arm64 issue)",
+            args.arch
+        );
     }
     let st = Command::new("cargo")
         .current_dir(root())
@@ -40,7 +46,9 @@ pub fn run(args: &BuildArgs) -> Result<PathBuf> {
 
 /// Builds, then runs the tool as root with `args`.
 pub fn run_tool(args: &[String]) -> Result<()> {
-    let bin = run(&BuildArgs { arch: std::env::consts::ARCH.into() })?;
+    let bin = run(&BuildArgs {
+        arch: std::env::consts::ARCH.into(),
+    })?;
     let mut cmd = if setup::is_root() {
         Command::new(&bin)
     } else {

@@ -9,7 +9,10 @@ use anyhow::{bail, Context, Result};
 /// tmux for the TUI end-to-end test, bpftool for detach checks).
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("rustc-web", "/usr/bin/rustc"),
-    ("rust-web-src", "/usr/lib/rustlib/src/rust/library/core/Cargo.toml"),
+    (
+        "rust-web-src",
+        "/usr/lib/rustlib/src/rust/library/core/Cargo.toml",
+    ),
     ("llvm-22-dev", "/usr/lib/llvm-22/bin/llvm-config"),
     ("libpolly-22-dev", "/usr/lib/llvm-22/lib/libPolly.a"),
     ("libzstd-dev", "/usr/include/zstd.h"),
@@ -46,9 +49,18 @@ pub fn run() -> Result<()> {
         println!("setup: bpf-linker {BPF_LINKER_VERSION} present");
     } else {
         println!("setup: cargo install bpf-linker {BPF_LINKER_VERSION} (llvm-22, ~1 min)");
-        let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "/usr/lib/llvm-22/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
         let st = Command::new("cargo")
-            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+            ])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("PATH", path)
             .status()
@@ -83,7 +95,10 @@ fn apt(args: &[&str]) -> Result<()> {
         .status()
         .context("running apt-get (is this Debian?)")?;
     if !st.success() {
-        bail!("apt-get {} failed ({st}); check the apt sources and network access to deb.debian.org", args.join(" "));
+        bail!(
+            "apt-get {} failed ({st}); check the apt sources and network access to deb.debian.org",
+            args.join(" ")
+        );
     }
     Ok(())
 }
@@ -96,7 +111,9 @@ fn bpf_linker_ok() -> bool {
     Command::new(linker)
         .arg("--version")
         .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .map(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+        })
         .unwrap_or(false)
 }
 

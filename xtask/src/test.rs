@@ -20,27 +20,63 @@ pub fn run(args: &TestArgs) -> Result<()> {
     step("rustfmt", &["fmt", "--all", "--check"])?;
     step(
         "clippy",
-        &["clippy", "--locked", "--workspace", "--exclude", "percpu-trace-ebpf", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--locked",
+            "--workspace",
+            "--exclude",
+            "percpu-trace-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
     )?;
-    step("unit tests", &["test", "--locked", "--workspace", "--exclude", "percpu-trace-ebpf"])?;
+    step(
+        "unit tests",
+        &[
+            "test",
+            "--locked",
+            "--workspace",
+            "--exclude",
+            "percpu-trace-ebpf",
+        ],
+    )?;
     if !setup::is_root() {
         bail!("the host smoke test loads real eBPF programs and needs root: run `sudo cargo xtask test`");
     }
     step(
         "host smoke test (real eBPF on this kernel)",
-        &["test", "--locked", "-p", "percpu-trace", "--test", "host_smoke", "--", "--ignored", "--test-threads=1"],
+        &[
+            "test",
+            "--locked",
+            "-p",
+            "percpu-trace",
+            "--test",
+            "host_smoke",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
     )?;
     if args.no_vm {
         println!("test: VM tests left out (--no-vm): this run is NOT a full test run");
         return Ok(());
     }
     println!("==> VM tests (Debian kernels under qemu)");
-    vm::vm_test(vm::VmTestArgs { kernel: None, scenario: None })
+    vm::vm_test(vm::VmTestArgs {
+        kernel: None,
+        scenario: None,
+    })
 }
 
 fn step(name: &str, args: &[&str]) -> Result<()> {
     println!("==> {name}: cargo {}", args.join(" "));
-    let st = Command::new("cargo").current_dir(root()).args(args).status().with_context(|| format!("running {name}"))?;
+    let st = Command::new("cargo")
+        .current_dir(root())
+        .args(args)
+        .status()
+        .with_context(|| format!("running {name}"))?;
     if !st.success() {
         bail!("{name} failed ({st})");
     }

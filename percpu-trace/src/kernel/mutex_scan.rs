@@ -44,11 +44,17 @@ pub fn scan_x86_64(code: &[u8], base: u64, targets: &[u64]) -> Vec<LockCall> {
             let imm = i32::from_le_bytes(w[3..7].try_into().unwrap());
             match (w[0], w[1], w[2]) {
                 (0x48, 0xc7, 0xc7) => arg0 = Some(imm as i64 as u64),
-                (0x48, 0x8d, 0x3d) => arg0 = Some((base + j as u64 + 7).wrapping_add_signed(imm as i64)),
+                (0x48, 0x8d, 0x3d) => {
+                    arg0 = Some((base + j as u64 + 7).wrapping_add_signed(imm as i64))
+                }
                 _ => {}
             }
         }
-        out.push(LockCall { call_at: base + i as u64, target, arg0 });
+        out.push(LockCall {
+            call_at: base + i as u64,
+            target,
+            arg0,
+        });
     }
     out
 }
@@ -56,7 +62,10 @@ pub fn scan_x86_64(code: &[u8], base: u64, targets: &[u64]) -> Vec<LockCall> {
 /// Scans aarch64 code at `base` for `bl` to any of `targets` and the last
 /// `adrp x0, page` + `add x0, x0, #lo12` pair before each one.
 pub fn scan_aarch64(code: &[u8], base: u64, targets: &[u64]) -> Vec<LockCall> {
-    let insns: Vec<u32> = code.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+    let insns: Vec<u32> = code
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     let mut out = Vec::new();
     for (i, &insn) in insns.iter().enumerate() {
         if insn & 0xfc00_0000 != 0x9400_0000 {
@@ -70,7 +79,12 @@ pub fn scan_aarch64(code: &[u8], base: u64, targets: &[u64]) -> Vec<LockCall> {
         }
         let mut page = None;
         let mut arg0 = None;
-        for (k, &prev) in insns.iter().enumerate().take(i).skip(i.saturating_sub(LOOKBACK / 4)) {
+        for (k, &prev) in insns
+            .iter()
+            .enumerate()
+            .take(i)
+            .skip(i.saturating_sub(LOOKBACK / 4))
+        {
             let ppc = base + 4 * k as u64;
             if prev & 0x9f00_001f == 0x9000_0000 {
                 // ADRP x0: imm = immhi:immlo << 12, relative to the 4 KiB page of pc.
@@ -84,7 +98,11 @@ pub fn scan_aarch64(code: &[u8], base: u64, targets: &[u64]) -> Vec<LockCall> {
                 }
             }
         }
-        out.push(LockCall { call_at: pc, target, arg0 });
+        out.push(LockCall {
+            call_at: pc,
+            target,
+            arg0,
+        });
     }
     out
 }
@@ -104,7 +122,11 @@ pub fn consensus(calls: &[LockCall]) -> Option<(u64, usize)> {
 /// Whether `bytes` (read at `addr`) look like an idle or held struct mutex whose `wait_list`
 /// is at `wait_list_off`: an empty list points at itself, a non-empty one at kernel memory.
 pub fn looks_like_mutex(bytes: &[u8], addr: u64, wait_list_off: usize) -> bool {
-    let word = |o: usize| bytes.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+    let word = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    };
     let (Some(next), Some(prev)) = (word(wait_list_off), word(wait_list_off + 8)) else {
         return false;
     };
@@ -118,7 +140,8 @@ mod tests {
     use super::*;
 
     /// pcpu_alloc_noprof as loaded on a 6.18.44 x86_64 host (read through read_kmem).
-    const PCPU_ALLOC: &[u8] = include_bytes!("../../tests/fixtures/kernels/host-6.18/pcpu_alloc_noprof.bin");
+    const PCPU_ALLOC: &[u8] =
+        include_bytes!("../../tests/fixtures/kernels/host-6.18/pcpu_alloc_noprof.bin");
     const BASE: u64 = 0xffffffff815c4c20;
     const MUTEX_LOCK: u64 = 0xffffffff821fc670;
     const MUTEX_LOCK_KILLABLE: u64 = 0xffffffff821fc590;
@@ -126,7 +149,9 @@ mod tests {
     #[test]
     fn finds_pcpu_alloc_mutex_in_real_x86_code() {
         let calls = scan_x86_64(PCPU_ALLOC, BASE, &[MUTEX_LOCK, MUTEX_LOCK_KILLABLE]);
-        assert!(calls.iter().any(|c| c.target == MUTEX_LOCK && c.arg0 == Some(0xffffffff83125180)));
+        assert!(calls
+            .iter()
+            .any(|c| c.target == MUTEX_LOCK && c.arg0 == Some(0xffffffff83125180)));
         assert_eq!(consensus(&calls).map(|c| c.0), Some(0xffffffff83125180));
     }
 
@@ -137,7 +162,10 @@ mod tests {
         let adrp = 0x9000_0000u32 | (1 << 29); // immlo = 1 -> +0x1000
         let add = 0x9100_0000u32 | (0x180 << 10);
         let bl = 0x9400_0002u32;
-        let code: Vec<u8> = [adrp, add, bl].iter().flat_map(|i| i.to_le_bytes()).collect();
+        let code: Vec<u8> = [adrp, add, bl]
+            .iter()
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
         let calls = scan_aarch64(&code, base, &[base + 8 + 8]);
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].arg0, Some(base + 0x1000 + 0x180));
