@@ -23,13 +23,13 @@ pub struct Outcome {
 }
 
 /// Builds `chains` chains of `depth` cgroups under `root/<prefix>N`, then writes io.max on
-/// each leaf for disk `dev` ("MAJ:MIN") at SCHED_FIFO `prio` (0: normal priority).
+/// each leaf for each disk of `devs` ("MAJ:MIN") at SCHED_FIFO `prio` (0: normal priority).
 pub fn noio_gfp(
     root: &str,
     prefix: &str,
     chains: usize,
     depth: usize,
-    dev: &str,
+    devs: &[String],
     prio: i32,
 ) -> Result<Outcome> {
     enable_io(&PathBuf::from(root))?;
@@ -56,12 +56,14 @@ pub fn noio_gfp(
         sys::set_fifo(prio)?;
     }
     let t = Instant::now();
-    let line = format!("{dev} rbps=1000000");
     let mut writes = 0;
     for leaf in &leaves {
         let f = leaf.join("io.max");
-        fs::write(&f, &line).with_context(|| format!("writing {line:?} to {}", f.display()))?;
-        writes += 1;
+        for dev in devs {
+            let line = format!("{dev} rbps=1000000");
+            fs::write(&f, &line).with_context(|| format!("writing {line:?} to {}", f.display()))?;
+            writes += 1;
+        }
     }
     let took = t.elapsed();
     sys::set_fifo(0)?;
@@ -97,4 +99,16 @@ pub fn disk_dev(name: &str) -> Result<String> {
         .with_context(|| format!("reading {p}"))?
         .trim()
         .to_string())
+}
+
+/// Every virtio and null_blk disk (names under /sys/block), sorted.
+pub fn all_disks() -> Result<Vec<String>> {
+    let mut v: Vec<String> = fs::read_dir("/sys/block")
+        .context("reading /sys/block")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .filter(|n| n.starts_with("vd") || n.starts_with("nullb"))
+        .collect();
+    v.sort();
+    Ok(v)
 }

@@ -6,6 +6,7 @@
 mod bpf;
 mod cgroup;
 mod sys;
+mod truth;
 
 use std::{
     fs,
@@ -31,9 +32,11 @@ enum Cmd {
     PercpuArrays(ArraysArgs),
     /// GFP_NOIO percpu allocations by gfp argument: io.max on the leaves of deep cgroup chains.
     NoioGfp {
-        /// Disk whose blkgs io.max creates (a name under /sys/block).
-        #[arg(long, default_value = "vda")]
-        disk: String,
+        /// Disks whose blkgs io.max creates (names under /sys/block, comma-separated): each
+        /// disk is one more io.max write per leaf, each creating `depth` blkgs. "all": every
+        /// virtio and null_blk disk.
+        #[arg(long, default_value = "vda", value_delimiter = ',')]
+        disks: Vec<String>,
         /// Number of chains (one io.max write each).
         #[arg(long, default_value_t = 6)]
         chains: usize,
@@ -105,6 +108,15 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
+    /// Ground truth from tracefs kprobes (workload calibration, independent of the tool):
+    /// `truth start`, then `truth stop --out FILE`.
+    Truth {
+        /// start or stop.
+        action: String,
+        /// Summary file (stop).
+        #[arg(long, default_value = "/tmp/truth.txt")]
+        out: String,
+    },
     /// Wait until BPF programs beyond the --before snapshot are loaded (the tool attached).
     WaitAttached {
         /// Snapshot taken before the tool started.
@@ -164,15 +176,24 @@ fn run(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::PercpuArrays(a) => percpu_arrays(&a),
         Cmd::NoioGfp {
-            disk,
+            disks,
             chains,
             depth,
             prio,
             prefix,
             root,
         } => {
-            let dev = cgroup::disk_dev(&disk)?;
-            let o = cgroup::noio_gfp(&root, &prefix, chains, depth, &dev, prio)?;
+            sys::set_comm("pt-noio-gfp");
+            let disks = if disks == ["all"] {
+                cgroup::all_disks()?
+            } else {
+                disks
+            };
+            let devs = disks
+                .iter()
+                .map(|d| cgroup::disk_dev(d))
+                .collect::<Result<Vec<_>>>()?;
+            let o = cgroup::noio_gfp(&root, &prefix, chains, depth, &devs, prio)?;
             println!(
                 "noio-gfp: writes={} blkgs={} noio_allocs~={}",
                 o.writes,
@@ -182,6 +203,7 @@ fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Churn { file, secs, cpu } => {
+            sys::set_comm("pt-churn");
             if let Some(c) = cpu {
                 sys::pin(0, c)?;
             }
@@ -207,6 +229,11 @@ fn run(cmd: Cmd) -> Result<()> {
             }
         }
         Cmd::Compare { before, wait } => compare(&before, wait),
+        Cmd::Truth { action, out } => match action.as_str() {
+            "start" => truth::start(),
+            "stop" => truth::stop(&out),
+            other => bail!("truth {other}: expected start or stop"),
+        },
         Cmd::WaitAttached {
             before,
             timeout,
@@ -217,6 +244,7 @@ fn run(cmd: Cmd) -> Result<()> {
 }
 
 fn percpu_arrays(a: &ArraysArgs) -> Result<()> {
+    sys::set_comm(&format!("pt-{}", a.label));
     if let Some(c) = a.cpu {
         sys::pin(0, c)?;
     }
@@ -286,6 +314,7 @@ fn churn(file: &PathBuf, secs: u64) -> Result<u64> {
 }
 
 fn hog(cpu: usize, secs: u64, prio: i32) -> Result<()> {
+    sys::set_comm("pt-hog");
     sys::pin(0, cpu)?;
     sys::set_fifo(prio)?;
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -373,9 +402,9 @@ fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> R
     // Give the hog a moment to occupy its CPU before the pressure starts.
     std::thread::sleep(Duration::from_millis(300));
     for args in [
-        arrays("unconstrained-a", work(0), false),
+        arrays("unc-a", work(0), false),
         arrays("io-flusher", work(1), true),
-        arrays("unconstrained-b", work(1), false),
+        arrays("unc-b", work(1), false),
         churn_args,
     ] {
         children.push(spawn(&args)?);

@@ -92,3 +92,13 @@ pub fn remaining(deadline: std::time::Instant) -> Option<Duration> {
         .checked_duration_since(std::time::Instant::now())
         .filter(|d| !d.is_zero())
 }
+
+/// Sets the task's comm (15 bytes at most), so traces and the tool's reports name each
+/// workload role.
+pub fn set_comm(name: &str) {
+    let mut buf = [0u8; 16];
+    let n = name.len().min(15);
+    buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr(), 0, 0, 0) };
+}

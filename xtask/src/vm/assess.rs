@@ -176,6 +176,14 @@ pub fn assess(run: &Run, role: Role) -> Verdict {
         v.facts.push(tail(&d.join("workload.out"), 1));
     }
     let Some(tool) = run.tool else {
+        // Workload-only mode: report the tracefs ground truth instead.
+        let truth = fs::read_to_string(d.join("truth.txt")).unwrap_or_default();
+        let keep = ["populate", "holding", "CROSS", "contention"];
+        let lines: Vec<&str> = truth
+            .lines()
+            .filter(|l| keep.iter().any(|k| l.contains(k)))
+            .collect();
+        v.facts.push(format!("truth: {}", lines.join(", ")));
         return v;
     };
     match read_rc(&d.join("record.rc")) {

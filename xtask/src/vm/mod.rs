@@ -280,8 +280,13 @@ fn boot_once(
     if let Some(tool) = ctx.tool {
         ird.binary_with_libs("/bin/percpu-trace", tool)?;
     }
-    // virtio_blk for the disks, ext4 (with its dependencies) to mount them.
-    let modules = initramfs::add_modules(&mut ird, &k.modules_dir, &["virtio_blk", "ext4"])?;
+    // virtio_blk for the disks, ext4 (with its dependencies) to mount them, null_blk for
+    // more request queues in noio-gfp.
+    let modules = initramfs::add_modules(
+        &mut ird,
+        &k.modules_dir,
+        &["virtio_blk", "ext4", "null_blk"],
+    )?;
     let plan = scenarios::InitPlan {
         modules: &modules,
         runs: &named,

@@ -77,10 +77,8 @@ stop_tool
         default: true,
         body: r#"
 start_tool
-churn_start
-pt-workload noio-gfp --disk vda --chains 6 --depth 400 --prio 50 --prefix g$N- > $D/workload.out 2>&1
+pt-workload noio-gfp --disks all --chains 6 --depth 400 --prio 50 --prefix g$N- > $D/workload.out 2>&1
 echo $? > $D/workload.rc
-churn_stop
 stop_tool
 "#,
     },
@@ -158,8 +156,15 @@ pub struct InitPlan<'a> {
 /// them with timestamps); results go to /out, an ext4 disk the host reads afterwards.
 pub fn init_script(p: &InitPlan) -> String {
     let mut s = String::from(INIT_HEAD);
-    s.push_str(&format!("for m in {}; do\n", p.modules.join(" ")));
-    s.push_str("  insmod /lib/modules/$m.ko || say FAIL insmod $m\ndone\n");
+    for m in p.modules {
+        let params = MODULE_PARAMS
+            .iter()
+            .find(|(n, _)| n == m)
+            .map_or("", |(_, p)| p);
+        s.push_str(&format!(
+            "insmod /lib/modules/{m}.ko {params} || say FAIL insmod {m}\n"
+        ));
+    }
     s.push_str(INIT_DISKS);
     s.push_str(if p.with_tool { TOOL_FNS } else { NO_TOOL_FNS });
     if p.with_tool {
@@ -178,6 +183,10 @@ pub fn init_script(p: &InitPlan) -> String {
     s.push_str(INIT_TAIL);
     s
 }
+
+/// Module parameters. null_blk: eight extra request queues, so one io.max pass creates
+/// blkgs (GFP_NOIO percpu allocations) for ten disks instead of one, without more cgroups.
+const MODULE_PARAMS: &[(&str, &str)] = &[("null_blk", "nr_devices=8")];
 
 const INIT_HEAD: &str = r#"#!/bin/sh
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -223,8 +232,12 @@ churn_start() {
 churn_stop() { kill $CH; wait $CH; }
 "#;
 
-const NO_TOOL_FNS: &str = r#"start_tool() { :; }
-stop_tool() { say workload rc=$(cat $D/workload.rc 2>/dev/null); }
+// Without the tool: tracefs ground truth instead (calibrates the workloads).
+const NO_TOOL_FNS: &str = r#"start_tool() { pt-workload truth start 2> $D/truth.err || say truth unavailable; }
+stop_tool() {
+  pt-workload truth stop --out $D/truth.txt > /dev/null 2>> $D/truth.err
+  say workload rc=$(cat $D/workload.rc 2>/dev/null)
+}
 churn_start() {
   pt-workload churn --file /mnt/big --secs 900 > $D/churn.out 2>&1 &
   CH=$!

@@ -1,0 +1,178 @@
+//! Ground truth from tracefs, independent of percpu-trace: did the workload really reach
+//! the condition the tool must find? Used to measure workload hit rates (the harness's
+//! workload-only mode), never to judge the tool.
+//!
+//! kprobe events read pcpu_alloc_mutex's owner word (`@pcpu_alloc_mutex`, needs
+//! KALLSYMS_ALL, as Debian has). In pcpu_populate_chunk the caller always holds the mutex, so
+//! the owner there *is* the calling task: that teaches the task pointer of each comm, and
+//! later events compare the owner against it ("does this task hold the mutex now?").
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+};
+
+use anyhow::{bail, Context, Result};
+
+const T: &str = "/sys/kernel/tracing";
+
+/// Probes, in kprobe_events syntax (x86_64 argument registers); a probe the kernel rejects
+/// (missing function on an old kernel) is skipped.
+const PROBES: &[&str] = &[
+    "p:pt/populate pcpu_populate_chunk owner=@pcpu_alloc_mutex:u64",
+    "p:pt/vmareas pcpu_get_vm_areas owner=@pcpu_alloc_mutex:u64",
+    "p:pt/pte __pte_alloc_kernel owner=@pcpu_alloc_mutex:u64",
+    "p:pt/ttfp try_to_free_pages gfp=%dx:u32 owner=@pcpu_alloc_mutex:u64",
+];
+
+fn kallsym(name: &str) -> Result<u64> {
+    let text = fs::read_to_string("/proc/kallsyms")?;
+    text.lines()
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            let addr = it.next()?;
+            let _ty = it.next()?;
+            (it.next()? == name).then(|| u64::from_str_radix(addr, 16).ok())?
+        })
+        .with_context(|| format!("{name} not in /proc/kallsyms"))
+}
+
+/// Arms the probes and lock tracepoints and starts tracing.
+pub fn start() -> Result<()> {
+    let mutex = kallsym("pcpu_alloc_mutex")?;
+    fs::write(format!("{T}/tracing_on"), "0")?;
+    fs::write(format!("{T}/trace"), "")?;
+    fs::write(format!("{T}/buffer_size_kb"), "16384")?;
+    for p in PROBES {
+        // Append: each line is one probe.
+        if let Err(e) = fs::OpenOptions::new()
+            .append(true)
+            .open(format!("{T}/kprobe_events"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{p}\n").as_bytes()))
+        {
+            eprintln!("truth: skipping probe {p:?}: {e}");
+        }
+    }
+    let _ = fs::write(format!("{T}/events/pt/enable"), "1");
+    for ev in ["contention_begin", "contention_end"] {
+        let dir = format!("{T}/events/lock/{ev}");
+        fs::write(format!("{dir}/filter"), format!("lock_addr == 0x{mutex:x}"))?;
+        fs::write(format!("{dir}/enable"), "1")?;
+    }
+    if std::env::var_os("PT_TRUTH_SCHED").is_some() {
+        // Where do the workload's tasks sleep? (debugging aid)
+        let sw = format!("{T}/events/sched/sched_switch");
+        fs::write(
+            format!("{sw}/trigger"),
+            "stacktrace if prev_comm ~ \"pt-*\" && prev_state != 0",
+        )?;
+    }
+    fs::write(format!("{T}/tracing_on"), "1")?;
+    Ok(())
+}
+
+/// Stops tracing, removes the probes, and writes counts per comm to `out`.
+pub fn stop(out: &str) -> Result<()> {
+    fs::write(format!("{T}/tracing_on"), "0")?;
+    let trace = fs::read_to_string(format!("{T}/trace")).context("reading trace")?;
+    let _ = fs::write(format!("{T}/events/pt/enable"), "0");
+    for ev in ["contention_begin", "contention_end"] {
+        let _ = fs::write(format!("{T}/events/lock/{ev}/enable"), "0");
+    }
+    fs::write(format!("{T}/kprobe_events"), "").context("removing our kprobes")?;
+    if std::env::var_os("PT_TRUTH_SCHED").is_some() {
+        fs::write(format!("{out}.trace"), &trace)?;
+        let _ = fs::write(
+            format!("{T}/events/sched/sched_switch/trigger"),
+            "!stacktrace",
+        );
+    }
+    let summary = analyze(&trace);
+    fs::write(out, &summary)?;
+    print!("{summary}");
+    if trace.lines().any(|l| l.contains("LOST")) {
+        bail!("trace buffer overflowed: counts are low bounds");
+    }
+    Ok(())
+}
+
+fn field(line: &str, key: &str) -> Option<u64> {
+    let v = line.split(key).nth(1)?.split_whitespace().next()?;
+    let v = v.trim_end_matches(',');
+    v.strip_prefix("0x")
+        .map_or_else(|| v.parse().ok(), |h| u64::from_str_radix(h, 16).ok())
+}
+
+/// Counts per comm and the two conditions the tool must find.
+fn analyze(trace: &str) -> String {
+    // __GFP_IO | __GFP_FS.
+    const IO_FS: u64 = 0x40 | 0x80;
+    let mut task_ptr: HashMap<String, u64> = HashMap::new();
+    let mut counts: BTreeMap<(String, &str), u64> = BTreeMap::new();
+    let mut waiting: HashMap<String, bool> = HashMap::new();
+    for l in trace.lines().filter(|l| !l.starts_with('#')) {
+        // "  comm-pid  [cpu] flags  ts: event: args"
+        let Some(task) = l.split_whitespace().next() else {
+            continue;
+        };
+        let comm = task.rsplit_once('-').map_or(task, |(c, _)| c).to_string();
+        let owner = field(l, "owner=").map(|o| o & !7);
+        let holds = owner.is_some() && owner == task_ptr.get(&comm).copied();
+        let mut bump = |k: &'static str| *counts.entry((comm.clone(), k)).or_default() += 1;
+        if l.contains(" populate:") {
+            if let Some(o) = owner {
+                task_ptr.insert(comm.clone(), o);
+            }
+            bump("populate");
+        } else if l.contains(" vmareas:") {
+            bump(if holds {
+                "vm_areas_holding"
+            } else {
+                "vm_areas"
+            });
+        } else if l.contains(" pte:") {
+            bump(if holds { "pte_holding" } else { "pte" });
+        } else if l.contains(" ttfp:") {
+            bump("direct_reclaim");
+            if holds {
+                bump("direct_reclaim_holding");
+                let io_fs = field(l, "gfp=").is_some_and(|g| g & IO_FS != 0);
+                let constrained_waits = waiting.iter().any(|(c, w)| *w && c.contains("flusher"));
+                if io_fs && constrained_waits {
+                    bump("CROSS_TASK_reclaim_io_fs_holding_while_flusher_waits");
+                }
+            }
+        } else if l.contains("contention_begin:") {
+            waiting.insert(comm.clone(), true);
+            bump("contention");
+        } else if l.contains("contention_end:") {
+            waiting.insert(comm.clone(), false);
+        }
+    }
+    counts
+        .iter()
+        .map(|((c, k), n)| format!("{c} {k} {n}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_task_is_counted() {
+        let t = "\
+ pt-unc-a-10 [000] ..... 1.0: populate: (pcpu_populate_chunk+0x0/0x10) owner=0xffff888001000000
+ pt-flusher-11 [001] ..... 1.1: contention_begin: 0xffffffff82000000 (flags=MUTEX)
+ pt-unc-a-10 [000] ..... 1.2: ttfp: (try_to_free_pages+0x0/0x10) gfp=0xcc0 owner=0xffff888001000001
+ pt-flusher-11 [001] ..... 1.3: contention_end: 0xffffffff82000000 (ret=0)
+ pt-unc-a-10 [000] ..... 1.4: ttfp: (try_to_free_pages+0x0/0x10) gfp=0xcc0 owner=0xffff888001000000
+";
+        let s = analyze(t);
+        assert!(
+            s.contains("pt-unc-a CROSS_TASK_reclaim_io_fs_holding_while_flusher_waits 1"),
+            "{s}"
+        );
+        assert!(s.contains("pt-unc-a direct_reclaim_holding 2"), "{s}");
+        assert!(s.contains("pt-flusher contention 1"), "{s}");
+    }
+}
