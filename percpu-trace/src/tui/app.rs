@@ -1,0 +1,812 @@
+//! UI state and the only place it changes: events in ([`App::ingest`]), actions in
+//! ([`App::update`]), time in ([`App::tick`]), and [`App::refresh`] before a draw. Drawing
+//! (`ui.rs`) only reads it.
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use crate::{
+    engine::{Engine, EngineState, Finding, FindingKind, FindingUpdate, Severity},
+    event::Event,
+    pipeline::{LiveItem, Losses},
+    report::StackTable,
+};
+
+use super::{
+    header::Header,
+    model::{CallerRow, ChunkRow, Tables},
+    theme::Theme,
+};
+
+/// Which pane Up/Down move in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    /// The findings list.
+    Findings,
+    /// The live table shown.
+    Tables,
+    /// The finding detail (scrolls).
+    Detail,
+}
+
+/// The live tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    /// Constrained percpu callers.
+    Callers,
+    /// Reclaim entered while holding the mutex.
+    Reclaim,
+    /// Chunk create/populate activity.
+    Chunks,
+    /// Tracked tasks.
+    Tasks,
+}
+
+impl Tab {
+    /// All tabs, in key order (1..4).
+    pub const ALL: [Tab; 4] = [Tab::Callers, Tab::Reclaim, Tab::Chunks, Tab::Tasks];
+
+    /// Position in [`Tab::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Tab::Callers => 0,
+            Tab::Reclaim => 1,
+            Tab::Chunks => 2,
+            Tab::Tasks => 3,
+        }
+    }
+
+    /// Short title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Callers => "callers",
+            Tab::Reclaim => "reclaim",
+            Tab::Chunks => "chunks",
+            Tab::Tasks => "tasks",
+        }
+    }
+}
+
+/// Order of the findings list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortBy {
+    /// Most severe first, newest first within a severity (the default).
+    Severity,
+    /// Most recent occurrence first.
+    Newest,
+    /// Most occurrences first.
+    Count,
+}
+
+impl SortBy {
+    /// Label for the list title.
+    pub fn label(self) -> &'static str {
+        match self {
+            SortBy::Severity => "severity",
+            SortBy::Newest => "newest",
+            SortBy::Count => "count",
+        }
+    }
+}
+
+/// Modal state: overlays and prompts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The main screen.
+    Normal,
+    /// The help overlay.
+    Help,
+    /// Typing a filter.
+    Filter {
+        /// Text so far.
+        input: String,
+    },
+    /// Typing the export path.
+    Export {
+        /// Path so far.
+        input: String,
+        /// Export all findings rather than the selected one.
+        all: bool,
+    },
+}
+
+/// What a key asks for, independent of the terminal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Leave the UI.
+    Quit,
+    /// Move up in the focused pane.
+    Up,
+    /// Move down.
+    Down,
+    /// A page up.
+    PageUp,
+    /// A page down.
+    PageDown,
+    /// To the first row.
+    Top,
+    /// To the last row.
+    Bottom,
+    /// Focus the next pane.
+    NextFocus,
+    /// Focus the previous pane.
+    PrevFocus,
+    /// Show this table.
+    ShowTab(Tab),
+    /// Next table.
+    NextTab,
+    /// Previous table.
+    PrevTab,
+    /// Pause or resume.
+    TogglePause,
+    /// Forget findings and tables, start over.
+    Clear,
+    /// Next findings order.
+    CycleSort,
+    /// Open or close the help overlay.
+    ToggleHelp,
+    /// Start typing a filter.
+    StartFilter,
+    /// Start typing an export path.
+    StartExport {
+        /// All findings rather than the selected one.
+        all: bool,
+    },
+    /// A character typed into a prompt.
+    Input(char),
+    /// Delete the last character of a prompt.
+    Backspace,
+    /// Clear a prompt's text.
+    ClearInput,
+    /// Accept the prompt.
+    Submit,
+    /// Close the prompt or overlay; in the main screen, drop the filter.
+    Cancel,
+}
+
+/// Side effects [`App::update`] asks the runner to perform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Leave the UI.
+    Quit,
+    /// Write a report.
+    Export {
+        /// Where.
+        path: PathBuf,
+        /// `None`: all findings; `Some(i)`: index of the finding in the engine's list.
+        finding: Option<usize>,
+    },
+}
+
+/// The one-line message in the footer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Text.
+    pub text: String,
+    /// An error (shown in the error style).
+    pub error: bool,
+}
+
+/// Filter by pid (thread or process), comm (substring) and cgroup id; all given must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Thread or process id.
+    pub pid: Option<u32>,
+    /// Substring of the comm.
+    pub comm: Option<String>,
+    /// cgroup v2 id.
+    pub cgroup: Option<u64>,
+}
+
+impl Filter {
+    /// Parses `pid:N comm:S cg:N`; a bare number is a pid, bare text a comm.
+    pub fn parse(text: &str) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        for tok in text.split_whitespace() {
+            let (key, val) = tok.split_once(':').unwrap_or(("", tok));
+            let num = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{key}: {v:?} is not a number"))
+            };
+            match key {
+                "pid" | "p" => f.pid = Some(u32::try_from(num(val)?).map_err(|_| "pid too large")?),
+                "comm" | "c" => f.comm = Some(val.to_string()),
+                "cg" | "cgroup" => f.cgroup = Some(num(val)?),
+                "" if val.bytes().all(|b| b.is_ascii_digit()) => {
+                    f.pid = Some(u32::try_from(num(val)?).map_err(|_| "pid too large")?)
+                }
+                "" => f.comm = Some(val.to_string()),
+                other => return Err(format!("unknown filter key {other:?} (pid:, comm:, cg:)")),
+            }
+        }
+        Ok(f)
+    }
+
+    /// No condition.
+    pub fn is_empty(&self) -> bool {
+        self.pid.is_none() && self.comm.is_none() && self.cgroup.is_none()
+    }
+
+    /// Whether a task matches; `cgroup: None` (not known for that row) fails a cgroup filter.
+    pub fn matches(&self, pid: u32, tgid: u32, comm: &str, cgroup: Option<u64>) -> bool {
+        self.pid.is_none_or(|p| p == pid || p == tgid)
+            && self.comm.as_deref().is_none_or(|c| comm.contains(c))
+            && self.cgroup.is_none_or(|c| cgroup == Some(c))
+    }
+
+    /// Whether any task of a finding matches.
+    pub fn matches_finding(&self, f: &Finding) -> bool {
+        self.is_empty()
+            || f.tasks
+                .iter()
+                .any(|t| self.matches(t.pid, t.tgid, &t.comm, Some(t.cgroup_id)))
+    }
+
+    /// Human form, for the title bar.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = self.pid {
+            parts.push(format!("pid:{p}"));
+        }
+        if let Some(c) = &self.comm {
+            parts.push(format!("comm:{c}"));
+        }
+        if let Some(c) = self.cgroup {
+            parts.push(format!("cg:{c}"));
+        }
+        parts.join(" ")
+    }
+}
+
+/// The answer to "does this host have the bug?", from all findings (not the filtered view).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// At least one recursion finding.
+    Hit(usize),
+    /// At least one cross_task finding, no recursion.
+    Live(usize),
+    /// Window findings only.
+    Exposed(usize),
+    /// No finding; whether the kernel has the fix.
+    Quiet(Option<bool>),
+}
+
+/// Page size for PageUp/PageDown.
+const PAGE: usize = 10;
+
+/// The whole UI state.
+pub struct App {
+    /// Kernel and probe facts.
+    pub header: Header,
+    /// Colors.
+    pub theme: Theme,
+    engine: Engine,
+    /// Stack table (ids from events and findings).
+    pub stacks: StackTable,
+    /// Tables aggregated from events.
+    pub tables: Tables,
+    /// The engine's state at the last refresh.
+    pub snap: EngineState,
+    /// Finding indices in display order (filtered, sorted) at the last refresh.
+    pub view: Vec<usize>,
+    /// Indices into `snap.tasks` that pass the filter.
+    pub task_rows: Vec<usize>,
+    /// Position of the selected finding in `view`.
+    pub selected: usize,
+    /// The selected finding's identity, so the selection follows it when the order changes.
+    selected_id: Option<(FindingKind, u64)>,
+    /// Pane focus.
+    pub focus: Focus,
+    /// Table shown.
+    pub tab: Tab,
+    /// Selected row per table.
+    pub table_sel: [usize; 4],
+    /// Detail pane scroll (lines).
+    pub detail_scroll: u16,
+    /// Findings order.
+    pub sort: SortBy,
+    /// Overlay or prompt.
+    pub mode: Mode,
+    /// Active filter.
+    pub filter: Filter,
+    /// Display frozen (live) or reading stopped (replay).
+    pub paused: bool,
+    /// Events that arrived while paused (live).
+    pub held_back: u64,
+    /// Footer message.
+    pub status: Option<Status>,
+    /// Events fed to the engine since start (clears do not reset it).
+    pub events: u64,
+    /// Loss counters by reason, latest.
+    pub losses: BTreeMap<String, u64>,
+    /// Events per second over the last second or so.
+    pub rate: f64,
+    /// Time since the UI started.
+    pub uptime: Duration,
+    rate_mark: (Duration, u64),
+    /// Timestamp of the first event (times are shown relative to it).
+    pub base_ns: Option<u64>,
+    /// Set when the source ended ("recording finished", "event stream closed").
+    pub ended: Option<String>,
+    /// Summary for the header.
+    pub verdict: Verdict,
+    /// Findings announced in the footer since it last said something else, and the most
+    /// severe of them.
+    announced: Option<(usize, (Severity, String))>,
+}
+
+impl App {
+    /// A fresh UI for `header`.
+    pub fn new(header: Header, theme: Theme) -> Self {
+        let engine = Engine::new(header.engine.clone());
+        let snap = engine.snapshot();
+        let verdict = Verdict::Quiet(header.fix_present());
+        App {
+            header,
+            theme,
+            engine,
+            stacks: StackTable::new(),
+            tables: Tables::default(),
+            snap,
+            view: Vec::new(),
+            task_rows: Vec::new(),
+            selected: 0,
+            selected_id: None,
+            focus: Focus::Findings,
+            tab: Tab::Callers,
+            table_sel: [0; 4],
+            detail_scroll: 0,
+            sort: SortBy::Severity,
+            mode: Mode::Normal,
+            filter: Filter::default(),
+            paused: false,
+            held_back: 0,
+            status: None,
+            events: 0,
+            losses: BTreeMap::new(),
+            rate: 0.0,
+            uptime: Duration::ZERO,
+            rate_mark: (Duration::ZERO, 0),
+            base_ns: None,
+            ended: None,
+            verdict,
+            announced: None,
+        }
+    }
+
+    /// All findings, in the engine's (first occurrence) order.
+    pub fn findings(&self) -> &[Finding] {
+        self.engine.findings()
+    }
+
+    /// The engine (read-only).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The selected finding and its index in [`App::findings`].
+    pub fn selected_finding(&self) -> Option<(usize, &Finding)> {
+        let i = *self.view.get(self.selected)?;
+        self.engine.findings().get(i).map(|f| (i, f))
+    }
+
+    /// Whether events come from a recording.
+    pub fn is_replay(&self) -> bool {
+        self.header.replay_path().is_some()
+    }
+
+    /// Feeds one message from the pipeline or the recording.
+    pub fn ingest(&mut self, item: LiveItem) {
+        match item {
+            LiveItem::Event(ev) => self.ingest_event(&ev),
+            LiveItem::Stack(id, frames) => {
+                self.stacks.insert(id, frames);
+            }
+            LiveItem::Progress { losses, .. } => self.set_losses(&losses),
+        }
+    }
+
+    /// Feeds one event.
+    pub fn ingest_event(&mut self, ev: &Event) {
+        self.base_ns.get_or_insert(ev.ts_ns);
+        self.events += 1;
+        if self.paused {
+            self.held_back += 1;
+        }
+        let updates = self.engine.process(ev);
+        for u in updates {
+            if let FindingUpdate::New { index } = u {
+                self.announce(index);
+            }
+        }
+        self.tables.observe(ev);
+    }
+
+    /// Says in the footer that a finding appeared; several in a row are summed up under the
+    /// most severe one, so a burst does not end on its least interesting finding.
+    fn announce(&mut self, index: usize) {
+        let Some(f) = self.engine.findings().get(index) else {
+            return;
+        };
+        let who = f.tasks.first().map(|t| t.comm.as_str()).unwrap_or("?");
+        let this = (f.severity, format!("{} {} ({who})", f.severity, f.kind));
+        let (n, best) = match self.announced.take() {
+            Some((n, best)) if best.0 > this.0 => (n + 1, best),
+            Some((n, _)) => (n + 1, this),
+            None => (1, this),
+        };
+        let text = if n == 1 {
+            format!("new finding: {}", best.1)
+        } else {
+            format!("{n} new findings, most severe: {}", best.1)
+        };
+        self.status = Some(Status { text, error: false });
+        self.announced = Some((n, best));
+    }
+
+    /// Sets the footer message.
+    pub fn say(&mut self, text: impl Into<String>, error: bool) {
+        self.announced = None;
+        self.status = Some(Status {
+            text: text.into(),
+            error,
+        });
+    }
+
+    /// Loss counters from the live pipeline.
+    pub fn set_losses(&mut self, l: &Losses) {
+        let mut m = crate::report::losses_map(l);
+        // Events the UI itself was too slow to take are lost like any other.
+        m.insert("consumer_full".to_string(), l.consumer_full);
+        self.losses = m;
+    }
+
+    /// Loss counters by reason name (a recording's `drops` record).
+    pub fn set_drops(&mut self, drops: BTreeMap<String, u64>) {
+        self.losses = drops;
+    }
+
+    /// Lost events (stack losses lose detail, not events, and are shown apart).
+    pub fn events_lost(&self) -> u64 {
+        self.losses
+            .iter()
+            .filter(|(k, _)| !k.starts_with("stack"))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Stacks that could not be taken or read.
+    pub fn stacks_lost(&self) -> u64 {
+        self.losses
+            .iter()
+            .filter(|(k, _)| k.starts_with("stack"))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// The source ended; the screen stays until quit.
+    pub fn set_ended(&mut self, why: impl Into<String>) {
+        let why = why.into();
+        self.say(why.clone(), false);
+        self.ended = Some(why);
+    }
+
+    /// Shows an error in the footer.
+    pub fn set_error(&mut self, text: impl Into<String>) {
+        self.say(text, true);
+    }
+
+    /// Advances time: uptime and the event rate (over windows of at least a second).
+    pub fn tick(&mut self, uptime: Duration) {
+        self.uptime = uptime;
+        let (t0, n0) = self.rate_mark;
+        let dt = uptime.saturating_sub(t0);
+        if dt >= Duration::from_secs(1) {
+            self.rate = self.events.saturating_sub(n0) as f64 / dt.as_secs_f64();
+            self.rate_mark = (uptime, self.events);
+        }
+    }
+
+    /// Brings the displayed state up to date (skipped while paused, except `force`).
+    pub fn refresh(&mut self) {
+        if !self.paused {
+            self.refresh_now();
+        }
+    }
+
+    fn refresh_now(&mut self) {
+        self.snap = self.engine.snapshot();
+        let findings = self.engine.findings();
+        let (mut hit, mut live, mut win) = (0, 0, 0);
+        for f in findings {
+            match f.kind {
+                FindingKind::Recursion => hit += 1,
+                FindingKind::CrossTask => live += 1,
+                FindingKind::Window => win += 1,
+            }
+        }
+        self.verdict = if hit > 0 {
+            Verdict::Hit(hit)
+        } else if live > 0 {
+            Verdict::Live(live)
+        } else if win > 0 {
+            Verdict::Exposed(win)
+        } else {
+            Verdict::Quiet(self.header.fix_present())
+        };
+        let mut view: Vec<usize> = (0..findings.len())
+            .filter(|&i| self.filter.matches_finding(&findings[i]))
+            .collect();
+        match self.sort {
+            SortBy::Severity => view.sort_by(|&a, &b| {
+                let (fa, fb) = (&findings[a], &findings[b]);
+                fb.severity
+                    .cmp(&fa.severity)
+                    .then(fb.last_seen_ns.cmp(&fa.last_seen_ns))
+                    .then(b.cmp(&a))
+            }),
+            SortBy::Newest => view.sort_by(|&a, &b| {
+                findings[b]
+                    .last_seen_ns
+                    .cmp(&findings[a].last_seen_ns)
+                    .then(b.cmp(&a))
+            }),
+            SortBy::Count => {
+                view.sort_by(|&a, &b| findings[b].count.cmp(&findings[a].count).then(b.cmp(&a)))
+            }
+        }
+        // Keep the selection on the same finding when the order changes under it.
+        let pos = self.selected_id.and_then(|id| {
+            view.iter()
+                .position(|&i| (findings[i].kind, findings[i].signature) == id)
+        });
+        self.view = view;
+        self.selected = pos.unwrap_or(self.selected.min(self.view.len().saturating_sub(1)));
+        self.remember_selection();
+        let f = &self.filter;
+        self.task_rows = (0..self.snap.tasks.len())
+            .filter(|&i| {
+                let t = &self.snap.tasks[i];
+                f.matches(t.pid, t.tgid, &t.comm, Some(t.cgroup_id))
+            })
+            .collect();
+    }
+
+    fn remember_selection(&mut self) {
+        self.selected_id = self.selected_finding().map(|(_, f)| (f.kind, f.signature));
+    }
+
+    /// Rows in the shown table (after filtering), for navigation.
+    pub fn table_len(&self, tab: Tab) -> usize {
+        match tab {
+            Tab::Callers => self.caller_rows().len(),
+            Tab::Reclaim => self.reclaim_rows().len(),
+            Tab::Chunks => self.chunk_rows().len(),
+            Tab::Tasks => self.task_rows.len(),
+        }
+    }
+
+    /// Constrained caller rows that pass the filter, most calls first. A pid filter matches
+    /// the pids remembered for the row.
+    pub fn caller_rows(&self) -> Vec<&CallerRow> {
+        let f = &self.filter;
+        let mut rows = self.tables.callers();
+        rows.retain(|r| {
+            if f.pid.is_some() {
+                r.pids
+                    .iter()
+                    .any(|&p| f.matches(p, p, &r.comm, Some(r.cgroup_id)))
+            } else {
+                f.matches(0, 0, &r.comm, Some(r.cgroup_id))
+            }
+        });
+        rows
+    }
+
+    /// Chunk activity rows that pass the filter, most recent first.
+    pub fn chunk_rows(&self) -> Vec<&ChunkRow> {
+        let f = &self.filter;
+        let mut rows = self.tables.chunks();
+        rows.retain(|r| f.matches(r.pid, r.pid, &r.comm, Some(r.cgroup_id)));
+        rows
+    }
+
+    /// Reclaim episodes entered while holding the mutex that pass the filter, newest first.
+    pub fn reclaim_rows(&self) -> Vec<&crate::engine::ReclaimRecord> {
+        self.snap
+            .recent_reclaims
+            .iter()
+            .rev()
+            .filter(|r| r.held_mutex)
+            .filter(|r| self.filter.is_empty() || self.filter.matches(r.pid, r.tgid, &r.comm, None))
+            .collect()
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        let clamp = |cur: usize, len: usize| -> usize {
+            if len == 0 {
+                0
+            } else {
+                cur.saturating_add_signed(delta).min(len - 1)
+            }
+        };
+        match self.focus {
+            Focus::Findings => {
+                self.selected = clamp(self.selected, self.view.len());
+                self.detail_scroll = 0;
+                self.remember_selection();
+            }
+            Focus::Tables => {
+                let len = self.table_len(self.tab);
+                let i = self.tab.index();
+                self.table_sel[i] = clamp(self.table_sel[i], len);
+            }
+            Focus::Detail => {
+                let d = i32::from(self.detail_scroll) + delta as i32;
+                self.detail_scroll = d.clamp(0, i32::from(u16::MAX)) as u16;
+            }
+        }
+    }
+
+    /// Applies one action; returns a side effect for the runner, if any.
+    pub fn update(&mut self, action: Action) -> Option<Effect> {
+        match (&mut self.mode, action) {
+            (_, Action::Quit) => return Some(Effect::Quit),
+            (Mode::Filter { input } | Mode::Export { input, .. }, Action::Input(c)) => {
+                input.push(c)
+            }
+            (Mode::Filter { input } | Mode::Export { input, .. }, Action::Backspace) => {
+                input.pop();
+            }
+            (Mode::Filter { input } | Mode::Export { input, .. }, Action::ClearInput) => {
+                input.clear()
+            }
+            (Mode::Filter { input }, Action::Submit) => match Filter::parse(input) {
+                Ok(f) => {
+                    let text = if f.is_empty() {
+                        "filter cleared".into()
+                    } else {
+                        format!("filter: {}", f.describe())
+                    };
+                    self.say(text, false);
+                    self.filter = f;
+                    self.mode = Mode::Normal;
+                    self.table_sel = [0; 4];
+                    self.refresh_now();
+                }
+                Err(e) => self.set_error(format!("bad filter: {e}")),
+            },
+            (Mode::Export { input, all }, Action::Submit) => {
+                let path = PathBuf::from(input.trim());
+                let all = *all;
+                self.mode = Mode::Normal;
+                if path.as_os_str().is_empty() {
+                    self.set_error("export: no path given");
+                    return None;
+                }
+                let finding = if all {
+                    None
+                } else {
+                    match self.selected_finding() {
+                        Some((i, _)) => Some(i),
+                        None => {
+                            self.set_error("export: no finding selected");
+                            return None;
+                        }
+                    }
+                };
+                return Some(Effect::Export { path, finding });
+            }
+            (Mode::Filter { .. } | Mode::Export { .. } | Mode::Help, Action::Cancel) => {
+                self.mode = Mode::Normal
+            }
+            (Mode::Help, Action::ToggleHelp) => self.mode = Mode::Normal,
+            // Prompts take only the actions above; other keys are ignored while typing.
+            (Mode::Filter { .. } | Mode::Export { .. }, _) => {}
+            // The overlay hides the screen: any other key closes it and is dropped.
+            (Mode::Help, _) => self.mode = Mode::Normal,
+            (Mode::Normal, a) => return self.update_normal(a),
+        }
+        None
+    }
+
+    fn update_normal(&mut self, action: Action) -> Option<Effect> {
+        match action {
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-(PAGE as isize)),
+            Action::PageDown => self.move_by(PAGE as isize),
+            Action::Top => self.move_by(isize::MIN / 2),
+            Action::Bottom => self.move_by(isize::MAX / 2),
+            Action::NextFocus | Action::PrevFocus => {
+                let order = [Focus::Findings, Focus::Detail, Focus::Tables];
+                let i = order.iter().position(|&f| f == self.focus).unwrap_or(0);
+                let step = if action == Action::NextFocus {
+                    1
+                } else {
+                    order.len() - 1
+                };
+                self.focus = order[(i + step) % order.len()];
+            }
+            Action::ShowTab(t) => {
+                self.tab = t;
+                self.focus = Focus::Tables;
+            }
+            Action::NextTab | Action::PrevTab => {
+                let n = Tab::ALL.len();
+                let step = if action == Action::NextTab { 1 } else { n - 1 };
+                self.tab = Tab::ALL[(self.tab.index() + step) % n];
+            }
+            Action::TogglePause => {
+                self.paused = !self.paused;
+                if self.paused {
+                    self.held_back = 0;
+                    self.say("paused (p to resume)", false);
+                } else {
+                    self.status = None;
+                    self.announced = None;
+                    self.refresh_now();
+                }
+            }
+            Action::Clear => {
+                self.engine = Engine::new(self.header.engine.clone());
+                self.tables = Tables::default();
+                self.selected = 0;
+                self.selected_id = None;
+                self.table_sel = [0; 4];
+                self.detail_scroll = 0;
+                self.say("cleared findings and tables", false);
+                self.refresh_now();
+            }
+            Action::CycleSort => {
+                self.sort = match self.sort {
+                    SortBy::Severity => SortBy::Newest,
+                    SortBy::Newest => SortBy::Count,
+                    SortBy::Count => SortBy::Severity,
+                };
+                self.refresh_now();
+            }
+            Action::ToggleHelp => self.mode = Mode::Help,
+            Action::StartFilter => {
+                self.mode = Mode::Filter {
+                    input: self.filter.describe(),
+                }
+            }
+            Action::StartExport { all } => {
+                if !all && self.selected_finding().is_none() {
+                    self.set_error("export: no finding selected (E exports all)");
+                } else {
+                    let input = super::export::default_path(self, all).display().to_string();
+                    self.mode = Mode::Export { input, all };
+                }
+            }
+            Action::Cancel => {
+                if !self.filter.is_empty() {
+                    self.filter = Filter::default();
+                    self.say("filter cleared", false);
+                    self.refresh_now();
+                } else {
+                    self.status = None;
+                    self.announced = None;
+                }
+            }
+            Action::Submit => {
+                if self.focus == Focus::Findings && self.selected_finding().is_some() {
+                    self.focus = Focus::Detail;
+                }
+            }
+            Action::Quit | Action::Input(_) | Action::Backspace | Action::ClearInput => {}
+        }
+        None
+    }
+
+    /// Result of an export the runner performed.
+    pub fn export_done(&mut self, result: anyhow::Result<PathBuf>) {
+        match result {
+            Ok(p) => self.say(format!("report written to {}", p.display()), false),
+            // One line: the footer has room for one.
+            Err(e) => self.say(
+                format!("export failed: {}", format!("{e:#}").replace('\n', " ")),
+                true,
+            ),
+        }
+    }
+}

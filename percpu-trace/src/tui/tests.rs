@@ -1,0 +1,815 @@
+//! State tests (actions, no terminal) and TestBackend snapshot tests of the main screens.
+use std::{path::PathBuf, time::Duration};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::{backend::TestBackend, style::Color, Terminal};
+
+use super::{
+    app::{Action, App, Effect, Filter, Focus, Mode, SortBy, Tab, Verdict},
+    header::Header,
+    keys::map_key,
+    theme::Theme,
+    ui,
+};
+use crate::{
+    engine::EngineConfig,
+    event::{Event, EventKind, Frame},
+    kernel::decode::GfpLayout,
+    pipeline::{LiveItem, Losses},
+    record::{Record, RecordingReader},
+    report::{ProbeState, ProbeStatus, ReportContext, Source},
+};
+
+const NOIO: u32 = 0xc00;
+const KERNEL: u32 = 0xcc0;
+const PF_NOIO: u32 = 0x80000;
+
+fn probe(point: &str, target: &str, state: ProbeState, detail: Option<&str>) -> ProbeStatus {
+    ProbeStatus {
+        point: point.into(),
+        program: point.replace(' ', "_"),
+        target: target.into(),
+        state,
+        detail: detail.map(str::to_string),
+    }
+}
+
+fn header(mode: &str, fix: Option<bool>) -> Header {
+    let mut ctx = ReportContext::new(Source::Live);
+    ctx.kernel_release = Some("7.2.13+deb14-amd64".into());
+    ctx.arch = Some("x86_64".into());
+    ctx.fix_present = fix;
+    ctx.attach_mode = Some(mode.into());
+    ctx.gfp_layout = GfpLayout::default_for_6x();
+    ctx.probes = if mode == "tracepoint" {
+        vec![
+            probe(
+                "pcpu_alloc entry",
+                "-",
+                ProbeState::Unavailable,
+                Some("no kprobes (CONFIG_KPROBES off), fentry refused (EPERM)"),
+            ),
+            probe(
+                "pcpu_populate_chunk",
+                "-",
+                ProbeState::Unavailable,
+                Some("no kprobes"),
+            ),
+            probe(
+                "percpu_alloc_percpu",
+                "tracepoint:percpu:percpu_alloc_percpu",
+                ProbeState::Attached,
+                None,
+            ),
+            probe(
+                "percpu_create_chunk",
+                "tracepoint:percpu:percpu_create_chunk",
+                ProbeState::Attached,
+                None,
+            ),
+            probe(
+                "direct reclaim",
+                "tracepoint:vmscan:mm_vmscan_direct_reclaim_begin",
+                ProbeState::Attached,
+                None,
+            ),
+            probe(
+                "mutex waiters",
+                "tracepoint:lock:contention_begin",
+                ProbeState::Attached,
+                None,
+            ),
+        ]
+    } else {
+        vec![
+            probe(
+                "pcpu_alloc entry",
+                "kprobe:pcpu_alloc_noprof",
+                ProbeState::Attached,
+                None,
+            ),
+            probe(
+                "pcpu_populate_chunk",
+                "kprobe:pcpu_populate_chunk",
+                ProbeState::Attached,
+                None,
+            ),
+            probe(
+                "pcpu_get_vm_areas",
+                "kprobe:pcpu_get_vm_areas",
+                ProbeState::Attached,
+                None,
+            ),
+            probe(
+                "direct reclaim",
+                "tracepoint:vmscan:mm_vmscan_direct_reclaim_begin",
+                ProbeState::Attached,
+                None,
+            ),
+            probe(
+                "mutex waiters",
+                "tracepoint:lock:contention_begin",
+                ProbeState::Failed,
+                Some("EINVAL; loses: waiters"),
+            ),
+        ]
+    };
+    let engine = EngineConfig {
+        fix_present: fix,
+        ..EngineConfig::default()
+    };
+    Header::new(ctx, engine)
+}
+
+#[allow(clippy::too_many_arguments)] // one column per Event field keeps the streams readable
+fn ev(
+    ts: u64,
+    pid: u32,
+    comm: &str,
+    flags: u32,
+    holds: Option<bool>,
+    caller: Option<u32>,
+    stack: Option<u32>,
+    kind: EventKind,
+) -> Event {
+    Event {
+        ts_ns: ts,
+        pid,
+        tgid: pid,
+        comm: comm.into(),
+        cgroup_id: 7,
+        task_flags: flags,
+        holds_mutex: holds,
+        caller_gfp: caller,
+        stack_id: stack,
+        kind,
+    }
+}
+
+fn frame(f: &str, off: u64, len: u64) -> Frame {
+    Frame {
+        addr: 0xffff_ffff_8100_0000 + off,
+        function: Some(f.into()),
+        offset: off,
+        len: Some(len),
+        module: None,
+    }
+}
+
+fn enter(gfp: u32) -> EventKind {
+    EventKind::PcpuAllocEnter {
+        size: 32768,
+        align: 8,
+        reserved: false,
+        gfp,
+    }
+}
+
+/// A busy moment: a GFP_NOIO writer holds the mutex and populates, an IO_FLUSHER task
+/// waits, others allocate. `with_finding`: the writer then reclaims with FS/IO under the
+/// mutex (recursion, and cross_task for the waiter) and allocates a page table (window).
+fn traffic(app: &mut App, with_finding: bool) {
+    app.ingest(LiveItem::Stack(
+        4,
+        vec![
+            frame("pcpu_populate_chunk", 0x4a, 0x3c0),
+            frame("pcpu_alloc_noprof", 0x1f3, 0x900),
+            frame("blkg_alloc", 0x8e, 0x3c0),
+            frame("blkg_conf_prep", 0x2a1, 0x6a0),
+        ],
+    ));
+    app.ingest(LiveItem::Stack(
+        7,
+        vec![
+            frame("try_to_free_pages", 0, 0x370),
+            frame("__alloc_pages_slowpath", 0x3ec, 0xe80),
+            frame("pcpu_populate_chunk", 0x4a, 0x3c0),
+        ],
+    ));
+    let mut ts = 1_000_000_000;
+    // Earlier holds, for the sparkline.
+    for i in 0..12u32 {
+        let pid = 200 + i % 3;
+        app.ingest_event(&ev(
+            ts,
+            pid,
+            "iomax-writer",
+            0,
+            Some(false),
+            Some(NOIO),
+            None,
+            enter(NOIO),
+        ));
+        app.ingest_event(&ev(
+            ts + 1000,
+            pid,
+            "iomax-writer",
+            0,
+            Some(true),
+            Some(NOIO),
+            Some(4),
+            EventKind::ChunkPopulate {
+                gfp: Some(NOIO),
+                page_start: 0,
+                page_end: 8,
+            },
+        ));
+        ts += 20_000 + u64::from(i) * 7_000;
+        app.ingest_event(&ev(
+            ts,
+            pid,
+            "iomax-writer",
+            0,
+            Some(false),
+            Some(NOIO),
+            None,
+            EventKind::PcpuAllocExit { ptr: 1 },
+        ));
+        ts += 5_000;
+    }
+    for i in 0..5u32 {
+        app.ingest_event(&ev(
+            ts,
+            300 + i,
+            "io-flusher",
+            PF_NOIO,
+            Some(false),
+            Some(KERNEL),
+            None,
+            enter(KERNEL),
+        ));
+        app.ingest_event(&ev(
+            ts + 10,
+            300 + i,
+            "io-flusher",
+            PF_NOIO,
+            Some(false),
+            Some(KERNEL),
+            None,
+            EventKind::PcpuAllocExit { ptr: 1 },
+        ));
+        ts += 1_000;
+    }
+    // Now: 200 holds and populates; 301 waits.
+    app.ingest_event(&ev(
+        ts,
+        200,
+        "iomax-writer",
+        0,
+        Some(false),
+        Some(NOIO),
+        None,
+        enter(NOIO),
+    ));
+    app.ingest_event(&ev(
+        ts + 100,
+        200,
+        "iomax-writer",
+        0,
+        Some(true),
+        Some(NOIO),
+        Some(4),
+        EventKind::ChunkPopulate {
+            gfp: Some(NOIO),
+            page_start: 8,
+            page_end: 16,
+        },
+    ));
+    app.ingest_event(&ev(
+        ts + 200,
+        301,
+        "io-flusher",
+        PF_NOIO,
+        Some(false),
+        Some(KERNEL),
+        None,
+        enter(KERNEL),
+    ));
+    app.ingest_event(&ev(
+        ts + 300,
+        301,
+        "io-flusher",
+        PF_NOIO,
+        Some(false),
+        Some(KERNEL),
+        None,
+        EventKind::ContentionBegin {
+            lock: 0xffff_8880_0000_1000,
+            flags: 32,
+        },
+    ));
+    if with_finding {
+        app.ingest_event(&ev(
+            ts + 2_000,
+            200,
+            "iomax-writer",
+            0,
+            Some(true),
+            Some(NOIO),
+            Some(7),
+            EventKind::ReclaimBegin {
+                gfp: KERNEL,
+                order: 0,
+                memcg: false,
+            },
+        ));
+        app.ingest_event(&ev(
+            ts + 1_502_000,
+            200,
+            "iomax-writer",
+            0,
+            Some(true),
+            Some(NOIO),
+            None,
+            EventKind::ReclaimEnd {
+                nr_reclaimed: 32,
+                memcg: false,
+            },
+        ));
+    }
+    if with_finding {
+        // A page table for the new chunk's area: GFP_KERNEL under the mutex (window).
+        app.ingest_event(&ev(
+            ts + 1_600_000,
+            200,
+            "iomax-writer",
+            0,
+            Some(true),
+            Some(NOIO),
+            None,
+            EventKind::PgtableAlloc,
+        ));
+    } else {
+        app.ingest_event(&ev(
+            ts + 1_600_000,
+            200,
+            "iomax-writer",
+            0,
+            Some(true),
+            Some(NOIO),
+            Some(4),
+            EventKind::ChunkPopulate {
+                gfp: Some(NOIO),
+                page_start: 16,
+                page_end: 24,
+            },
+        ));
+    }
+    app.ingest(LiveItem::Progress {
+        events: app.events,
+        losses: Losses::default(),
+    });
+}
+
+fn app(h: Header) -> App {
+    let mut a = App::new(h, Theme::mono());
+    a.tick(Duration::from_secs(83));
+    a
+}
+
+fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| ui::render(app, f)).unwrap();
+    t
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/recordings")
+        .join(name)
+}
+
+/// Feeds a recording into a fresh app, like `run_replay` does.
+fn replayed(name: &str) -> App {
+    let path = fixture(name);
+    let reader = RecordingReader::open(&path).unwrap();
+    let mut a = App::new(
+        Header::from_recording(&path, reader.header()),
+        Theme::mono(),
+    );
+    for r in reader {
+        match r.unwrap() {
+            Record::Event(e) => a.ingest(LiveItem::Event(e)),
+            Record::Stack { id, frames } => a.ingest(LiveItem::Stack(id, frames)),
+            Record::Drops(d) => a.set_drops(d),
+        }
+    }
+    a.tick(Duration::from_secs(5));
+    a.refresh();
+    a
+}
+
+fn key(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+/// Presses keys through the real key map.
+fn press(app: &mut App, keys: &[KeyCode]) -> Vec<Effect> {
+    keys.iter()
+        .filter_map(|&k| map_key(&app.mode, key(k)).and_then(|a| app.update(a)))
+        .collect()
+}
+
+fn type_text(app: &mut App, s: &str) {
+    for c in s.chars() {
+        press(app, &[KeyCode::Char(c)]);
+    }
+}
+
+// ---------------------------------------------------------------- snapshots
+
+#[test]
+fn snapshot_idle() {
+    let mut a = app(header("kprobe", Some(false)));
+    a.refresh();
+    insta::assert_snapshot!("idle_80x24", draw(&a, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_live_traffic() {
+    let mut a = app(header("kprobe", Some(false)));
+    traffic(&mut a, false);
+    a.tick(Duration::from_secs(84));
+    a.refresh();
+    assert_eq!(a.verdict, Verdict::Quiet(Some(false)));
+    insta::assert_snapshot!("live_traffic_80x24", draw(&a, 80, 24).backend());
+    press(&mut a, &[KeyCode::Char('3')]);
+    insta::assert_snapshot!("live_traffic_chunks_100x30", draw(&a, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_finding_selected() {
+    let mut a = app(header("kprobe", Some(false)));
+    traffic(&mut a, true);
+    a.refresh();
+    assert!(matches!(a.verdict, Verdict::Hit(_)), "{:?}", a.verdict);
+    press(&mut a, &[KeyCode::Enter]);
+    assert_eq!(a.focus, Focus::Detail);
+    insta::assert_snapshot!("finding_selected_100x30", draw(&a, 100, 30).backend());
+    insta::assert_snapshot!("finding_selected_80x24", draw(&a, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_replayed_recording() {
+    let a = replayed("synthetic-7.2-gfp-noio-writer.jsonl");
+    assert!(!a.findings().is_empty());
+    insta::assert_snapshot!("replay_gfp_noio_writer_100x30", draw(&a, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_degraded_tracepoint_only() {
+    let mut a = app(header("tracepoint", Some(false)));
+    for i in 0..4u32 {
+        a.ingest_event(&ev(
+            1000 + u64::from(i),
+            500 + i,
+            "iomax-writer",
+            0,
+            None,
+            None,
+            None,
+            EventKind::PcpuAllocDone {
+                size: 64,
+                align: 8,
+                reserved: false,
+                gfp: NOIO,
+                call_site: 0xffff_ffff_8150_0000,
+            },
+        ));
+    }
+    a.refresh();
+    let t = draw(&a, 80, 24);
+    insta::assert_snapshot!("degraded_tracepoint_80x24", t.backend());
+    press(&mut a, &[KeyCode::Char('?')]);
+    insta::assert_snapshot!("help_overlay_degraded_80x24", draw(&a, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_tiny_terminal() {
+    let mut a = app(header("kprobe", Some(false)));
+    traffic(&mut a, true);
+    a.refresh();
+    insta::assert_snapshot!("tiny_40x10", draw(&a, 40, 10).backend());
+}
+
+#[test]
+fn every_size_renders_without_panic() {
+    let mut a = app(header("kprobe", None));
+    traffic(&mut a, true);
+    a.refresh();
+    for w in [0u16, 1, 2, 10, 39, 59, 60, 61, 80, 100, 133, 250] {
+        for h in [0u16, 1, 2, 5, 15, 16, 17, 24, 30, 31, 60] {
+            draw(&a, w, h);
+            let mut b = App::new(header("tracepoint", None), Theme::colored());
+            b.mode = Mode::Help;
+            draw(&b, w, h);
+        }
+    }
+}
+
+#[test]
+fn no_color_draws_without_colors() {
+    let mut a = app(header("kprobe", Some(false)));
+    traffic(&mut a, true);
+    a.refresh();
+    let t = draw(&a, 100, 30);
+    for c in t.backend().buffer().content() {
+        assert_eq!(c.fg, Color::Reset, "{c:?}");
+        assert_eq!(c.bg, Color::Reset, "{c:?}");
+    }
+    // The same screen in color does use colors.
+    a.theme = Theme::colored();
+    let t = draw(&a, 100, 30);
+    assert!(t
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .any(|c| c.fg == Color::Red));
+}
+
+// ---------------------------------------------------------------- state and keys
+
+#[test]
+fn quit_keys() {
+    let mut a = app(header("kprobe", None));
+    assert_eq!(press(&mut a, &[KeyCode::Char('q')]), vec![Effect::Quit]);
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    // Ctrl-C quits even while typing a filter.
+    press(&mut a, &[KeyCode::Char('/')]);
+    assert!(matches!(a.mode, Mode::Filter { .. }));
+    assert_eq!(map_key(&a.mode, ctrl_c), Some(Action::Quit));
+    // 'q' in a prompt is text.
+    assert!(press(&mut a, &[KeyCode::Char('q')]).is_empty());
+    assert_eq!(a.mode, Mode::Filter { input: "q".into() });
+}
+
+#[test]
+fn navigation_clamps_and_follows_the_finding() {
+    let mut a = replayed("synthetic-7.2-cross-task.jsonl");
+    let n = a.view.len();
+    assert!(n >= 1);
+    press(&mut a, &[KeyCode::Up, KeyCode::Up]);
+    assert_eq!(a.selected, 0);
+    press(&mut a, &[KeyCode::End]);
+    assert_eq!(a.selected, n - 1);
+    press(&mut a, &[KeyCode::Down, KeyCode::PageDown]);
+    assert_eq!(a.selected, n - 1);
+    // Focus cycles findings -> detail -> tables -> findings; detail scrolls.
+    press(&mut a, &[KeyCode::Tab]);
+    assert_eq!(a.focus, Focus::Detail);
+    press(&mut a, &[KeyCode::Down, KeyCode::Down, KeyCode::Up]);
+    assert_eq!(a.detail_scroll, 1);
+    press(&mut a, &[KeyCode::Tab]);
+    assert_eq!(a.focus, Focus::Tables);
+    press(&mut a, &[KeyCode::Tab]);
+    assert_eq!(a.focus, Focus::Findings);
+    press(&mut a, &[KeyCode::BackTab]);
+    assert_eq!(a.focus, Focus::Tables);
+    // Tables: number keys and arrows.
+    press(&mut a, &[KeyCode::Char('4')]);
+    assert_eq!(a.tab, Tab::Tasks);
+    press(&mut a, &[KeyCode::Right]);
+    assert_eq!(a.tab, Tab::Callers);
+    press(&mut a, &[KeyCode::Left, KeyCode::Left]);
+    assert_eq!(a.tab, Tab::Chunks);
+}
+
+#[test]
+fn sort_cycles_and_keeps_the_selection() {
+    let mut a = app(header("kprobe", Some(false)));
+    traffic(&mut a, true);
+    // A second, older-but-repeated finding kind: the cross-task fixture's stream.
+    a.refresh();
+    let before = a.selected_finding().map(|(_, f)| f.signature);
+    assert_eq!(a.sort, SortBy::Severity);
+    press(&mut a, &[KeyCode::Char('s')]);
+    assert_eq!(a.sort, SortBy::Newest);
+    assert_eq!(a.selected_finding().map(|(_, f)| f.signature), before);
+    press(&mut a, &[KeyCode::Char('s'), KeyCode::Char('s')]);
+    assert_eq!(a.sort, SortBy::Severity);
+}
+
+#[test]
+fn findings_order_is_most_severe_then_newest() {
+    let a = replayed("synthetic-7.2-gfp-noio-writer.jsonl");
+    let f = a.findings();
+    for w in a.view.windows(2) {
+        let (x, y) = (&f[w[0]], &f[w[1]]);
+        assert!(
+            x.severity > y.severity
+                || (x.severity == y.severity && x.last_seen_ns >= y.last_seen_ns)
+        );
+    }
+}
+
+#[test]
+fn filter_by_pid_comm_cgroup() {
+    assert_eq!(
+        Filter::parse("pid:12 comm:kw cg:3").unwrap(),
+        Filter {
+            pid: Some(12),
+            comm: Some("kw".into()),
+            cgroup: Some(3)
+        }
+    );
+    assert_eq!(Filter::parse("42").unwrap().pid, Some(42));
+    assert_eq!(
+        Filter::parse("kworker").unwrap().comm.as_deref(),
+        Some("kworker")
+    );
+    assert!(Filter::parse("pid:x").is_err());
+    assert!(Filter::parse("bogus:1").is_err());
+
+    let mut a = app(header("kprobe", Some(false)));
+    traffic(&mut a, true);
+    a.refresh();
+    let total_callers = a.caller_rows().len();
+    assert_eq!((a.view.len(), total_callers), (3, 2));
+    press(&mut a, &[KeyCode::Char('/')]);
+    type_text(&mut a, "comm:flusher");
+    press(&mut a, &[KeyCode::Enter]);
+    assert_eq!(a.mode, Mode::Normal);
+    assert_eq!(a.filter.comm.as_deref(), Some("flusher"));
+    assert_eq!(
+        a.view.len(),
+        1,
+        "only the cross_task finding has the io-flusher (as waiter)"
+    );
+    assert_eq!(a.caller_rows().len(), 1);
+    // A bad filter keeps the old one and says why, in one line.
+    press(&mut a, &[KeyCode::Char('/')]);
+    press(&mut a, &[KeyCode::Backspace]);
+    type_text(&mut a, " pid:abc");
+    press(&mut a, &[KeyCode::Enter]);
+    let s = a.status.clone().unwrap();
+    assert!(s.error && !s.text.contains('\n'), "{s:?}");
+    assert!(matches!(a.mode, Mode::Filter { .. }));
+    press(&mut a, &[KeyCode::Esc]);
+    assert_eq!(a.mode, Mode::Normal);
+    assert_eq!(a.filter.comm.as_deref(), Some("flusher"));
+    // pid filter matches the finding's task, cgroup filter too; Esc drops the filter.
+    a.filter = Filter::parse("pid:200 cg:7").unwrap();
+    a.refresh();
+    assert_eq!(a.view.len(), 3);
+    a.filter = Filter::parse("cg:8").unwrap();
+    a.refresh();
+    assert_eq!(a.view.len(), 0);
+    press(&mut a, &[KeyCode::Esc]);
+    assert!(a.filter.is_empty());
+    assert_eq!(a.caller_rows().len(), total_callers);
+}
+
+#[test]
+fn pause_freezes_the_view_and_clear_starts_over() {
+    let mut a = app(header("kprobe", Some(false)));
+    press(&mut a, &[KeyCode::Char('p')]);
+    assert!(a.paused);
+    traffic(&mut a, true);
+    a.refresh();
+    assert!(a.view.is_empty(), "paused: display frozen");
+    assert!(a.held_back > 0);
+    assert_eq!(a.findings().len(), 3, "but the engine saw them");
+    press(&mut a, &[KeyCode::Char(' ')]);
+    assert!(!a.paused);
+    assert_eq!(a.view.len(), 3);
+    press(&mut a, &[KeyCode::Char('c')]);
+    assert!(a.findings().is_empty() && a.view.is_empty());
+    assert!(a.caller_rows().is_empty());
+    assert!(
+        !a.stacks.is_empty(),
+        "stacks stay: later events may use them"
+    );
+    assert_eq!(a.verdict, Verdict::Quiet(Some(false)));
+}
+
+#[test]
+fn help_overlay_opens_and_any_key_closes() {
+    let mut a = app(header("kprobe", None));
+    press(&mut a, &[KeyCode::Char('?')]);
+    assert_eq!(a.mode, Mode::Help);
+    assert!(
+        press(&mut a, &[KeyCode::Char('q')]).is_empty(),
+        "q closes the overlay, does not quit"
+    );
+    assert_eq!(a.mode, Mode::Normal);
+    press(&mut a, &[KeyCode::Char('?'), KeyCode::Char('?')]);
+    assert_eq!(a.mode, Mode::Normal);
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("percpu-trace-tui-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn export_selected_and_all() {
+    let mut a = replayed("synthetic-7.2-gfp-noio-writer.jsonl");
+    let dir = scratch_dir("export");
+    // Nothing selected on an empty app: one-line error, no prompt.
+    let mut empty = app(header("kprobe", None));
+    press(&mut empty, &[KeyCode::Char('e')]);
+    assert_eq!(empty.mode, Mode::Normal);
+    assert!(empty.status.as_ref().unwrap().error);
+
+    press(&mut a, &[KeyCode::Char('e')]);
+    let Mode::Export { input, all: false } = a.mode.clone() else {
+        panic!("{:?}", a.mode)
+    };
+    assert!(
+        input.starts_with("percpu-trace-") && input.ends_with(".txt"),
+        "{input}"
+    );
+    a.update(Action::ClearInput);
+    let path = dir.join("one.txt");
+    type_text(&mut a, path.to_str().unwrap());
+    let effects = press(&mut a, &[KeyCode::Enter]);
+    let [Effect::Export {
+        path: p,
+        finding: Some(i),
+    }] = effects.as_slice()
+    else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(p, &path);
+    let r = super::export::write(&a, p, Some(*i));
+    a.export_done(r);
+    let s = a.status.clone().unwrap();
+    assert!(!s.error && s.text.contains("one.txt"), "{s:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("pcpu_alloc_mutex"), "{text}");
+
+    // All findings.
+    press(&mut a, &[KeyCode::Char('E')]);
+    a.update(Action::ClearInput);
+    let all_path = dir.join("all.txt");
+    type_text(&mut a, all_path.to_str().unwrap());
+    let effects = press(&mut a, &[KeyCode::Enter]);
+    assert_eq!(
+        effects,
+        vec![Effect::Export {
+            path: all_path.clone(),
+            finding: None
+        }]
+    );
+    super::export::write(&a, &all_path, None).unwrap();
+    assert!(std::fs::metadata(&all_path).unwrap().len() >= text.len() as u64);
+
+    // Unwritable paths: one-line errors in the status bar.
+    for bad in [
+        dir.join("no/such/dir/x.txt"),
+        dir.clone(),
+        PathBuf::from("-"),
+    ] {
+        let r = super::export::write(&a, &bad, None);
+        assert!(r.is_err(), "{bad:?}");
+        a.export_done(r);
+        let s = a.status.clone().unwrap();
+        assert!(s.error && !s.text.contains('\n'), "{s:?}");
+    }
+    // An empty path never reaches the runner.
+    press(&mut a, &[KeyCode::Char('E')]);
+    a.update(Action::ClearInput);
+    assert!(press(&mut a, &[KeyCode::Enter]).is_empty());
+    assert!(a.status.as_ref().unwrap().error);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rate_and_losses() {
+    let mut a = App::new(header("kprobe", None), Theme::mono());
+    traffic(&mut a, false);
+    let n = a.events;
+    a.tick(Duration::from_millis(500));
+    assert_eq!(a.rate, 0.0, "no full second yet");
+    a.tick(Duration::from_secs(2));
+    assert!((a.rate - n as f64 / 2.0).abs() < 1e-9);
+    a.ingest(LiveItem::Progress {
+        events: 1,
+        losses: Losses {
+            ringbuf_full: 3,
+            stack: 2,
+            task_map_full: 1,
+            undecodable: 0,
+            stack_read: 1,
+            consumer_full: 5,
+        },
+    });
+    assert_eq!(a.events_lost(), 9);
+    assert_eq!(a.stacks_lost(), 3);
+}
+
+#[test]
+fn replay_header_comes_from_the_recording() {
+    let a = replayed("synthetic-7.3-fixed.jsonl");
+    assert_eq!(a.header.kernel_release(), "7.3.4+deb13-amd64");
+    assert_eq!(a.header.fix_present(), Some(true));
+    assert!(a.is_replay());
+    assert_eq!(a.verdict, Verdict::Quiet(Some(true)));
+    assert!(
+        a.header.context.probes.is_empty(),
+        "synthetic recordings keep no probe list"
+    );
+}
