@@ -647,6 +647,24 @@ mod tests {
             1.0
         );
 
+        // And with a real HTTP client, where one is installed.
+        let url = format!("http://{addr}/metrics");
+        let curl = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(["-sf", "--max-time", "5", &url])
+                .output()
+        })
+        .await
+        .unwrap();
+        if let Ok(out) = curl {
+            assert!(out.status.success(), "curl failed: {out:?}");
+            let body = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(
+                parse(&body)["percpu_trace_findings_total{kind=\"recursion\"}"],
+                1.0
+            );
+        }
+
         let (head, _) = get(addr, "/nope").await;
         assert!(head.starts_with("HTTP/1.1 404"), "{head}");
         server.abort();

@@ -16,6 +16,9 @@ pub(crate) fn gfp(layout: &GfpLayout, v: u32) -> String {
 
 /// "PF_MEMALLOC_NOIO|PF_RANDOMIZE (0x480000)".
 pub(crate) fn task_flags(v: u32) -> String {
+    if v == 0 {
+        return "none (0x0)".into();
+    }
     format!("{} ({v:#x})", decode::format_task_flags(v))
 }
 

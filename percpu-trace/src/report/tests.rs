@@ -637,3 +637,43 @@ fn probes_from_a_recorded_attach_plan() {
     let schema: serde_json::Value = serde_json::from_str(JSON_SCHEMA).unwrap();
     assert!(jsonschema::is_valid(&schema, &v));
 }
+
+/// Every recording fixture renders in all formats: ASCII text within email width, JSON that
+/// validates, and no finding at all from the fixed kernel.
+#[test]
+fn fixture_recordings_render_and_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recordings");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return; // fixtures not in this checkout
+    };
+    let schema: serde_json::Value = serde_json::from_str(JSON_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for e in entries {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "jsonl") {
+            continue;
+        }
+        let name = path.display().to_string();
+        let text = report_from_recording(&path, Format::Text).unwrap();
+        // `PRINT_REPORTS=1 cargo test ... fixture -- --nocapture` shows them for review.
+        if std::env::var_os("PRINT_REPORTS").is_some() {
+            println!("{text}");
+        }
+        for line in text.lines() {
+            // A single unbreakable token (a long file path) may not fit; nothing else.
+            let one_token = !line.trim().contains(' ');
+            assert!(
+                line.is_ascii() && (line.len() <= 78 || one_token),
+                "{name}: {line}"
+            );
+        }
+        let json = report_from_recording(&path, Format::Json).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+        report_from_recording(&path, Format::Markdown).unwrap();
+        if name.contains("7.3-fixed") {
+            assert_eq!(v["findings"].as_array().unwrap().len(), 0, "{name}");
+        }
+    }
+}
