@@ -35,8 +35,23 @@ pub enum Command {
         /// Recording file (JSON lines).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9752).
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
         #[command(flatten)]
         live: LiveArgs,
+    },
+    /// Render findings as a report for a kernel bug filing, from a recording.
+    Report {
+        /// Recording made by `record --output`.
+        #[arg(long)]
+        from: PathBuf,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::report::Format,
+        /// Output file ("-" or absent: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -93,9 +108,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Record {
             duration,
             output,
+            metrics,
             live,
-        }) => crate::live::record(&live, duration, output),
-        None => crate::live::record(&cli.live, None, None),
+        }) => crate::live::record(&live, duration, output, metrics),
+        Some(Command::Report {
+            from,
+            format,
+            output,
+        }) => {
+            let text = crate::report::report_from_recording(&from, format)?;
+            let out = output.unwrap_or_else(|| PathBuf::from("-"));
+            crate::report::write_report(&out, &text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => crate::live::record(&cli.live, None, None, None),
     }
 }
 

@@ -15,9 +15,11 @@ use crate::{
     engine::{Engine, EngineConfig, Finding, FindingUpdate},
     event::{Event, Frame},
     kernel::{self, decode::GfpLayout, plan::AttachPlan, Kernel},
+    metrics::Metrics,
     pipeline::{Losses, Pipeline, Sink},
     probes::Probes,
     record::{Header, RecordingWriter},
+    report,
     symbolize::Symbolizer,
 };
 
@@ -129,6 +131,7 @@ struct HeadlessSink {
     filter: FindingFilter,
     layout: GfpLayout,
     shown: usize,
+    metrics: Option<std::sync::Arc<Metrics>>,
 }
 
 impl HeadlessSink {
@@ -145,12 +148,15 @@ impl Sink for HeadlessSink {
             let r = w.write_event(ev);
             self.io(r);
         }
+        if let Some(m) = &self.metrics {
+            m.observe_event(ev);
+        }
         for u in self.engine.process(ev) {
             if let FindingUpdate::New { index } = u {
                 let f = &self.engine.findings()[index];
                 if self.filter.matches(f) {
                     self.shown += 1;
-                    println!("{}", crate::report::finding_line_with(f, &self.layout));
+                    println!("{}", report::finding_line_with(f, &self.layout));
                 }
             }
         }
@@ -160,6 +166,13 @@ impl Sink for HeadlessSink {
         if let Some(w) = &mut self.writer {
             let r = w.write_stack(id, frames);
             self.io(r);
+        }
+    }
+
+    fn progress(&mut self, _events: u64, losses: &Losses) {
+        if let Some(m) = &self.metrics {
+            m.set_losses(losses);
+            m.update_engine(&self.engine);
         }
     }
 }
@@ -187,6 +200,7 @@ pub fn record(
     args: &LiveArgs,
     duration: Option<Duration>,
     output: Option<PathBuf>,
+    metrics_addr: Option<std::net::SocketAddr>,
 ) -> Result<ExitCode> {
     require_privileges()?;
     let filter = FindingFilter {
@@ -214,14 +228,24 @@ pub fn record(
         filter,
         layout: k.gfp.clone(),
         shown: 0,
+        metrics: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if let Some(addr) = metrics_addr {
+        // Bind before attaching so a bad address fails fast, in one line.
+        let listener = rt.block_on(crate::metrics::bind(addr))?;
+        let m = std::sync::Arc::new(Metrics::new());
+        m.set_info(&report::ReportContext::live(&k, &plan, &[]));
+        rt.spawn(crate::metrics::serve_listener(listener, m.clone()));
+        eprintln!("percpu-trace: metrics on http://{addr}/metrics");
+        sink.metrics = Some(m);
+    }
     let btf = load_btf(&args.kernel, &plan)?;
     let summary = rt.block_on(trace(&plan, btf.as_ref(), duration, &mut sink))?;
     if let Some(mut w) = sink.writer.take() {
-        let drops: BTreeMap<String, u64> = losses_map(&summary.losses);
+        let drops: BTreeMap<String, u64> = report::losses_map(&summary.losses);
         sink.io_error = w.write_drops(&drops).err().or(sink.io_error);
         match w.finish() {
             Ok(mut inner) => {
@@ -262,14 +286,6 @@ fn count_by_kind(findings: &[Finding], filter: &FindingFilter) -> Vec<String> {
         *m.entry(f.kind.id()).or_default() += f.count;
     }
     m.into_iter().map(|(k, n)| format!("{k}={n}")).collect()
-}
-
-/// Loss counters by reason name, as recordings and reports carry them.
-pub fn losses_map(l: &Losses) -> BTreeMap<String, u64> {
-    serde_json::to_value(l)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default()
 }
 
 /// Kernel BTF for fentry/fexit attachments (None when the plan has none).
@@ -327,7 +343,10 @@ pub async fn trace(
     loop {
         tokio::select! {
             r = pipeline.next_batch(sink) => { r?; }
-            _ = tick.tick() => { pipeline.decoder.refresh_losses()?; }
+            _ = tick.tick() => {
+                pipeline.decoder.refresh_losses()?;
+                sink.progress(pipeline.decoder.events, &pipeline.decoder.losses);
+            }
             _ = &mut deadline => break,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,

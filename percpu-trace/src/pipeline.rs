@@ -20,6 +20,8 @@ pub trait Sink {
     fn event(&mut self, ev: &Event);
     /// A kernel stack seen for the first time; comes before the first event using it.
     fn stack(&mut self, id: u32, frames: &[Frame]);
+    /// Called about once a second with the totals so far.
+    fn progress(&mut self, _events: u64, _losses: &Losses) {}
 }
 
 /// Loss and volume counters, surfaced in status lines, reports and the exit summary.
@@ -35,12 +37,14 @@ pub struct Losses {
     pub undecodable: u64,
     /// Stacks userspace could not read back.
     pub stack_read: u64,
+    /// Events a slow in-process consumer (the TUI) could not take in time.
+    pub consumer_full: u64,
 }
 
 impl Losses {
     /// Sum of all event losses (stack losses lose detail, not events).
     pub fn events_lost(&self) -> u64 {
-        self.ringbuf_full + self.task_map_full + self.undecodable
+        self.ringbuf_full + self.task_map_full + self.undecodable + self.consumer_full
     }
 }
 
@@ -193,5 +197,12 @@ impl Sink for ChannelSink {
 
     fn stack(&mut self, id: u32, frames: &[Frame]) {
         self.send(LiveItem::Stack(id, frames.to_vec()));
+    }
+
+    fn progress(&mut self, events: u64, losses: &Losses) {
+        let mut losses = losses.clone();
+        // What this channel refused never reached the consumer: count it as lost.
+        losses.consumer_full = self.refused;
+        self.send(LiveItem::Progress { events, losses });
     }
 }
