@@ -245,7 +245,6 @@ pub fn add_modules(
     wanted: &[&str],
 ) -> Result<Vec<String>> {
     let idx = module_index(modules_dir)?;
-    let builtin = fs::read_to_string(modules_dir.join("modules.builtin")).unwrap_or_default();
     let mut order = Vec::new();
     let mut seen = HashSet::new();
     fn visit(
@@ -272,11 +271,8 @@ pub fn add_modules(
     }
     for w in wanted {
         let w = w.replace('-', "_");
-        if !idx.contains_key(&w) && !builtin.contains(&format!("/{w}.ko")) {
-            // Neither a module nor listed as built-in (7.x packages ship no modules.builtin):
-            // assume built in and let the guest's mount fail loudly if not.
-            eprintln!("vm: note: module {w} not found, assuming it is built in");
-        }
+        // Names that are not modules are built in (7.x packages ship no modules.builtin to
+        // check against): the guest's mount then fails loudly if that was wrong.
         visit(&w, &idx, ird, &mut seen, &mut order)?;
     }
     Ok(order)

@@ -340,30 +340,32 @@ fn check_role(k: &Kernel) -> Result<()> {
 fn btf_dump(vmlinuz: &Path, vmlinux: &Path) -> Result<String> {
     if !vmlinux.exists() {
         let data = fs::read(vmlinuz)?;
-        let magic = [0x28, 0xb5, 0x2f, 0xfd];
-        let off = data.windows(4).position(|w| w == magic).with_context(|| {
-            format!(
-                "{}: no zstd frame (not a Debian x86 bzImage?)",
-                vmlinuz.display()
-            )
-        })?;
-        let tmp = vmlinux.with_extension("part");
-        fs::write(&tmp, &data[off..])?;
-        // zstd exits 1 on the bytes after the frame, but the frame itself decodes completely.
-        let out = Command::new("zstd")
-            .args(["-d", "-c", "-q"])
-            .arg(&tmp)
-            .output()
-            .context("running zstd")?;
-        fs::remove_file(&tmp)?;
-        if out.stdout.len() < 1 << 20 {
-            bail!(
-                "{}: zstd gave {} bytes",
-                vmlinuz.display(),
-                out.stdout.len()
-            );
+        // 7.x bzImages carry a zstd-compressed vmlinux, 6.1 an xz one; take the first
+        // frame that decodes to an ELF file.
+        const CODECS: &[(&str, &[u8])] =
+            &[("zstd", &[0x28, 0xb5, 0x2f, 0xfd]), ("xz", b"\xfd7zXZ\x00")];
+        let mut elf = None;
+        for (tool, magic) in CODECS {
+            let Some(off) = data.windows(magic.len()).position(|w| w == *magic) else {
+                continue;
+            };
+            let tmp = vmlinux.with_extension("part");
+            fs::write(&tmp, &data[off..])?;
+            // Both tools complain about the bytes after the frame, but decode it whole.
+            let out = Command::new(tool)
+                .args(["-d", "-c", "-q"])
+                .arg(&tmp)
+                .output()
+                .with_context(|| format!("running {tool}"))?;
+            fs::remove_file(&tmp)?;
+            if out.stdout.len() > 1 << 20 && out.stdout.starts_with(b"\x7fELF") {
+                elf = Some(out.stdout);
+                break;
+            }
         }
-        fs::write(vmlinux, &out.stdout)?;
+        let elf =
+            elf.with_context(|| format!("{}: no zstd or xz vmlinux inside", vmlinuz.display()))?;
+        fs::write(vmlinux, elf)?;
     }
     let out = Command::new("bpftool")
         .args(["btf", "dump", "file"])

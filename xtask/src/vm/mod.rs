@@ -280,12 +280,19 @@ fn boot_once(
     if let Some(tool) = ctx.tool {
         ird.binary_with_libs("/bin/percpu-trace", tool)?;
     }
-    // virtio_blk for the disks, ext4 (with its dependencies) to mount them, null_blk for
+    // virtio_pci (a module on 6.1, built into 7.x) and virtio_blk for the disks, crc32c
+    // (ext4 asks the crypto API for it on 6.1: no modprobe here to load it), ext4 (with its dependencies) to mount them, null_blk for
     // more request queues in noio-gfp.
     let modules = initramfs::add_modules(
         &mut ird,
         &k.modules_dir,
-        &["virtio_blk", "ext4", "null_blk"],
+        &[
+            "virtio_pci",
+            "virtio_blk",
+            "crc32c_generic",
+            "ext4",
+            "null_blk",
+        ],
     )?;
     let plan = scenarios::InitPlan {
         modules: &modules,
