@@ -2,6 +2,7 @@
 //!
 //! `setup` installs the toolchain; every other command runs it first when something is
 //! missing, so a fresh machine needs nothing else.
+mod bench;
 mod build;
 mod setup;
 mod test;
@@ -34,6 +35,8 @@ enum Command {
     Test(test::TestArgs),
     /// Real-kernel tests under qemu.
     VmTest(vm::VmTestArgs),
+    /// Overhead benchmarks against bpftrace; writes BENCHMARKS.md (root, several minutes).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Run { args } => build::run_tool(&args),
         Command::Test(a) => test::run(&a),
         Command::VmTest(a) => setup::ensure().and_then(|_| vm::vm_test(a)),
+        Command::Bench(a) => bench::run(&a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
