@@ -13,6 +13,9 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub live: LiveArgs,
+    /// Show a recording in the terminal UI instead of tracing live (no root needed).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
 }
 
 /// Subcommands; without one, the live terminal UI starts.
@@ -121,7 +124,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::report::write_report(&out, &text)?;
             Ok(ExitCode::SUCCESS)
         }
-        None => crate::live::record(&cli.live, None, None, None),
+        None => match cli.replay {
+            Some(path) => crate::tui::run_replay(&path).map(|()| ExitCode::SUCCESS),
+            None => crate::live::tui(&cli.live),
+        },
     }
 }
 

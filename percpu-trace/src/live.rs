@@ -316,6 +316,66 @@ pub struct TraceSummary {
     pub losses: Losses,
 }
 
+/// Attached probes and the pipeline reading them. Dropping it detaches everything.
+pub struct Session {
+    // Field order matters: the pipeline holds maps of the object the probes own.
+    pipeline: Pipeline,
+    probes: Probes,
+}
+
+impl Session {
+    /// Loads and attaches per `plan`; warns on stderr about probes that failed to attach.
+    pub fn start(plan: &AttachPlan, btf: Option<&aya::Btf>, quiet: bool) -> Result<Self> {
+        let mut probes = Probes::attach(plan, btf)?;
+        if !quiet {
+            for (prog, err) in &probes.failed {
+                eprintln!("percpu-trace: warning: {prog} not attached: {err}");
+            }
+            eprintln!("percpu-trace: {} probe(s) attached", probes.attached.len());
+        }
+        let symbolizer =
+            Symbolizer::from_kallsyms(Path::new("/proc/kallsyms")).unwrap_or_else(|e| {
+                if !quiet {
+                    eprintln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
+                }
+                Symbolizer::default()
+            });
+        let pipeline = Pipeline::new(&mut probes, symbolizer)?;
+        Ok(Session { pipeline, probes })
+    }
+
+    /// Probe points that failed to attach although the plan had them.
+    pub fn failed(&self) -> &[(String, String)] {
+        &self.probes.failed
+    }
+
+    /// Streams events into `sink` until `stop` completes; progress about once a second.
+    pub async fn stream(
+        &mut self,
+        sink: &mut dyn Sink,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<TraceSummary> {
+        let pipeline = &mut self.pipeline;
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                r = pipeline.next_batch(sink) => { r?; }
+                _ = tick.tick() => {
+                    pipeline.decoder.refresh_losses()?;
+                    sink.progress(pipeline.decoder.events, &pipeline.decoder.losses);
+                }
+                _ = &mut stop => break,
+            }
+        }
+        pipeline.decoder.refresh_losses()?;
+        Ok(TraceSummary {
+            events: pipeline.decoder.events,
+            losses: pipeline.decoder.losses.clone(),
+        })
+    }
+}
+
 /// Attaches, streams events into `sink` until the duration passes or SIGINT/SIGTERM, detaches.
 pub async fn trace(
     plan: &AttachPlan,
@@ -327,39 +387,44 @@ pub async fn trace(
     // Signal handlers first, so a SIGTERM during attach still ends in a clean detach.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut probes = Probes::attach(plan, btf)?;
-    for (prog, err) in &probes.failed {
-        eprintln!("percpu-trace: warning: {prog} not attached: {err}");
-    }
-    eprintln!("percpu-trace: {} probe(s) attached", probes.attached.len());
-    let symbolizer = Symbolizer::from_kallsyms(Path::new("/proc/kallsyms")).unwrap_or_else(|e| {
-        eprintln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
-        Symbolizer::default()
-    });
-    let mut pipeline = Pipeline::new(&mut probes, symbolizer)?;
-    let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(100 * 365 * 86400)));
-    tokio::pin!(deadline);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
+    let mut session = Session::start(plan, btf, false)?;
+    let stop = async {
+        let forever = Duration::from_secs(100 * 365 * 86400);
         tokio::select! {
-            r = pipeline.next_batch(sink) => { r?; }
-            _ = tick.tick() => {
-                pipeline.decoder.refresh_losses()?;
-                sink.progress(pipeline.decoder.events, &pipeline.decoder.losses);
-            }
-            _ = &mut deadline => break,
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = tokio::time::sleep(duration.unwrap_or(forever)) => {}
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
         }
-    }
-    pipeline.decoder.refresh_losses()?;
-    let summary = TraceSummary {
-        events: pipeline.decoder.events,
-        losses: pipeline.decoder.losses.clone(),
     };
-    drop(pipeline);
-    drop(probes);
+    let summary = session.stream(sink, stop).await?;
+    drop(session);
     Ok(summary)
+}
+
+/// `percpu-trace` without a subcommand: the live terminal UI.
+pub fn tui(args: &LiveArgs) -> Result<ExitCode> {
+    require_privileges()?;
+    let (k, mut plan) = discover(&args.kernel)?;
+    plan.config.filter_tgid = args.pid.unwrap_or(0);
+    let btf = load_btf(&args.kernel, &plan)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        // Attach before the terminal switches to raw mode, so errors print normally.
+        let mut session = Session::start(&plan, btf.as_ref(), true)?;
+        let header = crate::tui::Header::live(&k, &plan, session.failed(), engine_config(&k));
+        let (tx, rx) = tokio::sync::mpsc::channel(1 << 16);
+        let mut sink = crate::pipeline::ChannelSink::new(tx);
+        let ui = crate::tui::run_live(header, rx);
+        let res = tokio::select! {
+            r = ui => r,
+            r = session.stream(&mut sink, std::future::pending()) => r.map(|_| ()),
+        };
+        drop(session);
+        res
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
