@@ -98,15 +98,20 @@ pub fn finding_counts(tool: &Path, rec: &Path) -> Result<BTreeMap<String, u64>> 
     Ok(counts)
 }
 
-/// Whether `check --json` says the fix series is present: the first boolean whose key
-/// mentions "fix" (e.g. `fix_present`), searched depth-first.
+/// Whether `check --json` says the fix series is present: `kernel.fix.present`, else the
+/// first boolean (or object with a boolean `present`) whose key mentions "fix".
 pub fn fix_present(v: &Value) -> Option<bool> {
+    if let Some(b) = v.pointer("/kernel/fix/present").and_then(Value::as_bool) {
+        return Some(b);
+    }
     match v {
         Value::Object(m) => m
             .iter()
             .find_map(|(k, x)| {
-                x.as_bool()
-                    .filter(|_| k.to_ascii_lowercase().contains("fix"))
+                let b = x
+                    .as_bool()
+                    .or_else(|| x.get("present").and_then(Value::as_bool));
+                b.filter(|_| k.to_ascii_lowercase().contains("fix"))
             })
             .or_else(|| m.values().find_map(fix_present)),
         Value::Array(a) => a.iter().find_map(fix_present),
@@ -308,6 +313,8 @@ mod tests {
         let v: Value = serde_json::json!({"kernel": {"release": "7.3"}, "facts": {"percpu_fix_present": true}});
         assert_eq!(fix_present(&v), Some(true));
         assert_eq!(fix_present(&serde_json::json!({"a": 1})), None);
+        let check = serde_json::json!({"kernel": {"fix": {"present": false, "detail": "x"}}});
+        assert_eq!(fix_present(&check), Some(false));
     }
 
     #[test]

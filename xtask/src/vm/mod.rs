@@ -7,7 +7,8 @@
 //! output ([`assess`]). A guest that panics, hangs or overruns fails, with its console tail.
 //!
 //! Environment knobs (for development, not CI): `PT_VM_WORKLOAD_ONLY=1` runs the workloads
-//! without the tool; `PT_VM_REPEAT=N` runs every scenario N times (hit-rate measurements).
+//! without the tool; `PT_VM_REPEAT=N` runs every scenario N times (hit-rate measurements);
+//! `PT_VM_RECORD_ARGS="--attach kprobe"` passes extra arguments to `percpu-trace record`.
 mod assess;
 mod initramfs;
 mod kernels;
@@ -298,6 +299,7 @@ fn boot_once(
         modules: &modules,
         runs: &named,
         with_tool: ctx.tool.is_some(),
+        record_args: &std::env::var("PT_VM_RECORD_ARGS").unwrap_or_default(),
     };
     ird.file("/init", scenarios::init_script(&plan).into_bytes(), 0o755);
     let initrd = dir.join("initrd.gz");

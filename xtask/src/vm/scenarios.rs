@@ -150,12 +150,18 @@ pub struct InitPlan<'a> {
     pub runs: &'a [(&'static Scenario, String)],
     /// Run the tool; false runs the workloads alone (harness development).
     pub with_tool: bool,
+    /// Extra `record` arguments (e.g. `--attach kprobe`), shell words.
+    pub record_args: &'a str,
 }
 
 /// The guest's /init. Progress goes to the console as `@@PT ...` lines (the host prints
 /// them with timestamps); results go to /out, an ext4 disk the host reads afterwards.
 pub fn init_script(p: &InitPlan) -> String {
     let mut s = String::from(INIT_HEAD);
+    s.push_str(&format!(
+        "RECORD_ARGS='{}'\n",
+        p.record_args.replace('\'', "")
+    ));
     for m in p.modules {
         let params = MODULE_PARAMS
             .iter()
@@ -214,7 +220,7 @@ echo 20000 > /proc/sys/vm/min_free_kbytes
 
 const TOOL_FNS: &str = r#"start_tool() {
   pt-workload snapshot --out /tmp/before.$N
-  percpu-trace record --duration 600s --output $D/rec.jsonl > $D/record.out 2> $D/record.err &
+  percpu-trace record $RECORD_ARGS --duration 600s --output $D/rec.jsonl > $D/record.out 2> $D/record.err &
   TP=$!
   pt-workload wait-attached --before /tmp/before.$N --pid $TP > $D/attach.out 2>&1 || say FAIL attach $D
 }
