@@ -351,7 +351,12 @@ fn render_mutex(app: &App, frame: &mut Frame, area: Rect) {
             format!("waiters {}: ", snap.waiters.len()),
             t.dim(),
         )];
-        for (i, w) in snap.waiters.iter().enumerate() {
+        // Constrained waiters first (they are the ones a reclaiming holder endangers), and
+        // only as many as the panel can show: there may be thousands.
+        let shown = 6;
+        let constrained = snap.waiters.iter().filter(|w| w.constrained);
+        let others = snap.waiters.iter().filter(|w| !w.constrained);
+        for (i, w) in constrained.chain(others).take(shown).enumerate() {
             if i > 0 {
                 spans.push(Span::raw(", "));
             }
@@ -362,6 +367,12 @@ fn render_mutex(app: &App, frame: &mut Frame, area: Rect) {
                 "unconstrained".into()
             };
             spans.push(Span::styled(format!("{} {} [{c}]", w.pid, w.comm), style));
+        }
+        if snap.waiters.len() > shown {
+            spans.push(Span::styled(
+                format!(", +{} more", snap.waiters.len() - shown),
+                t.dim(),
+            ));
         }
         lines.push(Line::from(spans));
     }
