@@ -28,7 +28,7 @@ fn ev(ts: u64, pid: u32, comm: String, holds: bool, stack: Option<u32>, kind: Ev
         tgid: pid,
         comm,
         cgroup_id: u64::from(pid % 64),
-        task_flags: if pid % 3 == 0 { 0x80000 } else { 0 },
+        task_flags: if pid.is_multiple_of(3) { 0x80000 } else { 0 },
         holds_mutex: Some(holds),
         caller_gfp: Some(NOIO),
         stack_id: stack,
@@ -74,7 +74,7 @@ fn busy_app() -> App {
             gfp: NOIO,
         };
         app.ingest_event(&ev(ts, pid, comm.clone(), false, None, enter));
-        if pid % 10 == 0 {
+        if pid.is_multiple_of(10) {
             let wait = EventKind::ContentionBegin {
                 lock: 0xffff_8880_0000_1000,
                 flags: 32,
