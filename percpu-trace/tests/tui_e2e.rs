@@ -129,28 +129,11 @@ impl Drop for Tmux {
     }
 }
 
-fn replay_supported() -> bool {
-    let help = Command::new(bin())
-        .arg("--help")
-        .output()
-        .expect("running the binary");
-    let text = String::from_utf8_lossy(&help.stdout);
-    if !text.contains("--replay") {
-        // TODO(lead): remove this skip once cli.rs has `--replay FILE` -> tui::run_replay.
-        eprintln!("SKIP: this binary has no --replay option yet");
-        return false;
-    }
-    true
-}
-
 #[test]
 fn replay_shows_the_finding_and_q_restores_the_terminal() {
     let Some(t) = Tmux::start("replay-q") else {
         return;
     };
-    if !replay_supported() {
-        return;
-    }
     let rec = fixture("synthetic-7.2-gfp-noio-writer.jsonl");
     t.send(&[
         &format!("{} --replay {}; echo EXIT=$?", bin(), rec.display()),
@@ -204,9 +187,6 @@ fn sigterm_ends_the_ui_and_restores_the_terminal() {
     let Some(t) = Tmux::start("replay-term") else {
         return;
     };
-    if !replay_supported() {
-        return;
-    }
     let rec = fixture("synthetic-7.2-cross-task.jsonl");
     t.send(&[
         &format!("{} --replay {}; echo EXIT=$?", bin(), rec.display()),

@@ -929,7 +929,17 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 
 fn render_help(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let mut lines: Vec<Line> = vec![Line::from(Span::styled("probe points", t.title()))];
+    // Keys first (the overlay is for them); then one line per probe point with why it is
+    // off, cut at the width: what each lost point costs is in an exported report.
+    let mut lines: Vec<Line> = vec![Line::from(Span::styled("keys", t.title()))];
+    lines.extend(keys::HELP.iter().map(|(k, what)| {
+        Line::from(vec![
+            Span::styled(format!("  {k:<15}"), t.title()),
+            Span::raw(*what),
+        ])
+    }));
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("probe points", t.title())));
     if app.header.context.probes.is_empty() {
         lines.push(Line::from(Span::styled("  not known", t.dim())));
     }
@@ -947,18 +957,11 @@ fn render_help(app: &App, frame: &mut Frame, area: Rect) {
             spans.push(Span::styled(format!(" ({})", p.target), t.dim()));
         }
         if let Some(d) = &p.detail {
-            spans.push(Span::styled(format!(": {d}"), style));
+            let why = d.split("; loses:").next().unwrap_or(d);
+            spans.push(Span::styled(format!(": {why}"), style));
         }
         lines.push(Line::from(spans));
     }
-    lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled("keys", t.title())));
-    lines.extend(keys::HELP.iter().map(|(k, what)| {
-        Line::from(vec![
-            Span::styled(format!("  {k:<15}"), t.title()),
-            Span::raw(*what),
-        ])
-    }));
     let r = centered(
         area,
         area.width.saturating_sub(4).min(100),
@@ -968,12 +971,7 @@ fn render_help(app: &App, frame: &mut Frame, area: Rect) {
     let block = Block::bordered()
         .title(Span::styled(" help (any key closes) ", t.title()))
         .border_style(t.focus_border());
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        r,
-    );
+    frame.render_widget(Paragraph::new(lines).block(block), r);
 }
 
 fn render_tiny(app: &App, frame: &mut Frame, area: Rect) {
