@@ -170,8 +170,11 @@ pub enum LiveItem {
 }
 
 /// A [`Sink`] that forwards into a channel; counts what the channel refused.
+/// Stacks are never dropped (an event refers to them later): a refused stack waits and goes
+/// out before the next item.
 pub struct ChannelSink {
     tx: tokio::sync::mpsc::Sender<LiveItem>,
+    pending_stacks: std::collections::VecDeque<LiveItem>,
     /// Items the consumer was too slow to take (counted, never silent).
     pub refused: u64,
 }
@@ -179,13 +182,31 @@ pub struct ChannelSink {
 impl ChannelSink {
     /// Wraps a sender.
     pub fn new(tx: tokio::sync::mpsc::Sender<LiveItem>) -> Self {
-        ChannelSink { tx, refused: 0 }
+        ChannelSink {
+            tx,
+            pending_stacks: Default::default(),
+            refused: 0,
+        }
     }
 
     /// Sends one item without blocking the reader.
     pub fn send(&mut self, item: LiveItem) {
-        if self.tx.try_send(item).is_err() {
-            self.refused += 1;
+        while let Some(stack) = self.pending_stacks.pop_front() {
+            if let Err(e) = self.tx.try_send(stack) {
+                self.pending_stacks.push_front(e.into_inner());
+                break;
+            }
+        }
+        let is_stack = matches!(item, LiveItem::Stack(..));
+        if !self.pending_stacks.is_empty() && is_stack {
+            self.pending_stacks.push_back(item);
+            return;
+        }
+        if let Err(e) = self.tx.try_send(item) {
+            match e.into_inner() {
+                stack @ LiveItem::Stack(..) => self.pending_stacks.push_back(stack),
+                _ => self.refused += 1,
+            }
         }
     }
 }
@@ -204,5 +225,24 @@ impl Sink for ChannelSink {
         // What this channel refused never reached the consumer: count it as lost.
         losses.consumer_full = self.refused;
         self.send(LiveItem::Progress { events, losses });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_channel_counts_events_but_keeps_stacks() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let mut sink = ChannelSink::new(tx);
+        sink.stack(1, &[]);
+        sink.stack(2, &[]); // channel full: kept
+        sink.progress(0, &Losses::default()); // refused, counted
+        assert_eq!(sink.refused, 1);
+        assert!(matches!(rx.try_recv(), Ok(LiveItem::Stack(1, _))));
+        sink.progress(0, &Losses::default()); // the pending stack goes first
+        assert!(matches!(rx.try_recv(), Ok(LiveItem::Stack(2, _))));
+        assert_eq!(sink.refused, 2);
     }
 }

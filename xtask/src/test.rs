@@ -59,6 +59,20 @@ pub fn run(args: &TestArgs) -> Result<()> {
             "--test-threads=1",
         ],
     )?;
+    step(
+        "TUI end-to-end on this kernel (tmux, tracepoint mode)",
+        &[
+            "test",
+            "--locked",
+            "-p",
+            "percpu-trace",
+            "--test",
+            "tui_e2e",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+    )?;
     if args.no_vm {
         println!("test: VM tests left out (--no-vm): this run is NOT a full test run");
         return Ok(());

@@ -813,3 +813,51 @@ fn replay_header_comes_from_the_recording() {
         "synthetic recordings keep no probe list"
     );
 }
+
+/// A holder whose release cannot be observed is shown as "last holder" once its last
+/// event is old, never as holding the mutex for seconds.
+#[test]
+fn stale_holder_is_labelled_as_last_seen() {
+    let mut a = app(header("tracepoint", Some(false)));
+    let creating = EventKind::ChunkCreate { gfp: None, base: 0 };
+    a.ingest_event(&ev(
+        1_000_000_000,
+        42,
+        "kworker/1:2",
+        0x80000,
+        Some(true),
+        None,
+        None,
+        creating,
+    ));
+    a.refresh();
+    let fresh = format!("{:?}", draw(&a, 100, 30).backend().buffer());
+    assert!(fresh.contains("holder") && !fresh.contains("last holder"));
+    let later = EventKind::PcpuAllocDone {
+        size: 8,
+        align: 8,
+        reserved: false,
+        gfp: 0xc00,
+        call_site: 0,
+    };
+    a.ingest_event(&ev(
+        3_700_000_000,
+        7,
+        "bash",
+        0,
+        Some(false),
+        None,
+        None,
+        later,
+    ));
+    a.refresh();
+    let text: String = draw(&a, 100, 30)
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(text.contains("last holder"), "{text}");
+    assert!(text.contains("seen holding 2.70s ago"), "{text}");
+}

@@ -84,6 +84,9 @@ pub fn fmt_count(n: u64) -> String {
     }
 }
 
+/// Holder knowledge older than this is shown as "last holder" (see the mutex panel).
+const STALE_HOLDER_NS: u64 = 500_000_000;
+
 fn fmt_uptime(d: std::time::Duration) -> String {
     let s = d.as_secs();
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -314,8 +317,12 @@ fn render_mutex(app: &App, frame: &mut Frame, area: Rect) {
         )));
         lines.push(Line::from(Span::styled("waiters cannot be told", t.warn())));
     } else if let Some(hv) = &snap.holder {
+        // Releases are not observed (no probe on mutex_unlock), so a holder is only known
+        // as of its last event: say so once that knowledge is old.
+        let stale_ns = snap.now_ns.saturating_sub(hv.confirmed_ns);
+        let stale = stale_ns > STALE_HOLDER_NS;
         lines.push(Line::from(vec![
-            Span::styled("holder ", t.dim()),
+            Span::styled(if stale { "last holder " } else { "holder " }, t.dim()),
             Span::styled(
                 format!("{} {}", hv.pid, hv.comm),
                 t.text().add_modifier(Modifier::BOLD),
@@ -341,6 +348,12 @@ fn render_mutex(app: &App, frame: &mut Frame, area: Rect) {
             Span::styled("  doing ", t.dim()),
             Span::styled(activity(hv.activity), doing_style),
         ]));
+        if stale {
+            lines.push(Line::from(Span::styled(
+                format!("  seen holding {} ago", fmt_ns(stale_ns)),
+                t.dim(),
+            )));
+        }
     } else {
         lines.push(Line::from(Span::styled("holder  none seen now", t.dim())));
     }
