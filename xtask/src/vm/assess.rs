@@ -72,22 +72,26 @@ pub fn event_counts(rec: &Path) -> Result<BTreeMap<String, u64>> {
     Ok(counts)
 }
 
-/// Finding counts by kind from `percpu-trace report --from REC --format json` (run on the
-/// host: replaying a recording needs no kernel).
-pub fn finding_counts(tool: &Path, rec: &Path) -> Result<BTreeMap<String, u64>> {
+/// `percpu-trace report --from REC --format json`, run on the host (replaying a recording
+/// needs no kernel).
+pub fn report(tool: &Path, rec: &Path) -> Result<Value> {
     let out = Command::new(tool)
         .args(["report", "--format", "json", "--from"])
         .arg(rec)
         .output()
         .context("running percpu-trace report")?;
-    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+    serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "report --format json gave no JSON ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )
-    })?;
-    let findings = v["findings"]
+    })
+}
+
+/// Finding counts by kind in a report.
+pub fn finding_counts(report: &Value) -> Result<BTreeMap<String, u64>> {
+    let findings = report["findings"]
         .as_array()
         .context("report JSON has no `findings` array")?;
     let mut counts = BTreeMap::new();
@@ -96,6 +100,16 @@ pub fn finding_counts(tool: &Path, rec: &Path) -> Result<BTreeMap<String, u64>> 
         *counts.entry(k).or_default() += 1;
     }
     Ok(counts)
+}
+
+/// The attached target of the pcpu_alloc entry probe (`observation.probes`), if any.
+pub fn pcpu_alloc_target(report: &Value) -> Option<String> {
+    report
+        .pointer("/observation/probes")?
+        .as_array()?
+        .iter()
+        .find(|p| p["point"] == "pcpu_alloc entry" && p["state"] == "attached")
+        .and_then(|p| p["target"].as_str().map(String::from))
 }
 
 /// Whether `check --json` says the fix series is present: `kernel.fix.present`, else the
@@ -206,13 +220,28 @@ pub fn assess(run: &Run, role: Role) -> Verdict {
             return v;
         }
     };
-    let findings = match finding_counts(tool, &rec) {
-        Ok(c) => c,
-        Err(e) => {
-            v.fail(format!("{e:#}"));
-            return v;
+    let (findings, target) =
+        match report(tool, &rec).and_then(|r| Ok((finding_counts(&r)?, pcpu_alloc_target(&r)))) {
+            Ok(c) => c,
+            Err(e) => {
+                v.fail(format!("{e:#}"));
+                return v;
+            }
+        };
+    // Without the pcpu_alloc entry probe no constraint is known: say which name was used,
+    // and on 6.1 it must be an old one.
+    match (&target, role) {
+        (None, _) => v.fail("the pcpu_alloc entry probe is not attached"),
+        (Some(t), Role::Old) if t.contains("_noprof") => {
+            v.fail(format!("old kernel, new name attached: {t}"))
         }
-    };
+        (Some(t), Role::Vulnerable | Role::Fixed) if !t.contains("pcpu_alloc_noprof") => v.fail(
+            format!("pcpu_alloc entry attached as {t}, expected pcpu_alloc_noprof"),
+        ),
+        _ => {}
+    }
+    v.facts
+        .push(format!("entry={}", target.as_deref().unwrap_or("-")));
     let ev = |k: &str| events.get(k).copied().unwrap_or(0);
     let fi = |k: &str| findings.get(k).copied().unwrap_or(0);
     let constrained = ev("pcpu_alloc_enter") + ev("pcpu_alloc_done");
@@ -227,11 +256,10 @@ pub fn assess(run: &Run, role: Role) -> Verdict {
     ));
     let any_finding: u64 = KINDS.iter().map(|k| fi(k)).sum();
     match (run.scenario, role) {
-        ("idle", _) => {
-            if any_finding > 0 {
-                v.fail(format!("idle guest produced findings {findings:?}"));
-            }
+        ("idle", _) if any_finding > 0 => {
+            v.fail(format!("idle guest produced findings {findings:?}"))
         }
+        ("idle", _) => {}
         (_, Role::Old) => {}
         (_, Role::Fixed) => {
             if constrained == 0 {

@@ -173,7 +173,7 @@ fn newc_entry(out: &mut Vec<u8>, ino: u32, mode: u32, name: &str, data: &[u8], r
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }

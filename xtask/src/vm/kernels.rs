@@ -215,15 +215,24 @@ fn download(pkg: &str, debs: &Path) -> Result<PathBuf> {
 /// Resolves, downloads, unpacks and checks one kernel of the matrix.
 pub fn prepare(spec: &'static KernelSpec, cache: &Path) -> Result<Kernel> {
     let prefix = &spec.image[..spec.image.find('#').unwrap_or(spec.image.len())];
+    let debs = cache.join("debs");
+    // apt's view, plus what is already cached (so a run works offline, or while another
+    // apt-get is rewriting the package lists).
+    let cached = fs::read_dir(&debs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some(e.file_name().to_str()?.split('_').next()?.to_string()));
     let mut candidates: Vec<(Vec<u64>, String)> = apt_names(prefix)
         .into_iter()
+        .chain(cached)
         .filter_map(|n| Some((match_pattern(spec.image, &n)?, n)))
         .collect();
     candidates.sort();
+    candidates.dedup();
     if candidates.is_empty() {
         bail!("no package matches {} in apt (apt-get update?)", spec.image);
     }
-    let debs = cache.join("debs");
     let mut errors = Vec::new();
     // Newest first; a package apt still names may no longer be downloadable.
     for (_, pkg) in candidates.iter().rev() {

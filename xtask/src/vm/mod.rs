@@ -48,6 +48,9 @@ pub struct VmTestArgs {
     pub scenario: Option<String>,
 }
 
+/// Wall time of each boot, by label.
+type BootTimes = Vec<(String, f64)>;
+
 /// One scenario's outcome over its attempts.
 struct Outcome {
     kernel: String,
@@ -196,7 +199,7 @@ fn run_with_retries(
     ctx: &Ctx,
     shape: Shape,
     scenarios: &[&'static Scenario],
-) -> Result<(Vec<Outcome>, Vec<(String, f64)>)> {
+) -> Result<(Vec<Outcome>, BootTimes)> {
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut boot_times = Vec::new();
     let mut pending: Vec<usize> = (0..scenarios.len()).collect();

@@ -122,8 +122,8 @@ pub fn boot(m: &Machine) -> Result<Boot> {
                 };
                 let t = start.elapsed().as_secs_f64();
                 writeln!(log, "[{t:7.1}] {l}")?;
-                if l.starts_with("@@PT ") {
-                    println!("    [{t:6.1}s] {}", &l[5..]);
+                if let Some(m) = l.strip_prefix("@@PT ") {
+                    println!("    [{t:6.1}s] {m}");
                 }
                 lines.push((t, l));
             }
