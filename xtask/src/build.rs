@@ -24,25 +24,42 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the release binary and returns its path.
+/// Builds the release binary and returns its path. For another architecture (aarch64 from
+/// x86_64) it uses Debian's rustc-web with that architecture's standard library
+/// (libstd-rust-web-dev:arm64) and the cross gcc as linker; build.rs then builds the eBPF
+/// object for that architecture's pt_regs (`bpf_target_arch`).
 pub fn run(args: &BuildArgs) -> Result<PathBuf> {
     setup::ensure()?;
-    if args.arch != std::env::consts::ARCH {
-        bail!(
-            "cross-building for {} is not supported yet (see the arm64 issue)",
-            args.arch
-        );
-    }
-    let st = Command::new("cargo")
-        .current_dir(root())
-        .args(["build", "--release", "--locked", "-p", "percpu-trace"])
-        .status()
-        .context("running cargo build")?;
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root())
+        .args(["build", "--release", "--locked", "-p", "percpu-trace"]);
+    let out = if args.arch == std::env::consts::ARCH {
+        root().join("target/release/percpu-trace")
+    } else if args.arch == "aarch64" {
+        setup::ensure_cross_aarch64()?;
+        cmd.args(["--target", AARCH64])
+            .env("RUSTC", "/usr/bin/rustc")
+            .env(
+                "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+                "aarch64-linux-gnu-gcc",
+            );
+        root()
+            .join("target")
+            .join(AARCH64)
+            .join("release/percpu-trace")
+    } else {
+        bail!("unsupported --arch {} (x86_64 or aarch64)", args.arch);
+    };
+    let st = cmd.status().context("running cargo build")?;
     if !st.success() {
         bail!("cargo build failed ({st})");
     }
-    Ok(root().join("target/release/percpu-trace"))
+    println!("build: {}", out.display());
+    Ok(out)
 }
+
+/// Rust target triple of arm64 builds.
+pub const AARCH64: &str = "aarch64-unknown-linux-gnu";
 
 /// Builds, then runs the tool as root with `args`.
 pub fn run_tool(args: &[String]) -> Result<()> {

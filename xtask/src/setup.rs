@@ -81,6 +81,43 @@ pub fn ensure() -> Result<()> {
     run()
 }
 
+/// Debian packages for building the aarch64 binary on x86_64, with the probe path of each.
+const ARM64_PACKAGES: &[(&str, &str)] = &[
+    (
+        "libstd-rust-web-dev:arm64",
+        "/usr/lib/rustlib/aarch64-unknown-linux-gnu/lib",
+    ),
+    ("gcc-aarch64-linux-gnu", "/usr/bin/aarch64-linux-gnu-gcc"),
+    (
+        "libc6-dev-arm64-cross",
+        "/usr/aarch64-linux-gnu/lib/libc.so",
+    ),
+];
+
+/// Installs the arm64 cross-build packages when missing (adds the arm64 dpkg architecture).
+pub fn ensure_cross_aarch64() -> Result<()> {
+    let missing: Vec<&str> = ARM64_PACKAGES
+        .iter()
+        .filter(|(_, probe)| !Path::new(probe).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("setup: arm64 cross build: installing {}", missing.join(" "));
+    let st = Command::new("dpkg")
+        .args(["--add-architecture", "arm64"])
+        .status()
+        .context("running dpkg --add-architecture arm64")?;
+    if !st.success() {
+        bail!("dpkg --add-architecture arm64 failed ({st})");
+    }
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    apt(&args)
+}
+
 fn apt(args: &[&str]) -> Result<()> {
     let mut cmd = if is_root() {
         Command::new("apt-get")
