@@ -6,7 +6,8 @@
 //! chain `depth` deep that is `4 * depth` GFP_NOIO allocations in one system call, fast
 //! enough to use up the populated part of the percpu chunks before the balance worker
 //! (which refills it) gets to run; at SCHED_FIFO with RT throttling off the worker cannot
-//! run at all on this CPU until the writer sleeps. So the writer itself populates chunks
+//! run at all on this CPU until the writer sleeps (with the fair deadline server of 6.12+
+//! switched off too, see below). So the writer itself populates chunks
 //! (and now and then creates one) while it holds pcpu_alloc_mutex.
 use std::{fs, path::PathBuf, time::Instant};
 
@@ -52,6 +53,11 @@ pub fn noio_gfp(
 
     // Creating the cgroups first keeps the io.max pass purely GFP_NOIO percpu allocations.
     let old_rt = sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", "-1")?;
+    // Since 6.12 the fair deadline server still gives normal tasks 50 ms a second under RT
+    // load (RT throttling off or not): switch it off for the pass, or the balance worker
+    // keeps preempting the writer (seen: the writer preempted ~200 times per pass at
+    // pcpu_alloc's unlock points, and the worker created the chunks).
+    let fair = sys::fair_server_off();
     if prio > 0 {
         sys::set_fifo(prio)?;
     }
@@ -67,6 +73,7 @@ pub fn noio_gfp(
     }
     let took = t.elapsed();
     sys::set_fifo(0)?;
+    sys::restore_knobs(&fair);
     sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", &old_rt)?;
     eprintln!(
         "noio-gfp: {writes} io.max writes ({} blkgs) in {took:?}",

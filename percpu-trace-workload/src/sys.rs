@@ -102,3 +102,29 @@ pub fn set_comm(name: &str) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr(), 0, 0, 0) };
 }
+
+/// Sets every CPU's fair-server runtime (debugfs, 6.12+) to 0; returns the old values for
+/// [`restore_knobs`]. Nothing to do on kernels without it.
+pub fn fair_server_off() -> Vec<(String, String)> {
+    let mut old = Vec::new();
+    let Ok(dir) = fs::read_dir("/sys/kernel/debug/sched/fair_server") else {
+        return old;
+    };
+    for e in dir.flatten() {
+        let p = e.path().join("runtime").to_string_lossy().into_owned();
+        match write_knob(&p, "0") {
+            Ok(v) => old.push((p, v)),
+            Err(e) => eprintln!("fair server: {e:#}"),
+        }
+    }
+    old
+}
+
+/// Writes back values saved by [`write_knob`] callers.
+pub fn restore_knobs(saved: &[(String, String)]) {
+    for (p, v) in saved {
+        if let Err(e) = fs::write(p, v) {
+            eprintln!("restoring {p}: {e}");
+        }
+    }
+}

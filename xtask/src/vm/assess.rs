@@ -63,7 +63,14 @@ pub fn event_counts(rec: &Path) -> Result<BTreeMap<String, u64>> {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        if v["t"] == "event" {
+        if v["t"] == "drops" {
+            // Losses are facts worth seeing next to a miss (the last line has the totals).
+            for (k, n) in v.as_object().into_iter().flatten() {
+                if let Some(n) = n.as_u64().filter(|n| *n > 0) {
+                    counts.insert(format!("drops.{k}"), n);
+                }
+            }
+        } else if v["t"] == "event" {
             if let Some(k) = v["kind"]["type"].as_str() {
                 *counts.entry(k.to_string()).or_default() += 1;
             }
@@ -254,6 +261,14 @@ pub fn assess(run: &Run, role: Role) -> Verdict {
         ev("reclaim_begin"),
         ev("contention_begin"),
     ));
+    let drops: Vec<String> = events
+        .iter()
+        .filter(|(k, _)| k.starts_with("drops."))
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    if !drops.is_empty() {
+        v.facts.push(drops.join(" "));
+    }
     let any_finding: u64 = KINDS.iter().map(|k| fi(k)).sum();
     match (run.scenario, role) {
         ("idle", _) if any_finding > 0 => {
