@@ -358,9 +358,14 @@ impl Session {
         let pipeline = &mut self.pipeline;
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // The kernel side does not wake us for every record (see the eBPF `emit`), so
+        // drain on a timer; this bounds the delay from event to finding.
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 r = pipeline.next_batch(sink) => { r?; }
+                _ = poll.tick() => { pipeline.drain_now(sink); }
                 _ = tick.tick() => {
                     pipeline.decoder.refresh_losses()?;
                     sink.progress(pipeline.decoder.events, &pipeline.decoder.losses);
@@ -368,6 +373,7 @@ impl Session {
                 _ = &mut stop => break,
             }
         }
+        pipeline.drain_now(sink);
         pipeline.decoder.refresh_losses()?;
         Ok(TraceSummary {
             events: pipeline.decoder.events,

@@ -85,6 +85,12 @@ impl Pipeline {
         Ok(Pipeline { ring, decoder })
     }
 
+    /// Drains whatever the ring buffer holds now, without waiting. The BPF side wakes the
+    /// reader only when the buffer fills up, so this runs on a short timer too.
+    pub fn drain_now(&mut self, sink: &mut dyn Sink) -> usize {
+        self.decoder.drain(self.ring.get_mut(), sink)
+    }
+
     /// Waits until the ring buffer has data, then drains it into `sink`.
     pub async fn next_batch(&mut self, sink: &mut dyn Sink) -> Result<usize> {
         let mut guard = self

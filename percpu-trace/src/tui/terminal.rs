@@ -147,8 +147,17 @@ impl InputThread {
 impl Drop for InputThread {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Join only if the thread ends promptly: on a hung-up terminal crossterm's read()
+        // can spin without returning (seen after the tmux server died), and joining then
+        // kept the process alive after SIGTERM. A detached thread ends with the process.
         if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            for _ in 0..20 {
+                if h.is_finished() {
+                    let _ = h.join();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 }
