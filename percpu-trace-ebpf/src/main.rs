@@ -9,6 +9,7 @@
 #![no_main]
 
 use aya_ebpf::programs::tracing::StackIdContext;
+use aya_ebpf::EbpfContext;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -294,15 +295,20 @@ impl Args for ProbeContext {
 impl Args for FEntryContext {
     #[inline(always)]
     fn argn(&self, n: u32) -> u64 {
-        let a = [
-            self.arg::<u64>(0),
-            self.arg::<u64>(1),
-            self.arg::<u64>(2),
-            self.arg::<u64>(3),
-            self.arg::<u64>(4),
-            self.arg::<u64>(5),
-        ];
-        pick(&a, n)
+        // bpf_get_func_arg checks n against the traced function's own argument count at
+        // run time; a direct ctx load past the last argument fails verification, and the
+        // functions differ (pcpu_create_chunk has 1, pcpu_get_vm_areas 4 or 5).
+        if n == NO_ARG {
+            return 0;
+        }
+        let mut v: u64 = 0;
+        // SAFETY: ctx is the trampoline context; v is a valid out pointer.
+        let r = unsafe { aya_ebpf::helpers::generated::bpf_get_func_arg(self.as_ptr(), n, &mut v) };
+        if r == 0 {
+            v
+        } else {
+            0
+        }
     }
 }
 
