@@ -55,6 +55,11 @@ fn tail(p: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" / ")
 }
 
+/// Event kinds the kernel only produces with pcpu_alloc_mutex held.
+const UNDER_MUTEX: [&str; 3] = ["chunk_populate", "chunk_create", "get_vm_areas"];
+/// Count key of [`UNDER_MUTEX`] events recorded as not holding the mutex.
+const NOT_HOLDING: &str = "invariant.under_mutex_event_not_holding";
+
 /// Event counts by `kind.type` in a recording.
 pub fn event_counts(rec: &Path) -> Result<BTreeMap<String, u64>> {
     let text = fs::read_to_string(rec).with_context(|| format!("reading {}", rec.display()))?;
@@ -73,6 +78,13 @@ pub fn event_counts(rec: &Path) -> Result<BTreeMap<String, u64>> {
         } else if v["t"] == "event" {
             if let Some(k) = v["kind"]["type"].as_str() {
                 *counts.entry(k.to_string()).or_default() += 1;
+                // The kernel calls these only with pcpu_alloc_mutex held, so the tool's
+                // owner check must say so for every one of them: an exact invariant that
+                // needs no luck (an inverted owner check broke it 100%, while reclaim-timing
+                // findings still appeared).
+                if UNDER_MUTEX.contains(&k) && v["holds_mutex"] == Value::Bool(false) {
+                    *counts.entry(NOT_HOLDING.to_string()).or_default() += 1;
+                }
             }
         }
     }
@@ -268,6 +280,12 @@ pub fn assess(run: &Run, role: Role) -> Verdict {
         .collect();
     if !drops.is_empty() {
         v.facts.push(drops.join(" "));
+    }
+    if ev(NOT_HOLDING) > 0 {
+        v.fail(format!(
+            "{} populate/create/get_vm_areas events recorded as not holding pcpu_alloc_mutex (the kernel always holds it there)",
+            ev(NOT_HOLDING)
+        ));
     }
     let any_finding: u64 = KINDS.iter().map(|k| fi(k)).sum();
     match (run.scenario, role) {
