@@ -74,6 +74,10 @@ pub struct KernelArgs {
 pub struct LiveArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
+    /// Event ring buffer size in MiB (a power of two): bigger rides out longer bursts
+    /// while userspace cannot run, at the cost of locked kernel memory.
+    #[arg(long, default_value_t = 4, value_parser = parse_ring_mib, global = true)]
+    pub ring_buffer_mib: u32,
     /// Only this process (tgid); filtered in the kernel.
     #[arg(long, global = true)]
     pub pid: Option<u32>,
@@ -83,6 +87,14 @@ pub struct LiveArgs {
     /// Only findings involving a task in this cgroup (path under /sys/fs/cgroup, or id).
     #[arg(long, global = true)]
     pub cgroup: Option<String>,
+}
+
+/// Parses a ring-buffer size in MiB: a power of two from 1 to 1024.
+pub fn parse_ring_mib(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && n <= 1024 => Ok(n),
+        _ => Err(format!("{s:?} is not a power of two between 1 and 1024")),
+    }
 }
 
 /// Parses "30s", "5m", "1h30m", or plain seconds.
@@ -140,6 +152,9 @@ mod tests {
         assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_ring_mib("32"), Ok(32));
+        assert!(parse_ring_mib("3").is_err());
+        assert!(parse_ring_mib("2048").is_err());
     }
 
     #[test]

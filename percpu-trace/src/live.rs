@@ -210,6 +210,7 @@ pub fn record(
     };
     let (k, mut plan) = discover(&args.kernel)?;
     plan.config.filter_tgid = args.pid.unwrap_or(0);
+    plan.ring_bytes = args.ring_buffer_mib << 20;
     let header = recording_header(&k, &plan);
     let writer = output
         .as_deref()
@@ -412,6 +413,7 @@ pub fn tui(args: &LiveArgs) -> Result<ExitCode> {
     require_privileges()?;
     let (k, mut plan) = discover(&args.kernel)?;
     plan.config.filter_tgid = args.pid.unwrap_or(0);
+    plan.ring_bytes = args.ring_buffer_mib << 20;
     let btf = load_btf(&args.kernel, &plan)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -42,6 +42,7 @@ impl Probes {
     pub fn attach(plan: &AttachPlan, btf: Option<&Btf>) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &plan.config, true)
+            .map_max_entries("EVENTS", plan.ring_bytes)
             .load(BPF_OBJECT)
             .map_err(|e| anyhow!("loading the eBPF object: {e}"))?;
         let mut attached = Vec::new();

@@ -74,7 +74,12 @@ pub struct AttachPlan {
     pub mode: AttachMode,
     /// Every probe point, available or not.
     pub probes: Vec<PlannedProbe>,
+    /// Size of the event ring buffer in bytes (a power of two, whole pages).
+    pub ring_bytes: u32,
     /// Load-time globals for the eBPF programs.
     #[serde(skip)]
     pub config: ProbeConfig,
 }
+
+/// Default event ring buffer size: 4 MiB.
+pub const DEFAULT_RING_BYTES: u32 = 4 << 20;

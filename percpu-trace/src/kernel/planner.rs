@@ -223,6 +223,7 @@ impl Kernel {
         Ok(AttachPlan {
             mode,
             probes,
+            ring_bytes: super::plan::DEFAULT_RING_BYTES,
             config,
         })
     }
