@@ -81,7 +81,8 @@ pub fn ensure() -> Result<()> {
     run()
 }
 
-/// Debian packages for building the aarch64 binary on x86_64, with the probe path of each.
+/// Debian packages for building the aarch64 binary on x86_64 and booting arm64 guests,
+/// with the probe path of each.
 const ARM64_PACKAGES: &[(&str, &str)] = &[
     (
         "libstd-rust-web-dev:arm64",
@@ -92,9 +93,12 @@ const ARM64_PACKAGES: &[(&str, &str)] = &[
         "libc6-dev-arm64-cross",
         "/usr/aarch64-linux-gnu/lib/libc.so",
     ),
+    // For `vm-test --arch aarch64`.
+    ("qemu-system-arm", "/usr/bin/qemu-system-aarch64"),
 ];
 
-/// Installs the arm64 cross-build packages when missing (adds the arm64 dpkg architecture).
+/// Installs the arm64 cross-build and qemu packages when missing (adds the arm64 dpkg
+/// architecture).
 pub fn ensure_cross_aarch64() -> Result<()> {
     let missing: Vec<&str> = ARM64_PACKAGES
         .iter()

@@ -81,6 +81,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
     vm::vm_test(vm::VmTestArgs {
         kernel: None,
         scenario: None,
+        arch: Default::default(),
     })
 }
 

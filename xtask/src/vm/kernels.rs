@@ -172,7 +172,7 @@ pub fn match_pattern(pattern: &str, name: &str) -> Option<Vec<u64>> {
     rest.is_empty().then_some(nums)
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
+pub(super) fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let st = cmd.status().with_context(|| format!("running {what}"))?;
     if !st.success() {
         bail!("{what} failed ({st})");
@@ -193,8 +193,11 @@ fn deb_in(dir: &Path, pkg: &str) -> Option<PathBuf> {
 }
 
 /// Downloads (apt verifies it against the signed Release file) unless already cached.
-fn download(pkg: &str, debs: &Path) -> Result<PathBuf> {
-    if let Some(p) = deb_in(debs, pkg) {
+/// `pkg` may carry an architecture (`libc6:arm64`); the .deb's name does not, so keep
+/// other architectures' packages of the same name in another `debs` directory.
+pub(super) fn download(pkg: &str, debs: &Path) -> Result<PathBuf> {
+    let name = pkg.split(':').next().unwrap_or(pkg);
+    if let Some(p) = deb_in(debs, name) {
         return Ok(p);
     }
     fs::create_dir_all(debs)?;
@@ -209,7 +212,7 @@ fn download(pkg: &str, debs: &Path) -> Result<PathBuf> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    deb_in(debs, pkg).with_context(|| format!("apt-get download {pkg} left no .deb"))
+    deb_in(debs, name).with_context(|| format!("apt-get download {pkg} left no .deb"))
 }
 
 /// Resolves, downloads, unpacks and checks one kernel of the matrix.
@@ -346,7 +349,7 @@ fn check_role(k: &Kernel) -> Result<()> {
 
 /// The BTF of a Debian bzImage as `bpftool btf dump format raw` text: the vmlinux (with
 /// .BTF) is the zstd frame inside the bzImage. The vmlinux is cached at `vmlinux`.
-fn btf_dump(vmlinuz: &Path, vmlinux: &Path) -> Result<String> {
+pub(super) fn btf_dump(vmlinuz: &Path, vmlinux: &Path) -> Result<String> {
     if !vmlinux.exists() {
         let data = fs::read(vmlinuz)?;
         // 7.x bzImages carry a zstd-compressed vmlinux, 6.1 an xz one; take the first
@@ -372,8 +375,16 @@ fn btf_dump(vmlinuz: &Path, vmlinux: &Path) -> Result<String> {
                 break;
             }
         }
-        let elf =
-            elf.with_context(|| format!("{}: no zstd or xz vmlinux inside", vmlinuz.display()))?;
+        // arm64 images are an uncompressed Image: no vmlinux inside, but its raw .BTF
+        // section is, which bpftool reads as well (cached under the same name).
+        let elf = elf
+            .or_else(|| raw_btf(&data).map(<[u8]>::to_vec))
+            .with_context(|| {
+                format!(
+                    "{}: no zstd or xz vmlinux and no BTF inside",
+                    vmlinuz.display()
+                )
+            })?;
         fs::write(vmlinux, elf)?;
     }
     let out = Command::new("bpftool")
@@ -390,6 +401,33 @@ fn btf_dump(vmlinuz: &Path, vmlinux: &Path) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The raw BTF inside an uncompressed arm64 Image (the kernel's .BTF section), found by
+/// its magic and cut to the length its header declares.
+pub fn raw_btf(image: &[u8]) -> Option<&[u8]> {
+    const MAGIC: [u8; 4] = [0x9f, 0xeb, 0x01, 0x00];
+    let mut from = 0;
+    while let Some(i) = image[from..].windows(4).position(|w| w == MAGIC) {
+        let off = from + i;
+        let u32_at = |o: usize| -> Option<usize> {
+            let b = image.get(off + o..off + o + 4)?;
+            Some(u32::from_le_bytes(b.try_into().ok()?) as usize)
+        };
+        // btf_header: magic u16, version u8, flags u8, hdr_len, type_off, type_len,
+        // str_off, str_len (u32 each); the sections follow the header.
+        if let (Some(hdr), Some(toff), Some(tlen), Some(soff), Some(slen)) =
+            (u32_at(4), u32_at(8), u32_at(12), u32_at(16), u32_at(20))
+        {
+            let len = hdr + (toff + tlen).max(soff + slen);
+            // A real vmlinux BTF is megabytes; a stray magic is not.
+            if hdr == 24 && tlen > 1 << 20 && off + len <= image.len() {
+                return Some(&image[off..off + len]);
+            }
+        }
+        from = off + 1;
+    }
+    None
 }
 
 /// From `bpftool btf dump format raw` text: `[N] FUNC 'name' type_id=M`, then
@@ -439,6 +477,26 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn finds_btf_by_header() {
+        let mut img = vec![0u8; 64];
+        // A stray magic with a nonsense header first.
+        img.extend_from_slice(&[0x9f, 0xeb, 0x01, 0x00, 9, 9, 9, 9]);
+        let at = img.len();
+        let tlen = (1u32 << 20) + 8;
+        for (i, v) in [0x0001eb9fu32, 24, 0, tlen, tlen, 16].iter().enumerate() {
+            if i == 0 {
+                img.extend_from_slice(&[0x9f, 0xeb, 0x01, 0x00]);
+            } else {
+                img.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        img.resize(at + 24 + tlen as usize + 16 + 100, 0);
+        let btf = raw_btf(&img).expect("found");
+        assert_eq!(btf.len(), 24 + tlen as usize + 16);
+        assert_eq!(btf.as_ptr(), img[at..].as_ptr());
     }
 
     #[test]

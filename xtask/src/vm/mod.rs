@@ -9,7 +9,9 @@
 //! Environment knobs (for development, not CI): `PT_VM_WORKLOAD_ONLY=1` runs the workloads
 //! without the tool; `PT_VM_REPEAT=N` runs every scenario N times (hit-rate measurements);
 //! `PT_VM_RECORD_ARGS="--attach kprobe"` passes extra arguments to `percpu-trace record`.
+mod arm64;
 mod assess;
+mod btf_check;
 mod initramfs;
 mod kernels;
 mod qemu;
@@ -26,7 +28,8 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use kernels::{Kernel, KERNELS};
+use arm64::Arch;
+use kernels::Kernel;
 use scenarios::{Scenario, Shape, SCENARIOS};
 
 /// Extra boots for a timing-dependent positive case that missed. With a per-attempt hit
@@ -46,6 +49,9 @@ pub struct VmTestArgs {
     /// Scenarios, comma-separated (default: all).
     #[arg(long)]
     pub scenario: Option<String>,
+    /// Guest architecture: aarch64 boots Debian's arm64 kernels with the cross-built tool.
+    #[arg(long, value_enum, default_value_t = Arch::X86_64)]
+    pub arch: Arch,
 }
 
 /// Wall time of each boot, by label.
@@ -64,7 +70,7 @@ struct Outcome {
 /// Runs the VM test matrix; fails if any scenario fails.
 pub fn vm_test(args: VmTestArgs) -> Result<()> {
     let started = Instant::now();
-    let kernels = select_kernels(args.kernel.as_deref())?;
+    let kernels = select_kernels(args.kernel.as_deref(), args.arch)?;
     let scenarios = select_scenarios(args.scenario.as_deref())?;
     let with_tool = std::env::var("PT_VM_WORKLOAD_ONLY").map_or(true, |v| v != "1");
     let repeat: usize = std::env::var("PT_VM_REPEAT")
@@ -78,8 +84,21 @@ pub fn vm_test(args: VmTestArgs) -> Result<()> {
     let results = root.join("target/vm-results");
     fs::create_dir_all(&cache)?;
     kernels::ensure_apt_sources()?;
-    let workload = build_workload()?;
+    let workload = match args.arch {
+        Arch::X86_64 => build_workload()?,
+        Arch::Aarch64 => arm64::build_workload(&target_dir())?,
+    };
+    // The host's build runs `report` on the recordings (replay needs no kernel); the
+    // guest gets its own architecture's build.
     let tool = if with_tool { Some(build_tool()?) } else { None };
+    let guest_tool = match (args.arch, &tool) {
+        (Arch::Aarch64, Some(_)) => Some(arm64::build_tool()?),
+        _ => tool.clone(),
+    };
+    let userland = match args.arch {
+        Arch::X86_64 => None,
+        Arch::Aarch64 => Some(arm64::userland(&cache)?),
+    };
     let data = data_image(&cache)?;
     println!(
         "vm: binaries and data image ready after {:.0} s",
@@ -101,12 +120,17 @@ pub fn vm_test(args: VmTestArgs) -> Result<()> {
             k.has_alloc_noprof,
             t.elapsed().as_secs_f64()
         );
+        let btf = btf_check::dump(&cache, &k)?;
         let ctx = Ctx {
             k: &k,
             workload: &workload,
             tool: tool.as_deref(),
             data: &data,
             results: &results,
+            arch: args.arch,
+            guest_tool: guest_tool.as_deref(),
+            userland: userland.as_deref(),
+            btf: &btf,
         };
         let mut shapes: Vec<Shape> = scenarios.iter().map(|s| s.shape).collect();
         shapes.sort();
@@ -126,7 +150,11 @@ pub fn vm_test(args: VmTestArgs) -> Result<()> {
     let summary = summarize(&outcomes, &boots, started.elapsed());
     print!("{summary}");
     fs::create_dir_all(&results)?;
-    fs::write(results.join("summary.txt"), &summary)?;
+    let name = match args.arch {
+        Arch::X86_64 => "summary.txt".to_string(),
+        a => format!("summary-{}.txt", a.uname()),
+    };
+    fs::write(results.join(name), &summary)?;
     let failed = outcomes.iter().filter(|o| !o.verdict.passed()).count();
     if failed > 0 {
         bail!(
@@ -137,23 +165,20 @@ pub fn vm_test(args: VmTestArgs) -> Result<()> {
     Ok(())
 }
 
-fn select_kernels(sel: Option<&str>) -> Result<Vec<&'static kernels::KernelSpec>> {
+fn select_kernels(sel: Option<&str>, arch: Arch) -> Result<Vec<&'static kernels::KernelSpec>> {
+    let matrix = arch.kernels();
     let Some(sel) = sel else {
-        return Ok(KERNELS.iter().filter(|k| k.ci).collect());
+        return Ok(matrix.iter().filter(|k| k.ci).collect());
     };
     sel.split(',')
         .map(|n| {
-            KERNELS
+            matrix
                 .iter()
                 .find(|k| k.name == n || kernels::role_name(k.role) == n)
                 .with_context(|| {
                     format!(
                         "unknown kernel {n:?} (known: {})",
-                        KERNELS
-                            .iter()
-                            .map(|k| k.name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        matrix.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
                     )
                 })
         })
@@ -188,9 +213,17 @@ fn select_scenarios(sel: Option<&str>) -> Result<Vec<&'static Scenario>> {
 struct Ctx<'a> {
     k: &'a Kernel,
     workload: &'a Path,
+    /// The host's build (runs `report`).
     tool: Option<&'a Path>,
     data: &'a Path,
     results: &'a Path,
+    arch: Arch,
+    /// The build that runs in the guest (the host's on x86_64).
+    guest_tool: Option<&'a Path>,
+    /// Unpacked arm64 busybox/libc (None: the host's files serve the guest).
+    userland: Option<&'a Path>,
+    /// The kernel's BTF as bpftool raw text (for [`btf_check`]).
+    btf: &'a str,
 }
 
 /// Boots once with all `scenarios`, then again with only the timing-dependent ones that
@@ -254,7 +287,11 @@ fn boot_once(
     attempt: u32,
 ) -> Result<(Vec<assess::Verdict>, Vec<Option<f64>>, f64)> {
     let k = ctx.k;
-    let tag = format!("{}-{:?}-{}", k.spec.name, shape, attempt + 1).to_lowercase();
+    let mut tag = format!("{}-{:?}-{}", k.spec.name, shape, attempt + 1).to_lowercase();
+    if ctx.arch != Arch::X86_64 {
+        // Beside, not over, the x86_64 results of the same kernel series.
+        tag = format!("{}-{tag}", ctx.arch.uname());
+    }
     let dir = ctx.results.join(&tag);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
@@ -273,7 +310,10 @@ fn boot_once(
         })
         .collect();
     let mut ird = initramfs::Initramfs::default();
-    ird.busybox(Path::new("/bin/busybox"))?;
+    match ctx.userland {
+        Some(u) => arm64::add_busybox(&mut ird, u)?,
+        None => ird.busybox(Path::new("/bin/busybox"))?,
+    }
     ird.char_dev("/dev/console", 5, 1);
     ird.char_dev("/dev/null", 1, 3);
     for d in ["/proc", "/sys", "/tmp", "/mnt", "/out"] {
@@ -281,8 +321,10 @@ fn boot_once(
     }
     // Static: runs without any library.
     ird.host_file("/bin/pt-workload", ctx.workload, 0o755)?;
-    if let Some(tool) = ctx.tool {
-        ird.binary_with_libs("/bin/percpu-trace", tool)?;
+    match (ctx.guest_tool, ctx.userland) {
+        (Some(tool), Some(u)) => arm64::add_binary(&mut ird, "/bin/percpu-trace", tool, u)?,
+        (Some(tool), None) => ird.binary_with_libs("/bin/percpu-trace", tool)?,
+        (None, _) => {}
     }
     // virtio_pci (a module on 6.1, built into 7.x) and virtio_blk for the disks, crc32c
     // (ext4 asks the crypto API for it on 6.1: no modprobe here to load it), ext4 (with its dependencies) to mount them, null_blk for
@@ -327,7 +369,7 @@ fn boot_once(
         names.join(", ")
     );
     let log = dir.join("console.log");
-    let boot = qemu::boot(&qemu::Machine {
+    let machine = qemu::Machine {
         kernel: &k.vmlinuz,
         initrd: &initrd,
         cpus,
@@ -335,7 +377,11 @@ fn boot_once(
         disks: vec![(ctx.data.to_path_buf(), true), (out_img.clone(), false)],
         limit,
         log: &log,
-    })?;
+    };
+    let boot = match ctx.arch {
+        Arch::X86_64 => qemu::boot(&machine)?,
+        Arch::Aarch64 => qemu::boot_with(&machine, arm64::qemu_command(), "ttyAMA0")?,
+    };
 
     let out = dir.join("out");
     fs::create_dir_all(&out)?;
@@ -373,7 +419,11 @@ fn boot_once(
             boot.tail(40)
         );
     }
-    let check = ctx.tool.map(|_| assess::assess_check(&out, k.spec.role));
+    let check = ctx.tool.map(|_| {
+        let mut c = assess::assess_check(&out, k.spec.role);
+        btf_check::check(&out, ctx.btf, ctx.arch, &mut c);
+        c
+    });
 
     let mut verdicts = Vec::new();
     let mut secs = Vec::new();

@@ -49,8 +49,8 @@ impl Boot {
     }
 }
 
-/// Boots and waits until the guest powers off, panics (panic=-1 + -no-reboot end qemu) or
-/// the limit passes (then qemu is killed).
+/// Boots an x86_64 guest and waits until it powers off, panics (panic=-1 + -no-reboot end
+/// qemu) or the limit passes (then qemu is killed).
 pub fn boot(m: &Machine) -> Result<Boot> {
     let mut cmd = Command::new("qemu-system-x86_64");
     // Multi-threaded TCG oopsed while the guest patched its own code (static keys, kprobes);
@@ -60,11 +60,15 @@ pub fn boot(m: &Machine) -> Result<Boot> {
     } else {
         "tcg"
     };
+    cmd.args(["-accel", accel, "-cpu", "max"]);
+    boot_with(m, cmd, "ttyS0")
+}
+
+/// [`boot`] for any architecture: `cmd` is the qemu binary with its machine, CPU and
+/// accelerator arguments; `console` the guest's serial console device.
+pub fn boot_with(m: &Machine, mut cmd: Command, console: &str) -> Result<Boot> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
     cmd.args([
-        "-accel",
-        accel,
-        "-cpu",
-        "max",
         "-nographic",
         "-no-reboot",
         "-nodefaults",
@@ -76,7 +80,8 @@ pub fn boot(m: &Machine) -> Result<Boot> {
     .arg(m.kernel)
     .arg("-initrd")
     .arg(m.initrd)
-    .args(["-append", "console=ttyS0 quiet panic=-1 oops=panic"]);
+    .arg("-append")
+    .arg(format!("console={console} quiet panic=-1 oops=panic"));
     for (disk, snapshot) in &m.disks {
         let snap = if *snapshot { ",snapshot=on" } else { "" };
         cmd.arg("-drive").arg(format!(
@@ -87,7 +92,7 @@ pub fn boot(m: &Machine) -> Result<Boot> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
+    let mut child = cmd.spawn().with_context(|| format!("starting {program}"))?;
     let start = Instant::now();
     let (tx, rx) = mpsc::channel::<String>();
     for pipe in [
