@@ -220,9 +220,11 @@ echo 20000 > /proc/sys/vm/min_free_kbytes
 
 const TOOL_FNS: &str = r#"start_tool() {
   pt-workload snapshot --out /tmp/before.$N
-  # 32 MiB ring: noio-gfp's SCHED_FIFO writer keeps the reader off the only vCPU
-  # for a whole pass; 4 MiB overflowed (~145,000 records lost a pass).
-  percpu-trace record --ring-buffer-mib 32 $RECORD_ARGS --duration 600s --output $D/rec.jsonl > $D/record.out 2> $D/record.err &
+  # 32 MiB ring for noio-gfp: its SCHED_FIFO writer keeps the reader off the only vCPU
+  # for a whole pass, and 4 MiB overflowed (~145,000 records lost a pass). Elsewhere the
+  # default: under contention's memory pressure the bigger ring got the tool OOM-killed.
+  case "$D" in *noio-gfp*) RB=32 ;; *) RB=4 ;; esac
+  percpu-trace record --ring-buffer-mib $RB $RECORD_ARGS --duration 600s --output $D/rec.jsonl > $D/record.out 2> $D/record.err &
   TP=$!
   pt-workload wait-attached --before /tmp/before.$N --pid $TP > $D/attach.out 2>&1 || say FAIL attach $D
 }
