@@ -40,11 +40,7 @@ impl Probes {
     /// `btf` is needed only for fentry/fexit attachments. Fails when nothing at all could
     /// be attached.
     pub fn attach(plan: &AttachPlan, btf: Option<&Btf>) -> Result<Self> {
-        let mut ebpf = EbpfLoader::new()
-            .override_global(CONFIG_GLOBAL, &plan.config, true)
-            .map_max_entries("EVENTS", plan.ring_bytes)
-            .load(BPF_OBJECT)
-            .map_err(|e| anyhow!("loading the eBPF object: {e}"))?;
+        let mut ebpf = load_object(&plan.config, Some(plan.ring_bytes))?;
         let mut attached = Vec::new();
         let mut failed = Vec::new();
         for p in &plan.probes {
@@ -128,6 +124,19 @@ impl DropCounters {
     }
 }
 
+/// Loads the embedded object with `config` as its `CONFIG` global and, when given, that
+/// ring-buffer size (the object's own default otherwise).
+fn load_object(config: &percpu_trace_common::ProbeConfig, ring_bytes: Option<u32>) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    loader.override_global(CONFIG_GLOBAL, config, true);
+    if let Some(bytes) = ring_bytes {
+        loader.map_max_entries("EVENTS", bytes);
+    }
+    loader
+        .load(BPF_OBJECT)
+        .map_err(|e| anyhow!("loading the eBPF object: {e}"))
+}
+
 fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> Result<()> {
     let prog: &mut KProbe = ebpf
         .program_mut(program)
@@ -195,14 +204,7 @@ pub struct KernelMemReader {
 impl KernelMemReader {
     /// Loads the object and the reader program.
     pub fn new() -> Result<Self> {
-        let mut ebpf = EbpfLoader::new()
-            .override_global(
-                CONFIG_GLOBAL,
-                &percpu_trace_common::ProbeConfig::default(),
-                true,
-            )
-            .load(BPF_OBJECT)
-            .map_err(|e| anyhow!("loading the eBPF object: {e}"))?;
+        let mut ebpf = load_object(&percpu_trace_common::ProbeConfig::default(), None)?;
         let prog: &mut aya::programs::RawTracePoint = ebpf
             .program_mut("read_kmem")
             .context("program read_kmem not in the eBPF object")?
@@ -248,14 +250,7 @@ impl KernelMemReader {
 /// as not checked here.
 pub fn verify_programs() -> Result<Vec<(String, std::result::Result<(), String>)>> {
     use aya::programs::Program;
-    let mut ebpf = EbpfLoader::new()
-        .override_global(
-            CONFIG_GLOBAL,
-            &percpu_trace_common::ProbeConfig::default(),
-            true,
-        )
-        .load(BPF_OBJECT)
-        .map_err(|e| anyhow!("loading the eBPF object: {e}"))?;
+    let mut ebpf = load_object(&percpu_trace_common::ProbeConfig::default(), None)?;
     let names: Vec<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
     let mut out = Vec::new();
     for name in names {
