@@ -380,7 +380,7 @@ fn boot_once(
     };
     let boot = match ctx.arch {
         Arch::X86_64 => qemu::boot(&machine)?,
-        Arch::Aarch64 => qemu::boot_with(&machine, arm64::qemu_command(), "ttyAMA0")?,
+        Arch::Aarch64 => qemu::boot_with(&machine, arm64::qemu_command(), arm64::KERNEL_ARGS)?,
     };
 
     let out = dir.join("out");

@@ -61,12 +61,13 @@ pub fn boot(m: &Machine) -> Result<Boot> {
         "tcg"
     };
     cmd.args(["-accel", accel, "-cpu", "max"]);
-    boot_with(m, cmd, "ttyS0")
+    boot_with(m, cmd, "console=ttyS0")
 }
 
 /// [`boot`] for any architecture: `cmd` is the qemu binary with its machine, CPU and
-/// accelerator arguments; `console` the guest's serial console device.
-pub fn boot_with(m: &Machine, mut cmd: Command, console: &str) -> Result<Boot> {
+/// accelerator arguments; `kernel_args` the guest's console and any architecture-specific
+/// kernel parameters (the common ones are added here).
+pub fn boot_with(m: &Machine, mut cmd: Command, kernel_args: &str) -> Result<Boot> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     cmd.args([
         "-nographic",
@@ -81,7 +82,7 @@ pub fn boot_with(m: &Machine, mut cmd: Command, console: &str) -> Result<Boot> {
     .arg("-initrd")
     .arg(m.initrd)
     .arg("-append")
-    .arg(format!("console={console} quiet panic=-1 oops=panic"));
+    .arg(format!("{kernel_args} quiet panic=-1 oops=panic"));
     for (disk, snapshot) in &m.disks {
         let snap = if *snapshot { ",snapshot=on" } else { "" };
         cmd.arg("-drive").arg(format!(
