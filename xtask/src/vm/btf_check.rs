@@ -174,4 +174,33 @@ mod tests {
         );
         assert_eq!(params(RAW, "nope"), None);
     }
+
+    /// An x86_64 offset on an arm64 kernel, or a wrong argument position, fails.
+    #[test]
+    fn mismatches_fail() {
+        let dir = std::env::temp_dir().join(format!("pt-btf-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = |flags: u64, gfp: u64| {
+            serde_json::json!({
+                "kernel": {"arch": "aarch64"},
+                "config": {"task_flags_off": flags, "arg_pcpu_size": 0, "arg_pcpu_align": 1,
+                           "arg_pcpu_reserved": 2, "arg_pcpu_gfp": gfp},
+                "plan": {"probes": [{"point": "pcpu_alloc entry",
+                    "attachment": {"how": "fentry", "symbol": "pcpu_alloc_noprof"}}]},
+            })
+            .to_string()
+        };
+        let run = |text: String| {
+            std::fs::write(dir.join("check.json"), text).unwrap();
+            let mut v = Verdict::default();
+            check(&dir, RAW, Arch::Aarch64, &mut v);
+            v.problems
+        };
+        assert!(run(json(52, 3)).is_empty());
+        let p = run(json(44, 3));
+        assert!(p.len() == 1 && p[0].contains("task_flags_off"), "{p:?}");
+        let p = run(json(52, 2));
+        assert!(p.len() == 1 && p[0].contains("arg_pcpu_gfp"), "{p:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
