@@ -148,9 +148,6 @@ impl Sink for HeadlessSink {
             let r = w.write_event(ev);
             self.io(r);
         }
-        if let Some(m) = &self.metrics {
-            m.observe_event(ev);
-        }
         for u in self.engine.process(ev) {
             if let FindingUpdate::New { index } = u {
                 let f = &self.engine.findings()[index];
@@ -170,8 +167,8 @@ impl Sink for HeadlessSink {
     }
 
     fn progress(&mut self, _events: u64, losses: &Losses) {
+        self.engine.set_losses(losses.to_map());
         if let Some(m) = &self.metrics {
-            m.set_losses(losses);
             m.update_engine(&self.engine);
         }
     }
@@ -246,7 +243,7 @@ pub fn record(
     let btf = load_btf(&args.kernel, &plan)?;
     let summary = rt.block_on(trace(&plan, btf.as_ref(), duration, &mut sink))?;
     if let Some(mut w) = sink.writer.take() {
-        let drops: BTreeMap<String, u64> = report::losses_map(&summary.losses);
+        let drops: BTreeMap<String, u64> = summary.losses.to_map();
         sink.io_error = w.write_drops(&drops).err().or(sink.io_error);
         match w.finish() {
             Ok(mut inner) => {
@@ -262,11 +259,12 @@ pub fn record(
     if let Some(e) = sink.io_error {
         bail!("writing the recording failed: {e}");
     }
+    sink.engine.set_losses(summary.losses.to_map());
     let by_kind = count_by_kind(sink.engine.findings(), &sink.filter);
     eprintln!(
         "percpu-trace: summary: {} events, {} lost {}, findings: {}",
         summary.events,
-        summary.losses.events_lost(),
+        sink.engine.losses().events_lost(),
         serde_json::to_string(&summary.losses).unwrap_or_default(),
         if by_kind.is_empty() {
             "none".to_string()

@@ -12,8 +12,9 @@
 //! - `info{version,kernel_release,arch,fix,attach_mode}` = 1, for joins and alerts on hosts
 //!   without the fix.
 //!
-//! The live loop calls [`Metrics::observe_event`] for every event, [`Metrics::update_engine`]
-//! and [`Metrics::set_drops`] once per tick, [`Metrics::set_info`] once after attaching.
+//! Every value is read from the engine, which owns them (events by kind, losses, holds,
+//! findings): the live loop calls [`Metrics::update_engine`] once per tick and
+//! [`Metrics::set_info`] once after attaching. Nothing here follows events itself.
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -23,13 +24,8 @@ use std::{
 
 use anyhow::{anyhow, Result};
 use prometheus_client::{
-    encoding::{text::encode, EncodeLabelSet},
-    metrics::{
-        counter::Counter,
-        family::Family,
-        gauge::Gauge,
-        histogram::{exponential_buckets, Histogram},
-    },
+    encoding::{text::encode, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, MetricType},
     registry::{Registry, Unit},
 };
 use tokio::{
@@ -38,10 +34,11 @@ use tokio::{
 };
 
 use crate::{
-    engine::{kind_index, Engine, FindingKind, EVENT_KIND_NAMES},
-    event::{Event, EventKind},
-    pipeline::Losses,
-    report::{self, ReportContext},
+    engine::{
+        holds::{HoldHistory, HOLD_BUCKETS_NS},
+        Engine, FindingKind, EVENT_KIND_NAMES,
+    },
+    report::ReportContext,
 };
 
 /// Content type of the exposition (prometheus-client writes OpenMetrics text, which
@@ -67,18 +64,31 @@ struct InfoLabels {
     attach_mode: String,
 }
 
-/// The mutex hold the events currently show.
-#[derive(Clone, Copy, Debug)]
-struct Hold {
-    pid: u32,
-    since_ns: u64,
-    confirmed_ns: u64,
+/// The engine's hold-time history as an OpenMetrics histogram (the engine counts per
+/// bucket; this only encodes the latest copy).
+#[derive(Clone, Debug, Default)]
+struct HoldHistogram(Arc<Mutex<HoldHistory>>);
+
+impl EncodeMetric for HoldHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let h = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut buckets: Vec<(f64, u64)> = HOLD_BUCKETS_NS
+            .iter()
+            .zip(h.buckets)
+            .map(|(&b, n)| (b as f64 / 1e9, n))
+            .collect();
+        buckets.push((f64::MAX, h.buckets[HOLD_BUCKETS_NS.len()]));
+        encoder.encode_histogram::<NoLabelSet>(h.sum_ns as f64 / 1e9, h.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// Mutable bookkeeping behind the counters.
 #[derive(Debug, Default)]
 struct State {
-    hold: Option<Hold>,
     /// Last cumulative values seen per series, to turn totals into counter increments.
     last: BTreeMap<String, u64>,
     /// The info labels set last (replaced, not accumulated).
@@ -93,7 +103,7 @@ pub struct Metrics {
     constrained: Counter,
     findings: Family<KindLabel, Counter>,
     occurrences: Family<KindLabel, Counter>,
-    hold: Histogram,
+    hold: HoldHistogram,
     info: Family<InfoLabels, Gauge>,
     state: Mutex<State>,
 }
@@ -120,9 +130,8 @@ impl Metrics {
         let constrained = Counter::default();
         let findings = Family::<KindLabel, Counter>::default();
         let occurrences = Family::<KindLabel, Counter>::default();
-        // 1 us .. ~4 s in factors of 4: holds are usually microseconds, but a holder in
-        // reclaim can keep the mutex for seconds, which is what an alert wants to see.
-        let hold = Histogram::new(exponential_buckets(1e-6, 4.0, 12));
+        // Buckets: crate::engine::holds::HOLD_BUCKETS_NS (1 us .. ~4 s).
+        let hold = HoldHistogram::default();
         let info = Family::<InfoLabels, Gauge>::default();
         registry.register(
             "events",
@@ -190,71 +199,24 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts one event and follows pcpu_alloc_mutex holds for the hold-time histogram.
-    ///
-    /// Holds follow the engine's rule: a hold starts at the first event showing the task
-    /// holding the mutex. It ends at that task's pcpu_alloc return (exit event or the
-    /// percpu_alloc_percpu tracepoint, both right after the unlock: measured to that event),
-    /// or when an event shows it not holding / another task holding (measured to the last
-    /// event that confirmed the hold: a lower bound).
-    pub fn observe_event(&self, ev: &Event) {
-        self.events
-            .get_or_create(&KindLabel {
-                kind: EVENT_KIND_NAMES[kind_index(&ev.kind)].into(),
-            })
-            .inc();
-        let mut st = self.state();
-        let released_by_return = matches!(
-            ev.kind,
-            EventKind::PcpuAllocExit { .. } | EventKind::PcpuAllocDone { .. }
-        );
-        let ended = match (st.hold, ev.holds_mutex) {
-            (Some(h), _) if h.pid == ev.pid && released_by_return => {
-                Some(ev.ts_ns.saturating_sub(h.since_ns))
-            }
-            (Some(h), _) if h.pid == ev.pid && matches!(ev.kind, EventKind::TaskExit) => {
-                Some(h.confirmed_ns.saturating_sub(h.since_ns))
-            }
-            (Some(h), Some(false)) if h.pid == ev.pid => {
-                Some(h.confirmed_ns.saturating_sub(h.since_ns))
-            }
-            (Some(h), Some(true)) if h.pid != ev.pid => {
-                Some(h.confirmed_ns.saturating_sub(h.since_ns))
-            }
-            _ => None,
-        };
-        if let Some(ns) = ended {
-            self.hold.observe(ns as f64 / 1e9);
-            st.hold = None;
-        }
-        if ev.holds_mutex == Some(true) && !released_by_return {
-            match &mut st.hold {
-                Some(h) if h.pid == ev.pid => h.confirmed_ns = h.confirmed_ns.max(ev.ts_ns),
-                _ => {
-                    st.hold = Some(Hold {
-                        pid: ev.pid,
-                        since_ns: ev.ts_ns,
-                        confirmed_ns: ev.ts_ns,
-                    })
-                }
-            }
-        }
-    }
-
-    /// Records one hold time directly (for a source that measures holds itself).
-    pub fn observe_hold(&self, hold: Duration) {
-        self.hold.observe(hold.as_secs_f64());
-    }
-
-    /// Brings the constrained-allocation and finding counters up to the engine's totals.
-    /// Takes a snapshot of the engine: call it once per tick, not per event.
+    /// Brings every series up to the engine's totals: events by kind, constrained
+    /// allocations, findings, losses and the hold histogram. Takes a snapshot of the
+    /// engine: call it once per tick, not per event.
     pub fn update_engine(&self, engine: &Engine) {
-        let counters = engine.snapshot().counters;
+        let snap = engine.snapshot();
+        let counters = snap.counters;
+        *self.hold.0.lock().unwrap_or_else(|e| e.into_inner()) = snap.holds;
+        self.set_drops(&snap.losses.by_reason);
         let mut distinct = [0u64; 3];
         for f in engine.findings() {
             distinct[f.kind as usize] += 1;
         }
         let mut st = self.state();
+        for name in EVENT_KIND_NAMES {
+            let n = counters.events_by_kind.get(name).copied().unwrap_or(0);
+            let c = self.events.get_or_create(&KindLabel { kind: name.into() });
+            advance(&mut st, &format!("events/{name}"), n, &c);
+        }
         advance(
             &mut st,
             "constrained",
@@ -285,9 +247,9 @@ impl Metrics {
         }
     }
 
-    /// Brings the drop counters up to cumulative totals by reason (as recordings store
-    /// them, or [`report::losses_map`] of the pipeline's [`Losses`]).
-    pub fn set_drops(&self, drops: &BTreeMap<String, u64>) {
+    /// Brings the drop counters up to cumulative totals by reason (the engine's
+    /// [`crate::engine::LossTotals`]).
+    fn set_drops(&self, drops: &BTreeMap<String, u64>) {
         let mut st = self.state();
         for (reason, &total) in drops {
             let c = self.drops.get_or_create(&ReasonLabel {
@@ -295,11 +257,6 @@ impl Metrics {
             });
             advance(&mut st, &format!("drops/{reason}"), total, &c);
         }
-    }
-
-    /// [`Metrics::set_drops`] from the pipeline's loss counters.
-    pub fn set_losses(&self, losses: &Losses) {
-        self.set_drops(&report::losses_map(losses));
     }
 
     /// Sets the `info` series from what the run knows about the kernel.
@@ -451,6 +408,8 @@ async fn reply(
 mod tests {
     use super::*;
     use crate::engine::EngineConfig;
+    use crate::event::{Event, EventKind};
+    use crate::report;
 
     fn ev(ts: u64, pid: u32, holds: Option<bool>, kind: EventKind) -> Event {
         Event {
@@ -533,15 +492,15 @@ mod tests {
         let mut engine = Engine::new(EngineConfig::default());
         for e in stream() {
             engine.process(&e);
-            m.observe_event(&e);
         }
-        m.update_engine(&engine);
-        m.update_engine(&engine); // idempotent: totals, not increments
         let mut drops = BTreeMap::new();
         drops.insert("ringbuf_full".to_string(), 3);
-        m.set_drops(&drops);
+        engine.set_losses(drops.clone());
+        m.update_engine(&engine);
+        m.update_engine(&engine); // idempotent: totals, not increments
         drops.insert("ringbuf_full".to_string(), 5);
-        m.set_drops(&drops);
+        engine.set_losses(drops);
+        m.update_engine(&engine);
         let v = parse(&m.encode());
         assert_eq!(
             v["percpu_trace_events_total{kind=\"pcpu_alloc_enter\"}"],
@@ -560,12 +519,15 @@ mod tests {
 
     #[test]
     fn hold_handover_is_a_lower_bound() {
+        // The engine's hold rule, exposed as is.
         let m = Metrics::new();
+        let mut engine = Engine::new(EngineConfig::default());
         let k = |g| EventKind::Vmalloc { gfp: g, size: 1 };
-        m.observe_event(&ev(100, 1, Some(true), k(0)));
-        m.observe_event(&ev(400, 1, Some(true), k(0)));
-        m.observe_event(&ev(900, 2, Some(true), k(0))); // new owner: 1 held >= 300 ns
-        m.observe_event(&ev(1000, 2, Some(false), k(0))); // 2 held >= 0 ns
+        engine.process(&ev(100, 1, Some(true), k(0)));
+        engine.process(&ev(400, 1, Some(true), k(0)));
+        engine.process(&ev(900, 2, Some(true), k(0))); // new owner: 1 held >= 300 ns
+        engine.process(&ev(1000, 2, Some(false), k(0))); // 2 held >= 0 ns
+        m.update_engine(&engine);
         let v = parse(&m.encode());
         assert_eq!(v["percpu_trace_mutex_hold_seconds_count"], 2.0);
         assert!((v["percpu_trace_mutex_hold_seconds_sum"] - 300e-9).abs() < 1e-15);
@@ -610,13 +572,9 @@ mod tests {
         let mut engine = Engine::new(EngineConfig::default());
         for e in stream() {
             engine.process(&e);
-            m.observe_event(&e);
         }
+        engine.set_losses([("stack".to_string(), 7)].into());
         m.update_engine(&engine);
-        m.set_losses(&Losses {
-            stack: 7,
-            ..Default::default()
-        });
 
         let (head, body) = get(addr, "/metrics").await;
         assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
@@ -640,7 +598,8 @@ mod tests {
         assert_eq!(v["percpu_trace_mutex_hold_seconds_count"], 1.0);
 
         // Counters move between scrapes.
-        m.observe_event(&ev(9, 3, None, EventKind::TaskExit));
+        engine.process(&ev(9, 3, None, EventKind::TaskExit));
+        m.update_engine(&engine);
         let (_, body) = get(addr, "/metrics?x=1").await;
         assert_eq!(
             parse(&body)["percpu_trace_events_total{kind=\"task_exit\"}"],

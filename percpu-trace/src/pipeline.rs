@@ -42,9 +42,14 @@ pub struct Losses {
 }
 
 impl Losses {
-    /// Sum of all event losses (stack losses lose detail, not events).
-    pub fn events_lost(&self) -> u64 {
-        self.ringbuf_full + self.task_map_full + self.undecodable + self.consumer_full
+    /// The counters by the names recordings and metrics use (the field names, through
+    /// serde, so a new loss reason shows up without touching its readers). What counts as
+    /// an event lost is decided in one place, [`crate::engine::LossTotals`].
+    pub fn to_map(&self) -> std::collections::BTreeMap<String, u64> {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
     }
 }
 

@@ -179,4 +179,8 @@ pub struct EngineState {
     pub counters: Counters,
     /// Number of distinct findings.
     pub findings: usize,
+    /// Completed holds of pcpu_alloc_mutex.
+    pub holds: super::HoldHistory,
+    /// The latest loss totals.
+    pub losses: super::LossTotals,
 }

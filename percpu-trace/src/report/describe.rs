@@ -299,16 +299,12 @@ pub(crate) fn fix_words(fix: Option<bool>) -> &'static str {
     }
 }
 
-/// Drop reasons that lose detail (a stack), not events.
-pub(crate) const DETAIL_ONLY_DROPS: &[&str] = &["stack", "stack_read"];
-
-/// Events lost in total (every drop reason except the detail-only ones).
+/// Events lost in total: the engine's one definition ([`crate::engine::LossTotals`]).
 pub(crate) fn events_lost(ctx: &ReportContext) -> u64 {
-    ctx.drops
-        .iter()
-        .filter(|(k, _)| !DETAIL_ONLY_DROPS.contains(&k.as_str()))
-        .map(|(_, v)| *v)
-        .sum()
+    crate::engine::LossTotals {
+        by_reason: ctx.drops.clone(),
+    }
+    .events_lost()
 }
 
 /// Greedy word wrap of `text` to `width` columns, each line prefixed by `indent`.

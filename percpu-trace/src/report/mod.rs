@@ -269,7 +269,7 @@ impl ReportContext {
     /// Updates the counts of a live run.
     pub fn set_progress(&mut self, events: u64, losses: &Losses, duration_ns: u64) {
         self.events = events;
-        self.drops = losses_map(losses);
+        self.drops = losses.to_map();
         self.duration_ns = Some(duration_ns);
     }
 
@@ -391,15 +391,6 @@ pub fn probe_statuses(plan: &AttachPlan, failed: &[(String, String)]) -> Vec<Pro
             }
         })
         .collect()
-}
-
-/// Loss counters by the names recordings use (the field names of [`Losses`], through
-/// serde so that a new loss reason shows up without touching this code).
-pub fn losses_map(l: &Losses) -> BTreeMap<String, u64> {
-    serde_json::to_value(l)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default()
 }
 
 /// `uname -v` of the running kernel.

@@ -4,17 +4,16 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use crate::{
-    engine::{Engine, EngineState, Finding, FindingKind, FindingUpdate, Severity},
+    engine::{
+        CallerRow, ChunkRow, Engine, EngineState, Finding, FindingFilter, FindingKind,
+        FindingUpdate, HoldHistory, Severity,
+    },
     event::Event,
     pipeline::{LiveItem, Losses},
     report::StackTable,
 };
 
-use super::{
-    header::Header,
-    model::{CallerRow, ChunkRow, Tables},
-    theme::Theme,
-};
+use super::{header::Header, theme::Theme};
 
 /// Which pane Up/Down move in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,76 +184,9 @@ pub struct Status {
     pub error: bool,
 }
 
-/// Filter by pid (thread or process), comm (substring) and cgroup id; all given must match.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// Thread or process id.
-    pub pid: Option<u32>,
-    /// Substring of the comm.
-    pub comm: Option<String>,
-    /// cgroup v2 id.
-    pub cgroup: Option<u64>,
-}
-
-impl Filter {
-    /// Parses `pid:N comm:S cg:N`; a bare number is a pid, bare text a comm.
-    pub fn parse(text: &str) -> Result<Filter, String> {
-        let mut f = Filter::default();
-        for tok in text.split_whitespace() {
-            let (key, val) = tok.split_once(':').unwrap_or(("", tok));
-            let num = |v: &str| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{key}: {v:?} is not a number"))
-            };
-            match key {
-                "pid" | "p" => f.pid = Some(u32::try_from(num(val)?).map_err(|_| "pid too large")?),
-                "comm" | "c" => f.comm = Some(val.to_string()),
-                "cg" | "cgroup" => f.cgroup = Some(num(val)?),
-                "" if val.bytes().all(|b| b.is_ascii_digit()) => {
-                    f.pid = Some(u32::try_from(num(val)?).map_err(|_| "pid too large")?)
-                }
-                "" => f.comm = Some(val.to_string()),
-                other => return Err(format!("unknown filter key {other:?} (pid:, comm:, cg:)")),
-            }
-        }
-        Ok(f)
-    }
-
-    /// No condition.
-    pub fn is_empty(&self) -> bool {
-        self.pid.is_none() && self.comm.is_none() && self.cgroup.is_none()
-    }
-
-    /// Whether a task matches; `cgroup: None` (not known for that row) fails a cgroup filter.
-    pub fn matches(&self, pid: u32, tgid: u32, comm: &str, cgroup: Option<u64>) -> bool {
-        self.pid.is_none_or(|p| p == pid || p == tgid)
-            && self.comm.as_deref().is_none_or(|c| comm.contains(c))
-            && self.cgroup.is_none_or(|c| cgroup == Some(c))
-    }
-
-    /// Whether any task of a finding matches.
-    pub fn matches_finding(&self, f: &Finding) -> bool {
-        self.is_empty()
-            || f.tasks
-                .iter()
-                .any(|t| self.matches(t.pid, t.tgid, &t.comm, Some(t.cgroup_id)))
-    }
-
-    /// Human form, for the title bar.
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(p) = self.pid {
-            parts.push(format!("pid:{p}"));
-        }
-        if let Some(c) = &self.comm {
-            parts.push(format!("comm:{c}"));
-        }
-        if let Some(c) = self.cgroup {
-            parts.push(format!("cg:{c}"));
-        }
-        parts.join(" ")
-    }
-}
+/// The `/` prompt's filter: the engine's [`FindingFilter`] (one matching rule for the
+/// command line and the UI), applied on top of the run's own filter.
+pub type Filter = FindingFilter;
 
 /// The answer to "does this host have the bug?", from all findings (not the filtered view).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,8 +213,6 @@ pub struct App {
     engine: Engine,
     /// Stack table (ids from events and findings).
     pub stacks: StackTable,
-    /// Tables aggregated from events.
-    pub tables: Tables,
     /// The engine's state at the last refresh.
     pub snap: EngineState,
     /// Finding indices in display order (filtered, sorted) at the last refresh.
@@ -315,8 +245,6 @@ pub struct App {
     pub status: Option<Status>,
     /// Events fed to the engine since start (clears do not reset it).
     pub events: u64,
-    /// Loss counters by reason, latest.
-    pub losses: BTreeMap<String, u64>,
     /// Events per second over the last second or so.
     pub rate: f64,
     /// Time since the UI started.
@@ -336,7 +264,7 @@ pub struct App {
 impl App {
     /// A fresh UI for `header`.
     pub fn new(header: Header, theme: Theme) -> Self {
-        let engine = Engine::new(header.engine.clone());
+        let engine = Engine::with_filter(header.engine.clone(), header.filter.clone());
         let snap = engine.snapshot();
         let verdict = Verdict::Quiet(header.fix_present());
         App {
@@ -344,7 +272,6 @@ impl App {
             theme,
             engine,
             stacks: StackTable::new(),
-            tables: Tables::default(),
             snap,
             view: Vec::new(),
             task_rows: Vec::new(),
@@ -361,7 +288,6 @@ impl App {
             held_back: 0,
             status: None,
             events: 0,
-            losses: BTreeMap::new(),
             rate: 0.0,
             uptime: Duration::ZERO,
             rate_mark: (Duration::ZERO, 0),
@@ -414,10 +340,11 @@ impl App {
         let updates = self.engine.process(ev);
         for u in updates {
             if let FindingUpdate::New { index } = u {
-                self.announce(index);
+                if self.engine.is_selected(&self.engine.findings()[index]) {
+                    self.announce(index);
+                }
             }
         }
-        self.tables.observe(ev);
     }
 
     /// Says in the footer that a finding appeared; several in a row are summed up under the
@@ -451,35 +378,47 @@ impl App {
         });
     }
 
-    /// Loss counters from the live pipeline.
+    /// Loss counters from the live pipeline (the engine keeps them).
     pub fn set_losses(&mut self, l: &Losses) {
-        let mut m = crate::report::losses_map(l);
-        // Events the UI itself was too slow to take are lost like any other.
-        m.insert("consumer_full".to_string(), l.consumer_full);
-        self.losses = m;
+        // Events the UI itself was too slow to take are lost like any other: the channel
+        // sink already put them under `consumer_full`.
+        self.engine.set_losses(l.to_map());
     }
 
     /// Loss counters by reason name (a recording's `drops` record).
     pub fn set_drops(&mut self, drops: BTreeMap<String, u64>) {
-        self.losses = drops;
+        self.engine.set_losses(drops);
     }
 
     /// Lost events (stack losses lose detail, not events, and are shown apart).
     pub fn events_lost(&self) -> u64 {
-        self.losses
-            .iter()
-            .filter(|(k, _)| !k.starts_with("stack"))
-            .map(|(_, v)| v)
-            .sum()
+        self.engine.losses().events_lost()
     }
 
     /// Stacks that could not be taken or read.
     pub fn stacks_lost(&self) -> u64 {
-        self.losses
-            .iter()
-            .filter(|(k, _)| k.starts_with("stack"))
-            .map(|(_, v)| v)
-            .sum()
+        self.engine.losses().detail_lost()
+    }
+
+    /// Loss counters by reason, latest.
+    pub fn losses(&self) -> &BTreeMap<String, u64> {
+        &self.engine.losses().by_reason
+    }
+
+    /// Whether any event said whether its task held the mutex (address known).
+    pub fn mutex_known(&self) -> bool {
+        self.engine.tables().mutex_known
+    }
+
+    /// Completed holds of pcpu_alloc_mutex (the engine's history).
+    pub fn holds(&self) -> &HoldHistory {
+        &self.snap.holds
+    }
+
+    /// The filter rows and findings are shown through: the run's (`--comm`, `--cgroup`,
+    /// `--pid`) and the prompt's together.
+    pub fn view_filter(&self) -> FindingFilter {
+        self.engine.filter().and(&self.filter)
     }
 
     /// The source ended; the screen stays until quit.
@@ -514,9 +453,11 @@ impl App {
 
     fn refresh_now(&mut self) {
         self.snap = self.engine.snapshot();
+        let view_filter = self.view_filter();
         let findings = self.engine.findings();
         let (mut hit, mut live, mut win) = (0, 0, 0);
-        for f in findings {
+        // The verdict counts what the run selected (`--comm`/`--cgroup`), as headless does.
+        for (_, f) in self.engine.selected() {
             match f.kind {
                 FindingKind::Recursion => hit += 1,
                 FindingKind::CrossTask => live += 1,
@@ -533,7 +474,7 @@ impl App {
             Verdict::Quiet(self.header.fix_present())
         };
         let mut view: Vec<usize> = (0..findings.len())
-            .filter(|&i| self.filter.matches_finding(&findings[i]))
+            .filter(|&i| view_filter.matches_finding(&findings[i]))
             .collect();
         match self.sort {
             SortBy::Severity => view.sort_by(|&a, &b| {
@@ -561,7 +502,7 @@ impl App {
         self.view = view;
         self.selected = pos.unwrap_or(self.selected.min(self.view.len().saturating_sub(1)));
         self.remember_selection();
-        let f = &self.filter;
+        let f = &view_filter;
         self.task_rows = (0..self.snap.tasks.len())
             .filter(|&i| {
                 let t = &self.snap.tasks[i];
@@ -587,8 +528,8 @@ impl App {
     /// Constrained caller rows that pass the filter, most calls first. A pid filter matches
     /// the pids remembered for the row.
     pub fn caller_rows(&self) -> Vec<&CallerRow> {
-        let f = &self.filter;
-        let mut rows = self.tables.callers();
+        let f = &self.view_filter();
+        let mut rows = self.engine.tables().callers();
         rows.retain(|r| {
             if f.pid.is_some() {
                 r.pids
@@ -603,8 +544,8 @@ impl App {
 
     /// Chunk activity rows that pass the filter, most recent first.
     pub fn chunk_rows(&self) -> Vec<&ChunkRow> {
-        let f = &self.filter;
-        let mut rows = self.tables.chunks();
+        let f = &self.view_filter();
+        let mut rows = self.engine.tables().chunks();
         rows.retain(|r| f.matches(r.pid, r.pid, &r.comm, Some(r.cgroup_id)));
         rows
     }
@@ -616,7 +557,10 @@ impl App {
             .iter()
             .rev()
             .filter(|r| r.held_mutex)
-            .filter(|r| self.filter.is_empty() || self.filter.matches(r.pid, r.tgid, &r.comm, None))
+            .filter(|r| {
+                let f = self.view_filter();
+                f.is_empty() || f.matches(r.pid, r.tgid, &r.comm, None)
+            })
             .collect()
     }
 
@@ -747,8 +691,11 @@ impl App {
                 }
             }
             Action::Clear => {
-                self.engine = Engine::new(self.header.engine.clone());
-                self.tables = Tables::default();
+                let losses = self.engine.losses().by_reason.clone();
+                self.engine =
+                    Engine::with_filter(self.header.engine.clone(), self.header.filter.clone());
+                // Losses are the pipeline's totals, not something a clear can forget.
+                self.engine.set_losses(losses);
                 self.selected = 0;
                 self.selected_id = None;
                 self.table_sel = [0; 4];

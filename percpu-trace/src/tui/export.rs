@@ -40,7 +40,7 @@ pub fn render(app: &App, finding: Option<usize>) -> Result<String> {
         .zip(app.base_ns)
         .map(|(last, first)| last.saturating_sub(first));
     ctx.events = app.events;
-    ctx.drops = app.losses.clone();
+    ctx.drops = app.losses().clone();
     // Live: how long the UI ran; replay: the recording's own span.
     ctx.duration_ns = if app.is_replay() {
         span.or(ctx.duration_ns)

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::{
-    engine::EngineConfig,
+    engine::{EngineConfig, FindingFilter},
     kernel::{plan::AttachPlan, Kernel},
     record::{self, ReplaySummary},
     report::{ProbeState, ProbeStatus, ReportContext, Source},
@@ -17,6 +17,8 @@ pub struct Header {
     pub context: ReportContext,
     /// Engine configuration (the traced kernel's gfp/PF bits, limits).
     pub engine: EngineConfig,
+    /// The run's finding filter (`--comm`, `--cgroup`, `--pid`).
+    pub filter: FindingFilter,
 }
 
 impl Default for Header {
@@ -24,6 +26,7 @@ impl Default for Header {
         Header {
             context: ReportContext::new(Source::Live),
             engine: EngineConfig::default(),
+            filter: FindingFilter::default(),
         }
     }
 }
@@ -31,7 +34,11 @@ impl Default for Header {
 impl Header {
     /// A header from a report context and the engine configuration the live run uses.
     pub fn new(context: ReportContext, engine: EngineConfig) -> Self {
-        Header { context, engine }
+        Header {
+            context,
+            engine,
+            filter: FindingFilter::default(),
+        }
     }
 
     /// From live discovery, the plan and the attach result (`failed`:
@@ -46,6 +53,7 @@ impl Header {
         Header {
             context: ReportContext::live(k, plan, failed),
             engine,
+            filter: FindingFilter::default(),
         }
     }
 
@@ -68,6 +76,7 @@ impl Header {
         Header {
             context: ReportContext::from_replay(path, &summary),
             engine,
+            filter: FindingFilter::default(),
         }
     }
 

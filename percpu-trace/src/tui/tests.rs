@@ -604,6 +604,27 @@ fn findings_order_is_most_severe_then_newest() {
 }
 
 #[test]
+fn the_run_filter_applies_to_findings_tables_and_verdict() {
+    // `--comm`/`--cgroup` given on the command line reach the UI through its header: the
+    // engine selects findings, and the prompt filter narrows further.
+    let mut h = header("kprobe", Some(false));
+    h.filter = Filter::parse("comm:*flusher").unwrap();
+    let mut a = app(h);
+    traffic(&mut a, true);
+    a.refresh();
+    assert_eq!(a.view.len(), 1, "only the finding with the io-flusher");
+    assert_eq!(a.caller_rows().len(), 1);
+    assert!(matches!(a.verdict, Verdict::Live(1)), "{:?}", a.verdict);
+    let mut h = header("kprobe", Some(false));
+    h.filter = Filter::parse("cg:8").unwrap();
+    let mut a = app(h);
+    traffic(&mut a, true);
+    a.refresh();
+    assert_eq!(a.view.len(), 0);
+    assert!(matches!(a.verdict, Verdict::Quiet(_)));
+}
+
+#[test]
 fn filter_by_pid_comm_cgroup() {
     assert_eq!(
         Filter::parse("pid:12 comm:kw cg:3").unwrap(),
@@ -626,11 +647,20 @@ fn filter_by_pid_comm_cgroup() {
     a.refresh();
     let total_callers = a.caller_rows().len();
     assert_eq!((a.view.len(), total_callers), (3, 2));
+    // The engine's comm rule (the one `record --comm` uses): exact, `*` for wider. The UI
+    // used to match substrings, so "flusher" alone matched; now it matches nothing.
     press(&mut a, &[KeyCode::Char('/')]);
     type_text(&mut a, "comm:flusher");
     press(&mut a, &[KeyCode::Enter]);
+    assert_eq!(a.view.len(), 0, "comm is exact, as on the command line");
+    press(&mut a, &[KeyCode::Char('/')]);
+    for _ in 0..20 {
+        press(&mut a, &[KeyCode::Backspace]);
+    }
+    type_text(&mut a, "comm:*flusher");
+    press(&mut a, &[KeyCode::Enter]);
     assert_eq!(a.mode, Mode::Normal);
-    assert_eq!(a.filter.comm.as_deref(), Some("flusher"));
+    assert_eq!(a.filter.comm.as_deref(), Some("*flusher"));
     assert_eq!(
         a.view.len(),
         1,
@@ -647,7 +677,7 @@ fn filter_by_pid_comm_cgroup() {
     assert!(matches!(a.mode, Mode::Filter { .. }));
     press(&mut a, &[KeyCode::Esc]);
     assert_eq!(a.mode, Mode::Normal);
-    assert_eq!(a.filter.comm.as_deref(), Some("flusher"));
+    assert_eq!(a.filter.comm.as_deref(), Some("*flusher"));
     // pid filter matches the finding's task, cgroup filter too; Esc drops the filter.
     a.filter = Filter::parse("pid:200 cg:7").unwrap();
     a.refresh();

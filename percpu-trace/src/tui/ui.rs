@@ -310,7 +310,7 @@ fn render_mutex(app: &App, frame: &mut Frame, area: Rect) {
     }
     let snap = &app.snap;
     let mut lines: Vec<Line> = Vec::new();
-    if !app.tables.mutex_known && app.events > 0 {
+    if !app.mutex_known() && app.events > 0 {
         lines.push(Line::from(Span::styled(
             "address unknown: holder and",
             t.warn(),
@@ -389,7 +389,7 @@ fn render_mutex(app: &App, frame: &mut Frame, area: Rect) {
         }
         lines.push(Line::from(spans));
     }
-    let holds = &app.tables.holds;
+    let holds = app.holds();
     let spark_h: u16 = if inner.height >= 8 { 2 } else { 1 };
     let label = if holds.count == 0 {
         "holds: none measured yet".to_string()

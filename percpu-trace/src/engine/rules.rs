@@ -1,0 +1,285 @@
+//! The rules: `window`, `recursion` and `cross_task` (see the module documentation of
+//! [`crate::engine`] for what each one means), and the reclaim/wait bookkeeping they use.
+use super::task::{OpenReclaim, OpenWait};
+use super::{
+    store::Occurrence, Engine, FindingKind, FindingUpdate, ReclaimRecord, TaskRole, Trigger,
+};
+use crate::event::Event;
+
+impl Engine {
+    pub(super) fn check_window(
+        &mut self,
+        ev: &Event,
+        trigger: Trigger,
+        nested: u32,
+        out: &mut Vec<FindingUpdate>,
+    ) {
+        if ev.holds_mutex != Some(true) {
+            return;
+        }
+        let t = &self.tasks[&ev.pid];
+        let Some(a) = &t.alloc else { return };
+        // Only what the gfp *argument* forbids: a scope narrows the nested allocations too.
+        let forbidden = self.cfg.forbidden(a.gfp);
+        if forbidden == 0 {
+            return;
+        }
+        let eff = self.cfg.effective_gfp(nested, ev.task_flags);
+        if eff & self.cfg.gfp_direct_reclaim == 0 {
+            return; // cannot enter reclaim at all
+        }
+        let violated = forbidden & eff;
+        if violated == 0 {
+            return;
+        }
+        let occ = Occurrence {
+            kind: FindingKind::Window,
+            trigger,
+            trigger_effective_gfp: Some(eff),
+            constraint_gfp: self.cfg.effective_gfp(a.gfp, a.entry_flags),
+            violated,
+            ts_ns: ev.ts_ns,
+            parts: [Some((t, TaskRole::Caller, ev.stack_id)), None],
+            hold_ns: t.hold_since_ns.map(|s| ev.ts_ns.saturating_sub(s)),
+            wait_ns: None,
+        };
+        let up = self.store.report(&self.cfg, occ);
+        out.extend(up);
+    }
+
+    pub(super) fn reclaim_begin(
+        &mut self,
+        ev: &Event,
+        gfp: u32,
+        order: u32,
+        memcg: bool,
+        out: &mut Vec<FindingUpdate>,
+    ) {
+        let eff = self.cfg.effective_gfp(gfp, ev.task_flags);
+        let held = ev.holds_mutex == Some(true);
+        self.counters.reclaims += 1;
+        if held {
+            self.counters.reclaims_holding_mutex += 1;
+        }
+        self.recent_seq += 1;
+        let seq = self.recent_seq;
+        let (rec, caller_gfp) = {
+            let t = &self.tasks[&ev.pid];
+            let caller_gfp = t.alloc.as_ref().map(|a| a.gfp);
+            (
+                ReclaimRecord {
+                    pid: ev.pid,
+                    tgid: ev.tgid,
+                    comm: t.comm.clone(),
+                    begin_ns: ev.ts_ns,
+                    end_ns: None,
+                    gfp,
+                    effective_gfp: eff,
+                    order,
+                    memcg,
+                    held_mutex: held,
+                    caller_gfp,
+                    task_flags: ev.task_flags,
+                    nr_reclaimed: None,
+                },
+                caller_gfp,
+            )
+        };
+        let _ = caller_gfp;
+        if self.cfg.max_recent_reclaims > 0 {
+            while self.recent.len() >= self.cfg.max_recent_reclaims {
+                self.recent.pop_front();
+            }
+            self.recent.push_back((seq, rec));
+        }
+        self.task_mut(ev.pid).reclaim = Some(OpenReclaim {
+            since_ns: ev.ts_ns,
+            effective_gfp: eff,
+            held_mutex: held,
+            stack_id: ev.stack_id,
+            recent_seq: seq,
+            links: Vec::new(),
+        });
+        if !held {
+            return;
+        }
+        let trigger = Trigger::Reclaim { gfp, order, memcg };
+        let mut links = Vec::new();
+
+        // recursion: the holder itself is constrained.
+        {
+            let t = &self.tasks[&ev.pid];
+            let in_scope = self.cfg.scope_constrained(ev.task_flags);
+            if t.alloc.is_some() || in_scope {
+                let constraint = self.constraint_of(t);
+                let violated = self.cfg.forbidden(constraint) & eff;
+                if violated != 0 {
+                    let occ = Occurrence {
+                        kind: FindingKind::Recursion,
+                        trigger,
+                        trigger_effective_gfp: Some(eff),
+                        constraint_gfp: constraint,
+                        violated,
+                        ts_ns: ev.ts_ns,
+                        parts: [Some((t, TaskRole::Caller, ev.stack_id)), None],
+                        hold_ns: t.hold_since_ns.map(|s| ev.ts_ns.saturating_sub(s)),
+                        wait_ns: None,
+                    };
+                    if let Some(u) = self.store.report(&self.cfg, occ) {
+                        links.push(u.index());
+                        out.push(u);
+                    }
+                }
+            }
+        }
+
+        // cross_task: constrained tasks already waiting.
+        let waiters: Vec<u32> = self
+            .waiters
+            .iter()
+            .copied()
+            .filter(|&p| p != ev.pid)
+            .collect();
+        for wpid in waiters {
+            if let Some(idx) = self.cross_task(ev.pid, wpid, ev.ts_ns, out) {
+                push_link(&mut links, idx, self.cfg.max_pending_links);
+                if let Some(w) = self.tasks.get_mut(&wpid).and_then(|t| t.wait.as_mut()) {
+                    push_link(&mut w.links, idx, self.cfg.max_pending_links);
+                }
+            }
+        }
+        if let Some(r) = self.task_mut(ev.pid).reclaim.as_mut() {
+            r.links = links;
+        }
+    }
+
+    /// Reports a cross_task occurrence if `holder` is in mutex-held reclaim allowing what
+    /// `waiter`'s constraint forbids. Returns the finding index.
+    pub(super) fn cross_task(
+        &mut self,
+        holder: u32,
+        waiter: u32,
+        ts: u64,
+        out: &mut Vec<FindingUpdate>,
+    ) -> Option<usize> {
+        let h = self.tasks.get(&holder)?;
+        let r = h.reclaim.as_ref().filter(|r| r.held_mutex)?;
+        let wt = self.tasks.get(&waiter)?;
+        let w = wt.wait.as_ref()?;
+        let violated = self.cfg.forbidden(w.constraint) & r.effective_gfp;
+        if violated == 0 {
+            return None;
+        }
+        let rec = self
+            .recent
+            .iter()
+            .find(|(s, _)| *s == r.recent_seq)
+            .map(|(_, rec)| rec);
+        let trigger = match rec {
+            Some(rec) => Trigger::Reclaim {
+                gfp: rec.gfp,
+                order: rec.order,
+                memcg: rec.memcg,
+            },
+            None => Trigger::Reclaim {
+                gfp: r.effective_gfp,
+                order: 0,
+                memcg: false,
+            },
+        };
+        let occ = Occurrence {
+            kind: FindingKind::CrossTask,
+            trigger,
+            trigger_effective_gfp: Some(r.effective_gfp),
+            constraint_gfp: w.constraint,
+            violated,
+            ts_ns: ts,
+            parts: [
+                Some((h, TaskRole::Holder, r.stack_id)),
+                Some((wt, TaskRole::Waiter, w.stack_id)),
+            ],
+            hold_ns: h.hold_since_ns.map(|s| ts.saturating_sub(s)),
+            wait_ns: Some(ts.saturating_sub(w.since_ns)),
+        };
+        let u = self.store.report(&self.cfg, occ)?;
+        out.push(u);
+        Some(u.index())
+    }
+
+    pub(super) fn reclaim_end(
+        &mut self,
+        ev: &Event,
+        nr_reclaimed: u64,
+        out: &mut Vec<FindingUpdate>,
+    ) {
+        let Some(r) = self.task_mut(ev.pid).reclaim.take() else {
+            return;
+        };
+        let dur = ev.ts_ns.saturating_sub(r.since_ns);
+        if let Some((_, rec)) = self.recent.iter_mut().find(|(s, _)| *s == r.recent_seq) {
+            rec.end_ns = Some(ev.ts_ns);
+            rec.nr_reclaimed = Some(nr_reclaimed);
+        }
+        for idx in r.links {
+            let f = &mut self.store.findings[idx];
+            f.durations.reclaim_ns = Some(f.durations.reclaim_ns.unwrap_or(0).max(dur));
+            f.durations.reclaim_total_ns = f.durations.reclaim_total_ns.saturating_add(dur);
+            out.push(FindingUpdate::Updated { index: idx });
+        }
+    }
+
+    pub(super) fn contention_begin(&mut self, ev: &Event, out: &mut Vec<FindingUpdate>) {
+        let constraint = self
+            .cfg
+            .effective_gfp(ev.caller_gfp.unwrap_or(self.cfg.gfp_kernel), ev.task_flags);
+        self.counters.contentions += 1;
+        let constrained = self.cfg.forbidden(constraint) != 0;
+        if constrained {
+            self.counters.contentions_constrained += 1;
+        }
+        self.task_mut(ev.pid).wait = Some(OpenWait {
+            since_ns: ev.ts_ns,
+            caller_gfp: ev.caller_gfp,
+            flags: ev.task_flags,
+            constraint,
+            stack_id: ev.stack_id,
+            links: Vec::new(),
+        });
+        self.waiters.insert(ev.pid);
+        if !constrained {
+            return;
+        }
+        // The holder may already be reclaiming.
+        let Some(hpid) = self.holder.as_ref().map(|h| h.pid).filter(|&p| p != ev.pid) else {
+            return;
+        };
+        if let Some(idx) = self.cross_task(hpid, ev.pid, ev.ts_ns, out) {
+            let cap = self.cfg.max_pending_links;
+            if let Some(w) = self.task_mut(ev.pid).wait.as_mut() {
+                push_link(&mut w.links, idx, cap);
+            }
+            if let Some(r) = self.tasks.get_mut(&hpid).and_then(|t| t.reclaim.as_mut()) {
+                push_link(&mut r.links, idx, cap);
+            }
+        }
+    }
+
+    pub(super) fn contention_end(&mut self, ev: &Event, out: &mut Vec<FindingUpdate>) {
+        self.waiters.remove(&ev.pid);
+        let Some(w) = self.task_mut(ev.pid).wait.take() else {
+            return;
+        };
+        let dur = ev.ts_ns.saturating_sub(w.since_ns);
+        for idx in w.links {
+            let f = &mut self.store.findings[idx];
+            f.durations.wait_ns = Some(f.durations.wait_ns.unwrap_or(0).max(dur));
+            out.push(FindingUpdate::Updated { index: idx });
+        }
+    }
+}
+
+fn push_link(links: &mut Vec<usize>, idx: usize, cap: usize) {
+    if !links.contains(&idx) && links.len() < cap {
+        links.push(idx);
+    }
+}

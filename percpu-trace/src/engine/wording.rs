@@ -1,0 +1,60 @@
+//! The engine's prose: the one-paragraph explanation each finding carries. Renderers (TUI,
+//! reports) show it as is; their own labels come from `report::describe`.
+use super::{store::Occurrence, EngineConfig, FindingKind, TaskInfo, Trigger};
+
+/// "IO", "FS" or "IO and FS" for the reclaim bits in `bits`.
+pub(super) fn bits_words(cfg: &EngineConfig, bits: u32) -> &'static str {
+    match (bits & cfg.gfp_io != 0, bits & cfg.gfp_fs != 0) {
+        (true, true) => "IO and FS",
+        (true, false) => "IO",
+        (false, true) => "FS",
+        (false, false) => "no",
+    }
+}
+
+pub(super) fn explain(cfg: &EngineConfig, occ: &Occurrence<'_>, tasks: &[TaskInfo]) -> String {
+    let who = |t: &TaskInfo| format!("{} (pid {})", t.comm, t.pid);
+    let bits = bits_words(cfg, occ.violated);
+    let op = match occ.trigger {
+        Trigger::Reclaim { memcg: true, .. } => "memcg reclaim".to_string(),
+        Trigger::Reclaim { .. } => "direct reclaim".to_string(),
+        other => other.name().to_string(),
+    };
+    let eff = occ.trigger_effective_gfp.unwrap_or(0);
+    let Some(first) = tasks.first() else {
+        return String::new();
+    };
+    match occ.kind {
+        FindingKind::Recursion => format!(
+            "{} holds pcpu_alloc_mutex while its allocation is constrained to gfp {:#x} \
+             (task flags {:#x}), and entered {op} with effective gfp {eff:#x}, which allows \
+             {bits} reclaim the constraint forbade: reclaim can now wait on {bits} work that \
+             needs this allocation or pcpu_alloc_mutex (the recursion NOFS/NOIO exists to \
+             prevent).",
+            who(first),
+            occ.constraint_gfp,
+            first.task_flags
+        ),
+        FindingKind::Window => format!(
+            "{} holds pcpu_alloc_mutex while serving a pcpu_alloc with gfp {:#x}, which \
+             forbids {bits} reclaim; under the mutex {op} allocates with effective gfp \
+             {eff:#x} (task flags {:#x}), which allows it. No reclaim was seen here, but \
+             under memory pressure this allocation can enter {bits} reclaim with the mutex \
+             held (the gap the percpu fix series closes).",
+            who(first),
+            first.gfp.unwrap_or(occ.constraint_gfp),
+            first.task_flags
+        ),
+        FindingKind::CrossTask => {
+            let waiter = tasks.get(1).map(who).unwrap_or_default();
+            format!(
+                "{} holds pcpu_alloc_mutex and is in {op} with effective gfp {eff:#x}, which \
+                 may do {bits} reclaim, while {waiter}, constrained to gfp {:#x}, waits for \
+                 the mutex: if that reclaim waits on {bits} work that depends on the waiter, \
+                 neither makes progress.",
+                who(first),
+                occ.constraint_gfp
+            )
+        }
+    }
+}
