@@ -40,10 +40,10 @@ fn ev(ts: u64, pid: u32, comm: String, holds: bool, stack: Option<u32>, kind: Ev
 /// reclaimed (findings) and a thousand waiters.
 fn busy_app() -> App {
     let mut ctx = ReportContext::new(Source::Live);
-    ctx.kernel_release = Some("7.2.13+deb14-amd64".into());
-    ctx.arch = Some("x86_64".into());
-    ctx.fix_present = Some(false);
-    ctx.attach_mode = Some("kprobe".into());
+    ctx.run.kernel_release = Some("7.2.13+deb14-amd64".into());
+    ctx.run.arch = Some("x86_64".into());
+    ctx.run.fix_present = Some(false);
+    ctx.run.attach_mode = Some("kprobe".into());
     let header = Header::new(
         ctx,
         EngineConfig {

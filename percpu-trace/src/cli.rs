@@ -3,7 +3,10 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::kernel::plan::AttachMode;
+use crate::{
+    kernel::plan::AttachMode,
+    options::{KernelOptions, TraceOptions},
+};
 
 /// Live tracer for NOFS/NOIO reclaim recursion under pcpu_alloc_mutex.
 #[derive(Debug, Parser)]
@@ -117,15 +120,39 @@ pub fn main() -> ExitCode {
     }
 }
 
+impl KernelArgs {
+    /// The plain options the session code takes.
+    pub fn options(&self) -> KernelOptions {
+        KernelOptions {
+            attach: self.attach,
+            btf: self.btf.clone(),
+        }
+    }
+}
+
+impl LiveArgs {
+    /// The plain options the session code takes, resolved once (cgroup path to id, one
+    /// finding filter).
+    pub fn options(&self) -> anyhow::Result<TraceOptions> {
+        TraceOptions::resolve(
+            self.kernel.options(),
+            self.ring_buffer_mib,
+            self.pid,
+            self.comm.clone(),
+            self.cgroup.as_deref(),
+        )
+    }
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Some(Command::Check { json, kernel }) => crate::live::check(&kernel, json),
+        Some(Command::Check { json, kernel }) => crate::live::check(&kernel.options(), json),
         Some(Command::Record {
             duration,
             output,
             metrics,
             live,
-        }) => crate::live::record(&live, duration, output, metrics),
+        }) => crate::live::record(&live.options()?, duration, output, metrics),
         Some(Command::Report {
             from,
             format,
@@ -138,7 +165,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         None => match cli.replay {
             Some(path) => crate::tui::run_replay(&path).map(|()| ExitCode::SUCCESS),
-            None => crate::live::tui(&cli.live),
+            None => crate::live::tui(&cli.live.options()?),
         },
     }
 }

@@ -263,15 +263,15 @@ impl Metrics {
     pub fn set_info(&self, ctx: &ReportContext) {
         let labels = InfoLabels {
             version: ctx.tool_version.clone(),
-            kernel_release: ctx.kernel_release.clone().unwrap_or_default(),
-            arch: ctx.arch.clone().unwrap_or_default(),
-            fix: match ctx.fix_present {
+            kernel_release: ctx.run.kernel_release.clone().unwrap_or_default(),
+            arch: ctx.run.arch.clone().unwrap_or_default(),
+            fix: match ctx.run.fix_present {
                 Some(true) => "present",
                 Some(false) => "absent",
                 None => "unknown",
             }
             .into(),
-            attach_mode: ctx.attach_mode.clone().unwrap_or_default(),
+            attach_mode: ctx.run.attach_mode.clone().unwrap_or_default(),
         };
         let mut st = self.state();
         if let Some(old) = st.info.take() {
@@ -537,10 +537,10 @@ mod tests {
     fn info_is_replaced_not_accumulated() {
         let m = Metrics::new();
         let mut ctx = ReportContext::new(report::Source::Live);
-        ctx.kernel_release = Some("7.2.13+deb14-amd64".into());
-        ctx.fix_present = Some(false);
+        ctx.run.kernel_release = Some("7.2.13+deb14-amd64".into());
+        ctx.run.fix_present = Some(false);
         m.set_info(&ctx);
-        ctx.attach_mode = Some("kprobe".into());
+        ctx.run.attach_mode = Some("kprobe".into());
         m.set_info(&ctx);
         let text = m.encode();
         let info: Vec<&str> = text

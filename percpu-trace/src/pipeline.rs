@@ -22,6 +22,10 @@ pub trait Sink {
     fn stack(&mut self, id: u32, frames: &[Frame]);
     /// Called about once a second with the totals so far.
     fn progress(&mut self, _events: u64, _losses: &Losses) {}
+    /// The sink cannot go on (e.g. its recording cannot be written): the session stops.
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// Loss and volume counters, surfaced in status lines, reports and the exit summary.

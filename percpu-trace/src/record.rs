@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     engine::{Engine, EngineConfig},
     event::{Event, Frame},
+    run::RunInfo,
 };
 
 /// Value of the header's `format` field.
@@ -37,25 +38,16 @@ pub struct Header {
     pub format: String,
     /// Always [`VERSION`] for files this code writes.
     pub version: u32,
-    /// `uname -r` of the traced kernel.
-    #[serde(default)]
-    pub kernel_release: Option<String>,
-    /// Machine architecture (`x86_64`, `aarch64`).
-    #[serde(default)]
-    pub arch: Option<String>,
-    /// Whether the kernel has the percpu fix series (`None`: unknown).
-    #[serde(default)]
-    pub fix_present: Option<bool>,
-    /// Engine configuration the live run used (gfp/PF bits of that kernel).
+    /// Engine configuration the live run used (gfp/PF bits of that kernel, limits).
     #[serde(default)]
     pub engine: EngineConfig,
-    /// How probes were attached (e.g. "kprobe", "fentry", "tracepoint").
-    #[serde(default)]
-    pub attach_mode: Option<String>,
-    /// Version of the tool that wrote it.
-    #[serde(default)]
-    pub tool_version: Option<String>,
-    /// Anything else the writer wants to keep (host, workload, probe list...).
+    /// What was traced and how (host, kernel, fix evidence, attach result, filters...):
+    /// the same struct reports show, written at the top level of the header.
+    #[serde(flatten)]
+    pub run: RunInfo,
+    /// Anything else a writer wants to keep (e.g. a test's `source`); recordings made
+    /// before the run facts were typed kept them here, see
+    /// [`RunInfo::fill_from_legacy_extra`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
@@ -63,17 +55,32 @@ pub struct Header {
 impl Header {
     /// A header for this tool version with the given engine configuration.
     pub fn new(engine: EngineConfig) -> Self {
+        let run = RunInfo {
+            fix_present: engine.fix_present,
+            ..RunInfo::default()
+        };
+        Header::with_run(engine, run)
+    }
+
+    /// A header for a run with these facts.
+    pub fn with_run(engine: EngineConfig, run: RunInfo) -> Self {
         Header {
             format: FORMAT.to_string(),
             version: VERSION,
-            kernel_release: None,
-            arch: None,
-            fix_present: engine.fix_present,
             engine,
-            attach_mode: None,
-            tool_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            run,
             extra: BTreeMap::new(),
         }
+    }
+
+    /// The engine configuration to replay with. The one reconciliation of the fix status:
+    /// the engine's own when it has one, else the header's.
+    pub fn engine_config(&self) -> EngineConfig {
+        let mut cfg = self.engine.clone();
+        if cfg.fix_present.is_none() {
+            cfg.fix_present = self.run.fix_present;
+        }
+        cfg
     }
 }
 
@@ -92,6 +99,15 @@ pub enum Record {
     },
     /// Cumulative loss counters by reason (`drop_reason::NAMES` and userspace reasons).
     Drops(BTreeMap<String, u64>),
+    /// Wall-clock time since the run started, written every few seconds and at the end
+    /// (`ended`), so a recording cut short by a kill still says how long it ran.
+    Run {
+        /// Nanoseconds since the run started.
+        elapsed_ns: u64,
+        /// The run ended cleanly (its last record).
+        #[serde(default)]
+        ended: bool,
+    },
 }
 
 /// What went wrong reading a recording.
@@ -238,12 +254,27 @@ impl<W: Write> RecordingWriter<W> {
         self.put(&Record::Drops(counters.clone()))
     }
 
+    /// Writes the run's wall-clock length so far.
+    pub fn write_run(&mut self, elapsed_ns: u64, ended: bool) -> io::Result<()> {
+        self.put(&Record::Run { elapsed_ns, ended })
+    }
+
+    /// Pushes what is buffered to the file (each record is a whole line, so a reader
+    /// after a crash sees complete lines up to the last flush).
+    pub fn flush(&mut self) -> io::Result<()> {
+        match &mut self.out {
+            Some(o) => o.flush(),
+            None => Ok(()),
+        }
+    }
+
     /// Writes any record.
     pub fn write_record(&mut self, r: &Record) -> io::Result<()> {
         match r {
             Record::Event(ev) => self.write_event(ev),
             Record::Stack { id, frames } => self.write_stack(*id, frames),
             Record::Drops(d) => self.write_drops(d),
+            Record::Run { elapsed_ns, ended } => self.write_run(*elapsed_ns, *ended),
         }
     }
 
@@ -332,6 +363,8 @@ impl<R: BufRead> RecordingReader<R> {
         }
         r.header = serde_json::from_value(v)
             .map_err(|e| r.err(RecordErrorKind::NotARecording(e.to_string())))?;
+        let extra = r.header.extra.clone();
+        r.header.run.fill_from_legacy_extra(&extra);
         Ok(r)
     }
 
@@ -431,6 +464,10 @@ pub struct ReplaySummary {
     pub missing_stacks: u64,
     /// The last loss counters in the recording.
     pub drops: BTreeMap<String, u64>,
+    /// Wall-clock length of the run, from its latest `run` record.
+    pub wall_ns: Option<u64>,
+    /// The recording ends with a clean end-of-run record.
+    pub ended: bool,
     /// Timestamp of the first and last event.
     pub first_ns: Option<u64>,
     /// See `first_ns`.
@@ -444,15 +481,12 @@ pub fn replay(path: &Path, engine: &mut Engine) -> Result<ReplaySummary, RecordE
     replay_reader(reader, engine)
 }
 
-/// Opens `path`, builds an engine from its header (`EngineConfig` with the header's
-/// `fix_present` when the config has none) and replays it. Returns the engine and summary.
+/// Opens `path`, builds an engine from its header ([`Header::engine_config`], and the
+/// run's finding filter) and replays it. Returns the engine and summary.
 pub fn replay_file(path: &Path) -> Result<(Engine, ReplaySummary), RecordError> {
     let reader = RecordingReader::open(path)?;
-    let mut cfg = reader.header().engine.clone();
-    if cfg.fix_present.is_none() {
-        cfg.fix_present = reader.header().fix_present;
-    }
-    let mut engine = Engine::new(cfg);
+    let h = reader.header();
+    let mut engine = Engine::with_filter(h.engine_config(), h.run.filter.clone());
     let summary = replay_reader(reader, &mut engine)?;
     Ok((engine, summary))
 }
@@ -468,6 +502,8 @@ pub fn replay_reader<R: BufRead>(
         stacks: BTreeMap::new(),
         missing_stacks: 0,
         drops: BTreeMap::new(),
+        wall_ns: None,
+        ended: false,
         first_ns: None,
         last_ns: None,
     };
@@ -485,7 +521,14 @@ pub fn replay_reader<R: BufRead>(
             Record::Stack { id, frames } => {
                 s.stacks.insert(id, frames);
             }
-            Record::Drops(d) => s.drops = d,
+            Record::Drops(d) => {
+                engine.set_losses(d.clone());
+                s.drops = d;
+            }
+            Record::Run { elapsed_ns, ended } => {
+                s.wall_ns = Some(elapsed_ns);
+                s.ended = ended;
+            }
         }
     }
     Ok(s)
@@ -578,10 +621,10 @@ mod tests {
             fix_present: fix,
             ..Default::default()
         });
-        h.kernel_release = Some(release.into());
-        h.arch = Some("x86_64".into());
-        h.attach_mode = Some(mode.into());
-        h.tool_version = Some("0.1.0".into());
+        h.run.kernel_release = Some(release.into());
+        h.run.arch = Some("x86_64".into());
+        h.run.attach_mode = Some(mode.into());
+        h.run.tool_version = Some("0.1.0".into());
         h.extra.insert(
             "source".into(),
             "synthetic (engine unit-test streams)".into(),
@@ -725,6 +768,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_recording_with_the_old_header_layout_still_replays() {
+        // Written before the run facts were typed (header fields in the old order, facts
+        // under `extra`): same findings, same header facts as today's file.
+        let old = fixture_dir().join("legacy-header-7.2-gfp-noio-writer.jsonl");
+        let new = fixture_dir().join("synthetic-7.2-gfp-noio-writer.jsonl");
+        let (a, sa) = replay_file(&old).unwrap_or_else(|e| panic!("{e}"));
+        let (b, sb) = replay_file(&new).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.findings(), b.findings());
+        assert!(!a.findings().is_empty());
+        assert_eq!(sa.header.run, sb.header.run);
+        assert_eq!(sa.header.engine_config(), sb.header.engine_config());
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn replay(name: &str) -> (BTreeMap<&'static str, u64>, u64, Option<String>) {
     let gz = flate2::read::GzDecoder::new(File::open(&path).expect("fixture"));
     let reader = RecordingReader::new(BufReader::new(gz)).expect("recording header");
     let mut engine = Engine::new(reader.header().engine.clone());
-    let release = reader.header().kernel_release.clone();
+    let release = reader.header().run.kernel_release.clone();
     let summary = replay_reader(reader, &mut engine).expect("replay");
     let mut kinds = BTreeMap::new();
     for f in engine.findings() {

@@ -59,7 +59,7 @@ struct Observation<'a> {
     attach_mode: Option<&'a str>,
     probes: &'a [ProbeStatus],
     probes_from_plan: bool,
-    filters: &'a [String],
+    filters: Vec<String>,
     events: u64,
     duration_ns: Option<u64>,
     drops: &'a BTreeMap<String, u64>,
@@ -177,7 +177,7 @@ fn report<'a>(
     findings: &[&'a Finding],
     table: &'a StackTable,
 ) -> Report<'a> {
-    let l = &ctx.gfp_layout;
+    let l = &ctx.run.gfp_layout;
     let by_kind = FindingKind::ALL
         .iter()
         .map(|k| (k.id(), findings.iter().filter(|f| f.kind == *k).count()))
@@ -187,16 +187,16 @@ fn report<'a>(
         tool: Tool {
             name: "percpu-trace",
             version: &ctx.tool_version,
-            recorded_by: ctx.recorded_by.as_deref(),
+            recorded_by: ctx.recorded_by(),
         },
         kernel: Kernel {
-            release: ctx.kernel_release.as_deref(),
-            build: ctx.kernel_build.as_deref(),
-            arch: ctx.arch.as_deref(),
-            hostname: ctx.hostname.as_deref(),
-            fix_present: ctx.fix_present,
-            fix_detail: ctx.fix_detail.as_deref(),
-            gfp_layout_source: &ctx.gfp_layout.source,
+            release: ctx.run.kernel_release.as_deref(),
+            build: ctx.run.kernel_build.as_deref(),
+            arch: ctx.run.arch.as_deref(),
+            hostname: ctx.run.hostname.as_deref(),
+            fix_present: ctx.run.fix_present,
+            fix_detail: ctx.run.fix_detail.as_deref(),
+            gfp_layout_source: &ctx.run.gfp_layout.source,
         },
         observation: Observation {
             source: match &ctx.source {
@@ -205,10 +205,10 @@ fn report<'a>(
                     path: path.display().to_string(),
                 },
             },
-            attach_mode: ctx.attach_mode.as_deref(),
-            probes: &ctx.probes,
-            probes_from_plan: ctx.probes_from_plan,
-            filters: &ctx.filters,
+            attach_mode: ctx.run.attach_mode.as_deref(),
+            probes: &ctx.run.probes,
+            probes_from_plan: ctx.run.probes_from_plan,
+            filters: ctx.filters(),
             events: ctx.events,
             duration_ns: ctx.duration_ns,
             drops: &ctx.drops,

@@ -45,25 +45,25 @@ fn cell_code(s: &str) -> String {
 }
 
 pub(super) fn render(ctx: &ReportContext, findings: &[&Finding], stacks: &StackTable) -> String {
-    let l = &ctx.gfp_layout;
+    let l = &ctx.run.gfp_layout;
     let mut s = String::new();
     let title = match findings.first() {
         Some(f) => d::headline(l, f),
         None => "no NOFS/NOIO reclaim hazard under pcpu_alloc_mutex observed".into(),
     };
     let _ = writeln!(s, "## percpu-trace: {}\n", esc(&title));
-    let rel = ctx.kernel_release.as_deref().unwrap_or("unknown");
-    let arch = ctx.arch.as_deref().unwrap_or("unknown");
+    let rel = ctx.run.kernel_release.as_deref().unwrap_or("unknown");
+    let arch = ctx.run.arch.as_deref().unwrap_or("unknown");
     let _ = writeln!(s, "- **Kernel:** {} ({})", code(rel), esc(arch));
-    if let Some(b) = &ctx.kernel_build {
+    if let Some(b) = &ctx.run.kernel_build {
         let _ = writeln!(s, "- **Build:** {}", code(b));
     }
     let _ = writeln!(
         s,
         "- **Fix series** (percpu: honor gfp under pcpu_alloc_mutex): **{}**",
-        d::fix_words(ctx.fix_present)
+        d::fix_words(ctx.run.fix_present)
     );
-    if let Some(h) = &ctx.hostname {
+    if let Some(h) = &ctx.run.hostname {
         let _ = writeln!(s, "- **Host:** {}", esc(h));
     }
     let _ = writeln!(s, "- **Tool:** percpu-trace {}\n", esc(&ctx.tool_version));
@@ -99,7 +99,7 @@ pub(super) fn render(ctx: &ReportContext, findings: &[&Finding], stacks: &StackT
 }
 
 fn finding(s: &mut String, ctx: &ReportContext, f: &Finding, n: usize, table: &StackTable) {
-    let l = &ctx.gfp_layout;
+    let l = &ctx.run.gfp_layout;
     let _ = writeln!(
         s,
         "### {n}. {} ({}, {})\n",
@@ -196,14 +196,14 @@ fn observed(s: &mut String, ctx: &ReportContext) {
                 s,
                 "- **Source:** replay of {}{}",
                 code(&path.display().to_string()),
-                ctx.recorded_by
+                ctx.recorded_by()
                     .as_deref()
                     .map(|v| format!(" (recorded by percpu-trace {})", esc(v)))
                     .unwrap_or_default()
             );
         }
     }
-    if let Some(fd) = &ctx.fix_detail {
+    if let Some(fd) = &ctx.run.fix_detail {
         let _ = writeln!(s, "- **Fix status evidence:** {}", esc(fd));
     }
     let dur = ctx
@@ -227,22 +227,22 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             d::events_lost(ctx)
         );
     }
-    if !ctx.filters.is_empty() {
-        let _ = writeln!(s, "- **Filters:** {}", code(&ctx.filters.join(" ")));
+    if !ctx.filters().is_empty() {
+        let _ = writeln!(s, "- **Filters:** {}", code(&ctx.filters().join(" ")));
     }
     let _ = writeln!(
         s,
         "- **Attach mode:** {}",
-        esc(ctx.attach_mode.as_deref().unwrap_or("unknown"))
+        esc(ctx.run.attach_mode.as_deref().unwrap_or("unknown"))
     );
-    if ctx.probes.is_empty() {
+    if ctx.run.probes.is_empty() {
         return;
     }
-    if ctx.probes_from_plan {
+    if ctx.run.probes_from_plan {
         s.push_str("\nProbe states are as planned: the recording has no attach results.\n");
     }
     s.push_str("\n| probe point | how | state | detail |\n|---|---|---|---|\n");
-    for p in &ctx.probes {
+    for p in &ctx.run.probes {
         let state = match p.state {
             ProbeState::Attached => "attached",
             ProbeState::Unavailable => "**unavailable**",

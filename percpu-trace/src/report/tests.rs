@@ -1,12 +1,12 @@
 //! Golden tests of the three formats on a synthetic set of findings, JSON schema validation,
 //! a report from a real recording through the engine, and output-path errors.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use super::*;
 use crate::{
     engine::{Durations, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
     event::{Event, EventKind},
-    record::{Header, RecordingWriter},
+    record::{Header, RecordingReader, RecordingWriter},
 };
 
 fn frame(function: &str, offset: u64, len: u64, module: Option<&str>) -> Frame {
@@ -208,15 +208,15 @@ fn context() -> ReportContext {
     });
     // Golden files must not change with every release.
     ctx.tool_version = "0.1.0".into();
-    ctx.recorded_by = Some("0.1.0".into());
-    ctx.hostname = Some("guest-7-2".into());
-    ctx.kernel_release = Some("7.2.13+deb14-amd64".into());
-    ctx.kernel_build = Some("#1 SMP PREEMPT_DYNAMIC Debian 7.2.13-1 (2026-10-30)".into());
-    ctx.arch = Some("x86_64".into());
-    ctx.fix_present = Some(false);
-    ctx.fix_detail = Some("pcpu_get_vm_areas has 4 parameters in BTF (no gfp)".into());
-    ctx.attach_mode = Some("kprobe".into());
-    ctx.probes = vec![
+    ctx.run.tool_version = Some("0.1.0".into());
+    ctx.run.hostname = Some("guest-7-2".into());
+    ctx.run.kernel_release = Some("7.2.13+deb14-amd64".into());
+    ctx.run.kernel_build = Some("#1 SMP PREEMPT_DYNAMIC Debian 7.2.13-1 (2026-10-30)".into());
+    ctx.run.arch = Some("x86_64".into());
+    ctx.run.fix_present = Some(false);
+    ctx.run.fix_detail = Some("pcpu_get_vm_areas has 4 parameters in BTF (no gfp)".into());
+    ctx.run.attach_mode = Some("kprobe".into());
+    ctx.run.probes = vec![
         ProbeStatus {
             point: "pcpu_alloc entry".into(),
             program: "pcpu_alloc_enter".into(),
@@ -243,7 +243,7 @@ fn context() -> ReportContext {
             ),
         },
     ];
-    ctx.filters = vec!["--comm".into(), "io-max-writer".into()];
+    ctx.run.filter.comm = Some("io-max-writer".into());
     ctx.events = 123_456;
     ctx.drops = [("ringbuf_full", 3), ("stack", 1), ("task_map_full", 0)]
         .into_iter()
@@ -333,7 +333,7 @@ fn json_validates_against_the_schema_file() {
         render(Format::Json, &ctx, &findings(), &StackTable::new()),
     ];
     let mut live = ReportContext::new(Source::Live);
-    live.fix_present = None;
+    live.run.fix_present = None;
     cases.push(render(Format::Json, &live, &findings()[..1], &stacks()));
     for text in &cases {
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
@@ -409,15 +409,16 @@ fn write_recording(path: &Path) {
         fix_present: Some(false),
         ..Default::default()
     });
-    header.kernel_release = Some("7.2.13+deb14-amd64".into());
-    header.arch = Some("x86_64".into());
-    header.attach_mode = Some("kprobe".into());
+    header.run.kernel_release = Some("7.2.13+deb14-amd64".into());
+    header.run.arch = Some("x86_64".into());
+    header.run.attach_mode = Some("kprobe".into());
     let mut live = ReportContext::new(Source::Live);
-    live.kernel_build = Some("#1 SMP PREEMPT_DYNAMIC Debian 7.2.13-1 (2026-10-30)".into());
-    live.probes = context().probes;
-    live.duration_ns = Some(5_000_000_000);
-    header.extra = live.header_extra();
+    live.run.kernel_build = Some("#1 SMP PREEMPT_DYNAMIC Debian 7.2.13-1 (2026-10-30)".into());
+    live.run.probes = context().run.probes;
+    header.run.kernel_build = live.run.kernel_build.clone();
+    header.run.probes = live.run.probes.clone();
     let mut w = RecordingWriter::create(path, &header).unwrap();
+    w.write_run(5_000_000_000, false).unwrap();
     w.write_stack(7, &stacks()[&7]).unwrap();
     let enter = EventKind::PcpuAllocEnter {
         size: 32768,
@@ -533,33 +534,51 @@ fn bad_output_paths_are_one_line_errors() {
 }
 
 #[test]
-fn header_extra_round_trips_through_a_recording_header() {
+fn the_header_carries_every_fact_the_report_shows() {
+    // A live context goes into a recording header through the one `RunInfo` and comes
+    // back from the written bytes unchanged: host, kernel build, fix evidence, probes and
+    // their attach result, filters, gfp layout; the run's wall-clock length comes from
+    // its `run` records.
     let mut live = context();
     live.source = Source::Live;
-    let extra = live.header_extra();
-    let mut header = Header::new(Default::default());
-    header.extra = extra;
-    header.kernel_release = live.kernel_release.clone();
-    header.arch = live.arch.clone();
-    header.fix_present = live.fix_present;
-    header.attach_mode = live.attach_mode.clone();
-    let summary = ReplaySummary {
-        header,
-        events: live.events,
-        stacks: StackTable::new(),
-        missing_stacks: 0,
-        drops: live.drops.clone(),
-        first_ns: None,
-        last_ns: None,
-    };
+    let header = Header::with_run(Default::default(), live.run.clone());
+    let mut w = RecordingWriter::new(Vec::new(), &header).unwrap();
+    w.write_run(live.duration_ns.unwrap(), true).unwrap();
+    let bytes = w.finish().unwrap();
+    let reader = RecordingReader::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut engine = crate::engine::Engine::new(reader.header().engine_config());
+    let summary = crate::record::replay_reader(reader, &mut engine).unwrap();
     let back = ReportContext::from_replay(Path::new("/var/lib/percpu-trace/trace.jsonl"), &summary);
-    assert_eq!(back.kernel_build, live.kernel_build);
-    assert_eq!(back.hostname, live.hostname);
-    assert_eq!(back.probes, live.probes);
-    assert_eq!(back.filters, live.filters);
-    assert_eq!(back.gfp_layout, live.gfp_layout);
+    assert_eq!(back.run, live.run);
+    assert_eq!(back.filters(), vec!["--comm io-max-writer".to_string()]);
     assert_eq!(back.duration_ns, live.duration_ns);
-    assert_eq!(back.fix_detail, live.fix_detail);
+    assert!(back.duration_is_wall_clock);
+    assert!(summary.ended);
+}
+
+#[test]
+fn facts_in_an_older_recordings_extra_map_are_still_read() {
+    let mut header = Header::new(Default::default());
+    for (k, v) in [
+        ("hostname", serde_json::json!("old-host")),
+        ("kernel_build", serde_json::json!("#1 SMP")),
+        (
+            "fix_detail",
+            serde_json::json!("pcpu_get_vm_areas has 4 parameters"),
+        ),
+        ("filters", serde_json::json!(["--comm x", "--cgroup 5"])),
+    ] {
+        header.extra.insert(k.into(), v);
+    }
+    let mut bytes = serde_json::to_vec(&header).unwrap();
+    bytes.push(b'\n');
+    let reader = RecordingReader::new(std::io::Cursor::new(bytes)).unwrap();
+    let run = &reader.header().run;
+    assert_eq!(run.hostname.as_deref(), Some("old-host"));
+    assert_eq!(run.kernel_build.as_deref(), Some("#1 SMP"));
+    assert_eq!(run.filter.comm.as_deref(), Some("x"));
+    assert_eq!(run.filter.cgroup, Some(5));
+    assert!(run.fix_detail.is_some());
 }
 
 #[test]
@@ -595,19 +614,14 @@ fn probes_from_a_recorded_attach_plan() {
     let mut header = Header::new(Default::default());
     header
         .extra
-        .insert(extra::PLAN.into(), serde_json::to_value(&plan).unwrap());
-    let summary = ReplaySummary {
-        header,
-        events: 0,
-        stacks: StackTable::new(),
-        missing_stacks: 0,
-        drops: BTreeMap::new(),
-        first_ns: None,
-        last_ns: None,
-    };
-    let ctx = ReportContext::from_replay(Path::new("t.jsonl"), &summary);
-    assert!(ctx.probes_from_plan);
+        .insert("plan".into(), serde_json::to_value(&plan).unwrap());
+    let mut bytes = serde_json::to_vec(&header).unwrap();
+    bytes.push(b'\n');
+    let reader = RecordingReader::new(std::io::Cursor::new(bytes)).unwrap();
+    let ctx = ReportContext::from_header(Path::new("t.jsonl"), reader.header());
+    assert!(ctx.run.probes_from_plan);
     let got: Vec<(&str, &str, ProbeState)> = ctx
+        .run
         .probes
         .iter()
         .map(|p| (p.point.as_str(), p.target.as_str(), p.state))
@@ -629,7 +643,7 @@ fn probes_from_a_recorded_attach_plan() {
         ]
     );
     assert_eq!(
-        ctx.probes[2].detail.as_deref(),
+        ctx.run.probes[2].detail.as_deref(),
         Some("no kprobes; loses: window via page tables")
     );
     let v: serde_json::Value =

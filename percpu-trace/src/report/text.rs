@@ -32,9 +32,13 @@ fn kv(s: &mut String, label: &str, value: &str) {
 }
 
 fn kernel_line(ctx: &ReportContext) -> String {
-    let rel = ctx.kernel_release.as_deref().unwrap_or("unknown kernel");
-    let arch = ctx.arch.as_deref().unwrap_or("unknown arch");
-    match &ctx.kernel_build {
+    let rel = ctx
+        .run
+        .kernel_release
+        .as_deref()
+        .unwrap_or("unknown kernel");
+    let arch = ctx.run.arch.as_deref().unwrap_or("unknown arch");
+    match &ctx.run.kernel_build {
         Some(b) => format!("{rel} {b} {arch}"),
         None => format!("{rel} {arch}"),
     }
@@ -42,6 +46,7 @@ fn kernel_line(ctx: &ReportContext) -> String {
 
 fn summary(s: &mut String, ctx: &ReportContext, findings: &[&Finding]) {
     let host = ctx
+        .run
         .hostname
         .as_deref()
         .map(|h| format!(" on {h}"))
@@ -51,7 +56,7 @@ fn summary(s: &mut String, ctx: &ReportContext, findings: &[&Finding]) {
     let _ = writeln!(
         s,
         "fix series (percpu: honor gfp under pcpu_alloc_mutex): {}",
-        d::fix_words(ctx.fix_present)
+        d::fix_words(ctx.run.fix_present)
     );
     if findings.is_empty() {
         s.push_str("findings: none\n");
@@ -81,7 +86,7 @@ fn splat(
     total: usize,
     table: &StackTable,
 ) {
-    let l = &ctx.gfp_layout;
+    let l = &ctx.run.gfp_layout;
     let stacks = d::stacks(f, table);
     let first = f.tasks.first();
     let who = first.map(d::task_label).unwrap_or_else(|| "?".into());
@@ -90,8 +95,12 @@ fn splat(
 
     let _ = writeln!(s, "{RULE_HEAVY}");
     let _ = writeln!(s, "WARNING: {}", d::headline(l, f));
-    let rel = ctx.kernel_release.as_deref().unwrap_or("unknown kernel");
-    match &ctx.kernel_build {
+    let rel = ctx
+        .run
+        .kernel_release
+        .as_deref()
+        .unwrap_or("unknown kernel");
+    match &ctx.run.kernel_build {
         Some(b) => s.push_str(&d::wrap(&format!("{rel} {b}"), TEXT_WIDTH, "")),
         None => {
             let _ = writeln!(s, "{rel}");
@@ -100,8 +109,8 @@ fn splat(
     let _ = writeln!(
         s,
         "{}, fix series {}; finding {n} of {total}: {} ({})",
-        ctx.arch.as_deref().unwrap_or("unknown arch"),
-        d::fix_words(f.fix_present.or(ctx.fix_present)),
+        ctx.run.arch.as_deref().unwrap_or("unknown arch"),
+        d::fix_words(f.fix_present.or(ctx.run.fix_present)),
         f.kind,
         f.severity
     );
@@ -276,7 +285,7 @@ fn observed(s: &mut String, ctx: &ReportContext) {
         Source::Live => s.push_str("source:      live tracing\n"),
         Source::Recording { path } => {
             let by = ctx
-                .recorded_by
+                .recorded_by()
                 .as_deref()
                 .map(|v| format!(" (recorded by percpu-trace {v})"))
                 .unwrap_or_default();
@@ -287,10 +296,10 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             );
         }
     }
-    if let Some(h) = &ctx.hostname {
+    if let Some(h) = &ctx.run.hostname {
         let _ = writeln!(s, "host:        {h}");
     }
-    if let Some(fd) = &ctx.fix_detail {
+    if let Some(fd) = &ctx.run.fix_detail {
         kv(s, "fix status:  ", fd);
     }
     let dur = ctx
@@ -324,24 +333,24 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             ctx.missing_stacks
         );
     }
-    if !ctx.filters.is_empty() {
-        kv(s, "filters:     ", &ctx.filters.join(" "));
+    if !ctx.filters().is_empty() {
+        kv(s, "filters:     ", &ctx.filters().join(" "));
     }
     let _ = writeln!(
         s,
         "attach mode: {}",
-        ctx.attach_mode.as_deref().unwrap_or("unknown")
+        ctx.run.attach_mode.as_deref().unwrap_or("unknown")
     );
-    if ctx.probes.is_empty() {
+    if ctx.run.probes.is_empty() {
         s.push_str("probes:      not recorded\n");
         return;
     }
-    if ctx.probes_from_plan {
+    if ctx.run.probes_from_plan {
         s.push_str("probes (as planned; the recording has no attach results):\n");
     } else {
         s.push_str("probes:\n");
     }
-    for p in &ctx.probes {
+    for p in &ctx.run.probes {
         let state = match p.state {
             ProbeState::Attached => "attached",
             ProbeState::Unavailable => "UNAVAILABLE",

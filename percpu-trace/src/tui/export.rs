@@ -47,21 +47,17 @@ pub fn render(app: &App, finding: Option<usize>) -> Result<String> {
     } else {
         Some(u64::try_from(app.uptime.as_nanos()).unwrap_or(u64::MAX))
     };
-    if !app.filter.is_empty() && finding.is_none() {
-        ctx.filters.push(format!(
-            "(all findings; UI filter {} not applied)",
-            app.filter.describe()
-        ));
-    }
-    let all = app.findings();
-    let chosen = match finding {
-        Some(i) => std::slice::from_ref(
-            all.get(i)
-                .ok_or_else(|| anyhow!("the selected finding is gone (cleared?)"))?,
-        ),
-        None => all,
+    // "All" is every finding the run selected (`--comm`/`--cgroup`, which the report's
+    // filters line names); the `/` prompt only narrows the screen.
+    let chosen: Vec<_> = match finding {
+        Some(i) => vec![app
+            .findings()
+            .get(i)
+            .ok_or_else(|| anyhow!("the selected finding is gone (cleared?)"))?
+            .clone()],
+        None => app.engine().selected().map(|(_, f)| f.clone()).collect(),
     };
-    Ok(report::render(FORMAT, &ctx, chosen, &app.stacks))
+    Ok(report::render(FORMAT, &ctx, &chosen, &app.stacks))
 }
 
 /// Renders and writes; the error is one line naming the path.

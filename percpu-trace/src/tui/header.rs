@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::{
     engine::{EngineConfig, FindingFilter},
     kernel::{plan::AttachPlan, Kernel},
-    record::{self, ReplaySummary},
+    record,
     report::{ProbeState, ProbeStatus, ReportContext, Source},
 };
 
@@ -41,58 +41,50 @@ impl Header {
         }
     }
 
-    /// From live discovery, the plan and the attach result (`failed`:
-    /// [`crate::probes::Probes::failed`]). `engine` is the configuration headless mode uses
-    /// for this kernel.
+    /// From live discovery, the plan, the attach result (`failed`:
+    /// [`crate::probes::Probes::failed`]) and the run's filter. `engine` is the
+    /// configuration headless mode uses for this kernel.
     pub fn live(
         k: &Kernel,
         plan: &AttachPlan,
         failed: &[(String, String)],
         engine: EngineConfig,
+        filter: &FindingFilter,
     ) -> Self {
         Header {
-            context: ReportContext::live(k, plan, failed),
+            context: ReportContext::live(k, plan, failed, filter),
             engine,
-            filter: FindingFilter::default(),
+            filter: filter.clone(),
         }
     }
 
-    /// From a recording's header (probe lines, gfp names and fix evidence come from its
-    /// `extra` keys when the writer kept them).
+    /// From a recording's header: the same facts and the same reconciled engine
+    /// configuration a report from that recording uses.
     pub fn from_recording(path: &Path, h: &record::Header) -> Self {
-        let summary = ReplaySummary {
-            header: h.clone(),
-            events: 0,
-            stacks: Default::default(),
-            missing_stacks: 0,
-            drops: Default::default(),
-            first_ns: None,
-            last_ns: None,
-        };
-        let mut engine = h.engine.clone();
-        if engine.fix_present.is_none() {
-            engine.fix_present = h.fix_present;
-        }
         Header {
-            context: ReportContext::from_replay(path, &summary),
-            engine,
-            filter: FindingFilter::default(),
+            context: ReportContext::from_header(path, h),
+            engine: h.engine_config(),
+            filter: h.run.filter.clone(),
         }
     }
 
     /// `uname -r`, or "unknown".
     pub fn kernel_release(&self) -> &str {
-        self.context.kernel_release.as_deref().unwrap_or("unknown")
+        self.context
+            .run
+            .kernel_release
+            .as_deref()
+            .unwrap_or("unknown")
     }
 
     /// Architecture, or "?".
     pub fn arch(&self) -> &str {
-        self.context.arch.as_deref().unwrap_or("?")
+        self.context.run.arch.as_deref().unwrap_or("?")
     }
 
     /// Attach mode, or "unknown".
     pub fn attach_mode(&self) -> &str {
-        self.context.attach_mode.as_deref().unwrap_or("unknown")
+        self.context.run.attach_mode.as_deref().unwrap_or("unknown")
     }
 
     /// Tracepoint-only: no pcpu_alloc entry and no nested allocations are seen.
@@ -102,7 +94,7 @@ impl Header {
 
     /// Whether the kernel has the fix series.
     pub fn fix_present(&self) -> Option<bool> {
-        self.context.fix_present
+        self.context.run.fix_present
     }
 
     /// Replaying a recording (its path), rather than tracing live.
@@ -116,6 +108,7 @@ impl Header {
     /// Probe points that are not observed.
     pub fn probes_off(&self) -> impl Iterator<Item = &ProbeStatus> {
         self.context
+            .run
             .probes
             .iter()
             .filter(|p| p.state != ProbeState::Attached)

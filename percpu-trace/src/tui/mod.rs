@@ -193,6 +193,8 @@ fn replay_thread(
             }
             Ok(Record::Stack { id, frames }) => Feed::Item(LiveItem::Stack(id, frames)),
             Ok(Record::Drops(d)) => Feed::Drops(d),
+            // The run's length matters to reports, not to the screen.
+            Ok(Record::Run { .. }) => continue,
             Err(e) => {
                 let _ = tx.blocking_send(Feed::End(Some(e.to_string())));
                 return;

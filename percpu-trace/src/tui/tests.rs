@@ -36,12 +36,12 @@ fn probe(point: &str, target: &str, state: ProbeState, detail: Option<&str>) -> 
 
 fn header(mode: &str, fix: Option<bool>) -> Header {
     let mut ctx = ReportContext::new(Source::Live);
-    ctx.kernel_release = Some("7.2.13+deb14-amd64".into());
-    ctx.arch = Some("x86_64".into());
-    ctx.fix_present = fix;
-    ctx.attach_mode = Some(mode.into());
-    ctx.gfp_layout = GfpLayout::default_for_6x();
-    ctx.probes = if mode == "tracepoint" {
+    ctx.run.kernel_release = Some("7.2.13+deb14-amd64".into());
+    ctx.run.arch = Some("x86_64".into());
+    ctx.run.fix_present = fix;
+    ctx.run.attach_mode = Some(mode.into());
+    ctx.run.gfp_layout = GfpLayout::default_for_6x();
+    ctx.run.probes = if mode == "tracepoint" {
         vec![
             probe(
                 "pcpu_alloc entry",
@@ -392,6 +392,7 @@ fn replayed(name: &str) -> App {
             Record::Event(e) => a.ingest(LiveItem::Event(e)),
             Record::Stack { id, frames } => a.ingest(LiveItem::Stack(id, frames)),
             Record::Drops(d) => a.set_drops(d),
+            Record::Run { .. } => {}
         }
     }
     a.tick(Duration::from_secs(5));
@@ -839,7 +840,7 @@ fn replay_header_comes_from_the_recording() {
     assert!(a.is_replay());
     assert_eq!(a.verdict, Verdict::Quiet(Some(true)));
     assert!(
-        a.header.context.probes.is_empty(),
+        a.header.context.run.probes.is_empty(),
         "synthetic recordings keep no probe list"
     );
 }

@@ -93,7 +93,7 @@ fn fmt_uptime(d: std::time::Duration) -> String {
 }
 
 fn gfp(app: &App, g: u32) -> String {
-    decode::format_gfp(g, &app.header.context.gfp_layout)
+    decode::format_gfp(g, &app.header.context.run.gfp_layout)
 }
 
 fn rel(app: &App, ts: u64) -> String {
@@ -266,7 +266,7 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
         l2.push(Span::styled(e.clone(), t.dim()));
     }
 
-    let probes = &h.context.probes;
+    let probes = &h.context.run.probes;
     let l3 = if probes.is_empty() {
         Line::from(Span::styled(
             "probes: not known (recording without a probe list)",
@@ -953,10 +953,10 @@ fn render_help(app: &App, frame: &mut Frame, area: Rect) {
     }));
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled("probe points", t.title())));
-    if app.header.context.probes.is_empty() {
+    if app.header.context.run.probes.is_empty() {
         lines.push(Line::from(Span::styled("  not known", t.dim())));
     }
-    for p in &app.header.context.probes {
+    for p in &app.header.context.run.probes {
         let (mark, style) = match p.state {
             ProbeState::Attached => ("on ", t.good()),
             ProbeState::Unavailable => ("off", t.warn()),

@@ -1,0 +1,128 @@
+//! [`ReportContext`]: everything a report says about the run besides the findings. The
+//! static facts are the run's [`RunInfo`] (the same struct a recording header carries);
+//! the rest is what the run counted.
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    engine::{FindingFilter, LossTotals},
+    kernel::{plan::AttachPlan, Kernel},
+    record::{Header, ReplaySummary},
+    run::RunInfo,
+};
+
+/// Where the findings came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Source {
+    /// Traced live on this host.
+    Live,
+    /// Replayed from a recording.
+    Recording {
+        /// The recording file.
+        path: PathBuf,
+    },
+}
+
+/// Everything a report says about the run besides the findings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportContext {
+    /// Version of the tool rendering the report.
+    pub tool_version: String,
+    /// What was traced and how: host, kernel, fix evidence, attach mode and result,
+    /// filters, gfp layout (`run.tool_version` is the version that traced).
+    pub run: RunInfo,
+    /// Live or a recording.
+    pub source: Source,
+    /// Events seen.
+    pub events: u64,
+    /// Loss counters by reason (`ringbuf_full`, `stack`, `task_map_full`, ...).
+    pub drops: BTreeMap<String, u64>,
+    /// Length of the run: wall clock when known, else first to last event.
+    pub duration_ns: Option<u64>,
+    /// Whether `duration_ns` is the wall-clock length of the run (false: event span).
+    pub duration_is_wall_clock: bool,
+    /// Events whose stack id the stack table lacks.
+    pub missing_stacks: u64,
+}
+
+impl ReportContext {
+    /// An empty context for this tool version: nothing known yet.
+    pub fn new(source: Source) -> Self {
+        ReportContext {
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            run: RunInfo::default(),
+            source,
+            events: 0,
+            drops: BTreeMap::new(),
+            duration_ns: None,
+            duration_is_wall_clock: false,
+            missing_stacks: 0,
+        }
+    }
+
+    /// The context of a recording, from its header alone (counts start empty).
+    pub fn from_header(path: &Path, h: &Header) -> Self {
+        let mut ctx = ReportContext::new(Source::Recording {
+            path: path.to_path_buf(),
+        });
+        ctx.run = h.run.clone();
+        ctx.run.fix_present = h.engine_config().fix_present;
+        ctx
+    }
+
+    /// The context of a replayed recording: its header's facts and the replay's counts.
+    pub fn from_replay(path: &Path, summary: &ReplaySummary) -> Self {
+        let mut ctx = ReportContext::from_header(path, &summary.header);
+        ctx.events = summary.events;
+        ctx.drops = summary.drops.clone();
+        ctx.missing_stacks = summary.missing_stacks;
+        ctx.duration_is_wall_clock = summary.wall_ns.is_some();
+        ctx.duration_ns = summary
+            .wall_ns
+            .or(match (summary.first_ns, summary.last_ns) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                _ => None,
+            });
+        ctx
+    }
+
+    /// The context of a live run from discovery, the plan, the attach result (`failed`:
+    /// [`crate::probes::Probes::failed`], program name and error) and the run's filter.
+    /// Events, drops and duration start empty: see [`ReportContext::set_progress`].
+    pub fn live(
+        kernel: &Kernel,
+        plan: &AttachPlan,
+        failed: &[(String, String)],
+        filter: &FindingFilter,
+    ) -> Self {
+        let mut ctx = ReportContext::new(Source::Live);
+        ctx.run = RunInfo::live(kernel, plan, failed, filter);
+        ctx
+    }
+
+    /// Updates the counts of a live run (losses as the engine holds them).
+    pub fn set_progress(&mut self, events: u64, losses: &LossTotals, duration_ns: u64) {
+        self.events = events;
+        self.drops = losses.by_reason.clone();
+        self.duration_ns = Some(duration_ns);
+        self.duration_is_wall_clock = true;
+    }
+
+    /// Version of the tool that recorded the events, when it was another run.
+    pub fn recorded_by(&self) -> Option<&str> {
+        match self.source {
+            Source::Recording { .. } => self.run.tool_version.as_deref(),
+            Source::Live => None,
+        }
+    }
+
+    /// The run's filters as given on the command line (`--comm x`).
+    pub fn filters(&self) -> Vec<String> {
+        self.run.filters()
+    }
+}

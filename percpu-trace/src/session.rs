@@ -1,0 +1,162 @@
+//! A live tracing session: privileges, discovery and plan, loading and attaching the
+//! probes, and streaming decoded events into a [`Sink`] until told to stop. `check`,
+//! `record` and the TUI all start here.
+use std::{path::Path, time::Duration};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    engine::EngineConfig,
+    kernel::{self, plan::AttachPlan, Kernel},
+    options::KernelOptions,
+    pipeline::{Losses, Pipeline, Sink},
+    probes::Probes,
+    symbolize::Symbolizer,
+};
+
+/// Fails with one line unless this process may load and attach tracing programs.
+pub fn require_privileges() -> Result<()> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |c: u32| cap_eff & (1u64 << c) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    bail!("needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) to load eBPF programs: run it with sudo")
+}
+
+/// Discovery and plan, as every live mode starts.
+pub fn discover(args: &KernelOptions) -> Result<(Kernel, AttachPlan)> {
+    let opts = kernel::DiscoverOptions {
+        btf: args.btf.clone(),
+        ..Default::default()
+    };
+    let k = kernel::discover(&opts)?;
+    let plan = k.plan(args.attach)?;
+    Ok((k, plan))
+}
+
+/// The engine configuration for this kernel: its gfp and task-flag bits and fix status.
+pub fn engine_config(k: &Kernel) -> EngineConfig {
+    EngineConfig {
+        gfp_io: k.gfp.io(),
+        gfp_fs: k.gfp.fs(),
+        gfp_direct_reclaim: k.gfp.direct_reclaim(),
+        gfp_kernel: k.gfp.gfp_kernel(),
+        pf_memalloc_noio: k.pf.memalloc_noio,
+        pf_memalloc_nofs: k.pf.memalloc_nofs,
+        fix_present: k.fix.present,
+        ..EngineConfig::default()
+    }
+}
+
+/// Kernel BTF for fentry/fexit attachments (None when the plan has none).
+pub fn load_btf(args: &KernelOptions, plan: &AttachPlan) -> Result<Option<aya::Btf>> {
+    use crate::kernel::plan::Attachment;
+    let needs = plan.probes.iter().any(|p| {
+        matches!(
+            p.attachment,
+            Attachment::Fentry { .. } | Attachment::Fexit { .. }
+        )
+    });
+    if !needs {
+        return Ok(None);
+    }
+    let btf = match &args.btf {
+        Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
+        None => aya::Btf::from_sys_fs(),
+    }
+    .map_err(|e| anyhow::anyhow!("reading kernel BTF for fentry: {e}"))?;
+    Ok(Some(btf))
+}
+
+/// What a tracing run ends with.
+pub struct TraceSummary {
+    /// Events delivered.
+    pub events: u64,
+    /// Losses.
+    pub losses: Losses,
+}
+
+/// Attached probes and the pipeline reading them. Dropping it detaches everything.
+pub struct Session {
+    // Field order matters: the pipeline holds maps of the object the probes own.
+    pipeline: Pipeline,
+    probes: Probes,
+}
+
+impl Session {
+    /// Loads and attaches per `plan`; warns on stderr about probes that failed to attach.
+    pub fn start(plan: &AttachPlan, btf: Option<&aya::Btf>, quiet: bool) -> Result<Self> {
+        let mut probes = Probes::attach(plan, btf)?;
+        if !quiet {
+            for (prog, err) in &probes.failed {
+                eprintln!("percpu-trace: warning: {prog} not attached: {err}");
+            }
+            eprintln!("percpu-trace: {} probe(s) attached", probes.attached.len());
+        }
+        let symbolizer =
+            Symbolizer::from_kallsyms(Path::new("/proc/kallsyms")).unwrap_or_else(|e| {
+                if !quiet {
+                    eprintln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
+                }
+                Symbolizer::default()
+            });
+        let pipeline = Pipeline::new(&mut probes, symbolizer)?;
+        Ok(Session { pipeline, probes })
+    }
+
+    /// Probe points that failed to attach although the plan had them.
+    pub fn failed(&self) -> &[(String, String)] {
+        &self.probes.failed
+    }
+
+    /// Streams events into `sink` until `stop` completes or the sink reports a failure
+    /// ([`Sink::failed`], e.g. the recording's disk is full); progress about once a
+    /// second.
+    pub async fn stream(
+        &mut self,
+        sink: &mut dyn Sink,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<TraceSummary> {
+        let pipeline = &mut self.pipeline;
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // The kernel side does not wake us for every record (see the eBPF `emit`), so
+        // drain on a timer; this bounds the delay from event to finding.
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                r = pipeline.next_batch(sink) => { r?; }
+                _ = poll.tick() => { pipeline.drain_now(sink); }
+                _ = tick.tick() => {
+                    pipeline.decoder.refresh_losses()?;
+                    sink.progress(pipeline.decoder.events, &pipeline.decoder.losses);
+                }
+                _ = &mut stop => break,
+            }
+            if sink.failed() {
+                // Stop reading at once; the caller reports why and ends the run.
+                return Ok(TraceSummary {
+                    events: pipeline.decoder.events,
+                    losses: pipeline.decoder.losses.clone(),
+                });
+            }
+        }
+        pipeline.drain_now(sink);
+        pipeline.decoder.refresh_losses()?;
+        Ok(TraceSummary {
+            events: pipeline.decoder.events,
+            losses: pipeline.decoder.losses.clone(),
+        })
+    }
+}
