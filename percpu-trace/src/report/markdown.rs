@@ -197,7 +197,6 @@ fn observed(s: &mut String, ctx: &ReportContext) {
                 "- **Source:** replay of {}{}",
                 code(&path.display().to_string()),
                 ctx.recorded_by()
-                    .as_deref()
                     .map(|v| format!(" (recorded by percpu-trace {})", esc(v)))
                     .unwrap_or_default()
             );

@@ -286,7 +286,6 @@ fn observed(s: &mut String, ctx: &ReportContext) {
         Source::Recording { path } => {
             let by = ctx
                 .recorded_by()
-                .as_deref()
                 .map(|v| format!(" (recorded by percpu-trace {v})"))
                 .unwrap_or_default();
             kv(
