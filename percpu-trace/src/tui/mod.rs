@@ -17,6 +17,7 @@ pub mod model;
 pub mod terminal;
 pub mod theme;
 pub mod ui;
+pub mod widgets;
 
 #[cfg(test)]
 mod tests;
