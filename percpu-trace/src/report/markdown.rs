@@ -5,7 +5,10 @@ use std::fmt::Write;
 
 use crate::engine::Finding;
 
-use super::{describe as d, ProbeState, ReportContext, Source, StackTable};
+use super::{
+    context::{ProbeState, ReportContext, Source, StackTable},
+    wording as d,
+};
 
 /// Escapes text for a table cell or inline text: pipes, backticks and markup characters.
 /// Underscores inside identifiers (`pcpu_alloc_mutex`) cannot start emphasis in

@@ -1,12 +1,12 @@
 //! Golden tests of the three formats on a synthetic set of findings, JSON schema validation,
 //! a report from a real recording through the engine, and output-path errors.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use super::*;
 use crate::{
     engine::{Durations, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
-    event::{Event, EventKind},
-    record::{Header, RecordingWriter},
+    event::{Event, EventKind, Frame},
+    record::{Header, RecordingWriter, ReplaySummary},
 };
 
 fn frame(function: &str, offset: u64, len: u64, module: Option<&str>) -> Frame {

@@ -5,9 +5,12 @@ use std::fmt::Write;
 use crate::engine::{Finding, FindingKind, TaskRole};
 
 use super::{
-    describe::{self as d, LabeledStack},
-    ProbeState, ReportContext, Source, StackTable, TEXT_WIDTH,
+    context::{ProbeState, ReportContext, Source, StackTable},
+    wording::{self as d, LabeledStack},
 };
+
+/// Widest line of the text report (email-friendly).
+pub const TEXT_WIDTH: usize = 76;
 
 const RULE_HEAVY: &str = "======================================================";
 const RULE_LIGHT: &str = "------------------------------------------------------";
