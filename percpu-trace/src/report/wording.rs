@@ -3,7 +3,7 @@
 //! task labels and roles, the lockdep-style scenario, durations and timestamps. A phrase
 //! about a finding is written here once; renderers arrange phrases, they do not word them.
 use crate::{
-    engine::{Finding, FindingKind, TaskInfo, TaskRole, Trigger},
+    engine::{Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
     event::Frame,
     kernel::decode::{self, GfpLayout},
 };
@@ -99,6 +99,74 @@ pub fn trigger_words(t: &Trigger) -> String {
         Trigger::GetVmAreas { gfp: Some(_) } => "pcpu_get_vm_areas".into(),
         Trigger::Vmalloc { .. } => "__vmalloc_node".into(),
         Trigger::PgtableAlloc => "kernel page-table allocation (GFP_PGTABLE_KERNEL)".into(),
+    }
+}
+
+/// [`trigger_words`] with the gfp the trigger was called with, when known:
+/// "direct reclaim, order 0, gfp GFP_KERNEL (0xcc0)".
+pub fn trigger_phrase(layout: &GfpLayout, t: &Trigger) -> String {
+    let gfp_part = trigger_gfp(t)
+        .map(|g| format!(", gfp {}", gfp(layout, g)))
+        .unwrap_or_default();
+    format!("{}{gfp_part}", trigger_words(t))
+}
+
+/// The trigger in at most 8 characters, for narrow columns (the TUI's findings list);
+/// [`trigger_words`] is the full form.
+pub fn trigger_short(t: &Trigger) -> &'static str {
+    match t {
+        Trigger::Reclaim { memcg: false, .. } => "reclaim",
+        Trigger::Reclaim { memcg: true, .. } => "memcg",
+        Trigger::ChunkCreate { .. } => "create",
+        Trigger::ChunkPopulate { .. } => "populate",
+        Trigger::GetVmAreas { .. } => "vm_areas",
+        Trigger::Vmalloc { .. } => "vmalloc",
+        Trigger::PgtableAlloc => "pgtable",
+    }
+}
+
+/// Severity in four capitals, for narrow columns (the TUI's findings list and legend).
+pub fn severity_tag(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "CRIT",
+        Severity::High => "HIGH",
+        Severity::Warning => "WARN",
+        Severity::Info => "INFO",
+    }
+}
+
+/// What a kind of finding means, in one line, before any finding of it exists (the TUI's
+/// legend); [`headline`] is the form for a finding.
+pub fn kind_summary(k: FindingKind) -> &'static str {
+    match k {
+        FindingKind::Recursion => "constrained caller reclaimed with FS/IO holding the mutex",
+        FindingKind::CrossTask => "holder in FS/IO reclaim while a constrained task waits",
+        FindingKind::Window => "FS/IO-capable allocation under the mutex for a constrained caller",
+    }
+}
+
+/// One task of a finding: "iomax-writer/200 (tgid 200, cgroup 7), caller".
+pub fn task_summary(t: &TaskInfo) -> String {
+    format!(
+        "{} (tgid {}, cgroup {}), {}",
+        task_label(t),
+        t.tgid,
+        t.cgroup_id,
+        role(t.role)
+    )
+}
+
+/// Whose stack a stack is: "stack of iomax-writer/200 (caller), stack id 7", or
+/// "stack id 7 (task not recorded)" when it cannot be told.
+pub fn stack_title(st: &LabeledStack<'_>) -> String {
+    match st.task {
+        Some(t) => format!(
+            "stack of {} ({}), stack id {}",
+            task_label(t),
+            role(t.role),
+            st.id
+        ),
+        None => format!("stack id {} (task not recorded)", st.id),
     }
 }
 

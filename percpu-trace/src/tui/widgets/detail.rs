@@ -1,6 +1,9 @@
 //! The detail pane: everything known about the selected finding (tasks, gfp masks,
 //! stacks, explanation, durations), scrolled by [`App::detail_scroll`]; with no selection,
 //! one line per finding kind.
+//!
+//! Every phrase about the finding comes from [`crate::report::wording`], so the pane and an
+//! exported report say the same thing; only the arrangement is the pane's.
 use ratatui::{
     layout::Rect,
     style::Modifier,
@@ -10,62 +13,34 @@ use ratatui::{
 };
 
 use crate::{
-    engine::{Finding, FindingKind, TaskRole, Trigger},
-    kernel::decode,
+    engine::{Finding, FindingKind, TaskRole},
+    report::wording as w,
 };
 
 use super::{
     super::app::{App, Focus},
-    findings::sev_tag,
-    format::{fmt_ns, gfp, rel},
+    format::rel,
     pane,
 };
 
-/// Role in words.
-fn role(r: TaskRole) -> &'static str {
-    match r {
-        TaskRole::Holder => "holder",
-        TaskRole::Waiter => "waiter",
-        TaskRole::Caller => "caller",
-    }
-}
-
-/// The trigger and its gfp in one line.
-fn trigger_text(app: &App, tr: &Trigger) -> String {
-    let g = |v: Option<u32>| v.map(|v| gfp(app, v));
-    match *tr {
-        Trigger::Reclaim { gfp: v, order, .. } => {
-            format!("{} gfp {} order {order}", tr.name(), gfp(app, v))
-        }
-        Trigger::ChunkCreate { gfp: v } | Trigger::ChunkPopulate { gfp: v } => {
-            format!(
-                "{} gfp {}",
-                tr.name(),
-                g(v).unwrap_or_else(|| "not seen".into())
-            )
-        }
-        Trigger::GetVmAreas { gfp: v } => format!(
-            "{} gfp {}",
-            tr.name(),
-            g(v).unwrap_or_else(|| "none (unpatched: GFP_KERNEL metadata)".into())
-        ),
-        Trigger::Vmalloc { gfp: v } => format!("{} gfp {}", tr.name(), gfp(app, v)),
-        Trigger::PgtableAlloc => format!("{} (GFP_PGTABLE_KERNEL)", tr.name()),
-    }
-}
+/// Width of the labels on the left ("allowed anyway" and a space).
+const LABEL_W: usize = 15;
 
 /// The detail of one finding as lines (also what the detail pane scrolls through).
 pub fn detail_lines(app: &App, f: &Finding) -> Vec<Line<'static>> {
     let t = &app.theme;
-    let label = |s: &str| Span::styled(format!("{s:<11}"), t.dim());
+    let layout = &app.header.context.gfp_layout;
+    let gfp = |v: u32| w::gfp(layout, v);
+    let label = |s: &str| Span::styled(format!("{s:<LABEL_W$}"), t.dim());
     let mut l: Vec<Line<'static>> = Vec::new();
     l.push(Line::from(vec![
         Span::styled(
             f.severity.to_string().to_uppercase(),
             t.severity(f.severity),
         ),
-        Span::raw(format!(" {}  ×{}", f.kind, f.count)),
+        Span::raw(format!(" {}  ×{}", w::headline(layout, f), f.count)),
     ]));
+    // Relative to the first event: the screen has no CLOCK_MONOTONIC base to show.
     l.push(Line::from(vec![
         label("seen"),
         Span::raw(format!(
@@ -76,65 +51,63 @@ pub fn detail_lines(app: &App, f: &Finding) -> Vec<Line<'static>> {
     ]));
     l.push(Line::from(vec![
         label("trigger"),
-        Span::raw(trigger_text(app, &f.trigger)),
+        Span::raw(w::trigger_phrase(layout, &f.trigger)),
     ]));
     if let Some(e) = f.trigger_effective_gfp {
-        l.push(Line::from(vec![label("effective"), Span::raw(gfp(app, e))]));
+        l.push(Line::from(vec![label("trigger gfp"), Span::raw(gfp(e))]));
     }
     l.push(Line::from(vec![
         label("constraint"),
-        Span::styled(gfp(app, f.constraint_gfp), t.warn()),
+        Span::styled(gfp(f.constraint_gfp), t.warn()),
     ]));
     l.push(Line::from(vec![
-        label("violated"),
-        Span::styled(gfp(app, f.violated_bits), t.bad()),
+        label("allowed anyway"),
+        Span::styled(gfp(f.violated_bits), t.bad()),
     ]));
+    l.push(Line::from(Span::styled("tasks", t.title())));
     for task in &f.tasks {
-        l.push(Line::from(vec![
-            label(role(task.role)),
-            Span::styled(
-                format!("{}/{}", task.comm, task.pid),
-                t.text().add_modifier(Modifier::BOLD),
-            ),
-            Span::raw(format!(" tgid {} cg {}", task.tgid, task.cgroup_id)),
-        ]));
-        let mut parts = Vec::new();
-        if let Some(g) = task.gfp {
-            parts.push(format!("gfp {}", gfp(app, g)));
+        l.push(Line::from(Span::styled(
+            w::task_summary(task),
+            t.text().add_modifier(Modifier::BOLD),
+        )));
+        // Under the task, indented by two: the label column is two wider here.
+        let indent = |s: &str| Span::styled(format!("  {s:<LABEL_W$}"), t.dim());
+        match task.gfp {
+            Some(g) => l.push(Line::from(vec![
+                indent("pcpu_alloc gfp"),
+                Span::raw(gfp(g)),
+            ])),
+            None if task.role != TaskRole::Holder => l.push(Line::from(vec![
+                indent("pcpu_alloc gfp"),
+                Span::raw("not seen"),
+            ])),
+            None => {}
         }
         if let Some(g) = task.effective_gfp {
-            parts.push(format!("eff {}", gfp(app, g)));
+            l.push(Line::from(vec![indent("constraint"), Span::raw(gfp(g))]));
         }
-        parts.push(format!(
-            "flags {}",
-            decode::format_task_flags(task.task_flags)
-        ));
         l.push(Line::from(vec![
-            Span::raw("           "),
-            Span::raw(parts.join("  ")),
+            indent("task flags"),
+            Span::raw(w::task_flags(task.task_flags)),
+        ]));
+        l.push(Line::from(vec![
+            indent("memalloc scope"),
+            Span::raw(w::scope(task.task_flags).unwrap_or("none")),
         ]));
     }
     stacks_lines(app, f, &mut l);
-    l.push(Line::from(Span::styled("what happened", t.title())));
+    l.push(Line::from(Span::styled("explanation", t.title())));
     l.push(Line::from(f.explanation.clone()));
-    let d = &f.durations;
-    let opt = |v: Option<u64>| v.map_or("-".to_string(), fmt_ns);
+    l.push(Line::from(Span::styled("durations", t.title())));
+    let durs = w::durations(f);
+    if durs.is_empty() {
+        l.push(Line::from("none measured"));
+    }
+    l.extend(durs.into_iter().map(Line::from));
     l.push(Line::from(vec![
-        label("times"),
-        Span::raw(format!(
-            "held ≥{}  reclaim {} (total {})  wait {}",
-            opt(d.hold_ns),
-            opt(d.reclaim_ns),
-            fmt_ns(d.reclaim_total_ns),
-            opt(d.wait_ns)
-        )),
+        label("fix series"),
+        Span::raw(w::fix_words(f.fix_present.or(app.header.fix_present()))),
     ]));
-    let fix = match f.fix_present {
-        Some(true) => "present",
-        Some(false) => "absent",
-        None => "unknown",
-    };
-    l.push(Line::from(vec![label("fix series"), Span::raw(fix)]));
     l.push(Line::from(vec![
         label("signature"),
         Span::styled(format!("{:016x}", f.signature), t.dim()),
@@ -142,16 +115,13 @@ pub fn detail_lines(app: &App, f: &Finding) -> Vec<Line<'static>> {
     l
 }
 
-/// The finding's kernel stacks, each under a title line.
+/// The finding's kernel stacks, each under the report's title for it.
 fn stacks_lines(app: &App, f: &Finding, l: &mut Vec<Line<'static>>) {
     let t = &app.theme;
-    for (i, id) in f.stack_ids.iter().enumerate() {
-        let whose = if i == 0 { "trigger" } else { "other task" };
-        l.push(Line::from(Span::styled(
-            format!("stack #{id} ({whose})"),
-            t.title(),
-        )));
-        match app.stacks.get(id) {
+    let stacks = w::stacks(f, &app.stacks);
+    for st in &stacks {
+        l.push(Line::from(Span::styled(w::stack_title(st), t.title())));
+        match st.frames {
             Some(frames) if !frames.is_empty() => {
                 for fr in frames {
                     l.push(Line::from(format!("  {fr}")));
@@ -163,7 +133,7 @@ fn stacks_lines(app: &App, f: &Finding, l: &mut Vec<Line<'static>>) {
             ))),
         }
     }
-    if f.stack_ids.is_empty() {
+    if stacks.is_empty() {
         l.push(Line::from(Span::styled(
             "no kernel stack was taken for this finding",
             t.dim(),
@@ -186,26 +156,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 "select a finding to see its tasks, gfp masks and stacks",
                 t.dim(),
             ))];
-            let k = FindingKind::ALL;
             lines.push(Line::from(""));
-            for kind in k {
-                let what = match kind {
-                    FindingKind::Recursion => {
-                        "constrained caller reclaimed with FS/IO holding the mutex"
-                    }
-                    FindingKind::CrossTask => {
-                        "holder in FS/IO reclaim while a constrained task waits"
-                    }
-                    FindingKind::Window => {
-                        "FS/IO-capable allocation under the mutex for a constrained caller"
-                    }
-                };
+            for kind in FindingKind::ALL {
                 lines.push(Line::from(vec![
                     Span::styled(
-                        format!("{} {:<10} ", sev_tag(kind.severity()), kind.id()),
+                        format!("{} {:<10} ", w::severity_tag(kind.severity()), kind.id()),
                         t.severity(kind.severity()),
                     ),
-                    Span::styled(what, t.dim()),
+                    Span::styled(w::kind_summary(kind), t.dim()),
                 ]));
             }
             Paragraph::new(lines)

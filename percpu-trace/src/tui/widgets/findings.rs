@@ -7,7 +7,7 @@ use ratatui::{
     Frame,
 };
 
-use crate::engine::{Finding, Severity, Trigger};
+use crate::report::wording as w;
 
 use super::{
     super::app::{App, Focus},
@@ -15,36 +15,6 @@ use super::{
     pane,
     scroll_table::ScrollTable,
 };
-
-/// The first task's comm (pids are in the detail pane).
-fn finding_who(f: &Finding) -> String {
-    f.tasks
-        .first()
-        .map_or_else(|| "?".into(), |t| t.comm.clone())
-}
-
-/// The trigger in at most 8 characters, for the findings list.
-fn short_op(t: &Trigger) -> &'static str {
-    match t {
-        Trigger::Reclaim { memcg: false, .. } => "reclaim",
-        Trigger::Reclaim { memcg: true, .. } => "memcg",
-        Trigger::ChunkCreate { .. } => "create",
-        Trigger::ChunkPopulate { .. } => "populate",
-        Trigger::GetVmAreas { .. } => "vm_areas",
-        Trigger::Vmalloc { .. } => "vmalloc",
-        Trigger::PgtableAlloc => "pgtable",
-    }
-}
-
-/// Severity in four characters.
-pub(crate) fn sev_tag(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical => "CRIT",
-        Severity::High => "HIGH",
-        Severity::Warning => "WARN",
-        Severity::Info => "INFO",
-    }
-}
 
 /// The findings pane.
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
@@ -91,13 +61,18 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     ScrollTable::new(app.view.len(), widths, |i| {
         let f = &findings[app.view[i]];
         let mut cells = vec![
-            Cell::from(Span::styled(sev_tag(f.severity), t.severity(f.severity))),
+            Cell::from(Span::styled(
+                w::severity_tag(f.severity),
+                t.severity(f.severity),
+            )),
             Cell::from(f.kind.id()),
         ];
         if with_op {
-            cells.push(Cell::from(short_op(&f.trigger)));
+            cells.push(Cell::from(w::trigger_short(&f.trigger)));
         }
-        cells.push(Cell::from(finding_who(f)));
+        // The report's task label (comm/pid, non-ASCII replaced: comms are user-controlled).
+        let who = f.tasks.first().map_or_else(|| "?".into(), w::task_label);
+        cells.push(Cell::from(who));
         cells.push(Cell::from(Span::styled(
             format!("×{}", fmt_count(f.count)),
             t.dim(),

@@ -8,6 +8,8 @@ use ratatui::{
     Frame,
 };
 
+use crate::report::wording as w;
+
 use super::{
     super::app::{App, Focus, Tab},
     format::{activity, fmt_count, fmt_ns, gfp},
@@ -32,18 +34,6 @@ fn title(app: &App) -> Line<'static> {
     }
     title.push(Span::raw(" "));
     Line::from(title)
-}
-
-/// The memalloc scope in task flags, short (the column is five wide).
-fn scope(app: &App, flags: u32) -> &'static str {
-    let c = &app.header.engine;
-    if flags & c.pf_memalloc_noio != 0 {
-        "NOIO"
-    } else if flags & c.pf_memalloc_nofs != 0 {
-        "NOFS"
-    } else {
-        "-"
-    }
 }
 
 /// What an empty table says instead.
@@ -189,7 +179,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 Constraint::Length(7),
                 Constraint::Length(15),
                 Constraint::Length(5),
-                Constraint::Length(5),
+                // The report's scope words ("memalloc_noio"): 13 wide.
+                Constraint::Length(13),
                 Constraint::Fill(1),
             ];
             ScrollTable::new(app.task_rows.len(), widths, |i| {
@@ -198,7 +189,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                     Cell::from(tv.pid.to_string()),
                     Cell::from(tv.comm.clone()),
                     Cell::from(tv.cgroup_id.to_string()),
-                    Cell::from(scope(app, tv.task_flags)),
+                    Cell::from(w::scope(tv.task_flags).unwrap_or("none")),
                     Cell::from(activity(tv.activity)),
                 ])
             })
