@@ -10,10 +10,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     engine::{FindingFilter, LossTotals},
+    event::Frame,
     kernel::{plan::AttachPlan, Kernel},
     record::{Header, ReplaySummary},
     run::RunInfo,
 };
+
+/// Kernel stack id to symbolized frames (innermost first), as recordings and the live
+/// pipeline deliver them ([`ReplaySummary::stacks`] has this type).
+pub type StackTable = BTreeMap<u32, Vec<Frame>>;
 
 /// Where the findings came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,9 +14,20 @@ use crate::{
     engine::{Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
     event::Frame,
     kernel::decode::{self, GfpLayout},
+    run::ProbeStatus,
 };
 
-use super::{describe as d, ProbeStatus, ReportContext, Source, StackTable, JSON_SCHEMA_ID};
+use super::{
+    context::{ReportContext, Source, StackTable},
+    wording as d,
+};
+
+/// Value of the JSON report's `schema` field.
+pub const JSON_SCHEMA_ID: &str = "percpu-trace-report/v1";
+
+/// The JSON Schema the JSON report follows (also in the repository as
+/// `percpu-trace/schema/report-v1.schema.json`).
+pub const JSON_SCHEMA: &str = include_str!("../../schema/report-v1.schema.json");
 
 #[derive(Serialize)]
 struct Report<'a> {

@@ -3,9 +3,12 @@
 //! blocks (stacks folded in `<details>` so a long report stays readable).
 use std::fmt::Write;
 
-use crate::engine::Finding;
+use crate::{engine::Finding, run::ProbeState};
 
-use super::{describe as d, ProbeState, ReportContext, Source, StackTable};
+use super::{
+    context::{ReportContext, Source, StackTable},
+    wording as d,
+};
 
 /// Escapes text for a table cell or inline text: pipes, backticks and markup characters.
 /// Underscores inside identifiers (`pcpu_alloc_mutex`) cannot start emphasis in

@@ -5,46 +5,37 @@
 //! findings and the stack table; the same call serves `percpu-trace report`, the TUI's
 //! export key and tests. [`finding_line`] is the one-line form headless `record` logs.
 //!
-//! A context comes from a recording ([`ReportContext::from_replay`], which reads the
-//! header's `extra` keys listed in [`extra`]) or from live state ([`ReportContext::live`]);
-//! [`ReportContext::header_extra`] gives the live values to store in a recording header so
-//! a report made from the recording later says the same.
+//! A context comes from a recording ([`ReportContext::from_replay`]: the header's
+//! [`crate::run::RunInfo`]) or from live state ([`ReportContext::live`]), which builds the
+//! same `RunInfo` the live run writes into its recording header.
+//!
+//! Files: `context` (the context types and where they come from), `wording` (every phrase
+//! about a finding, shared with the TUI), one file per format. Imports run one way:
+//! formats -> wording -> context, and this file only re-exports and dispatches.
 mod context;
-mod describe;
 mod json;
 mod markdown;
 mod text;
+pub mod wording;
 
 #[cfg(test)]
 mod tests;
 
-use std::{collections::BTreeMap, io::Write, path::Path};
+use std::{io::Write, path::Path};
 
 use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
 pub use crate::run::{ProbeState, ProbeStatus};
-pub use context::{ReportContext, Source};
-
 use crate::{
     engine::Finding,
-    event::Frame,
     kernel::decode::{self, GfpLayout},
 };
 
-/// Kernel stack id to symbolized frames (innermost first), as recordings and the live
-/// pipeline deliver them ([`ReplaySummary::stacks`] has this type).
-pub type StackTable = BTreeMap<u32, Vec<Frame>>;
-
-/// Value of the JSON report's `schema` field.
-pub const JSON_SCHEMA_ID: &str = "percpu-trace-report/v1";
-
-/// The JSON Schema the JSON report follows (also in the repository as
-/// `percpu-trace/schema/report-v1.schema.json`).
-pub const JSON_SCHEMA: &str = include_str!("../../schema/report-v1.schema.json");
-
-/// Widest line of the text report (email-friendly).
-pub const TEXT_WIDTH: usize = 76;
+pub use crate::run::{hostname, kernel_build, probe_statuses};
+pub use context::{ReportContext, Source, StackTable};
+pub use json::{JSON_SCHEMA, JSON_SCHEMA_ID};
+pub use text::TEXT_WIDTH;
 
 /// `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -108,7 +99,7 @@ pub fn finding_line(f: &Finding) -> String {
 
 /// [`finding_line`] with the traced kernel's gfp layout.
 pub fn finding_line_with(f: &Finding, layout: &GfpLayout) -> String {
-    use describe::{ascii, task_label};
+    use wording::{ascii, task_label};
     let g = |v: u32| decode::format_gfp(v, layout);
     let first = f
         .tasks
@@ -116,7 +107,7 @@ pub fn finding_line_with(f: &Finding, layout: &GfpLayout) -> String {
         .map(task_label)
         .unwrap_or_else(|| "?".into());
     let op = f.trigger.name();
-    let tg = describe::trigger_gfp(&f.trigger)
+    let tg = wording::trigger_gfp(&f.trigger)
         .or(f.trigger_effective_gfp)
         .map(|v| format!(" ({})", g(v)))
         .unwrap_or_default();

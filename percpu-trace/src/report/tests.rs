@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 use super::*;
 use crate::{
     engine::{Durations, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
-    event::{Event, EventKind},
+    event::{Event, EventKind, Frame},
     record::{Header, RecordingReader, RecordingWriter},
 };
 

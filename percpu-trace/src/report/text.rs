@@ -2,12 +2,18 @@
 //! the kernel. Plain ASCII, at most [`TEXT_WIDTH`] columns except unbreakable symbols.
 use std::fmt::Write;
 
-use crate::engine::{Finding, FindingKind, TaskRole};
+use crate::{
+    engine::{Finding, FindingKind, TaskRole},
+    run::ProbeState,
+};
 
 use super::{
-    describe::{self as d, LabeledStack},
-    ProbeState, ReportContext, Source, StackTable, TEXT_WIDTH,
+    context::{ReportContext, Source, StackTable},
+    wording::{self as d, LabeledStack},
 };
+
+/// Widest line of the text report (email-friendly).
+pub const TEXT_WIDTH: usize = 76;
 
 const RULE_HEAVY: &str = "======================================================";
 const RULE_LIGHT: &str = "------------------------------------------------------";
@@ -91,7 +97,6 @@ fn splat(
     let first = f.tasks.first();
     let who = first.map(d::task_label).unwrap_or_else(|| "?".into());
     let reclaim = d::reclaim_lock(l, f);
-    let trig_gfp = d::trigger_gfp(&f.trigger);
 
     let _ = writeln!(s, "{RULE_HEAVY}");
     let _ = writeln!(s, "WARNING: {}", d::headline(l, f));
@@ -120,19 +125,12 @@ fn splat(
     let held_at = d::lock_site(&stacks)
         .map(|fr| format!(" at: {fr}"))
         .unwrap_or_default();
-    let trig = d::trigger_words(&f.trigger);
-    let gfp_part = trig_gfp
-        .map(|g| format!(", gfp {}", d::gfp(l, g)))
-        .unwrap_or_default();
+    let trig = d::trigger_phrase(l, &f.trigger);
     let bits = d::gfp(l, f.violated_bits);
     match f.kind {
         FindingKind::Recursion => {
             let _ = writeln!(s, "{who} is trying to acquire lock:");
-            s.push_str(&d::wrap(
-                &format!("({reclaim}) by {trig}{gfp_part}"),
-                TEXT_WIDTH,
-                " ",
-            ));
+            s.push_str(&d::wrap(&format!("({reclaim}) by {trig}"), TEXT_WIDTH, " "));
             let _ = writeln!(s, "\nbut task is already holding lock:");
             let _ = writeln!(s, " (pcpu_alloc_mutex){held_at}");
             let _ = writeln!(s, "\nwhile its allocation forbids that reclaim:");
@@ -144,7 +142,7 @@ fn splat(
                 s,
                 "\nand allocates with a gfp that may acquire ({reclaim}):"
             );
-            s.push_str(&d::wrap(&format!("{trig}{gfp_part}"), TEXT_WIDTH, " "));
+            s.push_str(&d::wrap(&trig, TEXT_WIDTH, " "));
             let _ = writeln!(s, "\nwhile the allocation it serves forbids that reclaim:");
         }
         FindingKind::CrossTask => {
@@ -156,11 +154,7 @@ fn splat(
             let _ = writeln!(s, "{who} is holding lock:");
             let _ = writeln!(s, " (pcpu_alloc_mutex){held_at}");
             let _ = writeln!(s, "\nand is trying to acquire lock:");
-            s.push_str(&d::wrap(
-                &format!("({reclaim}) by {trig}{gfp_part}"),
-                TEXT_WIDTH,
-                " ",
-            ));
+            s.push_str(&d::wrap(&format!("({reclaim}) by {trig}"), TEXT_WIDTH, " "));
             let _ = writeln!(
                 s,
                 "\nwhile {waiter} waits for pcpu_alloc_mutex and forbids that reclaim:"
@@ -176,14 +170,7 @@ fn splat(
 
     s.push_str("\ntasks:\n");
     for t in &f.tasks {
-        let _ = writeln!(
-            s,
-            " {} (tgid {}, cgroup {}), {}",
-            d::task_label(t),
-            t.tgid,
-            t.cgroup_id,
-            d::role(t.role)
-        );
+        let _ = writeln!(s, " {}", d::task_summary(t));
         if let Some(g) = t.gfp {
             kv(s, "   pcpu_alloc gfp: ", &d::gfp(l, g));
         } else if t.role != TaskRole::Holder {
@@ -247,20 +234,7 @@ fn splat(
 }
 
 fn call_trace(s: &mut String, st: &LabeledStack<'_>) {
-    match st.task {
-        Some(t) => {
-            let _ = writeln!(
-                s,
-                "stack of {} ({}), stack id {}:",
-                d::task_label(t),
-                d::role(t.role),
-                st.id
-            );
-        }
-        None => {
-            let _ = writeln!(s, "stack id {} (task not recorded):", st.id);
-        }
-    }
+    let _ = writeln!(s, "{}:", d::stack_title(st));
     s.push_str("Call Trace:\n <TASK>\n");
     match st.frames {
         Some(frames) if !frames.is_empty() => {

@@ -721,7 +721,10 @@ impl App {
                 if !all && self.selected_finding().is_none() {
                     self.set_error("export: no finding selected (E exports all)");
                 } else {
-                    let input = super::export::default_path(self, all).display().to_string();
+                    let selected = self.selected_finding().map(|(_, f)| f);
+                    let input = super::export::default_path(selected, all)
+                        .display()
+                        .to_string();
                     self.mode = Mode::Export { input, all };
                 }
             }

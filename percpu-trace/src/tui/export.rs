@@ -1,23 +1,28 @@
 //! The export key: the selected finding or all findings as a text report (the report
 //! module's lockdep-shaped renderer), written where the user says.
+//!
+//! Pure of the UI state: the runner (`tui::export_request`) builds an [`Export`] from
+//! the [`super::App`], so this module does not import `app` and `app` can import it for
+//! [`default_path`] without a cycle.
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 
-use crate::report::{self, Format};
-
-use super::app::App;
+use crate::{
+    engine::Finding,
+    report::{self, Format, ReportContext, StackTable},
+};
 
 /// Reports are plain text: what a kernel engineer pastes into a mail or a bug.
 const FORMAT: Format = Format::Text;
 
-/// The path offered in the export prompt: a file in the current directory, named after the
-/// finding (kind and signature) or, for all findings, after the time, so exports do not
+/// The path offered in the export prompt: a file in the current directory, named after
+/// `selected` (kind and signature) unless `all`, else after the time, so exports do not
 /// overwrite each other by accident.
-pub fn default_path(app: &App, all: bool) -> PathBuf {
+pub fn default_path(selected: Option<&Finding>, all: bool) -> PathBuf {
     let ext = FORMAT.extension();
-    let name = match app.selected_finding() {
-        Some((_, f)) if !all => format!("percpu-trace-{}-{:016x}.{ext}", f.kind, f.signature),
+    let name = match selected {
+        Some(f) if !all => format!("percpu-trace-{}-{:016x}.{ext}", f.kind, f.signature),
         _ => {
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -29,52 +34,57 @@ pub fn default_path(app: &App, all: bool) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The report text for one finding (`Some(index into App::findings)`) or all of them.
-pub fn render(app: &App, finding: Option<usize>) -> Result<String> {
-    let mut ctx = app.header.context.clone();
-    let span = app
-        .findings()
-        .iter()
-        .map(|f| f.last_seen_ns)
-        .max()
-        .zip(app.base_ns)
-        .map(|(last, first)| last.saturating_sub(first));
-    ctx.events = app.events;
-    ctx.drops = app.losses().clone();
-    // Live: how long the UI ran; replay: the recording's own span.
-    ctx.duration_ns = if app.is_replay() {
-        span.or(ctx.duration_ns)
-    } else {
-        Some(u64::try_from(app.uptime.as_nanos()).unwrap_or(u64::MAX))
-    };
-    // "All" is every finding the run selected (`--comm`/`--cgroup`, which the report's
-    // filters line names); the `/` prompt only narrows the screen.
-    let chosen: Vec<_> = match finding {
-        Some(i) => vec![app
-            .findings()
-            .get(i)
-            .ok_or_else(|| anyhow!("the selected finding is gone (cleared?)"))?
-            .clone()],
-        None => app.engine().selected().map(|(_, f)| f.clone()).collect(),
-    };
-    Ok(report::render(FORMAT, &ctx, &chosen, &app.stacks))
+/// Everything one export reports.
+pub struct Export<'a> {
+    /// What was traced and how, with this session's counts filled in.
+    pub context: ReportContext,
+    /// All findings, in the engine's order.
+    pub findings: &'a [Finding],
+    /// Indexes into `findings` the run selected (`--comm`/`--cgroup`): what "all" exports.
+    pub selected: Vec<usize>,
+    /// Stack id to frames.
+    pub stacks: &'a StackTable,
+    /// `Some(index into findings)` for one finding, `None` for all of them.
+    pub finding: Option<usize>,
 }
 
-/// Renders and writes; the error is one line naming the path.
-pub fn write(app: &App, path: &Path, finding: Option<usize>) -> Result<PathBuf> {
-    if path == Path::new("-") {
-        // stdout is the screen while the UI runs.
-        return Err(anyhow!(
-            "cannot write report to stdout from the UI: give a file name"
-        ));
+impl Export<'_> {
+    /// The report text.
+    pub fn render(&self) -> Result<String> {
+        let chosen = match self.finding {
+            Some(i) => std::slice::from_ref(
+                self.findings
+                    .get(i)
+                    .ok_or_else(|| anyhow!("the selected finding is gone (cleared?)"))?,
+            ),
+            None => {
+                let all: Vec<Finding> = self
+                    .selected
+                    .iter()
+                    .filter_map(|&i| self.findings.get(i).cloned())
+                    .collect();
+                return Ok(report::render(FORMAT, &self.context, &all, self.stacks));
+            }
+        };
+        Ok(report::render(FORMAT, &self.context, chosen, self.stacks))
     }
-    let text = render(app, finding)?;
-    if path.is_dir() {
-        return Err(anyhow!(
-            "cannot write report to {}: it is a directory",
-            path.display()
-        ));
+
+    /// Renders and writes to `path`; the error is one line naming the path.
+    pub fn write(&self, path: &Path) -> Result<PathBuf> {
+        if path == Path::new("-") {
+            // stdout is the screen while the UI runs.
+            return Err(anyhow!(
+                "cannot write report to stdout from the UI: give a file name"
+            ));
+        }
+        let text = self.render()?;
+        if path.is_dir() {
+            return Err(anyhow!(
+                "cannot write report to {}: it is a directory",
+                path.display()
+            ));
+        }
+        report::write_report(path, &text)?;
+        Ok(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
     }
-    report::write_report(path, &text)?;
-    Ok(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }

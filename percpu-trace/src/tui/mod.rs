@@ -17,6 +17,7 @@ pub mod model;
 pub mod terminal;
 pub mod theme;
 pub mod ui;
+pub mod widgets;
 
 #[cfg(test)]
 mod tests;
@@ -207,6 +208,38 @@ fn replay_thread(
     let _ = tx.blocking_send(Feed::End(None));
 }
 
+/// What the export key reports for `finding` (`Some(index into App::findings)`) or all
+/// findings: the session's header context with this session's counts. Built here, by the
+/// runner that performs the export, so `export` stays a pure function of its inputs and
+/// neither it nor `app` imports the other both ways.
+pub(crate) fn export_request(app: &App, finding: Option<usize>) -> export::Export<'_> {
+    let mut context = app.header.context.clone();
+    let span = app
+        .findings()
+        .iter()
+        .map(|f| f.last_seen_ns)
+        .max()
+        .zip(app.base_ns)
+        .map(|(last, first)| last.saturating_sub(first));
+    context.events = app.events;
+    context.drops = app.losses().clone();
+    // Live: how long the UI ran; replay: the recording's own span.
+    context.duration_ns = if app.is_replay() {
+        span.or(context.duration_ns)
+    } else {
+        Some(u64::try_from(app.uptime.as_nanos()).unwrap_or(u64::MAX))
+    };
+    // "All" is every finding the run selected (`--comm`/`--cgroup`, which the report's
+    // filters line names); the `/` prompt only narrows the screen.
+    export::Export {
+        context,
+        selected: app.engine().selected().map(|(i, _)| i).collect(),
+        findings: app.findings(),
+        stacks: &app.stacks,
+        finding,
+    }
+}
+
 async fn run(mut app: App, feed: FeedRx) -> Result<()> {
     // Signal handlers first: failing here must not leave the terminal in raw mode.
     use tokio::signal::unix::{signal, SignalKind};
@@ -267,7 +300,7 @@ where
                         match app.update(action) {
                             Some(Effect::Quit) => return Ok(()),
                             Some(Effect::Export { path, finding }) => {
-                                let r = export::write(app, &path, finding);
+                                let r = export_request(app, finding).write(&path);
                                 app.export_done(r);
                             }
                             None => {}

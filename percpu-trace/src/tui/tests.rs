@@ -765,7 +765,7 @@ fn export_selected_and_all() {
         panic!("{effects:?}")
     };
     assert_eq!(p, &path);
-    let r = super::export::write(&a, p, Some(*i));
+    let r = super::export_request(&a, Some(*i)).write(p);
     a.export_done(r);
     let s = a.status.clone().unwrap();
     assert!(!s.error && s.text.contains("one.txt"), "{s:?}");
@@ -785,7 +785,7 @@ fn export_selected_and_all() {
             finding: None
         }]
     );
-    super::export::write(&a, &all_path, None).unwrap();
+    super::export_request(&a, None).write(&all_path).unwrap();
     assert!(std::fs::metadata(&all_path).unwrap().len() >= text.len() as u64);
 
     // Unwritable paths: one-line errors in the status bar.
@@ -794,7 +794,7 @@ fn export_selected_and_all() {
         dir.clone(),
         PathBuf::from("-"),
     ] {
-        let r = super::export::write(&a, &bad, None);
+        let r = super::export_request(&a, None).write(&bad);
         assert!(r.is_err(), "{bad:?}");
         a.export_done(r);
         let s = a.status.clone().unwrap();

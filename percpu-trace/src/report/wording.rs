@@ -1,21 +1,22 @@
-//! Wording shared by the three formats, so text, markdown and JSON say the same thing about
-//! a finding: headlines, gfp and task-flag names, the trigger, the lockdep-style scenario,
-//! durations and timestamps.
+//! Wording shared by the three formats and the TUI, so text, markdown, JSON and the screen
+//! say the same thing about a finding: headlines, gfp and task-flag names, the trigger,
+//! task labels and roles, the lockdep-style scenario, durations and timestamps. A phrase
+//! about a finding is written here once; renderers arrange phrases, they do not word them.
 use crate::{
-    engine::{Finding, FindingKind, TaskInfo, TaskRole, Trigger},
+    engine::{Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
     event::Frame,
     kernel::decode::{self, GfpLayout},
 };
 
-use super::{ReportContext, StackTable};
+use super::context::{ReportContext, StackTable};
 
 /// "GFP_NOIO|__GFP_NOWARN (0x2c00)".
-pub(crate) fn gfp(layout: &GfpLayout, v: u32) -> String {
+pub fn gfp(layout: &GfpLayout, v: u32) -> String {
     format!("{} ({v:#x})", decode::format_gfp(v, layout))
 }
 
 /// "PF_MEMALLOC_NOIO|PF_RANDOMIZE (0x480000)".
-pub(crate) fn task_flags(v: u32) -> String {
+pub fn task_flags(v: u32) -> String {
     if v == 0 {
         return "none (0x0)".into();
     }
@@ -23,7 +24,7 @@ pub(crate) fn task_flags(v: u32) -> String {
 }
 
 /// The memalloc scope the task flags put a task in, if any.
-pub(crate) fn scope(flags: u32) -> Option<&'static str> {
+pub fn scope(flags: u32) -> Option<&'static str> {
     if flags & decode::PF_MEMALLOC_NOIO != 0 {
         Some("memalloc_noio")
     } else if flags & decode::PF_MEMALLOC_NOFS != 0 {
@@ -34,7 +35,7 @@ pub(crate) fn scope(flags: u32) -> Option<&'static str> {
 }
 
 /// "NOIO" when the constraint forbids __GFP_IO, "NOFS" when it forbids only __GFP_FS.
-pub(crate) fn constraint_word(layout: &GfpLayout, f: &Finding) -> &'static str {
+pub fn constraint_word(layout: &GfpLayout, f: &Finding) -> &'static str {
     if f.constraint_gfp & layout.io() == 0 {
         "NOIO"
     } else {
@@ -45,7 +46,7 @@ pub(crate) fn constraint_word(layout: &GfpLayout, f: &Finding) -> &'static str {
 /// The lockdep name of what the trigger may take: `fs_reclaim` is the lockdep map the
 /// kernel acquires for reclaim that may enter the filesystem; reclaim that may only start
 /// I/O has no lockdep map, so it is named by the bit.
-pub(crate) fn reclaim_lock(layout: &GfpLayout, f: &Finding) -> &'static str {
+pub fn reclaim_lock(layout: &GfpLayout, f: &Finding) -> &'static str {
     if f.violated_bits & layout.fs() != 0 {
         "fs_reclaim"
     } else {
@@ -54,7 +55,7 @@ pub(crate) fn reclaim_lock(layout: &GfpLayout, f: &Finding) -> &'static str {
 }
 
 /// One headline per kind, shaped like lockdep's first line.
-pub(crate) fn headline(layout: &GfpLayout, f: &Finding) -> String {
+pub fn headline(layout: &GfpLayout, f: &Finding) -> String {
     let w = constraint_word(layout, f);
     match f.kind {
         FindingKind::Recursion => {
@@ -70,7 +71,7 @@ pub(crate) fn headline(layout: &GfpLayout, f: &Finding) -> String {
 }
 
 /// The gfp the trigger was called with, when the kernel exposed one.
-pub(crate) fn trigger_gfp(t: &Trigger) -> Option<u32> {
+pub fn trigger_gfp(t: &Trigger) -> Option<u32> {
     match *t {
         Trigger::Reclaim { gfp, .. } | Trigger::Vmalloc { gfp } => Some(gfp),
         Trigger::ChunkCreate { gfp } | Trigger::ChunkPopulate { gfp } => gfp,
@@ -80,7 +81,7 @@ pub(crate) fn trigger_gfp(t: &Trigger) -> Option<u32> {
 }
 
 /// What the trigger is, in words ("direct reclaim, order 0").
-pub(crate) fn trigger_words(t: &Trigger) -> String {
+pub fn trigger_words(t: &Trigger) -> String {
     match *t {
         Trigger::Reclaim { order, memcg, .. } => {
             let which = if memcg {
@@ -101,14 +102,82 @@ pub(crate) fn trigger_words(t: &Trigger) -> String {
     }
 }
 
+/// [`trigger_words`] with the gfp the trigger was called with, when known:
+/// "direct reclaim, order 0, gfp GFP_KERNEL (0xcc0)".
+pub fn trigger_phrase(layout: &GfpLayout, t: &Trigger) -> String {
+    let gfp_part = trigger_gfp(t)
+        .map(|g| format!(", gfp {}", gfp(layout, g)))
+        .unwrap_or_default();
+    format!("{}{gfp_part}", trigger_words(t))
+}
+
+/// The trigger in at most 8 characters, for narrow columns (the TUI's findings list);
+/// [`trigger_words`] is the full form.
+pub fn trigger_short(t: &Trigger) -> &'static str {
+    match t {
+        Trigger::Reclaim { memcg: false, .. } => "reclaim",
+        Trigger::Reclaim { memcg: true, .. } => "memcg",
+        Trigger::ChunkCreate { .. } => "create",
+        Trigger::ChunkPopulate { .. } => "populate",
+        Trigger::GetVmAreas { .. } => "vm_areas",
+        Trigger::Vmalloc { .. } => "vmalloc",
+        Trigger::PgtableAlloc => "pgtable",
+    }
+}
+
+/// Severity in four capitals, for narrow columns (the TUI's findings list and legend).
+pub fn severity_tag(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "CRIT",
+        Severity::High => "HIGH",
+        Severity::Warning => "WARN",
+        Severity::Info => "INFO",
+    }
+}
+
+/// What a kind of finding means, in one line, before any finding of it exists (the TUI's
+/// legend); [`headline`] is the form for a finding.
+pub fn kind_summary(k: FindingKind) -> &'static str {
+    match k {
+        FindingKind::Recursion => "constrained caller reclaimed with FS/IO holding the mutex",
+        FindingKind::CrossTask => "holder in FS/IO reclaim while a constrained task waits",
+        FindingKind::Window => "FS/IO-capable allocation under the mutex for a constrained caller",
+    }
+}
+
+/// One task of a finding: "iomax-writer/200 (tgid 200, cgroup 7), caller".
+pub fn task_summary(t: &TaskInfo) -> String {
+    format!(
+        "{} (tgid {}, cgroup {}), {}",
+        task_label(t),
+        t.tgid,
+        t.cgroup_id,
+        role(t.role)
+    )
+}
+
+/// Whose stack a stack is: "stack of iomax-writer/200 (caller), stack id 7", or
+/// "stack id 7 (task not recorded)" when it cannot be told.
+pub fn stack_title(st: &LabeledStack<'_>) -> String {
+    match st.task {
+        Some(t) => format!(
+            "stack of {} ({}), stack id {}",
+            task_label(t),
+            role(t.role),
+            st.id
+        ),
+        None => format!("stack id {} (task not recorded)", st.id),
+    }
+}
+
 /// "comm/pid", with anything but printable ASCII replaced (comms are user-controlled and
 /// reports are plain ASCII).
-pub(crate) fn task_label(t: &TaskInfo) -> String {
+pub fn task_label(t: &TaskInfo) -> String {
     format!("{}/{}", ascii(&t.comm), t.pid)
 }
 
 /// Role in words.
-pub(crate) fn role(r: TaskRole) -> &'static str {
+pub fn role(r: TaskRole) -> &'static str {
     match r {
         TaskRole::Holder => "holder",
         TaskRole::Waiter => "waiter",
@@ -117,7 +186,7 @@ pub(crate) fn role(r: TaskRole) -> &'static str {
 }
 
 /// Replaces every character that is not printable ASCII (or a newline) by `?`.
-pub(crate) fn ascii(s: &str) -> String {
+pub fn ascii(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c == '\n' || (' '..='~').contains(&c) {
@@ -130,7 +199,7 @@ pub(crate) fn ascii(s: &str) -> String {
 }
 
 /// Nanoseconds for humans: "850 ns", "12.3 us", "1.234 ms", "2.500 s".
-pub(crate) fn dur(ns: u64) -> String {
+pub fn dur(ns: u64) -> String {
     match ns {
         0..=999 => format!("{ns} ns"),
         1_000..=999_999 => format!("{:.1} us", ns as f64 / 1e3),
@@ -140,7 +209,7 @@ pub(crate) fn dur(ns: u64) -> String {
 }
 
 /// A CLOCK_MONOTONIC timestamp the way dmesg prints one: "[  123.456789]".
-pub(crate) fn stamp(ns: u64) -> String {
+pub fn stamp(ns: u64) -> String {
     format!(
         "[{:>5}.{:06}]",
         ns / 1_000_000_000,
@@ -149,7 +218,7 @@ pub(crate) fn stamp(ns: u64) -> String {
 }
 
 /// The durations of a finding in one phrase each.
-pub(crate) fn durations(f: &Finding) -> Vec<String> {
+pub fn durations(f: &Finding) -> Vec<String> {
     let d = &f.durations;
     let mut out = Vec::new();
     if let Some(h) = d.hold_ns {
@@ -174,7 +243,7 @@ pub(crate) fn durations(f: &Finding) -> Vec<String> {
 }
 
 /// A stack of the finding with the task it belongs to (when that is certain).
-pub(crate) struct LabeledStack<'a> {
+pub struct LabeledStack<'a> {
     /// Kernel stack id.
     pub id: u32,
     /// The task whose stack it is; `None` when it cannot be told.
@@ -186,7 +255,7 @@ pub(crate) struct LabeledStack<'a> {
 /// Pairs stack ids with tasks. The engine lists the trigger's stack first and then the other
 /// task's, skipping stacks that were not taken: when every task has one, they pair in order;
 /// for a single-task finding the stack is the caller's; otherwise it is left unattributed.
-pub(crate) fn stacks<'a>(f: &'a Finding, table: &'a StackTable) -> Vec<LabeledStack<'a>> {
+pub fn stacks<'a>(f: &'a Finding, table: &'a StackTable) -> Vec<LabeledStack<'a>> {
     let paired = f.stack_ids.len() == f.tasks.len() || f.tasks.len() == 1;
     f.stack_ids
         .iter()
@@ -202,7 +271,7 @@ pub(crate) fn stacks<'a>(f: &'a Finding, table: &'a StackTable) -> Vec<LabeledSt
 /// The frame where pcpu_alloc_mutex was taken, as far as a stack shows it: the innermost
 /// pcpu_alloc* frame of the holder's or caller's stack (never a waiter's, which has not
 /// taken it).
-pub(crate) fn lock_site<'a>(stacks: &[LabeledStack<'a>]) -> Option<&'a Frame> {
+pub fn lock_site<'a>(stacks: &[LabeledStack<'a>]) -> Option<&'a Frame> {
     stacks
         .iter()
         .filter(|s| s.task.is_some_and(|t| t.role != TaskRole::Waiter))
@@ -221,7 +290,7 @@ pub(crate) fn lock_site<'a>(stacks: &[LabeledStack<'a>]) -> Option<&'a Frame> {
 /// The constrained task's side is written as `lock(<GFP_NOIO context>)`: whatever made it
 /// constrained (a frozen queue's q_usage_counter in the syzbot report, an IO_FLUSHER's
 /// writeback) is invisible to the tracer, but it is exactly what FS/IO reclaim can wait for.
-pub(crate) fn scenario(layout: &GfpLayout, f: &Finding) -> Scenario {
+pub fn scenario(layout: &GfpLayout, f: &Finding) -> Scenario {
     let ctx = format!("<GFP_{} context>", constraint_word(layout, f));
     let reclaim = reclaim_lock(layout, f);
     match f.kind {
@@ -258,7 +327,7 @@ pub(crate) fn scenario(layout: &GfpLayout, f: &Finding) -> Scenario {
 }
 
 /// Rows of a locking scenario.
-pub(crate) struct Scenario {
+pub struct Scenario {
     /// CPU1 column used (cross-task); otherwise a single-CPU self-deadlock.
     pub two_cpus: bool,
     /// (CPU0, CPU1) cells.
@@ -267,7 +336,7 @@ pub(crate) struct Scenario {
 
 impl Scenario {
     /// The scenario block as lockdep prints it, indented like the kernel's.
-    pub(crate) fn render(&self) -> String {
+    pub fn render(&self) -> String {
         let mut s = String::new();
         if self.two_cpus {
             s.push_str(&format!("       {:<24}{}\n", "CPU0", "CPU1"));
@@ -291,7 +360,7 @@ impl Scenario {
 }
 
 /// The "how observed" verdict on the fix series.
-pub(crate) fn fix_words(fix: Option<bool>) -> &'static str {
+pub fn fix_words(fix: Option<bool>) -> &'static str {
     match fix {
         Some(true) => "present",
         Some(false) => "absent",
@@ -300,7 +369,7 @@ pub(crate) fn fix_words(fix: Option<bool>) -> &'static str {
 }
 
 /// Events lost in total: the engine's one definition ([`crate::engine::LossTotals`]).
-pub(crate) fn events_lost(ctx: &ReportContext) -> u64 {
+pub fn events_lost(ctx: &ReportContext) -> u64 {
     crate::engine::LossTotals {
         by_reason: ctx.drops.clone(),
     }
@@ -310,13 +379,13 @@ pub(crate) fn events_lost(ctx: &ReportContext) -> u64 {
 /// Greedy word wrap of `text` to `width` columns, each line prefixed by `indent`.
 /// A word too long for a line is broken after a `|` (gfp and flag names) when it has one;
 /// otherwise it stays whole (a symbol must not be broken).
-pub(crate) fn wrap(text: &str, width: usize, indent: &str) -> String {
+pub fn wrap(text: &str, width: usize, indent: &str) -> String {
     wrap_labeled(indent, text, width, indent)
 }
 
 /// [`wrap`] with `label` before the first line and `indent` before the others
 /// ("source:      replay of ..." with continuation lines under the value).
-pub(crate) fn wrap_labeled(label: &str, text: &str, width: usize, indent: &str) -> String {
+pub fn wrap_labeled(label: &str, text: &str, width: usize, indent: &str) -> String {
     let room = width.saturating_sub(indent.len().max(label.len())).max(1);
     // (piece, joins the previous piece without a space)
     let mut pieces: Vec<(&str, bool)> = Vec::new();
