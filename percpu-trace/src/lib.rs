@@ -10,6 +10,7 @@ pub mod event;
 pub mod kernel;
 pub mod live;
 pub mod metrics;
+pub mod output;
 pub mod pipeline;
 pub mod probes;
 pub mod record;
