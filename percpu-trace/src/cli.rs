@@ -55,6 +55,10 @@ pub enum Command {
         /// Output file ("-" or absent: stdout).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Replace an existing output file owned by another user (a symlink is always
+        /// refused).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -130,10 +134,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             from,
             format,
             output,
+            force,
         }) => {
             let text = crate::report::report_from_recording(&from, format)?;
             let out = output.unwrap_or_else(|| PathBuf::from("-"));
-            crate::report::write_report(&out, &text)?;
+            crate::report::write_report_with(&out, &text, force)?;
             Ok(ExitCode::SUCCESS)
         }
         None => match cli.replay {

@@ -215,8 +215,10 @@ pub fn record(
     let writer = output
         .as_deref()
         .map(|p| {
-            let f = File::create(p)
-                .with_context(|| format!("cannot write recording {}", p.display()))?;
+            // Never through a symlink, mode 0600 (it holds kernel addresses). TODO(integrator):
+            // pass `record --force` instead of `false`.
+            let f = crate::output::create_private(p, false)
+                .map_err(|e| anyhow::anyhow!("cannot write recording {e}"))?;
             RecordingWriter::new(BufWriter::new(f), &header)
                 .with_context(|| format!("writing {}", p.display()))
         })

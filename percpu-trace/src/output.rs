@@ -204,6 +204,16 @@ fn check_target(path: &Path, force: bool) -> io::Result<Target> {
             ));
         }
     }
+    // Replacing is a rename in the directory, which would succeed over a read-only file:
+    // keep refusing what opening the file for writing would refuse (root may write
+    // anything, as before).
+    if ft.is_file() && md.uid() == euid() && euid() != 0 && md.mode() & 0o200 == 0 && !force {
+        return Err(fail(
+            path,
+            io::ErrorKind::PermissionDenied,
+            "permission denied (read-only file); use --force to replace it",
+        ));
+    }
     if ft.is_file() {
         Ok(Target::Regular)
     } else {

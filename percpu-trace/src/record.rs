@@ -170,9 +170,16 @@ pub struct RecordingWriter<W: Write> {
 }
 
 impl RecordingWriter<File> {
-    /// Creates (truncates) `path` and writes the header.
+    /// Creates `path` and writes the header: [`RecordingWriter::create_with`] without
+    /// `force`.
     pub fn create(path: &Path, header: &Header) -> io::Result<Self> {
-        let f = File::create(path)?;
+        Self::create_with(path, header, false)
+    }
+
+    /// Creates `path` with [`crate::output::create_private`] (never through a symlink,
+    /// mode 0600, another user's file replaced only with `force`) and writes the header.
+    pub fn create_with(path: &Path, header: &Header, force: bool) -> io::Result<Self> {
+        let f = crate::output::create_private(path, force)?;
         RecordingWriter::new(f, header)
     }
 }

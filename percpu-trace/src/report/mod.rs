@@ -19,7 +19,6 @@ mod tests;
 
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::{Path, PathBuf},
 };
 
@@ -507,20 +506,22 @@ pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
 }
 
 /// Writes a report to `path` (`-` is stdout). Errors are one line naming the path.
+/// Never through a symlink, mode 0600, never over another user's file: see
+/// [`write_report_with`].
 pub fn write_report(path: &Path, text: &str) -> Result<()> {
-    if path == Path::new("-") {
-        let mut out = std::io::stdout().lock();
-        return out
-            .write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| anyhow!("cannot write report to stdout: {e}"));
-    }
-    std::fs::write(path, text).map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::NotFound => "directory does not exist".to_string(),
-            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-            _ => e.to_string(),
-        };
-        anyhow!("cannot write report to {}: {why}", path.display())
+    write_report_with(path, text, false)
+}
+
+/// [`write_report`] through [`crate::output::write_private`]: the report is written whole
+/// to a 0600 file and renamed into place; a symlink at `path` is refused, and a file owned
+/// by another user is replaced only with `force` (`--force`).
+pub fn write_report_with(path: &Path, text: &str, force: bool) -> Result<()> {
+    crate::output::write_private(path, text.as_bytes(), force).map_err(|e| {
+        // The error names the path (or stdout) already.
+        if crate::output::is_stdout(path) {
+            anyhow!("cannot write report: {e}")
+        } else {
+            anyhow!("cannot write report to {e}")
+        }
     })
 }
