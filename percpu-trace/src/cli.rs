@@ -115,7 +115,7 @@ pub fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("percpu-trace: {e:#}");
+            crate::warnln!("percpu-trace: {e:#}");
             ExitCode::from(2)
         }
     }

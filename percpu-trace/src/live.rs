@@ -89,12 +89,12 @@ pub fn check(args: &KernelArgs, json: bool) -> Result<ExitCode> {
     require_privileges()?;
     let (k, plan) = discover(args)?;
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&kernel::check::render_json(&k, &plan))?
-        );
+        )?;
     } else {
-        print!("{}", kernel::check::render_text(&k, &plan));
+        crate::out!("{}", kernel::check::render_text(&k, &plan))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -156,7 +156,9 @@ impl Sink for HeadlessSink {
                 let f = &self.engine.findings()[index];
                 if self.filter.matches(f) {
                     self.shown += 1;
-                    println!("{}", report::finding_line_with(f, &self.layout));
+                    // A closed stdout (journald gone, `| head`) must not stop tracing: the
+                    // finding is in the recording and the summary too.
+                    let _ = crate::outln!("{}", report::finding_line_with(f, &self.layout));
                 }
             }
         }
@@ -223,7 +225,7 @@ pub fn record(
                 .with_context(|| format!("writing {}", p.display()))
         })
         .transpose()?;
-    eprint!("{}", kernel::check::render_text(&k, &plan));
+    crate::warn!("{}", kernel::check::render_text(&k, &plan));
     let mut sink = HeadlessSink {
         engine: Engine::new(engine_config(&k)),
         writer,
@@ -242,7 +244,7 @@ pub fn record(
         let m = std::sync::Arc::new(Metrics::new());
         m.set_info(&report::ReportContext::live(&k, &plan, &[]));
         rt.spawn(crate::metrics::serve_listener(listener, m.clone()));
-        eprintln!("percpu-trace: metrics on http://{addr}/metrics");
+        crate::warnln!("percpu-trace: metrics on http://{addr}/metrics");
         sink.metrics = Some(m);
     }
     let btf = load_btf(&args.kernel, &plan)?;
@@ -265,7 +267,7 @@ pub fn record(
         bail!("writing the recording failed: {e}");
     }
     let by_kind = count_by_kind(sink.engine.findings(), &sink.filter);
-    eprintln!(
+    crate::warnln!(
         "percpu-trace: summary: {} events, {} lost {}, findings: {}",
         summary.events,
         summary.losses.events_lost(),
@@ -332,14 +334,14 @@ impl Session {
         let mut probes = Probes::attach(plan, btf)?;
         if !quiet {
             for (prog, err) in &probes.failed {
-                eprintln!("percpu-trace: warning: {prog} not attached: {err}");
+                crate::warnln!("percpu-trace: warning: {prog} not attached: {err}");
             }
-            eprintln!("percpu-trace: {} probe(s) attached", probes.attached.len());
+            crate::warnln!("percpu-trace: {} probe(s) attached", probes.attached.len());
         }
         let symbolizer =
             Symbolizer::from_kallsyms(Path::new("/proc/kallsyms")).unwrap_or_else(|e| {
                 if !quiet {
-                    eprintln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
+                    crate::warnln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
                 }
                 Symbolizer::default()
             });
