@@ -175,6 +175,12 @@ pub struct ReportContext {
     pub duration_ns: Option<u64>,
     /// Events whose stack id the stack table lacks.
     pub missing_stacks: u64,
+    /// Recording lines skipped as corrupt or torn ([`ReplaySummary::skipped_lines`]).
+    #[serde(default)]
+    pub skipped_lines: u64,
+    /// Line number and byte offset of the first skipped line.
+    #[serde(default)]
+    pub first_skipped: Option<(u64, u64)>,
     /// gfp bit layout of the traced kernel, for decoding gfp masks.
     pub gfp_layout: GfpLayout,
 }
@@ -200,6 +206,8 @@ impl ReportContext {
             drops: BTreeMap::new(),
             duration_ns: None,
             missing_stacks: 0,
+            skipped_lines: 0,
+            first_skipped: None,
             gfp_layout: GfpLayout::default_for_6x(),
         }
     }
@@ -243,6 +251,8 @@ impl ReportContext {
         ctx.events = summary.events;
         ctx.drops = summary.drops.clone();
         ctx.missing_stacks = summary.missing_stacks;
+        ctx.skipped_lines = summary.skipped_lines;
+        ctx.first_skipped = summary.first_skipped;
         ctx
     }
 
@@ -498,9 +508,13 @@ pub fn finding_line_with(f: &Finding, layout: &GfpLayout) -> String {
 
 /// Replays the recording at `path` through the engine (configured from its header) and
 /// renders every finding. Errors are one line and name the file (and line/offset for a
-/// corrupt recording).
+/// corrupt header). Skipped corrupt or torn lines are a one-line warning on stderr (the
+/// report still comes, and says how many lines it lacks).
 pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
     let (engine, summary) = crate::record::replay_file(path).map_err(|e| anyhow!("{e}"))?;
+    if let Some(w) = summary.skipped_warning() {
+        crate::warnln!("percpu-trace: warning: {}: {w}", path.display());
+    }
     let ctx = ReportContext::from_replay(path, &summary);
     Ok(render(format, &ctx, engine.findings(), &summary.stacks))
 }

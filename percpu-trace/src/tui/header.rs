@@ -60,6 +60,9 @@ impl Header {
             drops: Default::default(),
             first_ns: None,
             last_ns: None,
+            skipped_lines: 0,
+            first_skipped: None,
+            torn_tail: false,
         };
         let mut engine = h.engine.clone();
         if engine.fix_present.is_none() {
