@@ -487,19 +487,39 @@ mod tests {
         assert!(!d.0.join("nowhere").exists());
     }
 
+    const UMASK_DIR: &str = "PERCPU_TRACE_TEST_UMASK_DIR";
+
+    /// Creates files under a umask that would make them 0400, in a process of its own
+    /// (started by `new_files_are_0600_whatever_the_umask`): the umask is per process, and
+    /// changing it here would race with other tests creating files.
+    #[test]
+    #[ignore = "run in a child process by new_files_are_0600_whatever_the_umask"]
+    fn umask_child() {
+        let Some(dir) = std::env::var_os(UMASK_DIR) else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        // SAFETY: umask has no preconditions; this process runs only this test.
+        unsafe { libc::umask(0o277) };
+        create_private(&dir.join("rec.jsonl"), false)
+            .unwrap()
+            .write_all(b"x\n")
+            .unwrap();
+        write_private(&dir.join("report.txt"), b"report\n", false).unwrap();
+    }
+
     #[test]
     fn new_files_are_0600_whatever_the_umask() {
         let d = Dir::new("mode");
-        // SAFETY: umask has no preconditions; tests in this module do not depend on it.
-        let old = unsafe { libc::umask(0o277) };
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["output::tests::umask_child", "--exact", "--ignored"])
+            .env(UMASK_DIR, &d.0)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
         let a = d.0.join("rec.jsonl");
         let b = d.0.join("report.txt");
-        let ra = create_private(&a, false).map(|mut f| f.write_all(b"x\n"));
-        let rb = write_private(&b, b"report\n", false);
-        // SAFETY: as above.
-        unsafe { libc::umask(old) };
-        ra.unwrap().unwrap();
-        rb.unwrap();
         assert_eq!(mode(&a), 0o600);
         assert_eq!(mode(&b), 0o600);
         assert_eq!(std::fs::read(&b).unwrap(), b"report\n");
