@@ -382,6 +382,11 @@ impl<R: BufRead> RecordingReader<R> {
         self.torn_tail
     }
 
+    /// [`ReplaySummary::skipped_warning`] for what this reader skipped so far.
+    pub fn skipped_warning(&self) -> Option<String> {
+        skipped_text(self.skipped, self.first_skipped, self.torn_tail)
+    }
+
     fn note_skip(&mut self) {
         self.skipped += 1;
         self.first_skipped
@@ -530,18 +535,22 @@ impl ReplaySummary {
     /// skipped), e.g. "skipped 2 corrupt line(s) (first at line 7, byte offset 812);
     /// the last line was cut (crash or full disk?)".
     pub fn skipped_warning(&self) -> Option<String> {
-        if self.skipped_lines == 0 {
-            return None;
-        }
-        let mut s = format!("skipped {} corrupt line(s)", self.skipped_lines);
-        if let Some((line, offset)) = self.first_skipped {
-            s.push_str(&format!(" (first at line {line}, byte offset {offset})"));
-        }
-        if self.torn_tail {
-            s.push_str("; the last line was cut (crash or full disk?)");
-        }
-        Some(s)
+        skipped_text(self.skipped_lines, self.first_skipped, self.torn_tail)
     }
+}
+
+fn skipped_text(n: u64, first: Option<(u64, u64)>, torn: bool) -> Option<String> {
+    if n == 0 {
+        return None;
+    }
+    let mut s = format!("skipped {n} corrupt line(s)");
+    if let Some((line, offset)) = first {
+        s.push_str(&format!(" (first at line {line}, byte offset {offset})"));
+    }
+    if torn {
+        s.push_str("; the last line was cut (crash or full disk?)");
+    }
+    Some(s)
 }
 
 /// Runs the recording at `path` through `engine` (create it with the header's engine
@@ -977,6 +986,10 @@ mod tests {
             assert_eq!(r.skipped_lines(), 1);
             assert_eq!(r.first_skipped(), Some((i as u64 + 2, start as u64)));
             assert!(r.torn_tail());
+            assert!(r
+                .skipped_warning()
+                .unwrap()
+                .ends_with("(crash or full disk?)"));
         }
         let cut = bytes.len() - 7;
         let mut eng = Engine::new(EngineConfig::default());

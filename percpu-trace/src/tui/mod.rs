@@ -78,6 +78,8 @@ enum Feed {
     Drops(BTreeMap<String, u64>),
     /// The source ended: `None` normally, `Some(error)` on a bad recording.
     End(Option<String>),
+    /// The recording ended after lines were skipped as corrupt (what and where).
+    EndSkipped(String),
 }
 
 enum FeedRx {
@@ -174,7 +176,8 @@ fn replay_thread(
             d -= step;
         }
     };
-    for rec in reader {
+    let mut reader = reader;
+    for rec in &mut reader {
         if stop.load(Ordering::Relaxed) {
             return;
         }
@@ -202,7 +205,11 @@ fn replay_thread(
             return;
         }
     }
-    let _ = tx.blocking_send(Feed::End(None));
+    let end = match reader.skipped_warning() {
+        Some(w) => Feed::EndSkipped(w),
+        None => Feed::End(None),
+    };
+    let _ = tx.blocking_send(end);
 }
 
 async fn run(mut app: App, feed: FeedRx) -> Result<()> {
@@ -292,6 +299,15 @@ where
                     match f {
                         Feed::Item(item) => app.ingest(item),
                         Feed::Drops(d) => app.set_drops(d),
+                        Feed::EndSkipped(w) => {
+                            // Not an error: everything readable was shown.
+                            app.set_ended(format!("recording finished; {w} (q to quit)"));
+                            let paused = std::mem::replace(&mut app.paused, false);
+                            app.refresh();
+                            app.paused = paused;
+                            feed = FeedRx::Closed;
+                            break;
+                        }
                         Feed::End(err) => {
                             match err {
                                 Some(e) => app.set_error(format!("replay stopped: {e}")),
