@@ -38,9 +38,13 @@ pub enum Command {
         /// How long to trace (e.g. 30s, 5m); until Ctrl-C/SIGTERM when absent.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
-        /// Recording file (JSON lines).
+        /// Recording file (JSON lines), created 0600.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Replace an existing recording file owned by another user (a symlink is always
+        /// refused).
+        #[arg(long)]
+        force: bool,
         /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9752).
         #[arg(long)]
         metrics: Option<std::net::SocketAddr>,
@@ -58,6 +62,10 @@ pub enum Command {
         /// Output file ("-" or absent: stdout).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Replace an existing output file owned by another user (a symlink is always
+        /// refused).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -114,7 +122,7 @@ pub fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("percpu-trace: {e:#}");
+            crate::warnln!("percpu-trace: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -150,17 +158,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Record {
             duration,
             output,
+            force,
             metrics,
             live,
-        }) => crate::live::record(&live.options()?, duration, output, metrics),
+        }) => crate::live::record(&live.options()?, duration, output, force, metrics),
         Some(Command::Report {
             from,
             format,
             output,
+            force,
         }) => {
             let text = crate::report::report_from_recording(&from, format)?;
             let out = output.unwrap_or_else(|| PathBuf::from("-"));
-            crate::report::write_report(&out, &text)?;
+            crate::report::write_report_with(&out, &text, force)?;
             Ok(ExitCode::SUCCESS)
         }
         None => match cli.replay {

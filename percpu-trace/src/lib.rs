@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod live;
 pub mod metrics;
 pub mod options;
+pub mod output;
 pub mod pipeline;
 pub mod probes;
 pub mod record;

@@ -31,12 +31,12 @@ pub fn check(args: &KernelOptions, json: bool) -> Result<ExitCode> {
     require_privileges()?;
     let (k, plan) = discover(args)?;
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&kernel::check::render_json(&k, &plan))?
-        );
+        )?;
     } else {
-        print!("{}", kernel::check::render_text(&k, &plan));
+        crate::out!("{}", kernel::check::render_text(&k, &plan))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -90,7 +90,9 @@ impl Sink for HeadlessSink {
                 if self.engine.is_selected(f) {
                     self.shown += 1;
                     new_finding = true;
-                    println!("{}", report::finding_line_with(f, &self.layout));
+                    // A closed stdout (journald gone, `| head`) must not stop tracing: the
+                    // finding is in the recording and the summary too.
+                    let _ = crate::outln!("{}", report::finding_line_with(f, &self.layout));
                 }
             }
         }
@@ -128,13 +130,14 @@ pub fn record(
     opts: &TraceOptions,
     duration: Option<Duration>,
     output: Option<PathBuf>,
+    force: bool,
     metrics_addr: Option<std::net::SocketAddr>,
 ) -> Result<ExitCode> {
     require_privileges()?;
     let (k, mut plan) = discover(&opts.kernel)?;
     plan.config.filter_tgid = opts.pid.unwrap_or(0);
     plan.ring_bytes = opts.ring_buffer_mib << 20;
-    eprint!("{}", kernel::check::render_text(&k, &plan));
+    crate::warn!("{}", kernel::check::render_text(&k, &plan));
     let cfg = engine_config(&k);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -156,8 +159,9 @@ pub fn record(
         let writer = output
             .as_deref()
             .map(|p| {
-                let f = File::create(p)
-                    .with_context(|| format!("cannot write recording {}", p.display()))?;
+                // Never through a symlink, mode 0600 (it holds kernel addresses).
+                let f = crate::output::create_private(p, force)
+                    .map_err(|e| anyhow::anyhow!("cannot write recording {e}"))?;
                 RecordingWriter::new(
                     BufWriter::new(f),
                     &Header::with_run(cfg.clone(), ctx.run.clone()),
@@ -181,7 +185,7 @@ pub fn record(
             m.set_info(&ctx);
             let addr = listener.local_addr()?;
             tokio::spawn(crate::metrics::serve_listener(listener, m.clone()));
-            eprintln!("percpu-trace: metrics on http://{addr}/metrics");
+            crate::warnln!("percpu-trace: metrics on http://{addr}/metrics");
             sink.metrics = Some(m);
         }
         let stop = async {
@@ -221,7 +225,7 @@ fn finish(mut sink: HeadlessSink, losses: &Losses, events: u64) -> Result<ExitCo
     }
     let counts = sink.engine.selected_counts();
     let dropped = sink.engine.snapshot().counters.findings_dropped;
-    eprintln!(
+    crate::warnln!(
         "percpu-trace: summary: {events} events in {:.1}s, {} lost {}, findings: {}{}",
         elapsed.as_secs_f64(),
         sink.engine.losses().events_lost(),

@@ -9,6 +9,11 @@
 //!    - `{"t":"drops","ringbuf_full":N,...}`: cumulative loss counters by reason.
 //!
 //! Readers never panic on bad input: every error names the line number and byte offset.
+//! Records are read tolerantly, since the tool runs when a host is in trouble and a
+//! recording may end in a crash or a full disk: a torn last line (no newline, not a whole
+//! record) and corrupt lines in the middle are skipped and counted (with the line and byte
+//! offset of the first), so the rest of the recording still replays. A bad header still
+//! fails, in one line.
 use std::{
     collections::{BTreeMap, HashSet},
     fs::File,
@@ -121,9 +126,11 @@ pub enum RecordErrorKind {
     NotARecording(String),
     /// A version this code cannot read.
     UnsupportedVersion(u32),
-    /// A line is not valid JSON for a record.
+    /// A line is not valid JSON for a record (records are now skipped and counted
+    /// instead, see [`RecordingReader::skipped_lines`]).
     Corrupt(String),
-    /// The last line is incomplete (no newline and not a whole record).
+    /// The last line is incomplete (no newline and not a whole record): only for the
+    /// header; a torn record is skipped (see [`RecordingReader::torn_tail`]).
     Truncated(String),
     /// A line longer than [`MAX_LINE`].
     LineTooLong,
@@ -186,9 +193,16 @@ pub struct RecordingWriter<W: Write> {
 }
 
 impl RecordingWriter<File> {
-    /// Creates (truncates) `path` and writes the header.
+    /// Creates `path` and writes the header: [`RecordingWriter::create_with`] without
+    /// `force`.
     pub fn create(path: &Path, header: &Header) -> io::Result<Self> {
-        let f = File::create(path)?;
+        Self::create_with(path, header, false)
+    }
+
+    /// Creates `path` with [`crate::output::create_private`] (never through a symlink,
+    /// mode 0600, another user's file replaced only with `force`) and writes the header.
+    pub fn create_with(path: &Path, header: &Header, force: bool) -> io::Result<Self> {
+        let f = crate::output::create_private(path, force)?;
         RecordingWriter::new(f, header)
     }
 }
@@ -295,7 +309,8 @@ impl<W: Write> Drop for RecordingWriter<W> {
 }
 
 /// Reads a recording: the header on construction, then records as an iterator.
-/// After the first error the iterator ends.
+/// Corrupt record lines and a torn last line are skipped and counted (see
+/// [`RecordingReader::skipped_lines`]); a read error ends the iterator after yielding it.
 pub struct RecordingReader<R: BufRead> {
     input: R,
     path: Option<PathBuf>,
@@ -304,6 +319,9 @@ pub struct RecordingReader<R: BufRead> {
     offset: u64,
     buf: Vec<u8>,
     done: bool,
+    skipped: u64,
+    first_skipped: Option<(u64, u64)>,
+    torn_tail: bool,
 }
 
 impl RecordingReader<BufReader<File>> {
@@ -336,6 +354,9 @@ impl<R: BufRead> RecordingReader<R> {
             offset: 0,
             buf: Vec::with_capacity(512),
             done: false,
+            skipped: 0,
+            first_skipped: None,
+            torn_tail: false,
         };
         let complete = match r.next_line() {
             Ok(Some(c)) => c,
@@ -376,6 +397,33 @@ impl<R: BufRead> RecordingReader<R> {
     /// Line number of the last line read (1-based).
     pub fn line(&self) -> u64 {
         self.line_no
+    }
+
+    /// Record lines skipped so far as corrupt (a torn last line included).
+    pub fn skipped_lines(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Line number (1-based) and byte offset of the first skipped line.
+    pub fn first_skipped(&self) -> Option<(u64, u64)> {
+        self.first_skipped
+    }
+
+    /// Whether the last line was incomplete (no newline, not a whole record) and skipped:
+    /// what a crash or a full disk leaves.
+    pub fn torn_tail(&self) -> bool {
+        self.torn_tail
+    }
+
+    /// [`ReplaySummary::skipped_warning`] for what this reader skipped so far.
+    pub fn skipped_warning(&self) -> Option<String> {
+        skipped_text(self.skipped, self.first_skipped, self.torn_tail)
+    }
+
+    fn note_skip(&mut self) {
+        self.skipped += 1;
+        self.first_skipped
+            .get_or_insert((self.line_no, self.offset));
     }
 
     fn err(&self, kind: RecordErrorKind) -> RecordError {
@@ -422,30 +470,50 @@ impl<R: BufRead> Iterator for RecordingReader<R> {
     type Item = Result<Record, RecordError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let complete = match self.next_line() {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                self.done = true;
+        loop {
+            if self.done {
                 return None;
             }
-            Err(e) => {
-                self.done = true;
-                return Some(Err(e));
-            }
-        };
-        match serde_json::from_slice::<Record>(&self.buf) {
-            Ok(r) => Some(Ok(r)),
-            Err(e) => {
-                self.done = true;
-                let why = e.to_string();
-                Some(Err(self.err(if complete {
-                    RecordErrorKind::Corrupt(why)
-                } else {
-                    RecordErrorKind::Truncated(why)
-                })))
+            let complete = match self.next_line() {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(RecordError {
+                    kind: RecordErrorKind::LineTooLong,
+                    ..
+                }) => {
+                    // Skip the rest of the overlong line without holding it in memory;
+                    // the offset moves past what was skipped so later lines stay exact.
+                    self.note_skip();
+                    match self.input.skip_until(b'\n') {
+                        Ok(n) => self.offset += n as u64,
+                        Err(e) => {
+                            self.done = true;
+                            return Some(Err(self.err(RecordErrorKind::Io(e))));
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            match serde_json::from_slice::<Record>(&self.buf) {
+                Ok(r) => return Some(Ok(r)),
+                Err(_) => {
+                    // Skip rather than fail: one damaged line must not hide the rest of
+                    // a recording made while the host was in trouble. Only the last line
+                    // can lack its newline (a crash or full disk cut it).
+                    self.note_skip();
+                    if !complete {
+                        self.torn_tail = true;
+                        self.done = true;
+                        return None;
+                    }
+                }
             }
         }
     }
@@ -472,6 +540,56 @@ pub struct ReplaySummary {
     pub first_ns: Option<u64>,
     /// See `first_ns`.
     pub last_ns: Option<u64>,
+    /// Record lines skipped as corrupt, a torn last line included.
+    #[serde(default)]
+    pub skipped_lines: u64,
+    /// Line number (1-based) and byte offset of the first skipped line.
+    #[serde(default)]
+    pub first_skipped: Option<(u64, u64)>,
+    /// The last line was incomplete (a crash or a full disk cut it) and skipped.
+    #[serde(default)]
+    pub torn_tail: bool,
+}
+
+impl ReplaySummary {
+    /// An empty summary for `header`: nothing replayed yet.
+    pub fn new(header: Header) -> Self {
+        ReplaySummary {
+            header,
+            events: 0,
+            stacks: BTreeMap::new(),
+            missing_stacks: 0,
+            drops: BTreeMap::new(),
+            wall_ns: None,
+            ended: false,
+            first_ns: None,
+            last_ns: None,
+            skipped_lines: 0,
+            first_skipped: None,
+            torn_tail: false,
+        }
+    }
+
+    /// One line about skipped lines for a warning on stderr (`None` when nothing was
+    /// skipped), e.g. "skipped 2 corrupt line(s) (first at line 7, byte offset 812);
+    /// the last line was cut (crash or full disk?)".
+    pub fn skipped_warning(&self) -> Option<String> {
+        skipped_text(self.skipped_lines, self.first_skipped, self.torn_tail)
+    }
+}
+
+fn skipped_text(n: u64, first: Option<(u64, u64)>, torn: bool) -> Option<String> {
+    if n == 0 {
+        return None;
+    }
+    let mut s = format!("skipped {n} corrupt line(s)");
+    if let Some((line, offset)) = first {
+        s.push_str(&format!(" (first at line {line}, byte offset {offset})"));
+    }
+    if torn {
+        s.push_str("; the last line was cut (crash or full disk?)");
+    }
+    Some(s)
 }
 
 /// Runs the recording at `path` through `engine` (create it with the header's engine
@@ -506,6 +624,9 @@ pub fn replay_reader<R: BufRead>(
         ended: false,
         first_ns: None,
         last_ns: None,
+        skipped_lines: 0,
+        first_skipped: None,
+        torn_tail: false,
     };
     for rec in &mut reader {
         match rec? {
@@ -531,6 +652,9 @@ pub fn replay_reader<R: BufRead>(
             }
         }
     }
+    s.skipped_lines = reader.skipped_lines();
+    s.first_skipped = reader.first_skipped();
+    s.torn_tail = reader.torn_tail();
     Ok(s)
 }
 
@@ -836,42 +960,142 @@ mod tests {
         RecordingReader::new(Cursor::new(bytes))?.collect()
     }
 
+    /// Byte offset where line `n` (1-based) of `bytes` starts.
+    fn line_start(bytes: &[u8], n: usize) -> usize {
+        bytes
+            .split_inclusive(|&b| b == b'\n')
+            .take(n - 1)
+            .map(<[u8]>::len)
+            .sum()
+    }
+
+    // Was `corrupt_line_names_line_and_offset` (an error for the whole file): a corrupt
+    // middle line is now skipped and counted, with its line and offset kept.
     #[test]
-    fn corrupt_line_names_line_and_offset() {
-        let bytes = write(
-            &header("x", None, "kprobe"),
-            &vulnerable_caller_stream(1, 0),
-            false,
-        );
-        let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
-        let offset: usize = lines[..3].iter().map(|l| l.len()).sum();
+    fn corrupt_middle_line_is_skipped_and_counted() {
+        let evs = vulnerable_caller_stream(1, 0);
+        let bytes = write(&header("x", None, "kprobe"), &evs, false);
+        let offset = line_start(&bytes, 4);
+        let bad_line = bytes[offset..]
+            .split_inclusive(|&b| b == b'\n')
+            .next()
+            .unwrap()
+            .to_vec();
         let mut bad = bytes.clone();
         bad[offset + 5] = b'#';
-        let err = read_all(&bad).unwrap_err();
-        assert_eq!((err.line, err.offset), (4, offset as u64));
-        assert!(matches!(err.kind, RecordErrorKind::Corrupt(_)));
-        assert!(
-            err.to_string()
-                .starts_with(&format!("line 4 (byte offset {offset}): corrupt record")),
-            "{err}"
+        let mut r = RecordingReader::new(Cursor::new(&bad)).unwrap();
+        let recs: Vec<Record> = (&mut r).collect::<Result<_, _>>().unwrap();
+        assert_eq!(r.skipped_lines(), 1);
+        assert_eq!(r.first_skipped(), Some((4, offset as u64)));
+        assert!(!r.torn_tail());
+        let all: Vec<Record> = read_all(&bytes).unwrap();
+        let lost: Record = serde_json::from_slice(&bad_line).unwrap();
+        let want: Vec<&Record> = all.iter().filter(|x| **x != lost).collect();
+        assert_eq!(recs.iter().collect::<Vec<_>>(), want);
+        // The replay sees the events before and after it, and says what it skipped.
+        let mut eng = Engine::new(EngineConfig::default());
+        let s = replay_reader(RecordingReader::new(Cursor::new(&bad)).unwrap(), &mut eng).unwrap();
+        let lost_events = u64::from(matches!(lost, Record::Event(_)));
+        assert_eq!(s.events, evs.len() as u64 - lost_events);
+        assert_eq!(s.last_ns, evs.last().map(|e| e.ts_ns));
+        assert_eq!(
+            (s.skipped_lines, s.first_skipped, s.torn_tail),
+            (1, Some((4, offset as u64)), false)
+        );
+        assert_eq!(
+            s.skipped_warning().unwrap(),
+            format!("skipped 1 corrupt line(s) (first at line 4, byte offset {offset})")
         );
     }
 
     #[test]
-    fn truncated_file_is_an_error_not_a_panic() {
-        let bytes = write(
-            &header("x", None, "kprobe"),
-            &vulnerable_caller_stream(1, 0),
-            false,
+    fn several_corrupt_lines_keep_the_first_position() {
+        let evs = vulnerable_caller_stream(1, 0);
+        let bytes = write(&header("x", None, "kprobe"), &evs, true);
+        let (o3, o6) = (line_start(&bytes, 3), line_start(&bytes, 6));
+        let mut bad = bytes.clone();
+        bad[o6] = b'!';
+        bad[o3] = b'!';
+        let mut eng = Engine::new(EngineConfig::default());
+        let s = replay_reader(RecordingReader::new(Cursor::new(&bad)).unwrap(), &mut eng).unwrap();
+        assert_eq!(
+            (s.skipped_lines, s.first_skipped),
+            (2, Some((3, o3 as u64)))
         );
+        // The drops record after them is still read.
+        assert_eq!(s.drops.get("stack"), Some(&2));
+    }
+
+    // Was `truncated_file_is_an_error_not_a_panic`: a torn last line is now skipped and
+    // counted; a header cut short is still an error.
+    #[test]
+    fn recording_cut_mid_line_replays_every_complete_event() {
+        let evs = vulnerable_caller_stream(1, 0);
+        let bytes = write(&header("x", None, "kprobe"), &evs, false);
+        let full = read_all(&bytes).unwrap();
+        // Cut inside every record line in turn: what precedes the cut is all there.
+        let starts: Vec<usize> = (2..=bytes.iter().filter(|&&b| b == b'\n').count())
+            .map(|n| line_start(&bytes, n))
+            .collect();
+        for (i, &start) in starts.iter().enumerate() {
+            let cut = start + 7;
+            let mut r = RecordingReader::new(Cursor::new(&bytes[..cut])).unwrap();
+            let recs: Vec<Record> = (&mut r).collect::<Result<_, _>>().unwrap();
+            assert_eq!(recs, full[..i], "cut at {cut}");
+            assert_eq!(r.skipped_lines(), 1);
+            assert_eq!(r.first_skipped(), Some((i as u64 + 2, start as u64)));
+            assert!(r.torn_tail());
+            assert!(r
+                .skipped_warning()
+                .unwrap()
+                .ends_with("(crash or full disk?)"));
+        }
         let cut = bytes.len() - 7;
-        let err = read_all(&bytes[..cut]).unwrap_err();
-        assert!(matches!(err.kind, RecordErrorKind::Truncated(_)), "{err}");
-        assert!(err.to_string().contains("truncated recording"));
-        // Cut inside the header.
+        let mut eng = Engine::new(EngineConfig::default());
+        let s = replay_reader(
+            RecordingReader::new(Cursor::new(&bytes[..cut])).unwrap(),
+            &mut eng,
+        )
+        .unwrap();
+        assert_eq!(s.events as usize, evs.len() - 1);
+        assert_eq!(s.last_ns, Some(evs[evs.len() - 2].ts_ns));
+        assert!(s.torn_tail);
+        assert!(s
+            .skipped_warning()
+            .unwrap()
+            .contains("the last line was cut"));
+        // A last line without its newline but whole is not skipped.
+        let s = replay_reader(
+            RecordingReader::new(Cursor::new(&bytes[..bytes.len() - 1])).unwrap(),
+            &mut Engine::new(EngineConfig::default()),
+        )
+        .unwrap();
+        assert_eq!((s.events as usize, s.skipped_lines), (evs.len(), 0));
+        // Cut inside the header: still an error, in one line.
         let err = read_all(&bytes[..10]).unwrap_err();
         assert!(matches!(err.kind, RecordErrorKind::Truncated(_)), "{err}");
         assert_eq!(err.line, 1);
+        assert!(err.to_string().contains("truncated recording"));
+    }
+
+    #[test]
+    fn overlong_middle_line_is_skipped_and_the_rest_read() {
+        let evs = vulnerable_caller_stream(1, 0);
+        let bytes = write(&header("x", None, "kprobe"), &evs, false);
+        let at = line_start(&bytes, 3);
+        let mut big = bytes[..at].to_vec();
+        big.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        big.push(b'\n');
+        big.extend_from_slice(&bytes[at..]);
+        let at4 = at + MAX_LINE + 11 + line_start(&bytes[at..], 2);
+        // The line after the long one (original line 4) is corrupt too: both are counted,
+        // and everything else is read.
+        big[at4] = b'!';
+        let mut r = RecordingReader::new(Cursor::new(&big)).unwrap();
+        let n = (&mut r).filter(Result::is_ok).count();
+        assert_eq!(r.skipped_lines(), 2);
+        assert_eq!(r.first_skipped(), Some((3, at as u64)));
+        assert_eq!(n, read_all(&bytes).unwrap().len() - 1);
     }
 
     #[test]

@@ -99,14 +99,14 @@ impl Session {
         let mut probes = Probes::attach(plan, btf)?;
         if !quiet {
             for (prog, err) in &probes.failed {
-                eprintln!("percpu-trace: warning: {prog} not attached: {err}");
+                crate::warnln!("percpu-trace: warning: {prog} not attached: {err}");
             }
-            eprintln!("percpu-trace: {} probe(s) attached", probes.attached.len());
+            crate::warnln!("percpu-trace: {} probe(s) attached", probes.attached.len());
         }
         let symbolizer =
             Symbolizer::from_kallsyms(Path::new("/proc/kallsyms")).unwrap_or_else(|e| {
                 if !quiet {
-                    eprintln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
+                    crate::warnln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
                 }
                 Symbolizer::default()
             });

@@ -53,6 +53,12 @@ pub struct ReportContext {
     pub duration_is_wall_clock: bool,
     /// Events whose stack id the stack table lacks.
     pub missing_stacks: u64,
+    /// Recording lines skipped as corrupt or torn ([`ReplaySummary::skipped_lines`]).
+    #[serde(default)]
+    pub skipped_lines: u64,
+    /// Line number and byte offset of the first skipped line.
+    #[serde(default)]
+    pub first_skipped: Option<(u64, u64)>,
 }
 
 impl ReportContext {
@@ -67,6 +73,8 @@ impl ReportContext {
             duration_ns: None,
             duration_is_wall_clock: false,
             missing_stacks: 0,
+            skipped_lines: 0,
+            first_skipped: None,
         }
     }
 
@@ -86,6 +94,8 @@ impl ReportContext {
         ctx.events = summary.events;
         ctx.drops = summary.drops.clone();
         ctx.missing_stacks = summary.missing_stacks;
+        ctx.skipped_lines = summary.skipped_lines;
+        ctx.first_skipped = summary.first_skipped;
         ctx.duration_is_wall_clock = summary.wall_ns.is_some();
         ctx.duration_ns = summary
             .wall_ns

@@ -76,6 +76,21 @@ struct Observation<'a> {
     drops: &'a BTreeMap<String, u64>,
     events_lost: u64,
     missing_stacks: u64,
+    // Only when lines were skipped, so reports of sound recordings do not change.
+    #[serde(skip_serializing_if = "is_zero")]
+    skipped_lines: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_skipped: Option<Skipped>,
+}
+
+#[derive(Serialize)]
+struct Skipped {
+    line: u64,
+    offset: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -225,6 +240,10 @@ fn report<'a>(
             drops: &ctx.drops,
             events_lost: d::events_lost(ctx),
             missing_stacks: ctx.missing_stacks,
+            skipped_lines: ctx.skipped_lines,
+            first_skipped: ctx
+                .first_skipped
+                .map(|(line, offset)| Skipped { line, offset }),
         },
         summary: Summary {
             findings: findings.len(),

@@ -21,7 +21,7 @@ pub mod wording;
 #[cfg(test)]
 mod tests;
 
-use std::{io::Write, path::Path};
+use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
@@ -141,28 +141,34 @@ pub fn finding_line_with(f: &Finding, layout: &GfpLayout) -> String {
 
 /// Replays the recording at `path` through the engine (configured from its header) and
 /// renders every finding. Errors are one line and name the file (and line/offset for a
-/// corrupt recording).
+/// corrupt header). Skipped corrupt or torn lines are a one-line warning on stderr (the
+/// report still comes, and says how many lines it lacks).
 pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
     let (engine, summary) = crate::record::replay_file(path).map_err(|e| anyhow!("{e}"))?;
+    if let Some(w) = summary.skipped_warning() {
+        crate::warnln!("percpu-trace: warning: {}: {w}", path.display());
+    }
     let ctx = ReportContext::from_replay(path, &summary);
     Ok(render(format, &ctx, engine.findings(), &summary.stacks))
 }
 
 /// Writes a report to `path` (`-` is stdout). Errors are one line naming the path.
+/// Never through a symlink, mode 0600, never over another user's file: see
+/// [`write_report_with`].
 pub fn write_report(path: &Path, text: &str) -> Result<()> {
-    if path == Path::new("-") {
-        let mut out = std::io::stdout().lock();
-        return out
-            .write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| anyhow!("cannot write report to stdout: {e}"));
-    }
-    std::fs::write(path, text).map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::NotFound => "directory does not exist".to_string(),
-            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-            _ => e.to_string(),
-        };
-        anyhow!("cannot write report to {}: {why}", path.display())
+    write_report_with(path, text, false)
+}
+
+/// [`write_report`] through [`crate::output::write_private`]: the report is written whole
+/// to a 0600 file and renamed into place; a symlink at `path` is refused, and a file owned
+/// by another user is replaced only with `force` (`--force`).
+pub fn write_report_with(path: &Path, text: &str, force: bool) -> Result<()> {
+    crate::output::write_private(path, text.as_bytes(), force).map_err(|e| {
+        // The error names the path (or stdout) already.
+        if crate::output::is_stdout(path) {
+            anyhow!("cannot write report: {e}")
+        } else {
+            anyhow!("cannot write report to {e}")
+        }
     })
 }

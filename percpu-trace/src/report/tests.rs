@@ -482,15 +482,40 @@ fn report_from_a_recording() {
     let md = report_from_recording(&path, Format::Markdown).unwrap();
     assert!(md.contains("| 1 | `recursion` | critical |"));
 
-    // A truncated recording: one line naming the file and where.
+    // A recording cut mid-line (was an error; now the report comes, saying what was
+    // skipped and where): the last line here is the drops record.
     let data = std::fs::read(&path).unwrap();
     let cut = dir.join("cut.jsonl");
     std::fs::write(&cut, &data[..data.len() - 10]).unwrap();
+    let text = report_from_recording(&cut, Format::Text).unwrap();
+    assert!(text.contains("events:      4 in 5.000 s"), "{text}");
+    assert!(text.contains("try_to_free_pages+0x1c9/0x6f0"));
+    let last_line = data[..data.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    let lines = data.iter().filter(|&&b| b == b'\n').count();
+    assert!(
+        text.contains(&format!(
+            "recording:   1 corrupt or cut line(s) skipped (first at line {lines}, byte offset\n             {last_line})"
+        )),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&report_from_recording(&cut, Format::Json).unwrap()).unwrap();
+    assert!(jsonschema::is_valid(&schema, &v), "{v}");
+    assert_eq!(v["observation"]["skipped_lines"], 1);
+    assert_eq!(v["observation"]["first_skipped"]["offset"], last_line);
+    // A corrupt header is still one line naming the file and where.
+    let mut bad = data.clone();
+    bad[0] = b'[';
+    std::fs::write(&cut, &bad).unwrap();
     let err = format!(
         "{:#}",
         report_from_recording(&cut, Format::Text).unwrap_err()
     );
-    assert!(err.contains("cut.jsonl") && err.contains("line"), "{err}");
+    assert!(err.contains("cut.jsonl") && err.contains("line 1"), "{err}");
     assert!(!err.contains('\n'));
     let err = format!(
         "{:#}",

@@ -306,6 +306,20 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             ctx.missing_stacks
         );
     }
+    if ctx.skipped_lines > 0 {
+        let first = ctx
+            .first_skipped
+            .map(|(line, offset)| format!(" (first at line {line}, byte offset {offset})"))
+            .unwrap_or_default();
+        kv(
+            s,
+            "recording:   ",
+            &format!(
+                "{} corrupt or cut line(s) skipped{first}",
+                ctx.skipped_lines
+            ),
+        );
+    }
     if !ctx.filters().is_empty() {
         kv(s, "filters:     ", &ctx.filters().join(" "));
     }

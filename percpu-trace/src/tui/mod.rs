@@ -79,6 +79,8 @@ enum Feed {
     Drops(BTreeMap<String, u64>),
     /// The source ended: `None` normally, `Some(error)` on a bad recording.
     End(Option<String>),
+    /// The recording ended after lines were skipped as corrupt (what and where).
+    EndSkipped(String),
 }
 
 enum FeedRx {
@@ -175,7 +177,8 @@ fn replay_thread(
             d -= step;
         }
     };
-    for rec in reader {
+    let mut reader = reader;
+    for rec in &mut reader {
         if stop.load(Ordering::Relaxed) {
             return;
         }
@@ -205,7 +208,11 @@ fn replay_thread(
             return;
         }
     }
-    let _ = tx.blocking_send(Feed::End(None));
+    let end = match reader.skipped_warning() {
+        Some(w) => Feed::EndSkipped(w),
+        None => Feed::End(None),
+    };
+    let _ = tx.blocking_send(end);
 }
 
 /// What the export key reports for `finding` (`Some(index into App::findings)`) or all
@@ -327,6 +334,15 @@ where
                     match f {
                         Feed::Item(item) => app.ingest(item),
                         Feed::Drops(d) => app.set_drops(d),
+                        Feed::EndSkipped(w) => {
+                            // Not an error: everything readable was shown.
+                            app.set_ended(format!("recording finished; {w} (q to quit)"));
+                            let paused = std::mem::replace(&mut app.paused, false);
+                            app.refresh();
+                            app.paused = paused;
+                            feed = FeedRx::Closed;
+                            break;
+                        }
                         Feed::End(err) => {
                             match err {
                                 Some(e) => app.set_error(format!("replay stopped: {e}")),
