@@ -48,7 +48,7 @@ pub fn discover(args: &KernelArgs) -> Result<(Kernel, AttachPlan)> {
         btf: args.btf.clone(),
         ..Default::default()
     };
-    let k = kernel::discover(&opts)?;
+    let k = kernel::discover(&opts, &crate::probes::BpfProber)?;
     let plan = k.plan(args.attach)?;
     Ok((k, plan))
 }
