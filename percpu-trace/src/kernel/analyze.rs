@@ -2,18 +2,44 @@
 //! out. No file or kernel access here, so the fixture tests run exactly this code on data
 //! extracted from other kernels. One function per derived fact; [`analyze`] only wires them
 //! together in the order their notes are reported.
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+};
 
 use super::{
     btf::{self, TypeSource},
-    decode::{self, GfpLayout, MutexLayout, PF_MEMALLOC_NOFS, PF_MEMALLOC_NOIO},
-    gather::Inputs,
+    decode::{GfpLayout, MutexLayout, PF_MEMALLOC_NOFS, PF_MEMALLOC_NOIO},
+    print_fmt,
     symbols::{self, MutexSource, ResolvedSymbol, SymbolTable},
     tables::{ROLES, TABLE, TRACEPOINTS},
-    tracefs::{self, Field, FormatSource, TracepointFormat},
-    FixStatus, KallsymsStatus, Kernel, MutexInfo, ParamSource, PfFlags, Privileges, Signature,
-    TaskOffsets, Tracepoint,
+    tracefs::{self, Field, FormatSource, Tracefs, TracepointFormat},
+    BtfStatus, Fentry, FixStatus, KallsymsStatus, Kernel, MutexInfo, ParamSource, PfFlags,
+    Privileges, Signature, Support, TaskOffsets, Tracepoint,
 };
+
+/// Raw facts, before analysis: what `gather` read, or what a fixture test builds.
+pub(crate) struct Inputs {
+    pub release: String,
+    pub arch: String,
+    pub privileges: Privileges,
+    pub btf: Option<Box<dyn TypeSource>>,
+    pub btf_status: BtfStatus,
+    pub kallsyms_path: PathBuf,
+    pub kallsyms: Result<String, String>,
+    pub kptr_restrict: Option<u32>,
+    /// (path, text) of System.map, or why none.
+    pub system_map: Result<(String, String), String>,
+    pub filter_functions: Option<String>,
+    pub kprobe_blacklist: Option<String>,
+    pub kprobes: Support,
+    pub fentry: Fentry,
+    pub tracefs: Tracefs,
+    /// "cat/name" -> format text; a missing key means the tracepoint does not exist.
+    pub formats: Option<HashMap<String, String>>,
+    pub lockdown: Option<String>,
+    pub realtime: Option<String>,
+}
 
 /// Turns raw inputs into facts. Pure: no file or kernel access.
 pub(crate) fn analyze(inp: Inputs) -> Kernel {
@@ -296,7 +322,7 @@ pub(crate) fn mutex_address(
 pub(crate) fn gfp_layout(
     src: Option<&dyn TypeSource>,
     release: &str,
-    formats: Option<&std::collections::HashMap<String, String>>,
+    formats: Option<&HashMap<String, String>>,
     notes: &mut Vec<String>,
 ) -> GfpLayout {
     let mut gfp = match src
@@ -316,7 +342,7 @@ pub(crate) fn gfp_layout(
         }
     };
     let fmt_text = formats.and_then(|f| f.get("vmscan/mm_vmscan_direct_reclaim_begin"));
-    if let Some(names) = fmt_text.and_then(|t| decode::parse_gfp_name_table(t)) {
+    if let Some(names) = fmt_text.and_then(|t| print_fmt::parse_gfp_name_table(t)) {
         gfp.names = Some(names);
         gfp.source
             .push_str("; names and order from the kernel's show_gfp_flags table (tracefs)");
@@ -337,7 +363,7 @@ pub(crate) fn pf_flags() -> PfFlags {
 /// the BTF template struct when tracefs could not be read.
 pub(crate) fn tracepoints(
     src: Option<&dyn TypeSource>,
-    formats: Option<&std::collections::HashMap<String, String>>,
+    formats: Option<&HashMap<String, String>>,
 ) -> BTreeMap<String, Tracepoint> {
     let mut tps = BTreeMap::new();
     for (cat, name, template) in TRACEPOINTS {

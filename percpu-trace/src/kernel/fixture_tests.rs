@@ -5,10 +5,9 @@ use std::{collections::HashMap, path::PathBuf};
 use percpu_trace_common::NO_ARG;
 
 use super::{
-    analyze::{analyze, privileges_from},
-    btf::RawDump,
+    analyze::{analyze, privileges_from, Inputs},
+    btf_dump::RawDump,
     decode::format_gfp,
-    gather::Inputs,
     plan::{AttachMode, Attachment},
     symbols::{MutexSource, Resolution},
     tables::TRACEPOINTS,

@@ -6,81 +6,19 @@
 //! BPF syscalls are not made here: they belong to the probes side, which implements
 //! [`BpfProbe`]. Passing it in keeps `kernel` free of any dependency on `probes` (which
 //! depends on `kernel` for the plan).
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
+use std::{collections::HashMap, path::Path};
 
 use anyhow::Result;
 
 use super::{
-    analyze::{analyze, privileges_from},
+    access::BpfProbe,
+    analyze::{analyze, privileges_from, Inputs},
     btf::{self, BtfFile, TypeSource},
     mutex_scan,
     symbols::{MutexSource, SymbolTable},
     tables::TRACEPOINTS,
-    tracefs::{self, Tracefs},
-    BtfStatus, DiscoverOptions, Fentry, Kernel, Privileges, Support,
+    tracefs, BtfStatus, DiscoverOptions, Fentry, Kernel, Privileges, Support,
 };
-
-/// Reads kernel memory. Implemented by `probes::KernelMemReader` (a BPF test run); the tests
-/// use closures over fixture bytes.
-pub trait KernelMemory {
-    /// `len` bytes at kernel address `addr`, or why they could not be read.
-    fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String>;
-}
-
-impl<F: FnMut(u64, usize) -> Result<Vec<u8>, String>> KernelMemory for F {
-    fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String> {
-        self(addr, len)
-    }
-}
-
-/// What discovery asks of the BPF side. Implemented by `probes::BpfProber`; a caller that
-/// cannot or must not load programs passes [`NoBpf`].
-pub trait BpfProbe {
-    /// Tries BPF_PROG_LOAD of a minimal BPF_PROG_TYPE_TRACING / BPF_TRACE_FENTRY program
-    /// attached to the running kernel's BTF type `attach_btf_id`. Err: errno name and text.
-    fn load_fentry(&self, attach_btf_id: u32) -> Result<(), String>;
-    /// Opens a kernel-memory reader (loading a program can fail: Err says why).
-    fn kernel_memory(&self) -> Result<Box<dyn KernelMemory>, String>;
-}
-
-/// A [`BpfProbe`] that does nothing: fentry is reported refused and kernel memory unreadable.
-pub struct NoBpf;
-
-impl BpfProbe for NoBpf {
-    fn load_fentry(&self, _attach_btf_id: u32) -> Result<(), String> {
-        Err("no BPF access given to discovery".into())
-    }
-
-    fn kernel_memory(&self) -> Result<Box<dyn KernelMemory>, String> {
-        Err("no BPF access given to discovery".into())
-    }
-}
-
-/// Raw facts, before analysis.
-pub(crate) struct Inputs {
-    pub release: String,
-    pub arch: String,
-    pub privileges: Privileges,
-    pub btf: Option<Box<dyn TypeSource>>,
-    pub btf_status: BtfStatus,
-    pub kallsyms_path: PathBuf,
-    pub kallsyms: Result<String, String>,
-    pub kptr_restrict: Option<u32>,
-    /// (path, text) of System.map, or why none.
-    pub system_map: Result<(String, String), String>,
-    pub filter_functions: Option<String>,
-    pub kprobe_blacklist: Option<String>,
-    pub kprobes: Support,
-    pub fentry: Fentry,
-    pub tracefs: Tracefs,
-    /// "cat/name" -> format text; a missing key means the tracepoint does not exist.
-    pub formats: Option<HashMap<String, String>>,
-    pub lockdown: Option<String>,
-    pub realtime: Option<String>,
-}
 
 /// Learns what this kernel offers. Never fails on missing facts (they are reported as
 /// unknown); fails only when nothing can be read at all.

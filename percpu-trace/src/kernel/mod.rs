@@ -11,14 +11,17 @@
 //! - tables (`tables`): built-in data the other two read.
 //!
 //! [`Kernel::plan`] turns the facts into an [`plan::AttachPlan`]; [`check`] renders both.
+mod access;
 mod analyze;
 pub mod btf;
+pub mod btf_dump;
 pub mod check;
 pub mod decode;
 mod gather;
 pub mod mutex_scan;
 pub mod plan;
 mod planner;
+mod print_fmt;
 pub mod symbols;
 mod tables;
 pub mod tracefs;
@@ -30,7 +33,8 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::Serialize;
 
-pub use gather::{discover, BpfProbe, KernelMemory, NoBpf};
+pub use access::{BpfProbe, KernelMemory, NoBpf};
+pub use gather::discover;
 
 use decode::{GfpLayout, MutexLayout};
 use symbols::{MutexSource, ResolvedSymbol};

@@ -9,7 +9,7 @@
 //! struct mutex.
 
 use super::{
-    gather::KernelMemory,
+    access::KernelMemory,
     symbols::{Sym, SymbolTable},
 };
 
