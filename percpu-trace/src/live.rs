@@ -334,13 +334,21 @@ impl Session {
             }
             eprintln!("percpu-trace: {} probe(s) attached", probes.attached.len());
         }
-        let symbolizer =
+        let mut symbolizer =
             Symbolizer::from_kallsyms(Path::new("/proc/kallsyms")).unwrap_or_else(|e| {
                 if !quiet {
                     eprintln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
                 }
                 Symbolizer::default()
             });
+        // Source lines when Debian's debug vmlinux is installed; stacks are complete without.
+        if let Some(vmlinux) = Symbolizer::debian_vmlinux() {
+            if let Err(e) = symbolizer.attach_vmlinux(&vmlinux) {
+                if !quiet {
+                    eprintln!("percpu-trace: warning: no source lines in stacks: {e:#}");
+                }
+            }
+        }
         let pipeline = Pipeline::new(&mut probes, symbolizer)?;
         Ok(Session { pipeline, probes })
     }

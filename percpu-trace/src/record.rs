@@ -508,6 +508,7 @@ mod tests {
             offset,
             len: Some(len),
             module: None,
+            ..Default::default()
         }
     }
 
