@@ -59,6 +59,7 @@ fn busy_app() -> App {
             offset: 0x4a,
             len: Some(0x3c0),
             module: None,
+            ..Default::default()
         })
         .collect();
     app.ingest(LiveItem::Stack(1, frames));

@@ -219,7 +219,11 @@ impl TryFrom<&RawEvent> for Event {
 }
 
 /// One symbolized kernel stack frame.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `file`, `line` and `inlined` come from vmlinux DWARF when the symbolizer has it; they are
+/// left out of JSON when empty, so recordings without debug info are unchanged and older
+/// recordings (which never have them) still parse.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Frame {
     /// Instruction address (as the kernel reported it; may be hashed if kptr_restrict).
     pub addr: u64,
@@ -231,6 +235,28 @@ pub struct Frame {
     pub len: Option<u64>,
     /// Module name, for module text.
     pub module: Option<String>,
+    /// Source file of the address (DWARF).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Line in `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// Calls inlined at the address, outermost first (DWARF).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inlined: Vec<InlinedFrame>,
+}
+
+/// A function inlined at a frame's address, with the source location inside it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlinedFrame {
+    /// Inlined function.
+    pub function: String,
+    /// Source file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Line in `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
 }
 
 impl std::fmt::Display for Frame {
@@ -307,7 +333,17 @@ mod tests {
             offset: 0x4a,
             len: Some(0x3c0),
             module: None,
+            ..Default::default()
         };
         assert_eq!(f.to_string(), "pcpu_populate_chunk+0x4a/0x3c0");
+    }
+
+    #[test]
+    fn frames_without_debug_info_keep_the_old_json() {
+        let old = r#"{"addr":1,"function":"f","offset":2,"len":null,"module":null}"#;
+        let f: Frame = serde_json::from_str(old).unwrap();
+        assert_eq!(f.function.as_deref(), Some("f"));
+        assert!(f.file.is_none() && f.line.is_none() && f.inlined.is_empty());
+        assert_eq!(serde_json::to_string(&f).unwrap(), old);
     }
 }

@@ -11,7 +11,12 @@ use aya::{
 };
 use percpu_trace_common::{drop_reason, CONFIG_GLOBAL};
 
-use crate::kernel::plan::{AttachPlan, Attachment};
+use crate::kernel::{
+    self,
+    plan::{AttachPlan, Attachment},
+};
+
+mod fentry_load;
 
 /// The eBPF object built by build.rs from `percpu-trace-ebpf`.
 static BPF_OBJECT: &[u8] =
@@ -244,6 +249,28 @@ impl KernelMemReader {
     }
 }
 
+impl kernel::KernelMemory for KernelMemReader {
+    fn read(&mut self, addr: u64, len: usize) -> std::result::Result<Vec<u8>, String> {
+        KernelMemReader::read(self, addr, len).map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// Discovery's access to BPF ([`kernel::BpfProbe`]): the fentry load test and the
+/// `read_kmem` reader, both made here so that `kernel` does no bpf(2) itself.
+pub struct BpfProber;
+
+impl kernel::BpfProbe for BpfProber {
+    fn load_fentry(&self, attach_btf_id: u32) -> std::result::Result<(), String> {
+        fentry_load::bpf_load_fentry(attach_btf_id)
+    }
+
+    fn kernel_memory(&self) -> std::result::Result<Box<dyn kernel::KernelMemory>, String> {
+        KernelMemReader::new()
+            .map(|r| Box::new(r) as Box<dyn kernel::KernelMemory>)
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
 /// Loads (verifies) every program that needs no attach target (kprobe, tracepoint, raw
 /// tracepoint) without attaching anything: proof that this kernel's verifier accepts them.
 /// fentry/fexit programs are verified against a function at load time, so they are listed
@@ -265,4 +292,23 @@ pub fn verify_programs() -> Result<Vec<(String, std::result::Result<(), String>)
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Discovery on the machine running the tests (needs root for the fentry probe and tracefs):
+    /// `cargo test -p percpu-trace probes::tests::live -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn live_discovery_prints_check() {
+        let k = kernel::discover(&kernel::DiscoverOptions::default(), &BpfProber).unwrap();
+        let plan = k.plan(kernel::plan::AttachMode::Auto).unwrap();
+        println!("{}", kernel::check::render_text(&k, &plan));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&kernel::check::render_json(&k, &plan)).unwrap()
+        );
+    }
 }

@@ -675,6 +675,7 @@ mod tests {
             offset,
             len: Some(len),
             module: None,
+            ..Default::default()
         }
     }
 

@@ -39,7 +39,7 @@ pub fn discover(args: &KernelOptions) -> Result<(Kernel, AttachPlan)> {
         btf: args.btf.clone(),
         ..Default::default()
     };
-    let k = kernel::discover(&opts)?;
+    let k = kernel::discover(&opts, &crate::probes::BpfProber)?;
     let plan = k.plan(args.attach)?;
     Ok((k, plan))
 }
@@ -103,13 +103,21 @@ impl Session {
             }
             crate::warnln!("percpu-trace: {} probe(s) attached", probes.attached.len());
         }
-        let symbolizer =
+        let mut symbolizer =
             Symbolizer::from_kallsyms(Path::new("/proc/kallsyms")).unwrap_or_else(|e| {
                 if !quiet {
                     crate::warnln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
                 }
                 Symbolizer::default()
             });
+        // Source lines when Debian's debug vmlinux is installed; stacks are complete without.
+        if let Some(vmlinux) = Symbolizer::debian_vmlinux() {
+            if let Err(e) = symbolizer.attach_vmlinux(&vmlinux) {
+                if !quiet {
+                    crate::warnln!("percpu-trace: warning: no source lines in stacks: {e:#}");
+                }
+            }
+        }
         let pipeline = Pipeline::new(&mut probes, symbolizer)?;
         Ok(Session { pipeline, probes })
     }

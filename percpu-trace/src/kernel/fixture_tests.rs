@@ -5,11 +5,12 @@ use std::{collections::HashMap, path::PathBuf};
 use percpu_trace_common::NO_ARG;
 
 use super::{
-    btf::RawDump,
+    analyze::{analyze, privileges_from, Inputs},
+    btf_dump::RawDump,
     decode::format_gfp,
-    discover::{analyze, privileges_from, Inputs, TRACEPOINTS},
     plan::{AttachMode, Attachment},
     symbols::{MutexSource, Resolution},
+    tables::TRACEPOINTS,
     tracefs::Tracefs,
     BtfStatus, Fentry, Kernel, ParamSource, Support,
 };
@@ -297,20 +298,6 @@ fn zeroed_kallsyms_hide_the_mutex() {
     assert!(!k.mutex_losses().is_empty());
 }
 
-/// Discovery on the machine running the tests (needs root for the fentry probe and tracefs):
-/// `cargo test -p percpu-trace kernel::fixture_tests::live -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn live_discovery_prints_check() {
-    let k = super::discover(&super::DiscoverOptions::default()).unwrap();
-    let plan = k.plan(AttachMode::Auto).unwrap();
-    println!("{}", super::check::render_text(&k, &plan));
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&super::check::render_json(&k, &plan)).unwrap()
-    );
-}
-
 #[test]
 fn mutex_found_in_real_locking_code() {
     // pcpu_alloc_noprof's code as loaded on the host (host-6.18/pcpu_alloc_noprof.bin, read
@@ -335,7 +322,7 @@ fn mutex_found_in_real_locking_code() {
     };
     let wait = Some(("wait_list".to_string(), 16));
     let (addr, funcs, n) =
-        super::discover::mutex_from_code(&table, "x86_64", wait.clone(), &mut read).unwrap();
+        super::mutex_scan::mutex_from_code(&table, "x86_64", wait.clone(), &mut read).unwrap();
     assert_eq!(addr, want);
     assert!(funcs.contains(&"pcpu_alloc_noprof".to_string()));
     assert!(n >= 1);
@@ -350,7 +337,7 @@ fn mutex_found_in_real_locking_code() {
             Ok(vec![0xcc; n])
         }
     };
-    assert!(super::discover::mutex_from_code(&table, "x86_64", wait, &mut read_bad).is_err());
+    assert!(super::mutex_scan::mutex_from_code(&table, "x86_64", wait, &mut read_bad).is_err());
 }
 
 #[test]

@@ -1,18 +1,29 @@
 //! Facts about the running kernel: capabilities, symbols, BTF, tracefs, and the attach plan.
 //! Every kernel-specific number the tool uses comes from here.
 //!
-//! [`discover`] gathers raw inputs from the machine (files, one BPF_PROG_LOAD attempt, a
-//! tracefs mount when needed) and hands them to a pure analysis, so the same analysis runs
-//! on fixtures extracted from other kernels in the tests. [`Kernel::plan`] turns the facts
-//! into an [`plan::AttachPlan`]; [`check`] renders both.
+//! Three layers, each in its own files:
+//! - gathering (`gather`, [`discover`]): every read from the machine (files, a tracefs mount
+//!   when needed); BPF work (one fentry load attempt, kernel memory for the mutex code scan)
+//!   goes through the [`BpfProbe`] the caller passes, so this module does no bpf(2) itself;
+//! - pure analysis (`analyze`, one function per derived fact, plus the parsers in `btf`,
+//!   `symbols`, `tracefs`, `decode`, `mutex_scan`), which the fixture tests run on data
+//!   extracted from other kernels;
+//! - tables (`tables`): built-in data the other two read.
+//!
+//! [`Kernel::plan`] turns the facts into an [`plan::AttachPlan`]; [`check`] renders both.
+mod access;
+mod analyze;
 pub mod btf;
+pub mod btf_dump;
 pub mod check;
 pub mod decode;
-mod discover;
+mod gather;
 pub mod mutex_scan;
 pub mod plan;
 mod planner;
+mod print_fmt;
 pub mod symbols;
+mod tables;
 pub mod tracefs;
 
 #[cfg(test)]
@@ -22,7 +33,8 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::Serialize;
 
-pub use discover::discover;
+pub use access::{BpfProbe, KernelMemory, NoBpf};
+pub use gather::discover;
 
 use decode::{GfpLayout, MutexLayout};
 use symbols::{MutexSource, ResolvedSymbol};
@@ -143,7 +155,7 @@ pub struct KallsymsStatus {
 pub enum ParamSource {
     /// BTF of the kernel.
     Btf,
-    /// Built-in table (function not in BTF, or no BTF): documented in `planner::TABLE`.
+    /// Built-in table (function not in BTF, or no BTF): documented in `tables::TABLE`.
     Table,
 }
 

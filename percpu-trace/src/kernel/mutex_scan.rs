@@ -8,6 +8,11 @@
 //! instruction forms; the caller validates the result by reading the candidate as a
 //! struct mutex.
 
+use super::{
+    access::KernelMemory,
+    symbols::{Sym, SymbolTable},
+};
+
 /// A direct call found in a function's code, and the first-argument value set up before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockCall {
@@ -133,6 +138,65 @@ pub fn looks_like_mutex(bytes: &[u8], addr: u64, wait_list_off: usize) -> bool {
     let head = addr + wait_list_off as u64;
     let kernel_ptr = |p: u64| p >= 0xffff_0000_0000_0000;
     (next == head && prev == head) || (next != head && kernel_ptr(next) && kernel_ptr(prev))
+}
+
+/// Finds pcpu_alloc_mutex as the address the functions that lock it pass to
+/// mutex_lock/mutex_lock_killable, then checks the memory there looks like a struct mutex
+/// (owner 0 or a kernel pointer; an empty or kernel-pointing wait list). `mem` reads kernel
+/// memory. Returns (address, functions scanned, calls agreeing).
+pub(crate) fn mutex_from_code(
+    table: &SymbolTable,
+    arch: &str,
+    wait: Option<(String, u32)>,
+    mem: &mut dyn KernelMemory,
+) -> Result<(u64, Vec<String>, usize), String> {
+    let lockers: Vec<&Sym> = ["pcpu_alloc_noprof", "pcpu_alloc", "pcpu_balance_workfn"]
+        .iter()
+        .filter_map(|n| table.get(n))
+        .filter(|s| s.addr != 0)
+        .collect();
+    let targets: Vec<u64> = ["mutex_lock", "mutex_lock_killable"]
+        .iter()
+        .filter_map(|n| table.get(n))
+        .map(|s| s.addr)
+        .filter(|&a| a != 0)
+        .collect();
+    if lockers.is_empty() || targets.is_empty() {
+        return Err(
+            "the locking functions or mutex_lock* are not in kallsyms (or addresses hidden)".into(),
+        );
+    }
+    let mut calls = Vec::new();
+    for f in &lockers {
+        let code = mem.read(f.addr, 4096)?;
+        calls.extend(match arch {
+            "x86_64" => scan_x86_64(&code, f.addr, &targets),
+            "aarch64" => scan_aarch64(&code, f.addr, &targets),
+            other => return Err(format!("no code decoder for {other}")),
+        });
+    }
+    let (addr, n) = consensus(&calls)
+        .ok_or_else(|| "no mutex_lock* call with a decodable argument".to_string())?;
+    let bytes = mem.read(addr, 64)?;
+    let word = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    };
+    let kptr = |p: u64| p >= 0xffff_0000_0000_0000;
+    let owner = word(0).unwrap_or(u64::MAX) & !7;
+    let ok_owner = owner == 0 || kptr(owner);
+    let ok_wait = match &wait {
+        Some((name, off)) if name == "wait_list" => looks_like_mutex(&bytes, addr, *off as usize),
+        Some((_, off)) => word(*off as usize).is_some_and(|p| p == 0 || kptr(p)),
+        None => true,
+    };
+    if !(ok_owner && ok_wait) {
+        return Err(format!(
+            "candidate {addr:#x} does not look like a struct mutex"
+        ));
+    }
+    Ok((addr, lockers.iter().map(|s| s.name.clone()).collect(), n))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Kernel symbols from /proc/kallsyms (or System.map): resolving probe targets across versions
-//! and compiler clones, and the address of pcpu_alloc_mutex.
+//! Kernel symbols from /proc/kallsyms (or System.map): the one parser of that format
+//! ([`kallsyms_lines`], also used by `symbolize` for stacks), resolving probe targets across
+//! versions and compiler clones, and the address of pcpu_alloc_mutex.
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
@@ -56,6 +57,45 @@ pub fn split_suffix(name: &str) -> (&str, &str) {
     (base, &name[base.len()..])
 }
 
+/// One line of /proc/kallsyms or System.map: `address type name [module]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KallsymsLine<'a> {
+    /// Address (0 when kptr_restrict hides it).
+    pub addr: u64,
+    /// nm type letter ('T', 't', 'd', 'b', ...).
+    pub kind: char,
+    /// Name, compiler suffixes included.
+    pub name: &'a str,
+    /// Module, without the brackets, for module symbols.
+    pub module: Option<&'a str>,
+}
+
+impl KallsymsLine<'_> {
+    /// A text (code) symbol.
+    pub fn is_text(&self) -> bool {
+        is_text(self.kind)
+    }
+}
+
+/// The one kallsyms parser: every well-formed line of /proc/kallsyms or System.map text, in
+/// file order. [`SymbolTable`] (discovery) and `symbolize::Symbolizer` (stacks) both read
+/// through it and filter what they need; lines that are not `hex type name` are skipped.
+pub fn kallsyms_lines(text: &str) -> impl Iterator<Item = KallsymsLine<'_>> {
+    text.lines().filter_map(|line| {
+        let mut it = line.split_whitespace();
+        let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+        let kind = it.next()?.chars().next()?;
+        let name = it.next()?;
+        let module = it.next().map(|m| m.trim_matches(|c| c == '[' || c == ']'));
+        Some(KallsymsLine {
+            addr,
+            kind,
+            name,
+            module,
+        })
+    })
+}
+
 impl SymbolTable {
     /// Parses /proc/kallsyms or System.map text. Module symbols (a `[module]` column) and
     /// `__pfx_` padding symbols are skipped: every probe target is in vmlinux.
@@ -64,27 +104,19 @@ impl SymbolTable {
             zeroed: true,
             ..Default::default()
         };
-        for line in text.lines() {
-            let mut it = line.split_whitespace();
-            let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            if it.next().is_some() || name.starts_with("__pfx_") {
+        for l in kallsyms_lines(text) {
+            if l.module.is_some() || l.name.starts_with("__pfx_") {
                 continue;
             }
-            let Ok(addr) = u64::from_str_radix(addr, 16) else {
-                continue;
-            };
-            let kind = kind.chars().next().unwrap_or('?');
             t.count += 1;
-            if addr != 0 {
+            if l.addr != 0 {
                 t.zeroed = false;
             }
-            let base = split_suffix(name).0.to_string();
+            let base = split_suffix(l.name).0.to_string();
             t.by_base.entry(base).or_default().push(Sym {
-                name: name.to_string(),
-                addr,
-                kind,
+                name: l.name.to_string(),
+                addr: l.addr,
+                kind: l.kind,
             });
         }
         if t.count == 0 {

@@ -16,6 +16,7 @@ fn frame(function: &str, offset: u64, len: u64, module: Option<&str>) -> Frame {
         offset,
         len: Some(len),
         module: module.map(Into::into),
+        ..Default::default()
     }
 }
 

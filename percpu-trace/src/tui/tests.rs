@@ -153,6 +153,7 @@ fn frame(f: &str, off: u64, len: u64) -> Frame {
         offset: off,
         len: Some(len),
         module: None,
+        ..Default::default()
     }
 }
 

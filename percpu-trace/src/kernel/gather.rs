@@ -1,0 +1,256 @@
+//! Gathering: every read from the machine discovery does (files, tracefs, capabilities, and
+//! through the [`BpfProbe`] the caller passes, one fentry load attempt and kernel memory).
+//! The result, [`Inputs`], goes to the pure `analyze`, which the fixture tests run on data
+//! extracted from other kernels.
+//!
+//! BPF syscalls are not made here: they belong to the probes side, which implements
+//! [`BpfProbe`]. Passing it in keeps `kernel` free of any dependency on `probes` (which
+//! depends on `kernel` for the plan).
+use std::{collections::HashMap, path::Path};
+
+use anyhow::Result;
+
+use super::{
+    access::BpfProbe,
+    analyze::{analyze, privileges_from, Inputs},
+    btf::{self, BtfFile, TypeSource},
+    mutex_scan,
+    symbols::{MutexSource, SymbolTable},
+    tables::TRACEPOINTS,
+    tracefs, BtfStatus, DiscoverOptions, Fentry, Kernel, Privileges, Support,
+};
+
+/// Learns what this kernel offers. Never fails on missing facts (they are reported as
+/// unknown); fails only when nothing can be read at all.
+pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
+    let root = Path::new("/");
+    let uts = uname();
+    let privileges = read_privileges();
+    let (btf_path, from_user) = match &opts.btf {
+        Some(p) => (p.clone(), true),
+        None => (root.join("sys/kernel/btf/vmlinux"), false),
+    };
+    let (btf, btf_status): (Option<Box<dyn TypeSource>>, _) = match BtfFile::open(&btf_path) {
+        Ok(b) => (
+            Some(Box::new(b)),
+            BtfStatus {
+                path: Some(btf_path.clone()),
+                from_user,
+                error: None,
+            },
+        ),
+        Err(e) => {
+            if from_user {
+                // The user asked for this file: not being able to read it is an error.
+                return Err(e);
+            }
+            (
+                None,
+                BtfStatus {
+                    path: None,
+                    from_user,
+                    error: Some(format!("{e:#}")),
+                },
+            )
+        }
+    };
+    let tracefs = tracefs::locate(root, opts.mount_tracefs && privileges.root);
+    let formats = tracefs.path.as_ref().map(|p| read_formats(p));
+    let filter_functions = tracefs
+        .path
+        .as_ref()
+        .and_then(|p| read(&p.join("available_filter_functions")));
+    let kprobe_blacklist = read(&root.join("sys/kernel/debug/kprobes/blacklist"));
+    let kprobes = kprobe_support(root, tracefs.path.as_deref());
+    let fentry = if !opts.probe_fentry {
+        Fentry::NotProbed {
+            reason: "disabled by the caller".into(),
+        }
+    } else if from_user {
+        // Ids in a user-given BTF need not match the running kernel: probe with its own.
+        match BtfFile::open(&root.join("sys/kernel/btf/vmlinux")) {
+            Ok(own) => probe_fentry(&own, bpf),
+            Err(_) => Fentry::NotProbed {
+                reason: "the running kernel has no /sys/kernel/btf/vmlinux".into(),
+            },
+        }
+    } else {
+        match &btf {
+            Some(b) => probe_fentry(b.as_ref(), bpf),
+            None => Fentry::NotProbed {
+                reason: "no kernel BTF (fentry needs it)".into(),
+            },
+        }
+    };
+    let system_map_path = opts
+        .system_map
+        .clone()
+        .unwrap_or_else(|| root.join(format!("boot/System.map-{}", uts.0)));
+    let system_map = std::fs::read_to_string(&system_map_path)
+        .map(|t| (system_map_path.display().to_string(), t))
+        .map_err(|e| format!("{}: {e}", system_map_path.display()));
+    let kallsyms_text = std::fs::read_to_string(&opts.kallsyms)
+        .map_err(|e| format!("{}: {e}", opts.kallsyms.display()));
+    let code_scan_table = match (&kallsyms_text, opts.scan_code && privileges.can_trace()) {
+        (Ok(t), true) => Some(SymbolTable::parse(t)),
+        _ => None,
+    };
+    let inputs = Inputs {
+        release: uts.0,
+        arch: uts.1,
+        privileges,
+        btf,
+        btf_status,
+        kallsyms_path: opts.kallsyms.clone(),
+        kallsyms: kallsyms_text,
+        kptr_restrict: read(&root.join("proc/sys/kernel/kptr_restrict"))
+            .and_then(|s| s.trim().parse().ok()),
+        system_map,
+        filter_functions,
+        kprobe_blacklist,
+        kprobes,
+        fentry,
+        tracefs,
+        formats,
+        lockdown: read(&root.join("sys/kernel/security/lockdown")),
+        realtime: read(&root.join("sys/kernel/realtime")),
+    };
+    let mut k = analyze(inputs);
+    if k.mutex.addr.is_none() {
+        scan_for_mutex(&mut k, code_scan_table, bpf);
+    }
+    Ok(k)
+}
+
+/// The last way to find pcpu_alloc_mutex: decode the code that locks it, read through
+/// `bpf`. Records the address or why not in `k.mutex`.
+fn scan_for_mutex(k: &mut Kernel, code_scan_table: Option<SymbolTable>, bpf: &dyn BpfProbe) {
+    match code_scan_table {
+        Some(table) if k.mutex.layout.is_some() => {
+            let wait = wait_field(k, k.btf.path.as_deref());
+            let found = bpf.kernel_memory().and_then(|mut mem| {
+                mutex_scan::mutex_from_code(&table, &k.arch, wait, mem.as_mut())
+            });
+            match found {
+                Ok((addr, functions, agreeing_calls)) => {
+                    k.mutex.addr = Some(addr);
+                    k.mutex.source = Some(MutexSource::CodeScan {
+                        functions,
+                        agreeing_calls,
+                    });
+                }
+                Err(e) => k.mutex.attempts.push(format!("code scan: {e}")),
+            }
+        }
+        Some(_) => k
+            .mutex
+            .attempts
+            .push("code scan: skipped, struct mutex layout unknown".into()),
+        None => k
+            .mutex
+            .attempts
+            .push("code scan: skipped (disabled, no privileges or no kallsyms)".into()),
+    }
+}
+/// The member of struct mutex used to check a candidate: `wait_list` (a list head, empty
+/// when it points at itself) or, on newer kernels, `first_waiter` (a pointer, NULL when no
+/// waiter). Read from the same BTF as the rest.
+fn wait_field(k: &Kernel, btf_path: Option<&Path>) -> Option<(String, u32)> {
+    if k.mutex.layout.as_ref().is_some_and(|l| l.rt) {
+        return None;
+    }
+    let src = BtfFile::open(btf_path?).ok()?;
+    ["wait_list", "first_waiter"]
+        .iter()
+        .find_map(|m| btf::member_offset(&src, "mutex", &[m]).map(|o| (m.to_string(), o)))
+}
+
+fn read(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok()
+}
+
+fn uname() -> (String, String) {
+    // SAFETY: utsname is plain bytes; uname fills it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return ("unknown".into(), std::env::consts::ARCH.into());
+    }
+    let s = |f: &[libc::c_char]| {
+        let b: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&b).into_owned()
+    };
+    (s(&u.release), s(&u.machine))
+}
+
+fn read_privileges() -> Privileges {
+    let cap_eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .unwrap_or(0);
+    privileges_from(cap_eff, unsafe { libc::geteuid() })
+}
+
+fn kprobe_support(root: &Path, tracefs: Option<&Path>) -> Support {
+    if root.join("sys/bus/event_source/devices/kprobe").exists() {
+        return Support {
+            available: true,
+            detail: "kprobe PMU (/sys/bus/event_source/devices/kprobe)".into(),
+        };
+    }
+    if let Some(t) = tracefs {
+        if t.join("kprobe_events").exists() {
+            return Support {
+                available: true,
+                detail: format!("{}/kprobe_events", t.display()),
+            };
+        }
+        return Support {
+            available: false,
+            detail: "no kprobe PMU and no kprobe_events in tracefs (CONFIG_KPROBES off)".into(),
+        };
+    }
+    Support {
+        available: false,
+        detail: "no kprobe PMU, and tracefs is unavailable to check kprobe_events".into(),
+    }
+}
+
+fn read_formats(tracefs: &Path) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for (cat, name, _) in TRACEPOINTS {
+        if let Ok(t) =
+            std::fs::read_to_string(tracefs.join("events").join(cat).join(name).join("format"))
+        {
+            out.insert(format!("{cat}/{name}"), t);
+        }
+    }
+    out
+}
+
+/// Asks `bpf` to load a minimal fentry program on pcpu_alloc_noprof (or another probe
+/// target found in `src`), which is what the real fentry programs need.
+fn probe_fentry(src: &dyn TypeSource, bpf: &dyn BpfProbe) -> Fentry {
+    let targets = ["pcpu_alloc_noprof", "pcpu_alloc", "try_to_free_pages"];
+    let Some((target, id)) = targets.iter().find_map(|t| {
+        src.ids_by_name(t)
+            .into_iter()
+            .find(|&i| matches!(src.ty(i), Some(btf::Ty::Func { .. })))
+            .map(|i| (t.to_string(), i))
+    }) else {
+        return Fentry::NotProbed {
+            reason: "no probe target function in BTF to verify against".into(),
+        };
+    };
+    match bpf.load_fentry(id) {
+        Ok(()) => Fentry::Supported { target },
+        Err(e) => Fentry::Refused { target, error: e },
+    }
+}
