@@ -152,6 +152,10 @@ pub struct ProbeConfig {
     pub arg_create_gfp: u32,
     /// pcpu_populate_chunk gfp position.
     pub arg_populate_gfp: u32,
+    /// pcpu_populate_chunk page_start position.
+    pub arg_populate_start: u32,
+    /// pcpu_populate_chunk page_end position.
+    pub arg_populate_end: u32,
     /// pcpu_get_vm_areas gfp position, `NO_ARG` on unpatched kernels.
     pub arg_vm_areas_gfp: u32,
     /// pcpu_get_vm_areas nr_vms position.

@@ -43,6 +43,8 @@ static CONFIG: ProbeConfig = ProbeConfig {
     arg_pcpu_gfp: 0,
     arg_create_gfp: 0,
     arg_populate_gfp: 0,
+    arg_populate_start: 0,
+    arg_populate_end: 0,
     arg_vm_areas_gfp: 0,
     arg_vm_areas_nr: 0,
     arg_vmalloc_gfp: 0,
@@ -498,9 +500,10 @@ fn on_chunk_populate<C: Args>(ctx: &C) -> u32 {
     } else {
         -1
     };
-    // pcpu_populate_chunk(chunk, page_start, page_end, gfp) on every supported version.
-    let start = arg_u64(ctx, 1);
-    let end = arg_u64(ctx, 2);
+    // Positions from kernel/ (pcpu_populate_chunk(chunk, page_start, page_end, gfp) on
+    // every version so far, but read from BTF like every other argument).
+    let start = arg_u64(ctx, cfg!(arg_populate_start));
+    let end = arg_u64(ctx, cfg!(arg_populate_end));
     emit(
         &c,
         kind::CHUNK_POPULATE,

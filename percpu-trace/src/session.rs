@@ -46,16 +46,7 @@ pub fn discover(args: &KernelOptions) -> Result<(Kernel, AttachPlan)> {
 
 /// The engine configuration for this kernel: its gfp and task-flag bits and fix status.
 pub fn engine_config(k: &Kernel) -> EngineConfig {
-    EngineConfig {
-        gfp_io: k.gfp.io(),
-        gfp_fs: k.gfp.fs(),
-        gfp_direct_reclaim: k.gfp.direct_reclaim(),
-        gfp_kernel: k.gfp.gfp_kernel(),
-        pf_memalloc_noio: k.pf.memalloc_noio,
-        pf_memalloc_nofs: k.pf.memalloc_nofs,
-        fix_present: k.fix.present,
-        ..EngineConfig::default()
-    }
+    EngineConfig::for_kernel(k)
 }
 
 /// Kernel BTF for fentry/fexit attachments (None when the plan has none).

@@ -1,7 +1,13 @@
 //! Engine configuration: every kernel number the engine uses, so none is hard-coded in the
-//! rules. Defaults are the values stable from 6.1 to 7.3 (see KERNELS.md); live mode fills
-//! them from the running kernel's BTF.
+//! rules. The numbers come from `kernel/` ([`EngineConfig::for_kernel`]): the defaults are
+//! its built-in layout stable from 6.1 to 7.3 (see KERNELS.md); live mode passes the
+//! running kernel's.
 use serde::{Deserialize, Serialize};
+
+use crate::kernel::{
+    decode::{GfpLayout, PF_MEMALLOC_NOFS, PF_MEMALLOC_NOIO},
+    Kernel,
+};
 
 /// Kernel constants and limits for the [`crate::engine::Engine`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,14 +44,42 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
+        EngineConfig::from_layout(
+            &GfpLayout::default_for_6x(),
+            PF_MEMALLOC_NOIO,
+            PF_MEMALLOC_NOFS,
+            None,
+        )
+    }
+}
+
+impl EngineConfig {
+    /// The configuration for a discovered kernel: its gfp and task-flag bits and fix
+    /// status, default limits.
+    pub fn for_kernel(k: &Kernel) -> Self {
+        EngineConfig::from_layout(
+            &k.gfp,
+            k.pf.memalloc_noio,
+            k.pf.memalloc_nofs,
+            k.fix.present,
+        )
+    }
+
+    /// From a gfp layout and the PF_MEMALLOC_NOIO/NOFS bits; default limits.
+    pub fn from_layout(
+        gfp: &GfpLayout,
+        pf_memalloc_noio: u32,
+        pf_memalloc_nofs: u32,
+        fix_present: Option<bool>,
+    ) -> Self {
         EngineConfig {
-            gfp_io: 0x40,
-            gfp_fs: 0x80,
-            gfp_direct_reclaim: 0x400,
-            gfp_kernel: 0xcc0,
-            pf_memalloc_noio: 0x80000,
-            pf_memalloc_nofs: 0x40000,
-            fix_present: None,
+            gfp_io: gfp.io(),
+            gfp_fs: gfp.fs(),
+            gfp_direct_reclaim: gfp.direct_reclaim(),
+            gfp_kernel: gfp.gfp_kernel(),
+            pf_memalloc_noio,
+            pf_memalloc_nofs,
+            fix_present,
             max_tasks: 16384,
             max_findings: 4096,
             max_recent_reclaims: 64,
@@ -53,9 +87,7 @@ impl Default for EngineConfig {
             max_pending_links: 16,
         }
     }
-}
 
-impl EngineConfig {
     /// __GFP_IO | __GFP_FS: the reclaim capabilities a constraint can take away.
     pub fn reclaim_bits(&self) -> u32 {
         self.gfp_io | self.gfp_fs
@@ -87,6 +119,17 @@ impl EngineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_are_the_kernel_modules_built_in_layout() {
+        // One copy of the numbers: the engine's defaults come from kernel/decode.
+        let c = EngineConfig::default();
+        assert_eq!(
+            (c.gfp_io, c.gfp_fs, c.gfp_direct_reclaim, c.gfp_kernel),
+            (0x40, 0x80, 0x400, 0xcc0)
+        );
+        assert_eq!((c.pf_memalloc_noio, c.pf_memalloc_nofs), (0x80000, 0x40000));
+    }
 
     #[test]
     fn scopes_narrow_like_current_gfp_context() {

@@ -255,6 +255,8 @@ pub fn render_json(k: &Kernel, plan: &AttachPlan) -> Value {
         "arg_pcpu_gfp": c.arg_pcpu_gfp,
         "arg_create_gfp": c.arg_create_gfp,
         "arg_populate_gfp": c.arg_populate_gfp,
+        "arg_populate_start": c.arg_populate_start,
+        "arg_populate_end": c.arg_populate_end,
         "arg_vm_areas_gfp": c.arg_vm_areas_gfp,
         "arg_vm_areas_nr": c.arg_vm_areas_nr,
         "arg_vmalloc_gfp": c.arg_vmalloc_gfp,

@@ -173,6 +173,7 @@ fn debian_7_2_vulnerable_kprobes_mutex() {
     );
     assert_eq!(c.arg_create_gfp, 0);
     assert_eq!(c.arg_populate_gfp, 3);
+    assert_eq!((c.arg_populate_start, c.arg_populate_end), (1, 2));
     assert_eq!(c.arg_vm_areas_gfp, NO_ARG);
     assert_eq!(c.arg_vm_areas_nr, 2);
     assert_eq!(c.arg_vmalloc_gfp, 4);

@@ -401,6 +401,8 @@ impl Kernel {
             arg_pcpu_gfp: arg("pcpu_alloc", &["gfp"]),
             arg_create_gfp: arg("pcpu_create_chunk", &["gfp"]),
             arg_populate_gfp: arg("pcpu_populate_chunk", &["gfp"]),
+            arg_populate_start: arg("pcpu_populate_chunk", &["page_start"]),
+            arg_populate_end: arg("pcpu_populate_chunk", &["page_end"]),
             arg_vm_areas_gfp: arg("pcpu_get_vm_areas", &["gfp", "gfp_mask"]),
             arg_vm_areas_nr: arg("pcpu_get_vm_areas", &["nr_vms"]),
             arg_vmalloc_gfp: arg("vmalloc", &["gfp_mask", "gfp"]),

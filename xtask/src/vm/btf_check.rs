@@ -122,6 +122,13 @@ pub fn check(out: &Path, raw: &str, arch: Arch, v: &mut Verdict) {
         ("arg_pcpu_gfp", "pcpu_alloc entry", "gfp", None),
         ("arg_create_gfp", "pcpu_create_chunk", "gfp", None),
         ("arg_populate_gfp", "pcpu_populate_chunk", "gfp", None),
+        (
+            "arg_populate_start",
+            "pcpu_populate_chunk",
+            "page_start",
+            None,
+        ),
+        ("arg_populate_end", "pcpu_populate_chunk", "page_end", None),
         ("arg_vm_areas_nr", "pcpu_get_vm_areas", "nr_vms", None),
         // No gfp before the fix: the config says so with 255.
         ("arg_vm_areas_gfp", "pcpu_get_vm_areas", "gfp", Some(255)),
