@@ -40,18 +40,21 @@
 //! ([`FindingFilter`]). The TUI, headless mode, metrics and reports read them through
 //! [`Engine::snapshot`] and the accessors.
 //!
-//! Layout: `task` (per-task state, holder tracking, bounds), `rules` (the three rules),
-//! `store` (deduplication), `wording` (explanations), `state` (read-only views).
+//! Layout: `task` (per-task state), `bookkeeping` (keeping it: holder tracking, bounds),
+//! `rules` (the three rules), `occurrence` and `store` (deduplication), `wording`
+//! (explanations), `state` (read-only views).
 //!
 //! # Bounds
 //! A task's state is dropped as soon as it has nothing open (no pcpu_alloc, reclaim, wait or
 //! mutex hold), on TaskExit, and by least-recently-seen eviction beyond `max_tasks`. Findings,
 //! recent reclaims, counter keys and per-reclaim/per-wait links all have caps.
+mod bookkeeping;
 pub mod config;
 pub mod filter;
 pub mod finding;
 pub mod holds;
 pub mod losses;
+mod occurrence;
 mod rules;
 pub mod state;
 mod store;

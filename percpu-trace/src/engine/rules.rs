@@ -2,7 +2,7 @@
 //! [`crate::engine`] for what each one means), and the reclaim/wait bookkeeping they use.
 use super::task::{OpenReclaim, OpenWait};
 use super::{
-    store::Occurrence, Engine, FindingKind, FindingUpdate, ReclaimRecord, TaskRole, Trigger,
+    occurrence::Occurrence, Engine, FindingKind, FindingUpdate, ReclaimRecord, TaskRole, Trigger,
 };
 use crate::event::Event;
 

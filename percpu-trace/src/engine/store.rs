@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use super::{
-    task::TaskState, Durations, EngineConfig, Finding, FindingKind, FindingUpdate, TaskInfo,
-    TaskRole, Trigger,
+    occurrence::Occurrence, Durations, EngineConfig, Finding, FindingKind, FindingUpdate, TaskInfo,
+    TaskRole,
 };
 
 /// FNV-1a, for finding signatures that must be stable across runs and builds.
@@ -27,20 +27,6 @@ impl Fnv {
     fn u32(&mut self, v: u32) -> &mut Self {
         self.bytes(&v.to_le_bytes())
     }
-}
-
-/// One occurrence about to be reported.
-pub(super) struct Occurrence<'a> {
-    pub(super) kind: FindingKind,
-    pub(super) trigger: Trigger,
-    pub(super) trigger_effective_gfp: Option<u32>,
-    pub(super) constraint_gfp: u32,
-    pub(super) violated: u32,
-    pub(super) ts_ns: u64,
-    /// (task, role, stack of that task's part)
-    pub(super) parts: [Option<(&'a TaskState, TaskRole, Option<u32>)>; 2],
-    pub(super) hold_ns: Option<u64>,
-    pub(super) wait_ns: Option<u64>,
 }
 
 /// Deduplicated findings, in order of first occurrence (indexes are stable).

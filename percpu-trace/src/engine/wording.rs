@@ -1,6 +1,6 @@
 //! The engine's prose: the one-paragraph explanation each finding carries. Renderers (TUI,
 //! reports) show it as is; their own labels come from `report::describe`.
-use super::{store::Occurrence, EngineConfig, FindingKind, TaskInfo, Trigger};
+use super::{occurrence::Occurrence, EngineConfig, FindingKind, TaskInfo, Trigger};
 
 /// "IO", "FS" or "IO and FS" for the reclaim bits in `bits`.
 pub(super) fn bits_words(cfg: &EngineConfig, bits: u32) -> &'static str {

@@ -9,6 +9,7 @@
 //!
 //! Entry points: [`run_live`] (events from the live pipeline through a channel) and
 //! [`run_replay`] (events from a recording, paced or at full speed, pausable).
+pub mod action;
 pub mod app;
 pub mod export;
 pub mod header;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod terminal;
 pub mod theme;
 pub mod ui;
+pub mod view_state;
 pub mod widgets;
 
 #[cfg(test)]
