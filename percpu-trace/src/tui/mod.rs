@@ -14,7 +14,6 @@ pub mod app;
 pub mod export;
 pub mod header;
 pub mod keys;
-pub mod model;
 pub mod terminal;
 pub mod theme;
 pub mod ui;
