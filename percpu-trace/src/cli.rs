@@ -10,7 +10,15 @@ use crate::{
 
 /// Live tracer for NOFS/NOIO reclaim recursion under pcpu_alloc_mutex.
 #[derive(Debug, Parser)]
-#[command(name = "percpu-trace", version, about, long_about = None)]
+#[command(
+    name = "percpu-trace",
+    version,
+    about,
+    long_about = None,
+    // Flags of the live UI are not flags of the subcommands: `report --pid 5` is an error.
+    args_conflicts_with_subcommands = true,
+    after_help = EXAMPLES_TOP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -21,10 +29,34 @@ pub struct Cli {
     pub replay: Option<PathBuf>,
 }
 
+const EXAMPLES_TOP: &str = "EXAMPLES:
+    sudo percpu-trace                          live terminal UI
+    sudo percpu-trace check                    what this kernel allows and how it is observed
+    sudo percpu-trace record -d 60s -o t.jsonl trace a minute headless into a recording
+    percpu-trace report t.jsonl                a report for a kernel bug filing
+    percpu-trace --replay t.jsonl              a recording in the terminal UI";
+
+const EXAMPLES_CHECK: &str = "EXAMPLES:
+    sudo percpu-trace check
+    sudo percpu-trace check --json | jq .kernel.fix
+    sudo percpu-trace check --attach kprobe    would kprobes work here?";
+
+const EXAMPLES_RECORD: &str = "EXAMPLES:
+    sudo percpu-trace record -d 5m -o /var/tmp/pt.jsonl
+    sudo percpu-trace record -p 1234 -d 30s -o -  > pt.jsonl   (recording on stdout)
+    sudo percpu-trace record --comm 'kworker/*' --metrics 127.0.0.1:9752
+EXIT STATUS: 0 no findings, 1 findings, 2 error.";
+
+const EXAMPLES_REPORT: &str = "EXAMPLES:
+    percpu-trace report pt.jsonl
+    percpu-trace report pt.jsonl --format markdown -o pt.md
+    ssh host cat /var/lib/percpu-trace/trace-X.jsonl | percpu-trace report -";
+
 /// Subcommands; without one, the live terminal UI starts.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what this kernel offers and how each probe point would be observed.
+    #[command(after_help = EXAMPLES_CHECK)]
     Check {
         /// Machine-readable output.
         #[arg(long)]
@@ -34,49 +66,63 @@ pub enum Command {
     },
     /// Trace headless: print findings as they appear, write a replayable recording.
     /// Exit status: 0 no findings, 1 findings, 2 error.
+    #[command(after_help = EXAMPLES_RECORD)]
     Record {
-        /// How long to trace (e.g. 30s, 5m); until Ctrl-C/SIGTERM when absent.
-        #[arg(long, value_parser = parse_duration)]
+        /// How long to trace (e.g. 30s, 5m); until Ctrl-C/SIGTERM/SIGHUP when absent.
+        #[arg(long, short = 'd', value_parser = parse_duration)]
         duration: Option<Duration>,
-        /// Recording file (JSON lines), created 0600.
-        #[arg(long, short)]
+        /// Recording file (JSON lines), created 0600; `-` writes it to stdout (finding
+        /// lines then go to stderr).
+        #[arg(long, short = 'o')]
         output: Option<PathBuf>,
         /// Replace an existing recording file owned by another user (a symlink is always
         /// refused).
         #[arg(long)]
         force: bool,
-        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9752).
-        #[arg(long)]
+        /// Serve Prometheus metrics on this address (`127.0.0.1:9752`; `:9752` means
+        /// loopback; port 0 picks a free port and prints it).
+        #[arg(long, value_parser = parse_metrics_addr)]
         metrics: Option<std::net::SocketAddr>,
         #[command(flatten)]
         live: LiveArgs,
     },
     /// Render findings as a report for a kernel bug filing, from a recording.
+    #[command(after_help = EXAMPLES_REPORT)]
     Report {
-        /// Recording made by `record --output`.
-        #[arg(long)]
-        from: PathBuf,
+        /// Recording made by `record --output` (`-`: stdin).
+        #[arg(
+            value_name = "FILE",
+            required_unless_present = "from",
+            conflicts_with = "from"
+        )]
+        file: Option<PathBuf>,
+        /// Same as FILE (kept for older scripts).
+        #[arg(long, value_name = "FILE", hide = true)]
+        from: Option<PathBuf>,
         /// Report format.
         #[arg(long, value_enum, default_value = "text")]
         format: crate::report::Format,
-        /// Output file ("-" or absent: stdout).
-        #[arg(long, short)]
+        /// Output file (`-` or absent: stdout).
+        #[arg(long, short = 'o')]
         output: Option<PathBuf>,
         /// Replace an existing output file owned by another user (a symlink is always
         /// refused).
         #[arg(long)]
         force: bool,
     },
+    /// Print the manual page (roff), generated from this command line.
+    #[command(hide = true)]
+    Man,
 }
 
 /// Options about the kernel: where facts come from and how to attach.
 #[derive(Debug, Clone, Args)]
 pub struct KernelArgs {
     /// Which program family to attach.
-    #[arg(long, value_enum, default_value = "auto", global = true)]
+    #[arg(long, value_enum, default_value = "auto")]
     pub attach: AttachMode,
     /// BTF file to use instead of /sys/kernel/btf/vmlinux.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub btf: Option<PathBuf>,
 }
 
@@ -87,17 +133,41 @@ pub struct LiveArgs {
     pub kernel: KernelArgs,
     /// Event ring buffer size in MiB (a power of two): bigger rides out longer bursts
     /// while userspace cannot run, at the cost of locked kernel memory.
-    #[arg(long, default_value_t = 4, value_parser = parse_ring_mib, global = true)]
+    #[arg(long, default_value_t = 4, value_parser = parse_ring_mib)]
     pub ring_buffer_mib: u32,
-    /// Only this process (tgid); filtered in the kernel.
-    #[arg(long, global = true)]
+    /// Only this process (tgid, > 0); filtered in the kernel.
+    #[arg(long, short = 'p', value_parser = parse_pid)]
     pub pid: Option<u32>,
-    /// Only findings involving a task with this comm.
-    #[arg(long, global = true)]
+    /// Only findings involving a task with this comm (exact; `*` matches any run of
+    /// characters, e.g. 'kworker/*').
+    #[arg(long)]
     pub comm: Option<String>,
     /// Only findings involving a task in this cgroup (path under /sys/fs/cgroup, or id).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub cgroup: Option<String>,
+    /// Say more at start (the attach plan).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Parses a process id: a positive number (0 would mean "every process" in the kernel).
+pub fn parse_pid(s: &str) -> Result<u32, String> {
+    match s.parse::<i64>() {
+        Ok(n) if n > 0 && n <= i64::from(u32::MAX) => Ok(n as u32),
+        Ok(_) => Err(format!("{s:?} is not a process id (must be > 0)")),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+/// Parses a metrics address; `:PORT` means 127.0.0.1:PORT (loopback unless told otherwise).
+pub fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("127.0.0.1{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:9752 or :9752"))
 }
 
 /// Parses a ring-buffer size in MiB: a power of two from 1 to 1024.
@@ -118,7 +188,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses arguments and runs; the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return clap_error(e),
+    };
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -142,14 +215,48 @@ impl LiveArgs {
     /// The plain options the session code takes, resolved once (cgroup path to id, one
     /// finding filter).
     pub fn options(&self) -> anyhow::Result<TraceOptions> {
-        TraceOptions::resolve(
+        let mut o = TraceOptions::resolve(
             self.kernel.options(),
             self.ring_buffer_mib,
             self.pid,
             self.comm.clone(),
             self.cgroup.as_deref(),
-        )
+        )?;
+        o.verbose = self.verbose;
+        Ok(o)
     }
+}
+
+/// `--help`/`--version` print as clap does (exit 0); a usage error is one line and exit 2,
+/// the same shape as every other error.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = crate::out!("{}", e.render());
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
+            crate::warnln!("percpu-trace: {first} (see --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The manual page, from the command-line definition.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    Ok(out)
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -162,12 +269,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             metrics,
             live,
         }) => crate::live::record(&live.options()?, duration, output, force, metrics),
+        Some(Command::Man) => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&man_page()?)
+                .map_err(|e| anyhow::anyhow!("cannot write to stdout: {e}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Report {
+            file,
             from,
             format,
             output,
             force,
         }) => {
+            // clap guarantees exactly one of them.
+            let from = file.or(from).unwrap_or_else(|| PathBuf::from("-"));
             let text = crate::report::report_from_recording(&from, format)?;
             let out = output.unwrap_or_else(|| PathBuf::from("-"));
             crate::report::write_report_with(&out, &text, force)?;
@@ -192,6 +309,79 @@ mod tests {
         assert_eq!(parse_ring_mib("32"), Ok(32));
         assert!(parse_ring_mib("3").is_err());
         assert!(parse_ring_mib("2048").is_err());
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("percpu-trace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flag_rules() {
+        // -p/-d/-o short forms.
+        let c = parse(&["record", "-p", "12", "-d", "5s", "-o", "-"]).unwrap();
+        match c.command {
+            Some(Command::Record {
+                duration,
+                output,
+                live,
+                ..
+            }) => {
+                assert_eq!(live.pid, Some(12));
+                assert_eq!(duration, Some(Duration::from_secs(5)));
+                assert_eq!(output, Some(PathBuf::from("-")));
+            }
+            other => panic!("{other:?}"),
+        }
+        // pid 0 would trace everything; negative is not a pid.
+        assert!(parse(&["record", "--pid", "0"]).is_err());
+        assert!(parse(&["record", "--pid=-3"]).is_err());
+        assert!(parse_pid("4294967296").is_err());
+        // report takes its file positionally, `-` for stdin, and --from still works.
+        for args in [&["report", "t.jsonl"][..], &["report", "--from", "t.jsonl"]] {
+            match parse(args).unwrap().command {
+                Some(Command::Report { file, from, .. }) => {
+                    assert_eq!(file.or(from), Some(PathBuf::from("t.jsonl")))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(parse(&["report", "-"]).is_ok());
+        assert!(parse(&["report"]).is_err(), "a report needs a recording");
+        assert!(parse(&["report", "a", "--from", "b"]).is_err());
+        // Flags a subcommand does not use are refused, before or after it.
+        assert!(parse(&["report", "t.jsonl", "--pid", "5"]).is_err());
+        assert!(parse(&["check", "--comm", "x"]).is_err());
+        assert!(parse(&["--pid", "5", "report", "t.jsonl"]).is_err());
+        assert!(parse(&["--pid", "5"]).is_ok(), "the live UI takes --pid");
+        // --metrics :PORT is loopback; a bad address is refused.
+        assert_eq!(
+            parse_metrics_addr(":0").unwrap(),
+            "127.0.0.1:0".parse().unwrap()
+        );
+        assert!(parse_metrics_addr("0.0.0.0:9752")
+            .unwrap()
+            .ip()
+            .is_unspecified());
+        assert!(parse_metrics_addr("localhost").is_err());
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_and_help_has_examples() {
+        let e = parse(&["report", "--pid", "5", "x"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        for sub in ["check", "record", "report"] {
+            let help = cmd
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("EXAMPLES:"), "{sub}: {help}");
+        }
+        let man = String::from_utf8(man_page().unwrap()).unwrap();
+        assert!(man.contains(".TH percpu-trace"), "{man}");
+        assert!(man.contains("record"));
     }
 
     #[test]

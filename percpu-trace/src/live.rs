@@ -1,8 +1,7 @@
 //! The live modes: `check`, headless `record` and the live TUI, each a session
 //! ([`crate::session`]) with its own consumer of events.
 use std::{
-    fs::File,
-    io::{BufWriter, Write},
+    io::{IsTerminal, Write},
     path::PathBuf,
     process::ExitCode,
     sync::Arc,
@@ -17,6 +16,7 @@ use crate::{
     kernel::{self, decode::GfpLayout},
     metrics::Metrics,
     options::{KernelOptions, TraceOptions},
+    output::Output,
     pipeline::{Losses, Sink},
     record::{Header, RecordingWriter},
     report::{self, ReportContext},
@@ -44,7 +44,11 @@ pub fn check(args: &KernelOptions, json: bool) -> Result<ExitCode> {
 /// The headless consumer: engine, recording, one line per new finding.
 struct HeadlessSink {
     engine: Engine,
-    writer: Option<RecordingWriter<BufWriter<File>>>,
+    writer: Option<RecordingWriter<Output>>,
+    /// Finding lines go to stderr when the recording itself is on stdout.
+    lines_to_stderr: bool,
+    /// A status line is kept at the bottom of stderr (a terminal only).
+    status_line: bool,
     io_error: Option<std::io::Error>,
     layout: GfpLayout,
     shown: usize,
@@ -69,7 +73,9 @@ impl HeadlessSink {
             self.last_run_record = Instant::now();
             r = w.write_run(self.started.elapsed().as_nanos() as u64, false);
         }
-        let r = r.and_then(|()| w.flush());
+        let r = r
+            .and_then(|()| w.flush())
+            .and_then(|()| w.get_mut().map_or(Ok(()), Output::sync_data));
         self.io(r);
     }
 }
@@ -90,9 +96,17 @@ impl Sink for HeadlessSink {
                 if self.engine.is_selected(f) {
                     self.shown += 1;
                     new_finding = true;
-                    // A closed stdout (journald gone, `| head`) must not stop tracing: the
-                    // finding is in the recording and the summary too.
-                    let _ = crate::outln!("{}", report::finding_line_with(f, &self.layout));
+                    let line = report::finding_line_with(f, &self.layout);
+                    if self.status_line {
+                        crate::warn!("\r\x1b[K");
+                    }
+                    if self.lines_to_stderr {
+                        crate::warnln!("{line}");
+                    } else {
+                        // A closed stdout (journald gone, `| head`) must not stop tracing:
+                        // the finding is in the recording and the summary too.
+                        let _ = crate::outln!("{line}");
+                    }
                 }
             }
         }
@@ -108,8 +122,16 @@ impl Sink for HeadlessSink {
         }
     }
 
-    fn progress(&mut self, _events: u64, losses: &Losses) {
+    fn progress(&mut self, events: u64, losses: &Losses) {
         self.engine.set_losses(losses.to_map());
+        if self.status_line {
+            crate::warn!(
+                "\r\x1b[Kpercpu-trace: {events} events, {} findings, {} lost, {:.0}s",
+                self.shown,
+                self.engine.losses().events_lost(),
+                self.started.elapsed().as_secs_f64()
+            );
+        }
         if let Some(w) = &mut self.writer {
             let r = w.write_drops(&losses.to_map());
             self.io(r);
@@ -137,7 +159,9 @@ pub fn record(
     let (k, mut plan) = discover(&opts.kernel)?;
     plan.config.filter_tgid = opts.pid.unwrap_or(0);
     plan.ring_bytes = opts.ring_buffer_mib << 20;
-    crate::warn!("{}", kernel::check::render_text(&k, &plan));
+    if opts.verbose {
+        crate::warn!("{}", kernel::check::render_text(&k, &plan));
+    }
     let cfg = engine_config(&k);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -153,27 +177,28 @@ pub fn record(
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sighup = signal(SignalKind::hangup())?;
-        let mut session = Session::start(&plan, btf.as_ref(), false)?;
+        let mut session = Session::start(&plan, btf.as_ref(), !opts.verbose)?;
         // The header is written after attaching, so it says what really attached.
         let ctx = ReportContext::live(&k, &plan, session.failed(), &opts.filter);
+        let to_stdout = output.as_deref().is_some_and(crate::output::is_stdout);
         let writer = output
             .as_deref()
             .map(|p| {
                 // Never through a symlink, mode 0600 (it holds kernel addresses).
-                let f = crate::output::create_private(p, force)
+                let f = crate::output::open_output(p, force)
                     .map_err(|e| anyhow::anyhow!("cannot write recording {e}"))?;
-                RecordingWriter::new(
-                    BufWriter::new(f),
-                    &Header::with_run(cfg.clone(), ctx.run.clone()),
-                )
-                .with_context(|| format!("writing {}", p.display()))
+                RecordingWriter::new(f, &Header::with_run(cfg.clone(), ctx.run.clone()))
+                    .with_context(|| format!("writing {}", p.display()))
             })
             .transpose()?;
+        crate::warnln!("{}", start_line(&ctx, &plan, &session, output.as_deref()));
         let now = Instant::now();
         let mut sink = HeadlessSink {
             engine: Engine::with_filter(cfg.clone(), opts.filter.clone()),
             writer,
             io_error: None,
+            lines_to_stderr: to_stdout,
+            status_line: std::io::stderr().is_terminal(),
             layout: k.gfp.clone(),
             shown: 0,
             metrics: None,
@@ -186,6 +211,13 @@ pub fn record(
             let addr = listener.local_addr()?;
             tokio::spawn(crate::metrics::serve_listener(listener, m.clone()));
             crate::warnln!("percpu-trace: metrics on http://{addr}/metrics");
+            if addr.ip().is_unspecified() {
+                crate::warnln!(
+                    "percpu-trace: warning: metrics are served on every interface ({addr}); \
+                     use 127.0.0.1:{} unless other hosts must scrape this one",
+                    addr.port()
+                );
+            }
             sink.metrics = Some(m);
         }
         let stop = async {
@@ -203,8 +235,61 @@ pub fn record(
     })
 }
 
+/// The one line `record` starts with: what is traced, how, and where it goes.
+fn start_line(
+    ctx: &ReportContext,
+    plan: &crate::kernel::plan::AttachPlan,
+    session: &Session,
+    output: Option<&std::path::Path>,
+) -> String {
+    let planned = plan
+        .probes
+        .iter()
+        .filter(|p| {
+            !matches!(
+                p.attachment,
+                crate::kernel::plan::Attachment::Unavailable { .. }
+            )
+        })
+        .count();
+    let failed = session.failed();
+    let failed_text = if failed.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = failed.iter().map(|(p, _)| p.as_str()).collect();
+        format!(" (failed: {}; -v for why)", names.join(", "))
+    };
+    let off = plan.probes.len() - planned;
+    format!(
+        "percpu-trace: recording {} on {}: {} mode, {}/{planned} probes attached{failed_text}{}, fix {}, filter {}, output {}",
+        ctx.run.kernel_release.as_deref().unwrap_or("?"),
+        ctx.run.hostname.as_deref().unwrap_or("?"),
+        ctx.run.attach_mode.as_deref().unwrap_or("?"),
+        session.attached(),
+        if off > 0 {
+            format!(", {off} probe point(s) unavailable on this kernel")
+        } else {
+            String::new()
+        },
+        crate::report::wording::fix_words(ctx.run.fix_present),
+        if ctx.run.filter.is_empty() {
+            "none".to_string()
+        } else {
+            ctx.run.filter.describe()
+        },
+        match output {
+            Some(p) if crate::output::is_stdout(p) => "stdout".to_string(),
+            Some(p) => p.display().to_string(),
+            None => "none (findings only)".to_string(),
+        }
+    )
+}
+
 /// Closes the recording and prints the summary line; the exit code of `record`.
 fn finish(mut sink: HeadlessSink, losses: &Losses, events: u64) -> Result<ExitCode> {
+    if sink.status_line {
+        crate::warn!("\r\x1b[K");
+    }
     sink.engine.set_losses(losses.to_map());
     let elapsed = sink.started.elapsed();
     if let Some(mut w) = sink.writer.take() {

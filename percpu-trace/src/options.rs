@@ -27,6 +27,8 @@ pub struct TraceOptions {
     /// Which findings the user wants to see (`--pid`, `--comm`, `--cgroup`): the engine's
     /// one filter, carried into recordings and reports.
     pub filter: FindingFilter,
+    /// Say more at start (the attach plan).
+    pub verbose: bool,
 }
 
 impl TraceOptions {
@@ -48,6 +50,7 @@ impl TraceOptions {
                 comm,
                 cgroup: cgroup.map(cgroup_id).transpose()?,
             },
+            verbose: false,
         })
     }
 }

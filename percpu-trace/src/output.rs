@@ -66,6 +66,17 @@ impl Write for Output {
     }
 }
 
+impl Output {
+    /// Asks the kernel to put written data on the disk (a file; nothing for stdout), so
+    /// a power loss keeps what was recorded up to here.
+    pub fn sync_data(&mut self) -> io::Result<()> {
+        match self {
+            Output::Stdout(_) => Ok(()),
+            Output::File(f) => f.sync_data(),
+        }
+    }
+}
+
 /// True for the path that means stdout.
 pub fn is_stdout(path: &Path) -> bool {
     path == Path::new("-")

@@ -113,6 +113,11 @@ impl Session {
         Ok(Session { pipeline, probes })
     }
 
+    /// Programs attached.
+    pub fn attached(&self) -> usize {
+        self.probes.attached.len()
+    }
+
     /// Probe points that failed to attach although the plan had them.
     pub fn failed(&self) -> &[(String, String)] {
         &self.probes.failed

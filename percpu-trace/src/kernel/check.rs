@@ -232,6 +232,30 @@ pub fn render_text(k: &Kernel, plan: &AttachPlan) -> String {
     for n in &k.notes {
         let _ = writeln!(w, "note: {n}");
     }
+    // Last, so it is what a reader sees: what this host cannot observe, and what it costs.
+    let mut lost: Vec<(&str, &str, &str)> = Vec::new();
+    for p in &plan.probes {
+        if let Attachment::Unavailable { reason } = &p.attachment {
+            if !lost.iter().any(|(prog, _, _)| *prog == p.program) {
+                lost.push((p.program.as_str(), reason.as_str(), p.disables.as_str()));
+            }
+        }
+    }
+    if lost.is_empty() {
+        let _ = writeln!(
+            w,
+            "cannot see: nothing; every probe point has a way to attach"
+        );
+    } else {
+        let _ = writeln!(
+            w,
+            "cannot see on this host ({} probe point(s)):",
+            lost.len()
+        );
+        for (prog, reason, disables) in lost {
+            let _ = writeln!(w, "  {prog}: {reason}; costs: {disables}");
+        }
+    }
     o
 }
 

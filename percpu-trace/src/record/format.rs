@@ -58,14 +58,21 @@ impl Header {
         }
     }
 
-    /// The engine configuration to replay with. The one reconciliation of the fix status:
-    /// the engine's own when it has one, else the header's.
+    /// The engine configuration to replay with: the recorded kernel's bits, this tool's
+    /// own limits (a file must not be able to set `max_findings: 0` and hide every
+    /// finding), and the one reconciliation of the fix status: the engine's own when it
+    /// has one, else the header's.
     pub fn engine_config(&self) -> EngineConfig {
-        let mut cfg = self.engine.clone();
-        if cfg.fix_present.is_none() {
-            cfg.fix_present = self.run.fix_present;
+        let limits = EngineConfig::default();
+        EngineConfig {
+            fix_present: self.engine.fix_present.or(self.run.fix_present),
+            max_tasks: limits.max_tasks,
+            max_findings: limits.max_findings,
+            max_recent_reclaims: limits.max_recent_reclaims,
+            max_counter_keys: limits.max_counter_keys,
+            max_pending_links: limits.max_pending_links,
+            ..self.engine.clone()
         }
-        cfg
     }
 }
 

@@ -77,8 +77,23 @@ pub fn replay(path: &Path, engine: &mut Engine) -> Result<ReplaySummary, RecordE
 
 /// Opens `path`, builds an engine from its header ([`Header::engine_config`], and the
 /// run's finding filter) and replays it. Returns the engine and summary.
+///
+/// `-` reads standard input.
 pub fn replay_file(path: &Path) -> Result<(Engine, ReplaySummary), RecordError> {
-    let reader = RecordingReader::open(path)?;
+    if path == Path::new("-") {
+        let reader = RecordingReader::new(std::io::BufReader::new(std::io::stdin().lock()))
+            .map_err(|mut e| {
+                e.path = Some(path.to_path_buf());
+                e
+            })?;
+        return replay_with_its_engine(reader);
+    }
+    replay_with_its_engine(RecordingReader::open(path)?)
+}
+
+fn replay_with_its_engine<R: BufRead>(
+    reader: RecordingReader<R>,
+) -> Result<(Engine, ReplaySummary), RecordError> {
     let h = reader.header();
     let mut engine = Engine::with_filter(h.engine_config(), h.run.filter.clone());
     let summary = replay_reader(reader, &mut engine)?;

@@ -108,6 +108,12 @@ impl<W: Write> RecordingWriter<W> {
         }
     }
 
+    /// The underlying writer (after [`RecordingWriter::flush`], everything written so far
+    /// has reached it).
+    pub fn get_mut(&mut self) -> Option<&mut W> {
+        self.out.as_mut().map(BufWriter::get_mut)
+    }
+
     /// Writes any record.
     pub fn write_record(&mut self, r: &Record) -> io::Result<()> {
         match r {

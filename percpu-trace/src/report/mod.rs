@@ -149,7 +149,9 @@ pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
         crate::warnln!("percpu-trace: warning: {}: {w}", path.display());
     }
     let ctx = ReportContext::from_replay(path, &summary);
-    Ok(render(format, &ctx, engine.findings(), &summary.stacks))
+    // The findings the run selected (its `--comm`/`--cgroup`/`--pid`, named in the report).
+    let selected: Vec<_> = engine.selected().map(|(_, f)| f.clone()).collect();
+    Ok(render(format, &ctx, &selected, &summary.stacks))
 }
 
 /// Writes a report to `path` (`-` is stdout). Errors are one line naming the path.
