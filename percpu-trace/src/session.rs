@@ -92,7 +92,7 @@ impl Session {
             for (prog, err) in &probes.failed {
                 crate::warnln!("percpu-trace: warning: {prog} not attached: {err}");
             }
-            crate::warnln!("percpu-trace: {} probe(s) attached", probes.attached.len());
+            crate::warnln!("percpu-trace: {} probes attached", probes.attached.len());
         }
         let mut symbolizer =
             Symbolizer::from_kallsyms(Path::new("/proc/kallsyms")).unwrap_or_else(|e| {

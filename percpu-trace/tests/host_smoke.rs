@@ -39,7 +39,7 @@ fn start_tool(args: &[&str]) -> Child {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("[percpu-trace] {line}");
-            if line.contains("probe(s) attached") {
+            if line.contains("probes attached") {
                 let _ = tx.send(());
             }
         }
@@ -278,4 +278,145 @@ fn every_kprobe_and_tracepoint_program_passes_this_verifier() {
         checked >= 17,
         "only {checked} programs verified: {results:?}"
     );
+}
+
+/// Runs `percpu-trace report FILE --format json` and returns the report.
+fn report_json(rec: &Path) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["report", rec.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report JSON")
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel; run by `cargo xtask test`"]
+fn sigkill_keeps_what_was_recorded() {
+    // Killed (SIGKILL, the OOM killer, a hung host's watchdog) two seconds after a burst:
+    // the events of the burst are on disk and the recording reports.
+    assert_root();
+    let dir = tempfile_dir();
+    let rec = dir.join("killed.jsonl");
+    let child = start_tool(&["--output", rec.to_str().unwrap()]);
+    let tid = constrained_percpu_allocations(8);
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait_with_output().unwrap();
+    let ours = events(&rec)
+        .iter()
+        .filter(|e| e["pid"].as_u64() == Some(u64::from(tid)))
+        .count();
+    assert!(
+        ours >= 8,
+        "only {ours} events of tid {tid} survived the kill"
+    );
+    let report = report_json(&rec);
+    assert!(report["observation"]["events"].as_u64().unwrap() >= 8);
+    // The wall-clock length was written before the kill (the first run record).
+    assert!(report["observation"]["duration_ns"].as_u64().unwrap() > 0);
+    // Private: it holds kernel addresses.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&rec).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "recording mode {mode:o}");
+    assert_no_programs_left();
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel; run by `cargo xtask test`"]
+fn a_full_filesystem_stops_the_recording_cleanly() {
+    assert_root();
+    let dir = tempfile_dir().join("tmpfs-1m");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "tmpfs",
+            dir.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting a 1 MiB tmpfs failed");
+    let rec = dir.join("full.jsonl");
+    let started = Instant::now();
+    let child = start_tool(&["--duration", "30s", "--output", rec.to_str().unwrap()]);
+    // Fill what is left of the filesystem, then make events that must be written.
+    let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
+    let block = vec![0u8; 64 << 10];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    drop(filler);
+    constrained_percpu_allocations(16);
+    let out = child.wait_with_output().unwrap();
+    let _ = Command::new("umount").arg(&dir).status();
+    assert_eq!(out.status.code(), Some(2), "exit {:?}", out.status);
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "tracing went on after the disk filled ({:?})",
+        started.elapsed()
+    );
+}
+
+#[test]
+#[ignore = "needs root; run by `cargo xtask test`"]
+fn a_planted_symlink_is_refused_and_its_target_unchanged() {
+    use std::os::unix::fs::{chown, symlink};
+    assert_root();
+    let dir = tempfile_dir().join("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("root-only");
+    std::fs::write(&target, "precious\n").unwrap();
+    chown(&target, Some(65534), Some(65534)).unwrap();
+    let link = dir.join("trace.jsonl");
+    let _ = std::fs::remove_file(&link);
+    symlink(&target, &link).unwrap();
+    for args in [
+        vec![
+            "record",
+            "--duration",
+            "1s",
+            "--output",
+            link.to_str().unwrap(),
+        ],
+        vec!["report", "/nonexistent", "--output", link.to_str().unwrap()],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {:?}", out.status);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+}
+
+#[test]
+#[ignore = "needs root; run by `cargo xtask test`"]
+fn check_into_a_closed_pipe_does_not_panic() {
+    assert_root();
+    for json in [false, true] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("check");
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the tool writes (`check | true`).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert_ne!(out.status.code(), Some(101), "{err}");
+        assert!(err.lines().count() <= 1, "{err}");
+    }
 }

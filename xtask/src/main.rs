@@ -4,6 +4,7 @@
 //! missing, so a fresh machine needs nothing else.
 mod bench;
 mod build;
+mod import_graph;
 mod setup;
 mod test;
 mod vm;

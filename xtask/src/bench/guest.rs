@@ -214,8 +214,8 @@ for mode in {modes}; do
   percpu-trace record --attach $mode --duration 900s --output /tmp/$mode.jsonl > /tmp/$mode.out 2> /tmp/$mode.err &
   P=$!
   i=0
-  while ! grep -q "probe(s) attached" /tmp/$mode.err && [ $i -lt 300 ] && kill -0 $P 2>/dev/null; do sleep 0.5; i=$((i+1)); done
-  if ! grep -q "probe(s) attached" /tmp/$mode.err; then
+  while ! grep -q "probes attached" /tmp/$mode.err && [ $i -lt 300 ] && kill -0 $P 2>/dev/null; do sleep 0.5; i=$((i+1)); done
+  if ! grep -q "probes attached" /tmp/$mode.err; then
     say bench $mode failed $(tail -n 3 /tmp/$mode.err | tr '\n' ' ')
     kill -KILL $P 2>/dev/null; wait $P
     continue

@@ -66,7 +66,7 @@ pub fn start(t: Tracer, s: &Setup, tag: &str) -> Result<Option<Running>> {
             let mut c = Command::new(&s.tool);
             c.args(["record", "--duration", "3600s", "--output"])
                 .arg(s.dir.join(format!("{tag}.jsonl")));
-            (c, |_, err| err.contains("probe(s) attached"))
+            (c, |_, err| err.contains("probes attached"))
         }
         Tracer::Bpftrace => {
             let mut c = Command::new("bpftrace");
