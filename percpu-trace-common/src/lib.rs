@@ -209,6 +209,6 @@ mod tests {
     fn layouts_have_no_holes() {
         assert_eq!(core::mem::size_of::<RawEvent>(), 88);
         assert_eq!(core::mem::size_of::<ProbeConfig>() % 8, 0);
-        assert_eq!(core::mem::size_of::<ProbeConfig>(), 16 + 32 * 4);
+        assert_eq!(core::mem::size_of::<ProbeConfig>(), 16 + 34 * 4);
     }
 }
