@@ -6,6 +6,7 @@
 //! - `events_total{kind}`: decoded events by event kind (`pcpu_alloc_enter`, ...);
 //! - `drops_total{reason}`: losses by reason (`ringbuf_full`, `stack`, `task_map_full`, ...);
 //! - `constrained_allocations_total`: constrained (NOFS/NOIO) blocking pcpu_alloc calls;
+//! - `findings_dropped_total`: finding occurrences past the cap of distinct findings;
 //! - `findings_total{kind}`: distinct findings; `finding_occurrences_total{kind}`: all
 //!   occurrences, both by kind (`recursion`, `window`, `cross_task`);
 //! - `mutex_hold_seconds`: histogram of pcpu_alloc_mutex hold times as the events show them;
@@ -101,6 +102,7 @@ pub struct Metrics {
     events: Family<KindLabel, Counter>,
     drops: Family<ReasonLabel, Counter>,
     constrained: Counter,
+    findings_dropped: Counter,
     findings: Family<KindLabel, Counter>,
     occurrences: Family<KindLabel, Counter>,
     hold: HoldHistogram,
@@ -128,6 +130,7 @@ impl Metrics {
         let events = Family::<KindLabel, Counter>::default();
         let drops = Family::<ReasonLabel, Counter>::default();
         let constrained = Counter::default();
+        let findings_dropped = Counter::default();
         let findings = Family::<KindLabel, Counter>::default();
         let occurrences = Family::<KindLabel, Counter>::default();
         // Buckets: crate::engine::holds::HOLD_BUCKETS_NS (1 us .. ~4 s).
@@ -147,6 +150,11 @@ impl Metrics {
             "constrained_allocations",
             "Blocking pcpu_alloc calls constrained to NOFS/NOIO (by gfp or memalloc scope)",
             constrained.clone(),
+        );
+        registry.register(
+            "findings_dropped",
+            "Finding occurrences past the cap of distinct findings: counted, not kept",
+            findings_dropped.clone(),
         );
         registry.register(
             "findings",
@@ -186,6 +194,7 @@ impl Metrics {
             events,
             drops,
             constrained,
+            findings_dropped,
             findings,
             occurrences,
             hold,
@@ -222,6 +231,12 @@ impl Metrics {
             "constrained",
             counters.constrained_allocs,
             &self.constrained,
+        );
+        advance(
+            &mut st,
+            "findings_dropped",
+            counters.findings_dropped,
+            &self.findings_dropped,
         );
         for k in FindingKind::ALL {
             let label = KindLabel {

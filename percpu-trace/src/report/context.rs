@@ -53,6 +53,10 @@ pub struct ReportContext {
     pub duration_is_wall_clock: bool,
     /// Events whose stack id the stack table lacks.
     pub missing_stacks: u64,
+    /// Finding occurrences not kept because the engine's cap of distinct findings was
+    /// reached (they are counted, never silently gone).
+    #[serde(default)]
+    pub findings_dropped: u64,
     /// Recording lines skipped as corrupt or torn ([`ReplaySummary::skipped_lines`]).
     #[serde(default)]
     pub skipped_lines: u64,
@@ -73,6 +77,7 @@ impl ReportContext {
             duration_ns: None,
             duration_is_wall_clock: false,
             missing_stacks: 0,
+            findings_dropped: 0,
             skipped_lines: 0,
             first_skipped: None,
         }

@@ -76,6 +76,8 @@ struct Observation<'a> {
     drops: &'a BTreeMap<String, u64>,
     events_lost: u64,
     missing_stacks: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    findings_dropped: u64,
     // Only when lines were skipped, so reports of sound recordings do not change.
     #[serde(skip_serializing_if = "is_zero")]
     skipped_lines: u64,
@@ -240,6 +242,7 @@ fn report<'a>(
             drops: &ctx.drops,
             events_lost: d::events_lost(ctx),
             missing_stacks: ctx.missing_stacks,
+            findings_dropped: ctx.findings_dropped,
             skipped_lines: ctx.skipped_lines,
             first_skipped: ctx
                 .first_skipped

@@ -229,6 +229,20 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             d::events_lost(ctx)
         );
     }
+    if ctx.findings_dropped > 0 {
+        let _ = writeln!(
+            s,
+            "- **Not kept:** {} finding occurrence(s) past the cap of distinct findings",
+            ctx.findings_dropped
+        );
+    }
+    if ctx.skipped_lines > 0 {
+        let _ = writeln!(
+            s,
+            "- **Recording:** {} corrupt or cut line(s) skipped",
+            ctx.skipped_lines
+        );
+    }
     if !ctx.filters().is_empty() {
         let _ = writeln!(s, "- **Filters:** {}", code(&ctx.filters().join(" ")));
     }

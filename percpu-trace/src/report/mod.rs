@@ -148,7 +148,8 @@ pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
     if let Some(w) = summary.skipped_warning() {
         crate::warnln!("percpu-trace: warning: {}: {w}", path.display());
     }
-    let ctx = ReportContext::from_replay(path, &summary);
+    let mut ctx = ReportContext::from_replay(path, &summary);
+    ctx.findings_dropped = engine.snapshot().counters.findings_dropped;
     // The findings the run selected (its `--comm`/`--cgroup`/`--pid`, named in the report).
     let selected: Vec<_> = engine.selected().map(|(_, f)| f.clone()).collect();
     Ok(render(format, &ctx, &selected, &summary.stacks))

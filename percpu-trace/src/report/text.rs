@@ -306,6 +306,17 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             ctx.missing_stacks
         );
     }
+    if ctx.findings_dropped > 0 {
+        kv(
+            s,
+            "not kept:    ",
+            &format!(
+                "{} finding occurrence(s) past the cap of distinct findings (counted, \
+                 not shown)",
+                ctx.findings_dropped
+            ),
+        );
+    }
     if ctx.skipped_lines > 0 {
         let first = ctx
             .first_skipped

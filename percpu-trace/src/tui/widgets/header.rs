@@ -99,6 +99,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             t.warn(),
         ));
     }
+    let dropped = app.snap.counters.findings_dropped;
+    if dropped > 0 {
+        l2.push(Span::styled(
+            format!(" (+{} findings past the cap)", fmt_count(dropped)),
+            t.bad(),
+        ));
+    }
     l2.extend([
         sep(),
         Span::raw(format!("tasks {}", fmt_count(app.snap.tasks.len() as u64))),
