@@ -148,7 +148,8 @@ pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
     if let Some(w) = summary.skipped_warning() {
         crate::warnln!("percpu-trace: warning: {}: {w}", path.display());
     }
-    let ctx = ReportContext::from_replay(path, &summary);
+    let mut ctx = ReportContext::from_replay(path, &summary);
+    ctx.set_fix_observed(&engine);
     Ok(render(format, &ctx, engine.findings(), &summary.stacks))
 }
 
