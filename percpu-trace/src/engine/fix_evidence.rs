@@ -129,10 +129,10 @@ pub fn reconcile(static_fix: &FixVerdict, obs: &FixObservations) -> Reconciled {
         set(PatchId::BackingNoio, PatchState::Present, format!("run: {} pcpu_populate_chunk call(s) by an unconstrained holder with gfp without IO/FS (first {})", obs.populate_noio, hex(obs.populate_noio_gfp)));
     }
     let mut fix = FixVerdict::from_patches(patches);
-    // The static verdict of a legacy recording is not derived from its patches.
-    if static_fix.verdict != FixVerdict::from_patches(static_fix.patches.clone()).verdict
-        && obs.is_empty()
-    {
+    // The static verdict of a legacy recording is not derived from its patches (its
+    // regression state is unknown): it stands unless the run's evidence decides.
+    let legacy = static_fix.verdict != FixVerdict::from_patches(static_fix.patches.clone()).verdict;
+    if legacy && (obs.is_empty() || fix.verdict == Verdict::Unknown) {
         fix.verdict = static_fix.verdict;
     }
     let both = at_work.0 && at_work.1;
@@ -265,5 +265,9 @@ mod tests {
         let r = reconcile(&legacy, &FixObservations::default());
         assert_eq!(r.fix.verdict, Verdict::Vulnerable);
         assert_eq!(r.note, None);
+        // A legacy 7.2 recording whose run shows parts missing stays vulnerable.
+        let r = reconcile(&legacy, &o);
+        assert_eq!(r.fix.verdict, Verdict::Vulnerable);
+        assert_eq!(r.fix.state(PatchId::BackingNoio), PatchState::Absent);
     }
 }
