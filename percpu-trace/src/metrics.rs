@@ -10,8 +10,10 @@
 //! - `findings_total{kind}`: distinct findings; `finding_occurrences_total{kind}`: all
 //!   occurrences, both by kind (`recursion`, `window`, `cross_task`);
 //! - `mutex_hold_seconds`: histogram of pcpu_alloc_mutex hold times as the events show them;
-//! - `info{version,kernel_release,arch,fix,attach_mode}` = 1, for joins and alerts on hosts
-//!   without the fix.
+//! - `info{version,kernel_release,arch,fix,fix_verdict,attach_mode}` = 1, for joins and
+//!   alerts on hosts without the fix; `fix_verdict` (`vulnerable`, `partially-fixed`, ...) is
+//!   the static verdict reconciled with what the run has shown so far, so a fleet can count
+//!   hosts per verdict.
 //!
 //! Every value is read from the engine, which owns them (events by kind, losses, holds,
 //! findings): the live loop calls [`Metrics::update_engine`] once per tick and
@@ -37,7 +39,7 @@ use tokio::{
 use crate::{
     engine::{
         holds::{HoldHistory, HOLD_BUCKETS_NS},
-        Engine, FindingKind, EVENT_KIND_NAMES,
+        reconcile, Engine, FindingKind, EVENT_KIND_NAMES,
     },
     report::ReportContext,
 };
@@ -62,6 +64,7 @@ struct InfoLabels {
     kernel_release: String,
     arch: String,
     fix: String,
+    fix_verdict: String,
     attach_mode: String,
 }
 
@@ -94,6 +97,8 @@ struct State {
     last: BTreeMap<String, u64>,
     /// The info labels set last (replaced, not accumulated).
     info: Option<InfoLabels>,
+    /// The run's static fix verdict, reconciled with the engine's observations each tick.
+    fix: Option<crate::kernel::FixVerdict>,
 }
 
 /// Every metric of a run, shareable between the live loop and the HTTP server.
@@ -221,6 +226,16 @@ impl Metrics {
             distinct[f.kind as usize] += 1;
         }
         let mut st = self.state();
+        if let (Some(fix), Some(labels)) = (&st.fix, &st.info) {
+            let verdict = reconcile(fix, engine.fix_observations()).fix.verdict.id();
+            if labels.fix_verdict != verdict {
+                let mut new = labels.clone();
+                new.fix_verdict = verdict.to_string();
+                self.info.remove(labels);
+                self.info.get_or_create(&new).set(1);
+                st.info = Some(new);
+            }
+        }
         for name in EVENT_KIND_NAMES {
             let n = counters.events_by_kind.get(name).copied().unwrap_or(0);
             let c = self.events.get_or_create(&KindLabel { kind: name.into() });
@@ -286,9 +301,11 @@ impl Metrics {
                 None => "unknown",
             }
             .into(),
+            fix_verdict: ctx.fix().fix.verdict.id().into(),
             attach_mode: ctx.run.attach_mode.clone().unwrap_or_default(),
         };
         let mut st = self.state();
+        st.fix = Some(ctx.run.fix_verdict());
         if let Some(old) = st.info.take() {
             self.info.remove(&old);
         }
@@ -564,7 +581,53 @@ mod tests {
             .collect();
         assert_eq!(info.len(), 1, "{text}");
         assert!(info[0].contains("fix=\"absent\""));
+        assert!(info[0].contains("fix_verdict=\"vulnerable\""));
         assert!(info[0].contains("attach_mode=\"kprobe\""));
+    }
+
+    #[test]
+    fn fix_verdict_label_follows_the_run() {
+        use crate::{
+            event::EventKind,
+            kernel::{FixVerdict, PatchEvidence, PatchId, PatchState},
+        };
+        let m = Metrics::new();
+        let mut ctx = ReportContext::new(report::Source::Live);
+        ctx.run.fix = Some(FixVerdict::from_patches(vec![
+            PatchEvidence::new(PatchId::Regression, PatchState::Present, "t"),
+            PatchEvidence::new(PatchId::VmAreasGfp, PatchState::Present, "t"),
+        ]));
+        m.set_info(&ctx);
+        assert!(m.encode().contains("fix_verdict=\"likely-fixed\""));
+        let mut engine = Engine::new(crate::engine::EngineConfig::default());
+        // An unconstrained holder populating with GFP_NOIO|__GFP_NOWARN only: half the proof.
+        let populate = EventKind::ChunkPopulate {
+            gfp: Some(0x2c00),
+            page_start: 0,
+            page_end: 1,
+        };
+        // (unconstrained: no constrained pcpu_alloc seen, so no caller gfp)
+        let mut p = ev(100, 3, Some(true), populate);
+        p.caller_gfp = None;
+        engine.process(&p);
+        m.update_engine(&engine);
+        let text = m.encode();
+        assert!(text.contains("fix_verdict=\"likely-fixed\""), "{text}");
+        // A GFP_NOIO caller without a scope at entry allocating page tables inside one.
+        let enter = EventKind::PcpuAllocEnter {
+            size: 8,
+            align: 8,
+            reserved: false,
+            gfp: 0xc00,
+        };
+        engine.process(&ev(200, 4, Some(false), enter));
+        let mut pt = ev(300, 4, Some(true), EventKind::PgtableAlloc);
+        pt.task_flags = 0x80000;
+        engine.process(&pt);
+        m.update_engine(&engine);
+        let text = m.encode();
+        assert!(text.contains("fix_verdict=\"fixed\""), "{text}");
+        assert_eq!(text.matches("percpu_trace_info{").count(), 1, "{text}");
     }
 
     async fn get(addr: SocketAddr, path: &str) -> (String, String) {

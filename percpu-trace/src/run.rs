@@ -11,7 +11,7 @@ use crate::{
     kernel::{
         decode::GfpLayout,
         plan::{AttachPlan, Attachment},
-        Kernel,
+        FixVerdict, Kernel,
     },
 };
 
@@ -67,6 +67,10 @@ pub struct RunInfo {
     /// The evidence for `fix_present`, one line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix_detail: Option<String>,
+    /// The static fix verdict and per-patch evidence (`None` in recordings made before it:
+    /// see [`RunInfo::fix_verdict`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<FixVerdict>,
     /// How probes were attached ("kprobe", "fentry", "tracepoint").
     #[serde(default)]
     pub attach_mode: Option<String>,
@@ -95,6 +99,7 @@ impl Default for RunInfo {
             arch: None,
             fix_present: None,
             fix_detail: None,
+            fix: None,
             attach_mode: None,
             probes: Vec::new(),
             probes_from_plan: false,
@@ -120,6 +125,7 @@ impl RunInfo {
             arch: Some(kernel.arch.clone()),
             fix_present: kernel.fix.present,
             fix_detail: Some(kernel.fix.detail.clone()),
+            fix: Some(kernel.fix.fix_verdict()),
             attach_mode: serde_json::to_value(plan.mode)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string)),
@@ -129,6 +135,15 @@ impl RunInfo {
             gfp_layout: kernel.gfp.clone(),
             ..RunInfo::default()
         }
+    }
+
+    /// The static fix verdict: the recorded one, or for a recording made before per-patch
+    /// evidence, what its `fix_present` says (false: vulnerable, true: likely-fixed, none:
+    /// unknown).
+    pub fn fix_verdict(&self) -> FixVerdict {
+        self.fix.clone().unwrap_or_else(|| {
+            FixVerdict::from_legacy(self.fix_present, self.fix_detail.as_deref())
+        })
     }
 
     /// The filters as given on the command line (`--comm x`), for reports.

@@ -42,7 +42,8 @@
 //!
 //! Layout: `task` (per-task state), `bookkeeping` (keeping it: holder tracking, bounds),
 //! `rules` (the three rules), `occurrence` and `store` (deduplication), `wording`
-//! (explanations), `state` (read-only views).
+//! (explanations), `state` (read-only views), `fix_evidence` (what the run shows about the
+//! fix series, and [`reconcile`] of that with the static verdict).
 //!
 //! # Bounds
 //! A task's state is dropped as soon as it has nothing open (no pcpu_alloc, reclaim, wait or
@@ -52,6 +53,7 @@ mod bookkeeping;
 pub mod config;
 pub mod filter;
 pub mod finding;
+pub mod fix_evidence;
 pub mod holds;
 pub mod losses;
 mod occurrence;
@@ -69,6 +71,7 @@ pub use filter::FindingFilter;
 pub use finding::{
     Durations, Finding, FindingKind, FindingUpdate, Severity, TaskInfo, TaskRole, Trigger,
 };
+pub use fix_evidence::{reconcile, FixObservations, Reconciled};
 pub use holds::HoldHistory;
 pub use losses::LossTotals;
 pub use state::{Activity, Counters, EngineState, HolderView, ReclaimRecord, TaskView, WaiterView};
@@ -137,6 +140,7 @@ pub struct Engine {
     tables: Tables,
     losses: LossTotals,
     filter: FindingFilter,
+    fix: FixObservations,
 }
 
 impl Engine {
@@ -158,6 +162,7 @@ impl Engine {
             tables: Tables::default(),
             losses: LossTotals::default(),
             filter: FindingFilter::default(),
+            fix: FixObservations::default(),
         }
     }
 
@@ -213,6 +218,11 @@ impl Engine {
         &self.tables
     }
 
+    /// What the run showed about the fix series (see [`fix_evidence`]).
+    pub fn fix_observations(&self) -> &FixObservations {
+        &self.fix
+    }
+
     /// The hold history of pcpu_alloc_mutex.
     pub fn holds(&self) -> &HoldHistory {
         &self.holds
@@ -250,6 +260,9 @@ impl Engine {
         if ev.holds_mutex.is_some() {
             self.tables.mutex_known = true;
         }
+        let alloc = self.tasks.get(&ev.pid).and_then(|t| t.alloc.as_ref());
+        self.fix
+            .observe(ev, alloc.map(|a| (a.gfp, a.entry_flags)), &self.cfg);
 
         let gfp_kernel = self.cfg.gfp_kernel;
         let fix_present = self.cfg.fix_present;

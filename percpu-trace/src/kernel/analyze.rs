@@ -10,6 +10,8 @@ use std::{
 use super::{
     btf::{self, TypeSource},
     decode::{GfpLayout, MutexLayout, PF_MEMALLOC_NOFS, PF_MEMALLOC_NOIO},
+    facts::{FixVerdict, PatchEvidence, PatchId, PatchState},
+    fix_code::{self, FixCode},
     print_fmt,
     symbols::{self, MutexSource, ResolvedSymbol, SymbolTable},
     tables::{ROLES, TABLE, TRACEPOINTS},
@@ -21,6 +23,10 @@ use super::{
 /// Raw facts, before analysis: what `gather` read, or what a fixture test builds.
 pub(crate) struct Inputs {
     pub release: String,
+    /// `uname -v` (Debian puts the real stable version there: "Debian 6.1.192-2").
+    pub build: Option<String>,
+    /// Code of the functions the fix series changed, read through the kernel-memory reader.
+    pub fix_code: FixCode,
     pub arch: String,
     pub privileges: Privileges,
     pub btf: Option<Box<dyn TypeSource>>,
@@ -59,7 +65,6 @@ pub(crate) fn analyze(inp: Inputs) -> Kernel {
         &mut notes,
     );
     let sigs = signatures(src, &syms, &mut notes);
-    let fix = fix_status(&sigs);
     let task = task_offsets(src, &mut notes);
     let (layout, layout_source, rt_from_btf) = mutex_layout(src);
     let (preempt_rt, preempt_rt_detail) =
@@ -74,10 +79,19 @@ pub(crate) fn analyze(inp: Inputs) -> Kernel {
     };
     let gfp = gfp_layout(src, &inp.release, inp.formats.as_ref(), &mut notes);
     let pf = pf_flags();
+    let fix = fix_status(
+        &sigs,
+        &inp.release,
+        inp.build.as_deref(),
+        &inp.fix_code,
+        &gfp,
+        &pf,
+    );
     let tps = tracepoints(src, inp.formats.as_ref());
     let lockdown = inp.lockdown.as_deref().and_then(lockdown_mode);
     Kernel {
         release: inp.release,
+        build: inp.build,
         arch: inp.arch,
         privileges: inp.privileges,
         btf: inp.btf_status,
@@ -177,32 +191,142 @@ pub(crate) fn signatures(
     sigs
 }
 
-/// Fix status: pcpu_get_vm_areas grew a gfp parameter in the fix series (7.3). Only a BTF
-/// prototype can tell; the table lists the old one.
-pub(crate) fn fix_status(sigs: &BTreeMap<String, Signature>) -> FixStatus {
+/// Fix status: the verdict and every patch's evidence, strongest source first ([`vm_areas_gfp`]
+/// from BTF, [`fix_code`] from the kernel's own code, [`regression`] from the version). The
+/// old `present`/`detail` pair is the BTF answer alone.
+pub(crate) fn fix_status(
+    sigs: &BTreeMap<String, Signature>,
+    release: &str,
+    build: Option<&str>,
+    code: &FixCode,
+    gfp: &GfpLayout,
+    pf: &PfFlags,
+) -> FixStatus {
+    let vm = vm_areas_gfp(sigs);
+    let populate = fix_code::populate_gfp(code, gfp, pf.memalloc_noio, pf.memalloc_nofs);
+    let backing = fix_code::backing_noio(code, gfp);
+    let any_part = [&vm, &populate, &backing]
+        .iter()
+        .find(|p| p.state == PatchState::Present)
+        .map(|p| p.id);
+    let reg = regression(release, build, any_part);
+    let present = match vm.state {
+        PatchState::Present => Some(true),
+        PatchState::Absent => Some(false),
+        PatchState::Unknown => None,
+    };
+    let detail = vm.evidence.clone();
+    let FixVerdict { verdict, patches } =
+        FixVerdict::from_patches(vec![reg, vm, populate, backing]);
+    FixStatus {
+        present,
+        detail,
+        verdict,
+        patches,
+    }
+}
+
+/// vm-areas-gfp: pcpu_get_vm_areas grew a gfp parameter. Only a BTF prototype can tell; the
+/// table lists the old one.
+pub(crate) fn vm_areas_gfp(sigs: &BTreeMap<String, Signature>) -> PatchEvidence {
+    let id = PatchId::VmAreasGfp;
     match sigs.get("pcpu_get_vm_areas") {
         Some(s) if s.source == ParamSource::Btf => {
             let list = s.params.join(", ");
             if s.index(&["gfp", "gfp_mask"]).is_some() {
-                FixStatus {
-                    present: Some(true),
-                    detail: format!("pcpu_get_vm_areas({list}) takes a gfp (BTF)"),
-                }
+                PatchEvidence::new(
+                    id,
+                    PatchState::Present,
+                    format!("BTF: pcpu_get_vm_areas({list}) takes a gfp"),
+                )
             } else {
-                FixStatus {
-                    present: Some(false),
-                    detail: format!(
-                        "pcpu_get_vm_areas({list}) has no gfp parameter (BTF): fix series absent"
-                    ),
-                }
+                PatchEvidence::new(
+                    id,
+                    PatchState::Absent,
+                    format!("BTF: pcpu_get_vm_areas({list}) has no gfp parameter"),
+                )
             }
         }
-        _ => FixStatus {
-            present: None,
-            detail:
-                "pcpu_get_vm_areas is not in BTF: cannot tell whether the fix series is present"
-                    .into(),
-        },
+        _ => PatchEvidence::new(
+            id,
+            PatchState::Unknown,
+            "pcpu_get_vm_areas is not in BTF: its parameters cannot be read",
+        ),
+    }
+}
+
+/// Stable series that took the 9a5b183941b5 backport, with a release known to have it
+/// (KERNELS.md: read from Debian's 6.1.176 and 6.12.117 sources; 6.6.117).
+const REGRESSION_BACKPORTS: &[((u32, u32), u32)] = &[((6, 1), 176), ((6, 6), 117), ((6, 12), 117)];
+
+/// "6.1.192" from Debian's `uname -v` ("... Debian 6.1.192-2 (...)"), else the release.
+pub(crate) fn full_version(release: &str, build: Option<&str>) -> Option<(u32, u32, u32, String)> {
+    let parse = |s: &str| -> Option<(u32, u32, u32)> {
+        let head: String = s
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        let mut it = head.split('.').map(|p| p.parse::<u32>().ok());
+        Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
+    };
+    if let Some(b) = build {
+        if let Some(i) = b.find("Debian ") {
+            let v = &b[i + 7..];
+            if let Some((a, m, p)) = parse(v) {
+                let shown: String = v.chars().take_while(|c| !c.is_whitespace()).collect();
+                return Some((a, m, p, format!("uname -v \"Debian {shown}\"")));
+            }
+        }
+    }
+    parse(release).map(|(a, m, p)| (a, m, p, format!("release {release}")))
+}
+
+/// regression: 9a5b183941b5 is in mainline since v6.15 and in the stable series of
+/// [`REGRESSION_BACKPORTS`]. A part of the fix series being present implies it (the series
+/// says "Fixes: 9a5b183941b5").
+pub(crate) fn regression(
+    release: &str,
+    build: Option<&str>,
+    fix_part: Option<PatchId>,
+) -> PatchEvidence {
+    let id = PatchId::Regression;
+    if let Some(p) = fix_part {
+        return PatchEvidence::new(
+            id,
+            PatchState::Present,
+            format!("implied: fix part {p} is present, and the series fixes 9a5b183941b5"),
+        );
+    }
+    let Some((maj, min, sub, src)) = full_version(release, build) else {
+        return PatchEvidence::new(
+            id,
+            PatchState::Unknown,
+            format!("release {release:?} has no version number"),
+        );
+    };
+    if (maj, min) >= (6, 15) {
+        return PatchEvidence::new(
+            id,
+            PatchState::Present,
+            format!("{src}: mainline has it since v6.15"),
+        );
+    }
+    match REGRESSION_BACKPORTS.iter().find(|(s, _)| *s == (maj, min)) {
+        Some((_, known)) if sub >= *known => PatchEvidence::new(
+            id,
+            PatchState::Present,
+            format!("{src}: {maj}.{min}.y took the backport ({maj}.{min}.{known} has it)"),
+        ),
+        Some((_, known)) => PatchEvidence::new(
+            id,
+            PatchState::Unknown,
+            format!("{src}: {maj}.{min}.y took the backport, known in {maj}.{min}.{known}; earlier releases not checked"),
+        ),
+        None => PatchEvidence::new(
+            id,
+            PatchState::Absent,
+            format!("{src}: before v6.15 and not a stable series that took the backport (6.1.y, 6.6.y, 6.12.y); a distribution backport would not show here"),
+        ),
     }
 }
 

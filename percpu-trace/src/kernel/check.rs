@@ -106,12 +106,25 @@ pub fn render_text(k: &Kernel, plan: &AttachPlan) -> String {
         ),
     };
     let _ = writeln!(w, "  kallsyms     {kall}");
-    let fix = match k.fix.present {
-        Some(true) => "PRESENT",
-        Some(false) => "ABSENT",
-        None => "UNKNOWN",
-    };
-    let _ = writeln!(w, "  fix series   {fix}: {}", k.fix.detail);
+    let _ = writeln!(
+        w,
+        "  fix verdict  {}{}",
+        k.fix.verdict,
+        if k.fix.verdict == super::Verdict::LikelyFixed {
+            " (static evidence only: a recording upgrades it to fixed once the run shows the patches at work)"
+        } else {
+            ""
+        }
+    );
+    for p in &k.fix.patches {
+        let _ = writeln!(
+            w,
+            "    {:<13} {:<8} {}",
+            p.id.id(),
+            p.state.id(),
+            p.evidence
+        );
+    }
 
     // Mutex.
     match (k.mutex.addr, &k.mutex.source) {

@@ -1,7 +1,7 @@
 //! The facts discovery produces: [`Kernel`] and its parts, plain data.
 use std::{collections::BTreeMap, path::PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::decode::{GfpLayout, MutexLayout};
 use super::symbols::{MutexSource, ResolvedSymbol};
@@ -204,10 +204,265 @@ pub struct Tracepoint {
 /// Whether the upstream fix series ("honor GFP in pcpu_get_vm_areas" ...) is in this kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FixStatus {
-    /// true: present; false: absent; None: cannot tell.
+    /// pcpu_get_vm_areas takes a gfp (BTF): true: present; false: absent; None: cannot
+    /// tell. Kept for compatibility; [`FixStatus::verdict`] is the answer.
     pub present: Option<bool>,
-    /// The evidence, one line.
+    /// The evidence for `present`, one line.
     pub detail: String,
+    /// Exposure of this kernel from every static source (never `fixed`: that takes a run).
+    pub verdict: Verdict,
+    /// Each part of the story, in [`PatchId::ALL`] order, with its evidence.
+    pub patches: Vec<PatchEvidence>,
+}
+
+impl FixStatus {
+    /// The verdict and patches as one value (what a recording header carries).
+    pub fn fix_verdict(&self) -> FixVerdict {
+        FixVerdict {
+            verdict: self.verdict,
+            patches: self.patches.clone(),
+        }
+    }
+}
+
+/// How exposed a kernel is to NOFS/NOIO reclaim recursion under pcpu_alloc_mutex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Without 9a5b183941b5 NOFS/NOIO callers never take the mutex.
+    NotAffected,
+    /// 9a5b183941b5 without any part of the fix series.
+    Vulnerable,
+    /// Some parts of the fix series, not all: the missing ones say what is still open.
+    PartiallyFixed,
+    /// Static evidence says every part is in (or none is known missing); no run proved it.
+    LikelyFixed,
+    /// Static evidence plus a run that showed the populate and backing patches at work.
+    Fixed,
+    /// Not enough evidence.
+    Unknown,
+}
+
+impl Verdict {
+    /// The id used in JSON, metrics and text (`partially-fixed`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Verdict::NotAffected => "not-affected",
+            Verdict::Vulnerable => "vulnerable",
+            Verdict::PartiallyFixed => "partially-fixed",
+            Verdict::LikelyFixed => "likely-fixed",
+            Verdict::Fixed => "fixed",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// The commits that decide the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatchId {
+    /// 9a5b183941b5 "mm, percpu: do not consider sleepable allocations atomic" (the cause).
+    Regression,
+    /// Fix part 1: "mm/vmalloc: honor GFP constraints in pcpu_get_vm_areas()".
+    VmAreasGfp,
+    /// Fix part 2: "mm/percpu: honor GFP constraints when populating chunks".
+    PopulateGfp,
+    /// Fix part 3: "mm/percpu: avoid IO/FS reclaim in backing allocations".
+    BackingNoio,
+}
+
+impl PatchId {
+    /// Every id, in the order reports list them.
+    pub const ALL: [PatchId; 4] = [
+        PatchId::Regression,
+        PatchId::VmAreasGfp,
+        PatchId::PopulateGfp,
+        PatchId::BackingNoio,
+    ];
+
+    /// The id used in JSON and text (`backing-noio`).
+    pub fn id(self) -> &'static str {
+        match self {
+            PatchId::Regression => "regression",
+            PatchId::VmAreasGfp => "vm-areas-gfp",
+            PatchId::PopulateGfp => "populate-gfp",
+            PatchId::BackingNoio => "backing-noio",
+        }
+    }
+
+    /// The commit subject, for humans.
+    pub fn title(self) -> &'static str {
+        match self {
+            PatchId::Regression => {
+                "9a5b183941b5 mm, percpu: do not consider sleepable allocations atomic"
+            }
+            PatchId::VmAreasGfp => "mm/vmalloc: honor GFP constraints in pcpu_get_vm_areas()",
+            PatchId::PopulateGfp => "mm/percpu: honor GFP constraints when populating chunks",
+            PatchId::BackingNoio => "mm/percpu: avoid IO/FS reclaim in backing allocations",
+        }
+    }
+}
+
+impl std::fmt::Display for PatchId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// Whether one patch is in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PatchState {
+    /// In.
+    Present,
+    /// Not in.
+    Absent,
+    /// Cannot tell.
+    Unknown,
+}
+
+impl PatchState {
+    /// `present`, `absent`, `unknown`.
+    pub fn id(self) -> &'static str {
+        match self {
+            PatchState::Present => "present",
+            PatchState::Absent => "absent",
+            PatchState::Unknown => "unknown",
+        }
+    }
+}
+
+/// One patch, its state and the evidence (one line naming its source).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchEvidence {
+    /// Which patch.
+    pub id: PatchId,
+    /// In, out or unknown.
+    pub state: PatchState,
+    /// Why, naming the source ("BTF: ...", "release ...", "code of pcpu_alloc_noprof ...").
+    pub evidence: String,
+}
+
+impl PatchEvidence {
+    /// Shorthand.
+    pub fn new(id: PatchId, state: PatchState, evidence: impl Into<String>) -> Self {
+        PatchEvidence {
+            id,
+            state,
+            evidence: evidence.into(),
+        }
+    }
+}
+
+/// The verdict and the per-patch evidence it rests on: what `check` shows, what a recording
+/// header carries, and (reconciled with a run's observations) what reports show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixVerdict {
+    /// The answer.
+    pub verdict: Verdict,
+    /// The evidence, one entry per [`PatchId`] in [`PatchId::ALL`] order.
+    pub patches: Vec<PatchEvidence>,
+}
+
+impl Default for FixVerdict {
+    fn default() -> Self {
+        FixVerdict::from_patches(Vec::new())
+    }
+}
+
+impl FixVerdict {
+    /// The static verdict from the patch states (every missing id counts as unknown):
+    /// - regression absent: not-affected;
+    /// - parts of the fix present and absent: partially-fixed;
+    /// - only present parts (the rest unknown): likely-fixed;
+    /// - regression present and only absent parts: vulnerable;
+    /// - anything else (nothing known about the fix, or the regression unknown and no part
+    ///   present): unknown.
+    ///
+    /// Never `fixed`: only a run can show the patches at work
+    /// (`engine::fix_evidence::reconcile`).
+    pub fn from_patches(mut patches: Vec<PatchEvidence>) -> Self {
+        for id in PatchId::ALL {
+            if !patches.iter().any(|p| p.id == id) {
+                patches.push(PatchEvidence::new(id, PatchState::Unknown, "no evidence"));
+            }
+        }
+        patches.sort_by_key(|p| p.id);
+        let state = |id| {
+            patches
+                .iter()
+                .find(|p| p.id == id)
+                .map_or(PatchState::Unknown, |p| p.state)
+        };
+        let parts = [
+            PatchId::VmAreasGfp,
+            PatchId::PopulateGfp,
+            PatchId::BackingNoio,
+        ];
+        let present = parts.iter().any(|&p| state(p) == PatchState::Present);
+        let absent = parts.iter().any(|&p| state(p) == PatchState::Absent);
+        let verdict = match (state(PatchId::Regression), present, absent) {
+            (PatchState::Absent, _, _) => Verdict::NotAffected,
+            (_, true, true) => Verdict::PartiallyFixed,
+            (_, true, false) => Verdict::LikelyFixed,
+            (PatchState::Present, false, true) => Verdict::Vulnerable,
+            _ => Verdict::Unknown,
+        };
+        FixVerdict { verdict, patches }
+    }
+
+    /// The entry for `id`.
+    pub fn patch(&self, id: PatchId) -> Option<&PatchEvidence> {
+        self.patches.iter().find(|p| p.id == id)
+    }
+
+    /// The state of `id` (unknown when not listed).
+    pub fn state(&self, id: PatchId) -> PatchState {
+        self.patch(id).map_or(PatchState::Unknown, |p| p.state)
+    }
+
+    /// Parts of the fix series known to be missing.
+    pub fn missing(&self) -> Vec<PatchId> {
+        PatchId::ALL[1..]
+            .iter()
+            .copied()
+            .filter(|&id| self.state(id) == PatchState::Absent)
+            .collect()
+    }
+
+    /// What a recording made before per-patch evidence says: only whether pcpu_get_vm_areas
+    /// took a gfp. false maps to vulnerable, true to likely-fixed, None to unknown.
+    pub fn from_legacy(fix_present: Option<bool>, detail: Option<&str>) -> Self {
+        let not_recorded = "not recorded (recording made before per-patch evidence)";
+        let vm = match fix_present {
+            Some(true) => PatchState::Present,
+            Some(false) => PatchState::Absent,
+            None => PatchState::Unknown,
+        };
+        let vm_ev = detail.map_or_else(
+            || format!("recording header: fix_present = {fix_present:?}"),
+            |d| format!("recording header: {d}"),
+        );
+        FixVerdict {
+            verdict: match fix_present {
+                Some(true) => Verdict::LikelyFixed,
+                Some(false) => Verdict::Vulnerable,
+                None => Verdict::Unknown,
+            },
+            patches: vec![
+                PatchEvidence::new(PatchId::Regression, PatchState::Unknown, not_recorded),
+                PatchEvidence::new(PatchId::VmAreasGfp, vm, vm_ev),
+                PatchEvidence::new(PatchId::PopulateGfp, PatchState::Unknown, not_recorded),
+                PatchEvidence::new(PatchId::BackingNoio, PatchState::Unknown, not_recorded),
+            ],
+        }
+    }
 }
 
 /// Everything discovery learned about one kernel.
@@ -215,6 +470,8 @@ pub struct FixStatus {
 pub struct Kernel {
     /// `uname -r`.
     pub release: String,
+    /// `uname -v` (build number, date; Debian's stable version), when read.
+    pub build: Option<String>,
     /// `uname -m`.
     pub arch: String,
     /// This process's privileges.

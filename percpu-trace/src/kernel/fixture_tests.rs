@@ -8,11 +8,12 @@ use super::{
     analyze::{analyze, privileges_from, Inputs},
     btf_dump::RawDump,
     decode::format_gfp,
+    fix_code::{FixCode, FunctionCode},
     plan::{AttachMode, Attachment},
     symbols::{MutexSource, Resolution},
     tables::TRACEPOINTS,
     tracefs::Tracefs,
-    BtfStatus, Fentry, Kernel, ParamSource, Support,
+    BtfStatus, Fentry, Kernel, ParamSource, PatchId, PatchState, Support, Verdict,
 };
 
 fn dir(name: &str) -> PathBuf {
@@ -23,8 +24,17 @@ fn dir(name: &str) -> PathBuf {
 
 /// Inputs as discovery would gather them on the kernel the fixture came from.
 fn inputs(name: &str) -> Inputs {
-    let d = dir(name);
-    let read = |f: &str| std::fs::read_to_string(d.join(f)).ok();
+    // A hand-made fixture names in `base` the real one its other files come from.
+    let own = dir(name);
+    let d = match std::fs::read_to_string(own.join("base")) {
+        Ok(b) => dir(b.trim()),
+        Err(_) => own.clone(),
+    };
+    let read = |f: &str| {
+        std::fs::read_to_string(own.join(f))
+            .or_else(|_| std::fs::read_to_string(d.join(f)))
+            .ok()
+    };
     let misc = read("misc").unwrap_or_default();
     let misc_get = |k: &str| {
         misc.lines()
@@ -40,10 +50,24 @@ fn inputs(name: &str) -> Inputs {
     }
     let btf =
         read("btf.raw").map(|t| Box::new(RawDump::parse(&t)) as Box<dyn super::btf::TypeSource>);
+    let code = |f: &str, name: &str| {
+        std::fs::read(d.join(f))
+            .map(|bytes| FunctionCode {
+                name: name.into(),
+                bytes,
+            })
+            .map_err(|_| "not in the fixture".to_string())
+    };
     Inputs {
         release: read("release")
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
+        build: read("version").map(|s| s.trim().to_string()),
+        fix_code: FixCode {
+            arch: "x86_64".into(),
+            pcpu_alloc: code("pcpu_alloc_noprof.bin", "pcpu_alloc_noprof"),
+            populate: code("pcpu_populate_chunk.bin", "pcpu_populate_chunk"),
+        },
         arch: "x86_64".into(),
         privileges: privileges_from(0x1ff_feff_ffff, 0),
         btf_status: BtfStatus {
@@ -385,4 +409,111 @@ fn btf_from_vmlinux_elf() {
     let p = super::btf::func_params(&b, "pcpu_get_vm_areas").unwrap();
     println!("pcpu_get_vm_areas({})", p.join(", "));
     assert!(super::btf::member_offset(&b, "task_struct", &["flags"]).is_some());
+}
+
+fn states(k: &Kernel) -> Vec<(&'static str, &'static str)> {
+    k.fix
+        .patches
+        .iter()
+        .map(|p| (p.id.id(), p.state.id()))
+        .collect()
+}
+
+#[test]
+fn fix_verdicts_of_real_kernels() {
+    // Host 6.18: BTF says no gfp, and its own code shows the old masks.
+    let k = kernel("host-6.18");
+    assert_eq!(k.fix.verdict, Verdict::Vulnerable);
+    assert_eq!(
+        states(&k),
+        [
+            ("regression", "present"),
+            ("vm-areas-gfp", "absent"),
+            ("populate-gfp", "absent"),
+            ("backing-noio", "absent")
+        ]
+    );
+    assert!(k.fix.patches[3].evidence.contains("0x12cc0"));
+    // 7.2.13: BTF only (no code in the fixture).
+    let k = kernel("debian-7.2.13");
+    assert_eq!(k.fix.verdict, Verdict::Vulnerable);
+    assert_eq!(k.fix.patches[0].state, PatchState::Present);
+    assert_eq!(k.fix.patches[3].state, PatchState::Unknown);
+    assert!(k.fix.patches[3].evidence.contains("not read"));
+    // 7.3.4: pcpu_get_vm_areas takes a gfp; nothing says a part is missing.
+    let k = kernel("debian-7.3.4");
+    assert_eq!(k.fix.verdict, Verdict::LikelyFixed);
+    assert!(k.fix.patches[0].evidence.starts_with("implied"));
+    // 6.1.192 (Debian's release string hides the sublevel; uname -v has it): the backport.
+    let k = kernel("debian-6.1.192");
+    assert_eq!(k.fix.verdict, Verdict::Vulnerable);
+    assert!(
+        k.fix.patches[0].evidence.contains("Debian 6.1.192-2"),
+        "{}",
+        k.fix.patches[0].evidence
+    );
+    let plan = k.plan(AttachMode::Auto).unwrap();
+    let v = super::check::render_json(&k, &plan);
+    assert_eq!(v["kernel"]["fix"]["verdict"], "vulnerable");
+    assert_eq!(v["kernel"]["fix"]["patches"][1]["id"], "vm-areas-gfp");
+    assert_eq!(v["kernel"]["fix"]["patches"][1]["state"], "absent");
+    assert_eq!(v["kernel"]["fix"]["present"], false);
+    let text = super::check::render_text(&k, &plan);
+    assert!(text.contains("fix verdict  vulnerable"), "{text}");
+    assert!(
+        text.contains("    vm-areas-gfp  absent   BTF: pcpu_get_vm_areas("),
+        "{text}"
+    );
+}
+
+#[test]
+fn fix_verdict_without_the_regression_is_not_affected() {
+    let k = kernel("synthetic-6.14-no-regression");
+    assert_eq!(k.fix.verdict, Verdict::NotAffected);
+    assert_eq!(k.fix.patches[0].state, PatchState::Absent);
+    assert!(k.fix.patches[0].evidence.contains("before v6.15"));
+    // Earlier 6.1.y than the known backport: cannot tell.
+    let mut i = inputs("debian-6.1.192");
+    i.build = Some("#1 SMP Debian 6.1.150-1".into());
+    assert_eq!(analyze(i).fix.verdict, Verdict::Unknown);
+}
+
+#[test]
+fn fix_verdict_patches_1_2_only_is_partially_fixed() {
+    // 7.3.4's BTF (pcpu_get_vm_areas takes a gfp) with code that scopes the populate path
+    // (or $0x80000,0x2c(%rax)) but still masks backing allocations with GFP_KERNEL
+    // (and $0x12cc0,%eax): the maintainer's "first two, third needs discussion" kernel.
+    let mut i = inputs("debian-7.3.4");
+    i.fix_code = FixCode {
+        arch: "x86_64".into(),
+        pcpu_alloc: Ok(FunctionCode {
+            name: "pcpu_alloc_noprof".into(),
+            bytes: vec![0x25, 0xc0, 0x2c, 0x01, 0x00],
+        }),
+        populate: Ok(FunctionCode {
+            name: "pcpu_populate_chunk".into(),
+            bytes: vec![0x81, 0x48, 0x2c, 0x00, 0x00, 0x08, 0x00],
+        }),
+    };
+    let k = analyze(i);
+    assert_eq!(k.fix.verdict, Verdict::PartiallyFixed);
+    assert_eq!(
+        states(&k),
+        [
+            ("regression", "present"),
+            ("vm-areas-gfp", "present"),
+            ("populate-gfp", "present"),
+            ("backing-noio", "absent")
+        ]
+    );
+    assert_eq!(k.fix.fix_verdict().missing(), vec![PatchId::BackingNoio]);
+}
+
+#[test]
+fn fix_verdict_unknown_without_btf_or_code() {
+    let mut i = inputs("debian-7.2.13");
+    i.btf = None;
+    let k = analyze(i);
+    assert_eq!(k.fix.verdict, Verdict::Unknown);
+    assert_eq!(k.fix.present, None);
 }

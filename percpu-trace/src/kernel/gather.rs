@@ -14,8 +14,9 @@ use super::{
     access::BpfProbe,
     analyze::{analyze, privileges_from, Inputs},
     btf::{self, BtfFile, TypeSource},
+    fix_code::{FixCode, FunctionCode},
     mutex_scan,
-    symbols::{MutexSource, SymbolTable},
+    symbols::{self, MutexSource, SymbolTable},
     tables::TRACEPOINTS,
     tracefs, BtfStatus, DiscoverOptions, Fentry, Kernel, Privileges, Support,
 };
@@ -95,8 +96,17 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
         (Ok(t), true) => Some(SymbolTable::parse(t)),
         _ => None,
     };
+    let fix_code = match (&kallsyms_text, &code_scan_table) {
+        (Ok(text), Some(table)) => read_fix_code(text, table, &uts.1, bpf),
+        _ => FixCode::unread(
+            &uts.1,
+            "code reading disabled, no privileges or no kallsyms",
+        ),
+    };
     let inputs = Inputs {
         release: uts.0,
+        build: Some(uts.2).filter(|s| !s.is_empty()),
+        fix_code,
         arch: uts.1,
         privileges,
         btf,
@@ -169,11 +179,54 @@ fn read(p: &Path) -> Option<String> {
     std::fs::read_to_string(p).ok()
 }
 
-fn uname() -> (String, String) {
+/// The longest function read for the fix evidence.
+const MAX_FUNCTION_BYTES: u64 = 16 * 1024;
+
+/// Reads the code of pcpu_alloc and pcpu_populate_chunk (from the start of each to the next
+/// kallsyms symbol) through `bpf`, for `fix_code`.
+fn read_fix_code(kallsyms: &str, table: &SymbolTable, arch: &str, bpf: &dyn BpfProbe) -> FixCode {
+    let mut starts: Vec<u64> = symbols::kallsyms_lines(kallsyms)
+        .filter(|l| l.module.is_none() && l.addr != 0)
+        .map(|l| l.addr)
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let mut mem = match bpf.kernel_memory() {
+        Ok(m) => m,
+        Err(e) => return FixCode::unread(arch, &format!("kernel memory reader: {e}")),
+    };
+    let mut read = |names: &[&str]| -> Result<FunctionCode, String> {
+        let s = names
+            .iter()
+            .find_map(|n| table.get(n).filter(|s| s.addr != 0))
+            .ok_or_else(|| format!("{} not in kallsyms (or address hidden)", names.join("/")))?;
+        let end = starts
+            .iter()
+            .find(|&&a| a > s.addr)
+            .copied()
+            .unwrap_or(s.addr + 4096);
+        let len = (end - s.addr).min(MAX_FUNCTION_BYTES) as usize;
+        Ok(FunctionCode {
+            name: s.name.clone(),
+            bytes: mem.read(s.addr, len)?,
+        })
+    };
+    FixCode {
+        arch: arch.to_string(),
+        pcpu_alloc: read(&["pcpu_alloc_noprof", "pcpu_alloc"]),
+        populate: read(&["pcpu_populate_chunk"]),
+    }
+}
+
+fn uname() -> (String, String, String) {
     // SAFETY: utsname is plain bytes; uname fills it.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     if unsafe { libc::uname(&mut u) } != 0 {
-        return ("unknown".into(), std::env::consts::ARCH.into());
+        return (
+            "unknown".into(),
+            std::env::consts::ARCH.into(),
+            String::new(),
+        );
     }
     let s = |f: &[libc::c_char]| {
         let b: Vec<u8> = f
@@ -183,7 +236,7 @@ fn uname() -> (String, String) {
             .collect();
         String::from_utf8_lossy(&b).into_owned()
     };
-    (s(&u.release), s(&u.machine))
+    (s(&u.release), s(&u.machine), s(&u.version))
 }
 
 fn read_privileges() -> Privileges {

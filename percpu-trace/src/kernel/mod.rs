@@ -18,6 +18,7 @@ pub mod btf_dump;
 pub mod check;
 pub mod decode;
 mod facts;
+mod fix_code;
 mod gather;
 pub mod mutex_scan;
 pub mod plan;
@@ -32,7 +33,8 @@ mod fixture_tests;
 
 pub use access::{BpfProbe, KernelMemory, NoBpf};
 pub use facts::{
-    BtfStatus, DiscoverOptions, Fentry, FixStatus, KallsymsStatus, Kernel, MutexInfo, ParamSource,
-    PfFlags, Privileges, Signature, Support, TaskOffsets, Tracepoint, MUTEX_LOST,
+    BtfStatus, DiscoverOptions, Fentry, FixStatus, FixVerdict, KallsymsStatus, Kernel, MutexInfo,
+    ParamSource, PatchEvidence, PatchId, PatchState, PfFlags, Privileges, Signature, Support,
+    TaskOffsets, Tracepoint, Verdict, MUTEX_LOST,
 };
 pub use gather::discover;

@@ -9,7 +9,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    engine::{FindingFilter, LossTotals},
+    engine::{reconcile, Engine, FindingFilter, FixObservations, LossTotals, Reconciled},
     event::Frame,
     kernel::{plan::AttachPlan, Kernel},
     record::{Header, ReplaySummary},
@@ -63,6 +63,9 @@ pub struct ReportContext {
     /// Line number and byte offset of the first skipped line.
     #[serde(default)]
     pub first_skipped: Option<(u64, u64)>,
+    /// What the run's events showed about the fix series ([`Engine::fix_observations`]).
+    #[serde(default)]
+    pub fix_observed: FixObservations,
 }
 
 impl ReportContext {
@@ -80,7 +83,19 @@ impl ReportContext {
             findings_dropped: 0,
             skipped_lines: 0,
             first_skipped: None,
+            fix_observed: FixObservations::default(),
         }
+    }
+
+    /// The fix verdict to show: the run's static verdict reconciled with what its events
+    /// showed ([`reconcile`]).
+    pub fn fix(&self) -> Reconciled {
+        reconcile(&self.run.fix_verdict(), &self.fix_observed)
+    }
+
+    /// Takes what `engine` saw about the fix series.
+    pub fn set_fix_observed(&mut self, engine: &Engine) {
+        self.fix_observed = engine.fix_observations().clone();
     }
 
     /// The context of a recording, from its header alone (counts start empty).

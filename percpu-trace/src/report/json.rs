@@ -13,7 +13,10 @@ use serde::Serialize;
 use crate::{
     engine::{Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
     event::Frame,
-    kernel::decode::{self, GfpLayout},
+    kernel::{
+        decode::{self, GfpLayout},
+        PatchEvidence, Verdict,
+    },
     run::ProbeStatus,
 };
 
@@ -54,7 +57,21 @@ struct Kernel<'a> {
     hostname: Option<&'a str>,
     fix_present: Option<bool>,
     fix_detail: Option<&'a str>,
+    fix: JFix,
     gfp_layout_source: &'a str,
+}
+
+/// The reconciled fix verdict (`kernel.fix`).
+#[derive(Serialize)]
+struct JFix {
+    verdict: Verdict,
+    /// The verdict before this run's events (the recording's static one).
+    static_verdict: Verdict,
+    /// Whether this run upgraded likely-fixed to fixed.
+    upgraded_by_run: bool,
+    /// What the run changed, one line.
+    run_note: Option<String>,
+    patches: Vec<PatchEvidence>,
 }
 
 #[derive(Serialize)]
@@ -169,6 +186,9 @@ struct JFinding<'a> {
     last_seen_ns: u64,
     signature: String,
     fix_present: Option<bool>,
+    /// On a partially fixed kernel, the missing patch that leaves this hazard open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix_note: Option<String>,
     trigger: JTrigger,
     constraint_gfp: Gfp,
     violated: Gfp,
@@ -224,6 +244,16 @@ fn report<'a>(
             hostname: ctx.run.hostname.as_deref(),
             fix_present: ctx.run.fix_present,
             fix_detail: ctx.run.fix_detail.as_deref(),
+            fix: {
+                let r = ctx.fix();
+                JFix {
+                    verdict: r.fix.verdict,
+                    static_verdict: r.static_verdict,
+                    upgraded_by_run: r.upgraded(),
+                    run_note: r.note.clone(),
+                    patches: r.fix.patches,
+                }
+            },
             gfp_layout_source: &ctx.run.gfp_layout.source,
         },
         observation: Observation {
@@ -254,7 +284,7 @@ fn report<'a>(
             by_kind,
             max_severity: findings.iter().map(|f| f.severity).max(),
         },
-        findings: findings.iter().map(|f| finding(l, f, table)).collect(),
+        findings: findings.iter().map(|f| finding(ctx, l, f, table)).collect(),
     }
 }
 
@@ -286,7 +316,12 @@ fn frame(f: &Frame) -> JFrame<'_> {
     }
 }
 
-fn finding<'a>(l: &GfpLayout, f: &'a Finding, table: &'a StackTable) -> JFinding<'a> {
+fn finding<'a>(
+    ctx: &ReportContext,
+    l: &GfpLayout,
+    f: &'a Finding,
+    table: &'a StackTable,
+) -> JFinding<'a> {
     let (order, memcg) = match f.trigger {
         Trigger::Reclaim { order, memcg, .. } => (Some(order), Some(memcg)),
         _ => (None, None),
@@ -301,6 +336,7 @@ fn finding<'a>(l: &GfpLayout, f: &'a Finding, table: &'a StackTable) -> JFinding
         last_seen_ns: f.last_seen_ns,
         signature: format!("{:016x}", f.signature),
         fix_present: f.fix_present,
+        fix_note: d::finding_fix_note(&ctx.fix(), f),
         trigger: JTrigger {
             op: f.trigger.name(),
             description: d::trigger_words(&f.trigger),

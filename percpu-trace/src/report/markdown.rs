@@ -61,11 +61,25 @@ pub(super) fn render(ctx: &ReportContext, findings: &[&Finding], stacks: &StackT
     if let Some(b) = &ctx.run.kernel_build {
         let _ = writeln!(s, "- **Build:** {}", code(b));
     }
+    let fix = ctx.fix();
     let _ = writeln!(
         s,
-        "- **Fix series** (percpu: honor gfp under pcpu_alloc_mutex): **{}**",
-        d::fix_words(ctx.run.fix_present)
+        "- **Fix verdict:** **{}**{}",
+        fix.fix.verdict,
+        fix.note
+            .as_deref()
+            .map(|n| format!(" ({})", esc(n)))
+            .unwrap_or_default()
     );
+    for p in &fix.fix.patches {
+        let _ = writeln!(
+            s,
+            "  - {} {}: {}",
+            code(p.id.id()),
+            p.state.id(),
+            esc(&p.evidence)
+        );
+    }
     if let Some(h) = &ctx.run.hostname {
         let _ = writeln!(s, "- **Host:** {}", esc(h));
     }
@@ -111,6 +125,9 @@ fn finding(s: &mut String, ctx: &ReportContext, f: &Finding, n: usize, table: &S
         f.severity
     );
     let _ = writeln!(s, "{}\n", esc(&f.explanation));
+    if let Some(note) = d::finding_fix_note(&ctx.fix(), f) {
+        let _ = writeln!(s, "**{}**\n", esc(&note));
+    }
     let trig_gfp = d::trigger_gfp(&f.trigger)
         .map(|g| format!(", gfp {}", code(&d::gfp(l, g))))
         .unwrap_or_default();
@@ -204,9 +221,6 @@ fn observed(s: &mut String, ctx: &ReportContext) {
                     .unwrap_or_default()
             );
         }
-    }
-    if let Some(fd) = &ctx.run.fix_detail {
-        let _ = writeln!(s, "- **Fix status evidence:** {}", esc(fd));
     }
     let dur = ctx
         .duration_ns

@@ -149,6 +149,7 @@ pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
         crate::warnln!("percpu-trace: warning: {}: {w}", path.display());
     }
     let mut ctx = ReportContext::from_replay(path, &summary);
+    ctx.set_fix_observed(&engine);
     ctx.findings_dropped = engine.snapshot().counters.findings_dropped;
     // The findings the run selected (its `--comm`/`--cgroup`/`--pid`, named in the report).
     let selected: Vec<_> = engine.selected().map(|(_, f)| f.clone()).collect();

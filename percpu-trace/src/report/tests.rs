@@ -4,8 +4,9 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use super::*;
 use crate::{
-    engine::{Durations, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
+    engine::{Durations, FindingKind, FixObservations, Severity, TaskInfo, TaskRole, Trigger},
     event::{Event, EventKind, Frame},
+    kernel::{FixVerdict, PatchEvidence, PatchId, PatchState, Verdict},
     record::{Header, RecordingReader, RecordingWriter},
 };
 
@@ -284,7 +285,7 @@ fn text_is_ascii_and_fits_email() {
     for needle in [
         "WARNING: possible NOIO reclaim recursion under pcpu_alloc_mutex",
         "7.2.13+deb14-amd64 #1 SMP PREEMPT_DYNAMIC",
-        "fix series absent",
+        "fix verdict vulnerable",
         "io-max-writer/812",
         "GFP_NOIO (0xc00)",
         "GFP_KERNEL (0xcc0)",
@@ -716,4 +717,68 @@ fn fixture_recordings_render_and_validate() {
             assert_eq!(v["findings"].as_array().unwrap().len(), 0, "{name}");
         }
     }
+}
+
+fn fix_of(states: [PatchState; 4]) -> FixVerdict {
+    FixVerdict::from_patches(
+        PatchId::ALL
+            .iter()
+            .zip(states)
+            .map(|(&id, st)| PatchEvidence::new(id, st, format!("test evidence for {id}")))
+            .collect(),
+    )
+}
+
+#[test]
+fn partially_fixed_kernel_names_the_missing_patch_in_cross_task_findings() {
+    use PatchState::*;
+    let mut ctx = context();
+    ctx.run.fix = Some(fix_of([Present, Present, Present, Absent]));
+    let f = findings();
+    let text = render(Format::Text, &ctx, &f, &stacks());
+    assert!(text.contains("fix verdict: partially-fixed"), "{text}");
+    assert!(
+        text.contains("  backing-noio  absent   test evidence"),
+        "{text}"
+    );
+    let note = "patch backing-noio (\"mm/percpu: avoid IO/FS reclaim in backing allocations\") is what is missing";
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(squash(&text).contains(note), "{text}");
+    let v = render_json_value(&ctx, &f, &stacks());
+    assert_eq!(v["kernel"]["fix"]["verdict"], "partially-fixed");
+    assert_eq!(v["kernel"]["fix"]["patches"][3]["state"], "absent");
+    let notes: Vec<(&str, bool)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["kind"].as_str().unwrap(), x.get("fix_note").is_some()))
+        .collect();
+    assert!(notes.contains(&("cross_task", true)), "{notes:?}");
+    assert!(notes.contains(&("window", false)), "{notes:?}");
+    assert!(render(Format::Markdown, &ctx, &f, &stacks()).contains(note));
+}
+
+#[test]
+fn a_run_that_shows_the_patches_at_work_upgrades_likely_fixed() {
+    use PatchState::*;
+    let mut ctx = context();
+    ctx.run.fix = Some(fix_of([Present, Present, Unknown, Unknown]));
+    assert_eq!(ctx.fix().fix.verdict, Verdict::LikelyFixed);
+    ctx.fix_observed = FixObservations {
+        populate_noio: 3,
+        populate_noio_gfp: Some(0x2c00),
+        pgtable_scope_inside: 2,
+        ..FixObservations::default()
+    };
+    let text = render(Format::Text, &ctx, &[], &stacks());
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("fix verdict: fixed (upgraded from likely-fixed to fixed by this run"),
+        "{text}"
+    );
+    assert!(flat.contains("(first 0x2c00)"), "{text}");
+    let v = render_json_value(&ctx, &[], &stacks());
+    assert_eq!(v["kernel"]["fix"]["verdict"], "fixed");
+    assert_eq!(v["kernel"]["fix"]["static_verdict"], "likely-fixed");
+    assert_eq!(v["kernel"]["fix"]["upgraded_by_run"], true);
 }

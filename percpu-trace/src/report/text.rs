@@ -59,11 +59,15 @@ fn summary(s: &mut String, ctx: &ReportContext, findings: &[&Finding]) {
         .unwrap_or_default();
     let _ = writeln!(s, "percpu-trace {} report{host}", ctx.tool_version);
     kv(s, "kernel: ", &kernel_line(ctx));
-    let _ = writeln!(
-        s,
-        "fix series (percpu: honor gfp under pcpu_alloc_mutex): {}",
-        d::fix_words(ctx.run.fix_present)
-    );
+    let fix = ctx.fix();
+    kv(s, "fix verdict: ", &d::fix_verdict(&fix));
+    for p in &fix.fix.patches {
+        kv(
+            s,
+            &format!("  {:<13} {:<8} ", p.id.id(), p.state.id()),
+            &p.evidence,
+        );
+    }
     if findings.is_empty() {
         s.push_str("findings: none\n");
         return;
@@ -111,14 +115,18 @@ fn splat(
             let _ = writeln!(s, "{rel}");
         }
     }
+    let fix = ctx.fix();
     let _ = writeln!(
         s,
-        "{}, fix series {}; finding {n} of {total}: {} ({})",
+        "{}, fix verdict {}; finding {n} of {total}: {} ({})",
         ctx.run.arch.as_deref().unwrap_or("unknown arch"),
-        d::fix_words(f.fix_present.or(ctx.run.fix_present)),
+        fix.fix.verdict,
         f.kind,
         f.severity
     );
+    if let Some(note) = d::finding_fix_note(&fix, f) {
+        s.push_str(&d::wrap(&note, TEXT_WIDTH, ""));
+    }
     let _ = writeln!(s, "{RULE_LIGHT}");
 
     // The lockdep-style opening: who takes what while holding what.
@@ -271,9 +279,6 @@ fn observed(s: &mut String, ctx: &ReportContext) {
     }
     if let Some(h) = &ctx.run.hostname {
         let _ = writeln!(s, "host:        {h}");
-    }
-    if let Some(fd) = &ctx.run.fix_detail {
-        kv(s, "fix status:  ", fd);
     }
     let dur = ctx
         .duration_ns

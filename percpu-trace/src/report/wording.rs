@@ -3,9 +3,12 @@
 //! task labels and roles, the lockdep-style scenario, durations and timestamps. A phrase
 //! about a finding is written here once; renderers arrange phrases, they do not word them.
 use crate::{
-    engine::{Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
+    engine::{Finding, FindingKind, Reconciled, Severity, TaskInfo, TaskRole, Trigger},
     event::Frame,
-    kernel::decode::{self, GfpLayout},
+    kernel::{
+        decode::{self, GfpLayout},
+        PatchEvidence, PatchId, PatchState, Verdict,
+    },
 };
 
 use super::context::{ReportContext, StackTable};
@@ -357,6 +360,47 @@ impl Scenario {
         s.push_str("\n *** DEADLOCK ***\n");
         s
     }
+}
+
+/// "partially-fixed (upgraded ... by this run)": the verdict, and what the run changed.
+pub fn fix_verdict(r: &Reconciled) -> String {
+    match &r.note {
+        Some(n) => format!("{} ({n})", r.fix.verdict),
+        None => r.fix.verdict.to_string(),
+    }
+}
+
+/// One patch: "backing-noio  absent   code of pcpu_alloc_noprof ...".
+pub fn patch_line(p: &PatchEvidence) -> String {
+    format!("{:<13} {:<8} {}", p.id.id(), p.state.id(), p.evidence)
+}
+
+/// What the kernel's fix state means for this finding, when it matters: on a partially
+/// fixed kernel, the missing patch that leaves this hazard open.
+pub fn finding_fix_note(r: &Reconciled, f: &Finding) -> Option<String> {
+    if r.fix.verdict != Verdict::PartiallyFixed {
+        return None;
+    }
+    let missing = |id: PatchId| r.fix.state(id) == PatchState::Absent;
+    let why = match f.kind {
+        FindingKind::CrossTask if missing(PatchId::BackingNoio) => PatchId::BackingNoio,
+        FindingKind::Window | FindingKind::Recursion if missing(PatchId::PopulateGfp) => {
+            PatchId::PopulateGfp
+        }
+        FindingKind::Window | FindingKind::Recursion if missing(PatchId::VmAreasGfp) => {
+            PatchId::VmAreasGfp
+        }
+        _ => return None,
+    };
+    let what = match why {
+        PatchId::BackingNoio => "an unconstrained holder's backing allocations may still do FS/IO reclaim while constrained tasks wait",
+        PatchId::PopulateGfp => "page tables and the pages array of a chunk populate are still allocated without the caller's constraint",
+        _ => "pcpu_get_vm_areas still allocates its metadata with GFP_KERNEL",
+    };
+    Some(format!(
+        "kernel is partially fixed: patch {why} (\"{}\") is what is missing: {what}",
+        why.title()
+    ))
 }
 
 /// The "how observed" verdict on the fix series.

@@ -232,6 +232,7 @@ pub(crate) fn export_request(app: &App, finding: Option<usize>) -> export::Expor
     context.events = app.events;
     context.drops = app.losses().clone();
     context.findings_dropped = app.snap.counters.findings_dropped;
+    context.set_fix_observed(app.engine());
     // Live: how long the UI ran; replay: the recording's own span.
     context.duration_ns = if app.is_replay() {
         span.or(context.duration_ns)

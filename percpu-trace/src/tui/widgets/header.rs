@@ -1,4 +1,4 @@
-//! The header: what is traced (kernel, fix status, attach mode), how much traffic, which
+//! The header: what is traced (kernel, fix verdict reconciled with the run, attach mode), how much traffic, which
 //! probes are on, and the verdict line (also drawn by the tiny screen).
 use ratatui::{
     layout::Rect,
@@ -8,7 +8,11 @@ use ratatui::{
     Frame,
 };
 
-use crate::{engine::Severity, report::ProbeState};
+use crate::{
+    engine::{reconcile, Severity},
+    kernel::Verdict as FixVerdictKind,
+    report::ProbeState,
+};
 
 use super::{
     super::app::{App, Verdict},
@@ -51,11 +55,22 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let h = &app.header;
     let sep = || Span::styled(" │ ", t.dim());
-    let (fix_text, fix_style) = match h.fix_present() {
-        Some(true) => ("fix present", t.good()),
-        Some(false) => ("fix ABSENT", t.bad()),
-        None => ("fix unknown", t.warn()),
+    let fix = reconcile(
+        &h.context.run.fix_verdict(),
+        app.engine().fix_observations(),
+    );
+    let fix_style = match fix.fix.verdict {
+        FixVerdictKind::NotAffected | FixVerdictKind::Fixed | FixVerdictKind::LikelyFixed => {
+            t.good()
+        }
+        FixVerdictKind::Vulnerable | FixVerdictKind::PartiallyFixed => t.bad(),
+        FixVerdictKind::Unknown => t.warn(),
     };
+    let fix_text = format!(
+        "fix {}{}",
+        fix.fix.verdict,
+        if fix.upgraded() { " (by this run)" } else { "" }
+    );
     let mut l1 = vec![
         Span::styled("percpu-trace", t.title()),
         sep(),
