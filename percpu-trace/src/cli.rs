@@ -79,6 +79,10 @@ pub enum Command {
         /// refused).
         #[arg(long)]
         force: bool,
+        /// Rotate the recording at this size (e.g. 200M): the full file becomes FILE.1,
+        /// replacing an older one, so at most twice this much is kept.
+        #[arg(long, value_parser = crate::live_recording::parse_size)]
+        max_size: Option<u64>,
         /// Serve Prometheus metrics on this address (`127.0.0.1:9752`; `:9752` means
         /// loopback; port 0 picks a free port and prints it).
         #[arg(long, value_parser = parse_metrics_addr)]
@@ -266,9 +270,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             duration,
             output,
             force,
+            max_size,
             metrics,
             live,
-        }) => crate::live::record(&live.options()?, duration, output, force, metrics),
+        }) => crate::live::record(&live.options()?, duration, output, force, max_size, metrics),
         Some(Command::Man) => {
             use std::io::Write;
             std::io::stdout()

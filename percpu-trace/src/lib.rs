@@ -9,6 +9,7 @@ pub mod engine;
 pub mod event;
 pub mod kernel;
 pub mod live;
+pub mod live_recording;
 pub mod metrics;
 pub mod options;
 pub mod output;

@@ -1,31 +1,27 @@
 //! The live modes: `check`, headless `record` and the live TUI, each a session
 //! ([`crate::session`]) with its own consumer of events.
 use std::{
-    io::{IsTerminal, Write},
+    io::IsTerminal,
     path::PathBuf,
     process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::{
     engine::{Engine, FindingUpdate},
     event::{Event, Frame},
     kernel::{self, decode::GfpLayout},
+    live_recording::LiveRecording,
     metrics::Metrics,
     options::{KernelOptions, TraceOptions},
-    output::Output,
     pipeline::{Losses, Sink},
-    record::{Header, RecordingWriter},
+    record::Header,
     report::{self, ReportContext},
     session::{discover, engine_config, load_btf, require_privileges, Session},
 };
-
-/// How often the run's wall-clock length is written into the recording (with each flush:
-/// ~50 bytes a second, so a killed run still says how long it ran).
-const RUN_RECORD_EVERY: Duration = Duration::from_secs(1);
 
 /// `percpu-trace check`.
 pub fn check(args: &KernelOptions, json: bool) -> Result<ExitCode> {
@@ -45,7 +41,7 @@ pub fn check(args: &KernelOptions, json: bool) -> Result<ExitCode> {
 /// The headless consumer: engine, recording, one line per new finding.
 struct HeadlessSink {
     engine: Engine,
-    writer: Option<RecordingWriter<Output>>,
+    writer: Option<LiveRecording>,
     /// Finding lines go to stderr when the recording itself is on stdout.
     lines_to_stderr: bool,
     /// A status line is kept at the bottom of stderr (a terminal only).
@@ -55,7 +51,6 @@ struct HeadlessSink {
     shown: usize,
     metrics: Option<Arc<Metrics>>,
     started: Instant,
-    last_run_record: Instant,
 }
 
 impl HeadlessSink {
@@ -65,18 +60,11 @@ impl HeadlessSink {
         }
     }
 
-    /// Pushes the recording to the file and notes the run's length (once a second, and
+    /// Pushes the recording to the disk and notes the run's length (once a second, and
     /// at once after a new finding: what is recorded must survive a kill).
     fn flush(&mut self, force_run_record: bool) {
         let Some(w) = &mut self.writer else { return };
-        let mut r = Ok(());
-        if force_run_record || self.last_run_record.elapsed() >= RUN_RECORD_EVERY {
-            self.last_run_record = Instant::now();
-            r = w.write_run(self.started.elapsed().as_nanos() as u64, false);
-        }
-        let r = r
-            .and_then(|()| w.flush())
-            .and_then(|()| w.get_mut().map_or(Ok(()), Output::sync_data));
+        let r = w.sync(force_run_record);
         self.io(r);
     }
 }
@@ -87,7 +75,7 @@ impl Sink for HeadlessSink {
             return;
         }
         if let Some(w) = &mut self.writer {
-            let r = w.write_event(ev);
+            let r = w.event(ev);
             self.io(r);
         }
         let mut new_finding = false;
@@ -118,7 +106,7 @@ impl Sink for HeadlessSink {
 
     fn stack(&mut self, id: u32, frames: &[Frame]) {
         if let Some(w) = &mut self.writer {
-            let r = w.write_stack(id, frames);
+            let r = w.stack(id, frames);
             self.io(r);
         }
     }
@@ -134,7 +122,7 @@ impl Sink for HeadlessSink {
             );
         }
         if let Some(w) = &mut self.writer {
-            let r = w.write_drops(&losses.to_map());
+            let r = w.drops(&losses.to_map());
             self.io(r);
         }
         self.flush(false);
@@ -154,6 +142,7 @@ pub fn record(
     duration: Option<Duration>,
     output: Option<PathBuf>,
     force: bool,
+    max_size: Option<u64>,
     metrics_addr: Option<std::net::SocketAddr>,
 ) -> Result<ExitCode> {
     require_privileges()?;
@@ -182,18 +171,17 @@ pub fn record(
         // The header is written after attaching, so it says what really attached.
         let ctx = ReportContext::live(&k, &plan, session.failed(), &opts.filter);
         let to_stdout = output.as_deref().is_some_and(crate::output::is_stdout);
+        let now = Instant::now();
         let writer = output
             .as_deref()
             .map(|p| {
                 // Never through a symlink, mode 0600 (it holds kernel addresses).
-                let f = crate::output::open_output(p, force)
-                    .map_err(|e| anyhow::anyhow!("cannot write recording {e}"))?;
-                RecordingWriter::new(f, &Header::with_run(cfg.clone(), ctx.run.clone()))
-                    .with_context(|| format!("writing {}", p.display()))
+                let header = Header::with_run(cfg.clone(), ctx.run.clone());
+                LiveRecording::create(p, header, force, max_size, now)
+                    .map_err(|e| anyhow::anyhow!("cannot write recording {e}"))
             })
             .transpose()?;
         crate::warnln!("{}", start_line(&ctx, &plan, &session, output.as_deref()));
-        let now = Instant::now();
         let mut sink = HeadlessSink {
             engine: Engine::with_filter(cfg.clone(), opts.filter.clone()),
             writer,
@@ -204,7 +192,6 @@ pub fn record(
             shown: 0,
             metrics: None,
             started: now,
-            last_run_record: now,
         };
         if let Some(listener) = listener {
             let m = Arc::new(Metrics::new());
@@ -293,21 +280,20 @@ fn finish(mut sink: HeadlessSink, losses: &Losses, events: u64) -> Result<ExitCo
     }
     sink.engine.set_losses(losses.to_map());
     let elapsed = sink.started.elapsed();
-    if let Some(mut w) = sink.writer.take() {
+    let mut rotations = 0;
+    if let Some(w) = sink.writer.take() {
+        rotations = w.rotations;
         if sink.io_error.is_none() {
-            let r = w
-                .write_drops(&losses.to_map())
-                .and_then(|()| w.write_run(elapsed.as_nanos() as u64, true));
-            if let Err(e) = r {
+            if let Err(e) = w.finish(&losses.to_map()) {
                 sink.io_error.get_or_insert(e);
             }
         }
-        match w.finish().and_then(|mut inner| inner.flush()) {
-            Ok(()) => {}
-            Err(e) => {
-                sink.io_error.get_or_insert(e);
-            }
-        }
+    }
+    if rotations > 0 {
+        crate::warnln!(
+            "percpu-trace: the recording reached --max-size {rotations} time(s); the previous \
+             part is FILE.1 (older parts were replaced)"
+        );
     }
     let counts = sink.engine.selected_counts();
     let dropped = sink.engine.snapshot().counters.findings_dropped;

@@ -16,6 +16,7 @@ pub struct RecordingWriter<W: Write> {
     out: Option<BufWriter<W>>,
     stacks: HashSet<u32>,
     line: Vec<u8>,
+    written: u64,
 }
 
 impl RecordingWriter<File> {
@@ -40,6 +41,7 @@ impl<W: Write> RecordingWriter<W> {
             out: Some(BufWriter::with_capacity(256 << 10, out)),
             stacks: HashSet::new(),
             line: Vec::with_capacity(512),
+            written: 0,
         };
         w.put(header)?;
         Ok(w)
@@ -50,9 +52,18 @@ impl<W: Write> RecordingWriter<W> {
         serde_json::to_writer(&mut self.line, v).map_err(io::Error::other)?;
         self.line.push(b'\n');
         match &mut self.out {
-            Some(o) => o.write_all(&self.line),
+            Some(o) => {
+                o.write_all(&self.line)?;
+                self.written += self.line.len() as u64;
+                Ok(())
+            }
             None => Err(io::Error::other("recording already finished")),
         }
+    }
+
+    /// Bytes written so far (header included).
+    pub fn bytes_written(&self) -> u64 {
+        self.written
     }
 
     /// Writes an event. Write its stack first with [`RecordingWriter::write_stack`].
