@@ -5,6 +5,8 @@
 //! rendered again by a later version of the tool.
 use serde::{Deserialize, Serialize};
 
+use super::evidence::{Doubt, WaiterReason};
+
 /// The three hazards the engine detects. Serialized as the stable ids `"recursion"`,
 /// `"window"`, `"cross_task"` (see [`FindingKind::id`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -44,7 +46,8 @@ impl FindingKind {
         FindingKind::ALL.into_iter().find(|k| k.id() == id)
     }
 
-    /// The severity the engine gives this kind.
+    /// The highest severity the engine gives this kind (complete evidence; a `cross_task`
+    /// needs a gfp-constrained or IO_FLUSHER waiter for it).
     pub fn severity(self) -> Severity {
         match self {
             // Reclaim really ran with FS/IO under the mutex: the deadlock lockdep warns about
@@ -228,6 +231,14 @@ pub struct Finding {
     pub signature: u64,
     /// Whether the kernel has the fix series (`None`: unknown).
     pub fix_present: Option<bool>,
+    /// For `cross_task`: why the waiter's progress may be needed by FS/IO (absent in
+    /// findings made before waiters were classified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiter_reason: Option<WaiterReason>,
+    /// What the engine could not be sure of in every occurrence (empty: complete evidence
+    /// in at least one). A finding with doubts is never High or Critical.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub doubts: Vec<Doubt>,
 }
 
 /// What [`crate::engine::Engine::process`] reports for one event.

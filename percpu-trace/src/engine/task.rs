@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::state::Activity;
+use super::{evidence::WaiterReason, state::Activity};
 
 #[derive(Default)]
 pub(super) struct PidHasher(u64);
@@ -57,6 +57,8 @@ pub(super) struct OpenWait {
     pub(super) flags: u32,
     /// Effective constraint: caller gfp (or GFP_KERNEL) narrowed by the scope.
     pub(super) constraint: u32,
+    /// Why its progress may be needed by FS/IO; `None`: it does not count for cross_task.
+    pub(super) reason: Option<WaiterReason>,
     pub(super) stack_id: Option<u32>,
     pub(super) links: Vec<usize>,
 }

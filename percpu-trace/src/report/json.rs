@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
-    engine::{Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
+    engine::{Doubt, Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger, WaiterReason},
     event::Frame,
     kernel::decode::{self, GfpLayout},
     run::ProbeStatus,
@@ -172,6 +172,12 @@ struct JFinding<'a> {
     violated: Gfp,
     tasks: Vec<JTask<'a>>,
     durations: JDurations,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiter_reason: Option<WaiterReason>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    doubts: &'a [Doubt],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    evidence: Vec<String>,
     scenario: Vec<[String; 2]>,
     stacks: Vec<JStack<'a>>,
 }
@@ -315,6 +321,9 @@ fn finding<'a>(l: &GfpLayout, f: &'a Finding, table: &'a StackTable) -> JFinding
             reclaim_total_ns: f.durations.reclaim_total_ns,
             wait_ns: f.durations.wait_ns,
         },
+        waiter_reason: f.waiter_reason,
+        doubts: &f.doubts,
+        evidence: d::evidence(f),
         scenario: d::scenario(l, f)
             .rows
             .into_iter()

@@ -132,6 +132,10 @@ fn finding(s: &mut String, ctx: &ReportContext, f: &Finding, n: usize, table: &S
         "- **Allowed anyway:** {}",
         code(&d::gfp(l, f.violated_bits))
     );
+    let evidence = d::evidence(f);
+    if !evidence.is_empty() {
+        let _ = writeln!(s, "- **Evidence:** {}", esc(&evidence.join("; ")));
+    }
     let durs = d::durations(f);
     if !durs.is_empty() {
         let _ = writeln!(s, "- **Durations:** {}", esc(&durs.join("; ")));

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use super::*;
 use crate::{
-    engine::{Durations, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
+    engine::{Durations, FindingKind, Severity, TaskInfo, TaskRole, Trigger, WaiterReason},
     event::{Event, EventKind, Frame},
     record::{Header, RecordingReader, RecordingWriter},
 };
@@ -123,6 +123,8 @@ fn findings() -> Vec<Finding> {
             stack_ids: vec![9],
             signature: 0x1111_2222_3333_4444,
             fix_present: Some(false),
+            waiter_reason: None,
+            doubts: vec![],
         },
         Finding {
             kind: FindingKind::Recursion,
@@ -160,6 +162,8 @@ fn findings() -> Vec<Finding> {
             stack_ids: vec![7],
             signature: 0xdead_beef_0123_4567,
             fix_present: Some(false),
+            waiter_reason: None,
+            doubts: vec![],
         },
         Finding {
             kind: FindingKind::CrossTask,
@@ -176,7 +180,7 @@ fn findings() -> Vec<Finding> {
                     TaskRole::Waiter,
                     Some(0x502cc0),
                     0x502c00,
-                    0x480000,
+                    0x580000,
                 ),
             ],
             trigger: Trigger::Reclaim {
@@ -199,6 +203,8 @@ fn findings() -> Vec<Finding> {
             stack_ids: vec![11, 12],
             signature: 0x0123_4567_89ab_cdef,
             fix_present: Some(false),
+            waiter_reason: Some(WaiterReason::IoFlusher),
+            doubts: vec![],
         },
     ]
 }

@@ -187,6 +187,14 @@ fn splat(
         );
     }
 
+    let evidence = d::evidence(f);
+    if !evidence.is_empty() {
+        s.push_str("\nevidence:\n");
+    }
+    for line in evidence {
+        s.push_str(&d::wrap(&line, TEXT_WIDTH, " "));
+    }
+
     s.push_str("\ndurations:\n");
     let durs = d::durations(f);
     if durs.is_empty() {

@@ -3,7 +3,7 @@
 //! task labels and roles, the lockdep-style scenario, durations and timestamps. A phrase
 //! about a finding is written here once; renderers arrange phrases, they do not word them.
 use crate::{
-    engine::{Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
+    engine::{Doubt, Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger, WaiterReason},
     event::Frame,
     kernel::decode::{self, GfpLayout},
 };
@@ -238,6 +238,51 @@ pub fn durations(f: &Finding) -> Vec<String> {
     }
     if let Some(w) = d.wait_ns {
         out.push(format!("longest wait for the mutex {}", dur(w)));
+    }
+    out
+}
+
+/// Why a waiter counts for cross_task, in words.
+pub fn waiter_reason(r: WaiterReason) -> &'static str {
+    match r {
+        WaiterReason::GfpConstrained => {
+            "its pcpu_alloc gfp argument forbids the reclaim (a caller such as \
+             blkg_alloc(GFP_NOIO) that holds FS/IO resources while it allocates)"
+        }
+        WaiterReason::IoFlusher => {
+            "it is an IO_FLUSHER process (PF_MEMALLOC_NOIO|PF_LOCAL_THROTTLE): part of the IO \
+             path, so reclaim that waits for IO can wait for it"
+        }
+        WaiterReason::Scope => {
+            "it is in a NOFS/NOIO memalloc scope of unknown origin (a filesystem transaction, a \
+             frozen queue?); the scope alone does not prove FS/IO waits for it"
+        }
+    }
+}
+
+/// A doubt, in words.
+pub fn doubt(d: Doubt) -> &'static str {
+    match d {
+        Doubt::EventsLost => {
+            "events were lost after the state this rests on began (a lost end event may have \
+             left it stale)"
+        }
+        Doubt::TaskFlagsUnknown => {
+            "task flags could not be read (no task_struct.flags offset): memalloc scopes and \
+             PF_MEMALLOC were not seen"
+        }
+    }
+}
+
+/// What the finding rests on, one phrase each (empty for complete evidence and no waiter):
+/// the waiter's reason, then every doubt.
+pub fn evidence(f: &Finding) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(r) = f.waiter_reason {
+        out.push(format!("the waiter counts because {}", waiter_reason(r)));
+    }
+    for d in &f.doubts {
+        out.push(format!("uncertain, severity lowered: {}", doubt(*d)));
     }
     out
 }
