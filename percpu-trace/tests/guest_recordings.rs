@@ -5,8 +5,9 @@
 use std::{collections::BTreeMap, fs::File, io::BufReader, path::PathBuf};
 
 use percpu_trace::{
-    engine::{Engine, Finding, FindingKind, Severity, WaiterReason},
-    record::{replay_reader, RecordingReader, ReplaySummary},
+    engine::{Engine, Finding, FindingKind, Severity, Trigger, WaiterReason},
+    event::EventKind,
+    record::{replay_reader, Record, RecordingReader, ReplaySummary},
 };
 
 fn replay_full(name: &str) -> (Engine, ReplaySummary) {
@@ -148,4 +149,65 @@ fn print_counts() {
             s.drops
         );
     }
+}
+
+/// The real noio-gfp run seen as tracepoint-only mode would see it: no pcpu_alloc entry or
+/// return (percpu_alloc_percpu with the narrowed gfp instead), no nested-allocation probes,
+/// percpu_create_chunk without a gfp, and no caller gfp in the kernel's task map.
+fn replay_as_tracepoint_only(name: &str) -> Engine {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/recordings/guests")
+        .join(name);
+    let gz = flate2::read::GzDecoder::new(File::open(&path).expect("fixture"));
+    let mut reader = RecordingReader::new(BufReader::new(gz)).expect("recording header");
+    let cfg = reader.header().engine_config();
+    let mut engine = Engine::new(cfg.clone());
+    for rec in &mut reader {
+        match rec.expect("record") {
+            Record::Event(mut ev) => {
+                let caller = ev.caller_gfp.take();
+                ev.kind = match ev.kind {
+                    EventKind::PcpuAllocExit { .. } => {
+                        let Some(g) = caller else { continue };
+                        EventKind::PcpuAllocDone {
+                            size: 0,
+                            align: 0,
+                            reserved: false,
+                            gfp: cfg.effective_gfp(g, ev.task_flags),
+                            call_site: 0,
+                        }
+                    }
+                    EventKind::ChunkCreate { base, .. } => {
+                        EventKind::ChunkCreate { gfp: None, base }
+                    }
+                    EventKind::PcpuAllocEnter { .. }
+                    | EventKind::ChunkPopulate { .. }
+                    | EventKind::GetVmAreas { .. }
+                    | EventKind::Vmalloc { .. }
+                    | EventKind::PgtableAlloc => continue,
+                    k => k,
+                };
+                engine.process(&ev);
+            }
+            Record::Stack { id, frames } => engine.stack(id, &frames),
+            Record::Drops(d) => engine.set_losses(d),
+            Record::Run { .. } => {}
+        }
+    }
+    engine
+}
+
+#[test]
+fn tracepoint_only_view_of_the_vulnerable_run_keeps_the_chunk_creation_window() {
+    let e = replay_as_tracepoint_only("debian-7.2.13-noio-gfp.jsonl.gz");
+    let w: Vec<_> = e
+        .findings()
+        .iter()
+        .filter(|f| f.kind == FindingKind::Window)
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", e.findings());
+    assert_eq!(w[0].trigger, Trigger::ChunkCreate { gfp: None });
+    assert_eq!(w[0].tasks[0].gfp, Some(0xc00));
+    let fixed = replay_as_tracepoint_only("debian-7.3.4-noio-gfp.jsonl.gz");
+    assert!(fixed.findings().is_empty(), "{:?}", fixed.findings());
 }

@@ -24,6 +24,7 @@ impl Engine {
             hold_since_ns: None,
             reclaim: None,
             wait: None,
+            pending_create: None,
         });
         t.tgid = ev.tgid;
         if t.comm != ev.comm {

@@ -307,3 +307,71 @@ fn flags_the_engine_was_told_are_unknown_are_not_trusted() {
     );
     assert!(cross(&eng).is_empty(), "{:?}", eng.findings());
 }
+
+/// Tracepoint-only mode on a kernel without the fix: the GFP_NOIO writer creates a chunk with
+/// the mutex held (percpu_create_chunk, owner word = the task), then its GFP_NOIO
+/// percpu_alloc_percpu reports the caller's gfp.
+fn tracepoint_create_then_done(flags: u32, done_gfp: u32) -> Vec<Event> {
+    vec![
+        e(
+            1,
+            60,
+            EventKind::ChunkCreate {
+                gfp: None,
+                base: 0xbeef,
+            },
+        )
+        .holding()
+        .flags(flags)
+        .stack(12),
+        e(
+            5,
+            60,
+            EventKind::PcpuAllocDone {
+                size: 8,
+                align: 8,
+                reserved: false,
+                gfp: done_gfp,
+                call_site: 0xffff_ffff_8100_0000,
+            },
+        )
+        .flags(flags),
+    ]
+}
+
+#[test]
+fn tracepoint_mode_sees_the_chunk_creation_window() {
+    let mut eng = Engine::new(vulnerable());
+    feed(&mut eng, &tracepoint_create_then_done(0, NOIO));
+    assert_eq!(eng.findings().len(), 1, "{:?}", eng.findings());
+    let f = &eng.findings()[0];
+    assert_eq!(f.kind, FindingKind::Window);
+    assert_eq!(f.trigger, Trigger::ChunkCreate { gfp: None });
+    assert_eq!((f.violated_bits, f.constraint_gfp), (0xc0, NOIO));
+    assert_eq!(f.tasks[0].gfp, Some(NOIO));
+    assert_eq!(f.stack_ids, vec![12]);
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(eng.tracked_tasks(), 0);
+
+    // Not when the fix status is unknown or present, not for an unconstrained caller, not
+    // when the narrowing came from the task's own scope (its nested allocations too), not
+    // for PF_MEMALLOC.
+    for (cfg, flags, gfp) in [
+        (EngineConfig::default(), 0, NOIO),
+        (
+            EngineConfig {
+                fix_present: Some(true),
+                ..Default::default()
+            },
+            0,
+            NOIO,
+        ),
+        (vulnerable(), 0, KERNEL),
+        (vulnerable(), 0x8_0000, NOIO),
+        (vulnerable(), PF_MEMALLOC, NOIO),
+    ] {
+        let mut eng = Engine::new(cfg);
+        feed(&mut eng, &tracepoint_create_then_done(flags, gfp));
+        assert!(eng.findings().is_empty(), "{flags:#x} {gfp:#x}");
+    }
+}

@@ -334,6 +334,7 @@ impl Engine {
                 t.hold_since_ns = None;
                 // Reclaim inside the call ended before it returned.
                 t.reclaim = None;
+                t.pending_create = None;
             }
             EventKind::PcpuAllocDone { gfp, call_site, .. } => {
                 // The tracepoint fires after the unlock. A call whose entry was seen was
@@ -341,6 +342,9 @@ impl Engine {
                 let counted = self.tasks.get(&ev.pid).is_some_and(|t| t.alloc.is_some());
                 if !counted {
                     self.count_constrained(ev, gfp, Some(call_site));
+                }
+                if let Some(c) = self.task_mut(ev.pid).pending_create.take() {
+                    self.tracepoint_window(ev, gfp, c, &mut out);
                 }
                 let t = self.task_mut(ev.pid);
                 t.hold_since_ns = None;
@@ -357,6 +361,18 @@ impl Engine {
                 };
                 if let Some(n) = nested {
                     self.check_window(ev, Trigger::ChunkCreate { gfp }, n, &mut out);
+                }
+                let unseen_entry = self.tasks[&ev.pid].alloc.is_none();
+                if nested.is_some() && gfp.is_none() && unseen_entry && ev.holds_mutex == Some(true)
+                {
+                    // Tracepoint-only: the caller's gfp comes with its percpu_alloc_percpu.
+                    let t = self.task_mut(ev.pid);
+                    t.pending_create = Some(task::PendingCreate {
+                        ts_ns: ev.ts_ns,
+                        flags: ev.task_flags,
+                        stack_id: ev.stack_id,
+                        hold_ns: t.hold_since_ns.map(|s| ev.ts_ns.saturating_sub(s)),
+                    });
                 }
             }
             EventKind::ChunkPopulate { gfp, .. } => {

@@ -1,6 +1,6 @@
 //! The rules: `window`, `recursion` and `cross_task` (see the module documentation of
 //! [`crate::engine`] for what each one means), and the reclaim/wait bookkeeping they use.
-use super::task::{OpenReclaim, OpenWait};
+use super::task::{AllocState, OpenReclaim, OpenWait, PendingCreate};
 use super::{
     evidence, occurrence::Occurrence, Engine, FindingKind, FindingUpdate, ReclaimRecord, TaskRole,
     Trigger,
@@ -51,6 +51,55 @@ impl Engine {
         };
         let up = self.store.report(&self.cfg, occ);
         out.extend(up);
+    }
+
+    /// Tracepoint-only mode: a chunk created under the mutex by a task that then reports a
+    /// constrained percpu_alloc_percpu (`gfp`, already narrowed by the scope it had). On a
+    /// kernel without the fix the chunk's vm areas were allocated with GFP_KERNEL metadata:
+    /// a window when what `gfp` forbids beyond the task's scope at the creation was allowed.
+    pub(super) fn tracepoint_window(
+        &mut self,
+        ev: &Event,
+        gfp: u32,
+        c: PendingCreate,
+        out: &mut Vec<FindingUpdate>,
+    ) {
+        if c.flags & self.cfg.pf_memalloc != 0 {
+            return;
+        }
+        let nested = self.cfg.effective_gfp(self.cfg.gfp_kernel, c.flags);
+        let violated = self.cfg.forbidden(gfp) & nested;
+        if nested & self.cfg.gfp_direct_reclaim == 0 || violated == 0 {
+            return;
+        }
+        let doubts = self.doubts(Some(c.ts_ns));
+        let t = self
+            .tasks
+            .get_mut(&ev.pid)
+            .expect("touch() inserted the task");
+        // The caller's gfp as the tracepoint reports it, for the finding's task.
+        t.alloc = Some(AllocState {
+            gfp,
+            entry_flags: c.flags,
+            since_ns: c.ts_ns,
+        });
+        let t = &self.tasks[&ev.pid];
+        let occ = Occurrence {
+            kind: FindingKind::Window,
+            trigger: Trigger::ChunkCreate { gfp: None },
+            trigger_effective_gfp: Some(nested),
+            constraint_gfp: gfp,
+            violated,
+            ts_ns: c.ts_ns,
+            parts: [Some((t, TaskRole::Caller, c.stack_id)), None],
+            hold_ns: c.hold_ns,
+            wait_ns: None,
+            reason: None,
+            doubts,
+        };
+        let up = self.store.report(&self.cfg, occ);
+        out.extend(up);
+        self.task_mut(ev.pid).alloc = None;
     }
 
     pub(super) fn reclaim_begin(

@@ -63,6 +63,17 @@ pub(super) struct OpenWait {
     pub(super) links: Vec<usize>,
 }
 
+/// A chunk creation seen under the mutex (percpu_create_chunk tracepoint) by a task whose
+/// pcpu_alloc entry is not observed (tracepoint-only mode): judged at its
+/// percpu_alloc_percpu, which tells the caller's gfp.
+#[derive(Clone, Debug)]
+pub(super) struct PendingCreate {
+    pub(super) ts_ns: u64,
+    pub(super) flags: u32,
+    pub(super) stack_id: Option<u32>,
+    pub(super) hold_ns: Option<u64>,
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct TaskState {
     pub(super) pid: u32,
@@ -77,11 +88,13 @@ pub(super) struct TaskState {
     pub(super) hold_since_ns: Option<u64>,
     pub(super) reclaim: Option<OpenReclaim>,
     pub(super) wait: Option<OpenWait>,
+    pub(super) pending_create: Option<PendingCreate>,
 }
 
 impl TaskState {
     pub(super) fn idle(&self) -> bool {
         self.alloc.is_none()
+            && self.pending_create.is_none()
             && self.reclaim.is_none()
             && self.wait.is_none()
             && self.hold_since_ns.is_none()

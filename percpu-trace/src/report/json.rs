@@ -14,6 +14,7 @@ use crate::{
     engine::{Doubt, Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger, WaiterReason},
     event::Frame,
     kernel::decode::{self, GfpLayout},
+    kernel::plan::mode_limits,
     run::ProbeStatus,
 };
 
@@ -68,6 +69,8 @@ enum JSource {
 struct Observation<'a> {
     source: JSource,
     attach_mode: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attach_limits: Option<&'static str>,
     probes: &'a [ProbeStatus],
     probes_from_plan: bool,
     filters: Vec<String>,
@@ -238,6 +241,7 @@ fn report<'a>(
                 },
             },
             attach_mode: ctx.run.attach_mode.as_deref(),
+            attach_limits: ctx.run.attach_mode.as_deref().and_then(mode_limits),
             probes: &ctx.run.probes,
             probes_from_plan: ctx.run.probes_from_plan,
             filters: ctx.filters(),

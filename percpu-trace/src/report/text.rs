@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::{
     engine::{Finding, FindingKind, TaskRole},
+    kernel::plan::mode_limits,
     run::ProbeState,
 };
 
@@ -336,6 +337,9 @@ fn observed(s: &mut String, ctx: &ReportContext) {
         "attach mode: {}",
         ctx.run.attach_mode.as_deref().unwrap_or("unknown")
     );
+    if let Some(l) = ctx.run.attach_mode.as_deref().and_then(mode_limits) {
+        s.push_str(&d::wrap(l, TEXT_WIDTH, "             "));
+    }
     if ctx.run.probes.is_empty() {
         s.push_str("probes:      not recorded\n");
         return;
