@@ -723,3 +723,28 @@ fn fixture_recordings_render_and_validate() {
         }
     }
 }
+
+#[test]
+fn the_tracers_own_frames_are_dropped_from_the_top_of_stacks() {
+    let fr = |n: &str| frame(n, 0, 0x10, None);
+    let taken = vec![
+        fr("bpf_prog_cda0356c51e2ec24_fentry_vmalloc_node"),
+        fr("bpf_trampoline_6442512602"),
+        fr("__vmalloc_node_range_noprof"),
+        fr("pcpu_alloc_noprof"),
+        fr("bpf_trampoline_6442552041"),
+        fr("bpf_map_alloc_percpu"),
+    ];
+    let kept = wording::without_own_frames(&taken);
+    assert_eq!(
+        kept[0].function.as_deref(),
+        Some("__vmalloc_node_range_noprof")
+    );
+    assert_eq!(kept.len(), 4, "a trampoline further down stays");
+    let mut table = StackTable::new();
+    table.insert(3, taken);
+    let mut f = findings().remove(0);
+    f.stack_ids = vec![3];
+    let st = wording::stacks(&f, &table);
+    assert_eq!(st[0].frames.map(<[_]>::len), Some(4));
+}

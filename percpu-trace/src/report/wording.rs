@@ -308,9 +308,48 @@ pub fn stacks<'a>(f: &'a Finding, table: &'a StackTable) -> Vec<LabeledStack<'a>
         .map(|(i, &id)| LabeledStack {
             id,
             task: if paired { f.tasks.get(i) } else { None },
-            frames: table.get(&id).map(Vec::as_slice),
+            frames: table.get(&id).map(|fr| without_own_frames(fr)),
         })
         .collect()
+}
+
+/// Frames of the tracer itself, at the top of stacks its programs took: the BPF program,
+/// its trampoline (fentry) and the kprobe/ftrace/tracepoint plumbing that called it.
+fn own_frame(f: &Frame) -> bool {
+    let Some(n) = f.function.as_deref() else {
+        return false;
+    };
+    const PREFIXES: &[&str] = &[
+        "bpf_prog_",
+        "bpf_trampoline_",
+        "bpf_trace_run",
+        "__bpf_trace_",
+        "kprobe_ftrace_handler",
+        "kprobe_perf_func",
+        "kprobe_dispatcher",
+        "kretprobe_",
+        "__kretprobe_",
+        "trace_call_bpf",
+        "perf_trace_run_bpf_submit",
+        "ftrace_regs_caller",
+        "ftrace_caller",
+        "arch_ftrace_ops_list_func",
+        "fprobe_",
+        "rethook_",
+        "arch_rethook_",
+    ];
+    PREFIXES.iter().any(|p| n.starts_with(p))
+}
+
+/// `frames` without the tracer's own frames at the top (innermost first); frames below the
+/// first kernel frame are kept as they are (a trampoline in the middle of a waiter's stack
+/// is where the caller was, not where the stack was taken).
+pub fn without_own_frames(frames: &[Frame]) -> &[Frame] {
+    let first_kernel = frames
+        .iter()
+        .position(|f| !own_frame(f))
+        .unwrap_or(frames.len());
+    &frames[first_kernel..]
 }
 
 /// The frame where pcpu_alloc_mutex was taken, as far as a stack shows it: the innermost
