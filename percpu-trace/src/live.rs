@@ -105,6 +105,7 @@ impl Sink for HeadlessSink {
     }
 
     fn stack(&mut self, id: u32, frames: &[Frame]) {
+        self.engine.stack(id, frames);
         if let Some(w) = &mut self.writer {
             let r = w.stack(id, frames);
             self.io(r);

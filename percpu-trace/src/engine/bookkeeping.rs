@@ -24,6 +24,7 @@ impl Engine {
             hold_since_ns: None,
             reclaim: None,
             wait: None,
+            pending_create: None,
         });
         t.tgid = ev.tgid;
         if t.comm != ev.comm {
@@ -91,6 +92,11 @@ impl Engine {
         if let Some(h) = self.holder.take_if(|h| h.pid == pid) {
             let end = end_ns.unwrap_or(h.confirmed_ns);
             self.holds.push(end.saturating_sub(h.since_ns));
+            // A reclaim begun under the mutex ended before the mutex was released (its
+            // reclaim_end was lost if it is still open).
+            if let Some(t) = self.tasks.get_mut(&pid) {
+                t.reclaim.take_if(|r| r.held_mutex);
+            }
         }
     }
 

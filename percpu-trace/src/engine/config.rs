@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::{
-    decode::{GfpLayout, PF_MEMALLOC_NOFS, PF_MEMALLOC_NOIO},
+    decode::{
+        GfpLayout, PF_LOCAL_THROTTLE, PF_MEMALLOC, PF_MEMALLOC_NOFS, PF_MEMALLOC_NOIO, PF_WQ_WORKER,
+    },
     Kernel,
 };
 
@@ -26,6 +28,16 @@ pub struct EngineConfig {
     pub pf_memalloc_noio: u32,
     /// PF_MEMALLOC_NOFS.
     pub pf_memalloc_nofs: u32,
+    /// PF_MEMALLOC: a task with it set never enters direct reclaim.
+    pub pf_memalloc: u32,
+    /// PF_LOCAL_THROTTLE: with PF_MEMALLOC_NOIO, the mark of an IO_FLUSHER process.
+    pub pf_local_throttle: u32,
+    /// PF_WQ_WORKER: a workqueue worker.
+    pub pf_wq_worker: u32,
+    /// Whether events' `task_flags` are real (`false`: the task_struct.flags offset was
+    /// unknown, so the kernel side read something else; the engine then assumes no scope
+    /// and says its evidence is incomplete).
+    pub task_flags_known: bool,
     /// Whether the kernel has the fix series (`None`: unknown). Copied into findings; also
     /// used to judge a chunk creation seen only through the tracepoint (see `rules`).
     pub fix_present: Option<bool>,
@@ -57,12 +69,15 @@ impl EngineConfig {
     /// The configuration for a discovered kernel: its gfp and task-flag bits and fix
     /// status, default limits.
     pub fn for_kernel(k: &Kernel) -> Self {
-        EngineConfig::from_layout(
-            &k.gfp,
-            k.pf.memalloc_noio,
-            k.pf.memalloc_nofs,
-            k.fix.present,
-        )
+        EngineConfig {
+            task_flags_known: k.task.flags.is_some(),
+            ..EngineConfig::from_layout(
+                &k.gfp,
+                k.pf.memalloc_noio,
+                k.pf.memalloc_nofs,
+                k.fix.present,
+            )
+        }
     }
 
     /// From a gfp layout and the PF_MEMALLOC_NOIO/NOFS bits; default limits.
@@ -79,6 +94,10 @@ impl EngineConfig {
             gfp_kernel: gfp.gfp_kernel(),
             pf_memalloc_noio,
             pf_memalloc_nofs,
+            pf_memalloc: PF_MEMALLOC,
+            pf_local_throttle: PF_LOCAL_THROTTLE,
+            pf_wq_worker: PF_WQ_WORKER,
+            task_flags_known: true,
             fix_present,
             max_tasks: 16384,
             max_findings: 4096,
@@ -108,6 +127,13 @@ impl EngineConfig {
     /// The reclaim bits (IO/FS) an effective gfp forbids.
     pub fn forbidden(&self, effective_gfp: u32) -> u32 {
         self.reclaim_bits() & !effective_gfp
+    }
+
+    /// Whether the task flags mark an IO_FLUSHER process (PR_SET_IO_FLUSHER sets
+    /// PF_MEMALLOC_NOIO | PF_LOCAL_THROTTLE).
+    pub fn io_flusher(&self, task_flags: u32) -> bool {
+        let both = self.pf_memalloc_noio | self.pf_local_throttle;
+        task_flags & both == both
     }
 
     /// Whether the task flags put the task in a NOIO or NOFS scope.
@@ -153,5 +179,15 @@ mod tests {
         assert_eq!(serde_json::from_str::<EngineConfig>(&s).unwrap(), c);
         let partial: EngineConfig = serde_json::from_str(r#"{"gfp_io":64}"#).unwrap();
         assert_eq!(partial.gfp_fs, 0x80);
+        // Recordings made before these fields existed: flags trusted, kernel's bits.
+        assert!(partial.task_flags_known);
+        assert_eq!(
+            (
+                partial.pf_memalloc,
+                partial.pf_local_throttle,
+                partial.pf_wq_worker
+            ),
+            (0x800, 0x100000, 0x20)
+        );
     }
 }

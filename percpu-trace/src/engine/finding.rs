@@ -44,7 +44,8 @@ impl FindingKind {
         FindingKind::ALL.into_iter().find(|k| k.id() == id)
     }
 
-    /// The severity the engine gives this kind.
+    /// The highest severity the engine gives this kind (complete evidence; a `cross_task`
+    /// needs a gfp-constrained or IO_FLUSHER waiter for it).
     pub fn severity(self) -> Severity {
         match self {
             // Reclaim really ran with FS/IO under the mutex: the deadlock lockdep warns about
@@ -228,6 +229,14 @@ pub struct Finding {
     pub signature: u64,
     /// Whether the kernel has the fix series (`None`: unknown).
     pub fix_present: Option<bool>,
+    /// For `cross_task`: why the waiter's progress may be needed by FS/IO (absent in
+    /// findings made before waiters were classified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiter_reason: Option<WaiterReason>,
+    /// What the engine could not be sure of in every occurrence (empty: complete evidence
+    /// in at least one). A finding with doubts is never High or Critical.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub doubts: Vec<Doubt>,
 }
 
 /// What [`crate::engine::Engine::process`] reports for one event.
@@ -276,4 +285,29 @@ mod tests {
         assert_eq!(FindingKind::CrossTask.id(), "cross_task");
         assert!(Severity::Critical > Severity::Warning);
     }
+}
+
+/// Why a waiting task's progress may be needed by FS/IO (see `engine::evidence`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaiterReason {
+    /// The gfp argument of its pcpu_alloc forbids IO or FS.
+    GfpConstrained,
+    /// An IO_FLUSHER process (PF_MEMALLOC_NOIO | PF_LOCAL_THROTTLE).
+    IoFlusher,
+    /// A NOFS/NOIO memalloc scope of unknown origin (a filesystem transaction, a frozen
+    /// queue...).
+    Scope,
+}
+
+/// Something the engine could not be sure of when it saw an occurrence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Doubt {
+    /// Events were lost after the state the occurrence rests on began: a lost end event may
+    /// have made it stale.
+    EventsLost,
+    /// The task_struct.flags offset was unknown: memalloc scopes and PF_MEMALLOC could not
+    /// be seen.
+    TaskFlagsUnknown,
 }

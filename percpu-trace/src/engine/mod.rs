@@ -17,8 +17,9 @@
 //!   forbids, the scope also takes away from the nested allocations, so scope-constrained
 //!   callers are covered (unless the scope ended in between, which the flags then show).
 //!   The nested gfp of each operation:
-//!   * `GetVmAreas { gfp: None }`: GFP_KERNEL (unpatched pcpu_get_vm_areas allocates its
-//!     metadata with GFP_KERNEL); `Some(g)`: `g` (the fix passes the caller's gfp).
+//!   * `GetVmAreas { gfp: None }`: GFP_KERNEL when the kernel is known to lack the fix
+//!     (unpatched pcpu_get_vm_areas allocates its metadata with GFP_KERNEL), not judged when
+//!     the fix status is unknown; `Some(g)`: `g` (the fix passes the caller's gfp).
 //!   * `Vmalloc { gfp }`: `gfp`. `PgtableAlloc`: GFP_KERNEL (GFP_PGTABLE_KERNEL).
 //!   * `ChunkPopulate { gfp: Some(g) }` and `ChunkCreate { gfp: Some(g) }`: `g`. Before the fix
 //!     this is `gfp & (GFP_KERNEL|NORETRY|NOWARN)`, which keeps the caller's constraint, so
@@ -31,7 +32,16 @@
 //!     with GFP_KERNEL metadata; not judged otherwise.
 //! - `cross_task`: a holder's `ReclaimBegin` whose effective gfp allows IO/FS that a waiting
 //!   task's constraint forbids, checked both when the reclaim begins (waiters already there)
-//!   and when a waiter arrives (holder already reclaiming).
+//!   and when a waiter arrives (holder already reclaiming). Only a waiter with a reason
+//!   counts (its gfp argument, IO_FLUSHER, a NOFS/NOIO scope that is not the balance
+//!   worker's: see [`evidence`]); High needs a gfp-constrained or IO_FLUSHER waiter.
+//!
+//! Nested allocations by a PF_MEMALLOC task cannot direct-reclaim: no window. A wait is one
+//! wait however many `ContentionBegin` it fires; it ends at `ContentionEnd` or at any other
+//! event of the task (a blocked task makes none). A reclaim begun under the mutex ends at
+//! the latest when that hold ends. An occurrence resting on state begun before events were
+//! lost, or on task flags the kernel side could not read, carries a [`Doubt`] and is never
+//! High or Critical.
 //!
 //! # What else it owns
 //! Everything derived from events lives here and nowhere else: the hold history of the
@@ -41,9 +51,10 @@
 //! [`Engine::snapshot`] and the accessors.
 //!
 //! Layout: `task` (per-task state), `bookkeeping` (keeping it: holder tracking, bounds),
-//! `rules` (the three rules), `occurrence` and `store` (deduplication), `wording`
-//! (explanations), `state` (read-only views), `fix_evidence` (what the run shows about the
-//! fix series, and [`reconcile`] of that with the static verdict).
+//! `rules` (the three rules), `evidence` (waiter reasons, doubts, severity), `occurrence`
+//! and `store` (deduplication), `wording` (explanations), `state` (read-only views),
+//! `fix_evidence` (what the run shows about the fix series, and [`reconcile`] of that with
+//! the static verdict).
 //!
 //! # Bounds
 //! A task's state is dropped as soon as it has nothing open (no pcpu_alloc, reclaim, wait or
@@ -51,6 +62,7 @@
 //! recent reclaims, counter keys and per-reclaim/per-wait links all have caps.
 mod bookkeeping;
 pub mod config;
+pub mod evidence;
 pub mod filter;
 pub mod finding;
 pub mod fix_evidence;
@@ -67,9 +79,11 @@ mod wording;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use config::EngineConfig;
+pub use evidence::StackFacts;
 pub use filter::FindingFilter;
 pub use finding::{
-    Durations, Finding, FindingKind, FindingUpdate, Severity, TaskInfo, TaskRole, Trigger,
+    Doubt, Durations, Finding, FindingKind, FindingUpdate, Severity, TaskInfo, TaskRole, Trigger,
+    WaiterReason,
 };
 pub use fix_evidence::{reconcile, FixObservations, Reconciled};
 pub use holds::HoldHistory;
@@ -77,7 +91,7 @@ pub use losses::LossTotals;
 pub use state::{Activity, Counters, EngineState, HolderView, ReclaimRecord, TaskView, WaiterView};
 pub use tables::{CallerRow, ChunkRow, Tables};
 
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, Frame};
 
 /// Key under which comms beyond `max_counter_keys` are counted.
 pub const OTHER_COMM: &str = "(other)";
@@ -139,6 +153,10 @@ pub struct Engine {
     holds: HoldHistory,
     tables: Tables,
     losses: LossTotals,
+    /// `now_ns` when the count of lost events last rose.
+    loss_seen_ns: Option<u64>,
+    /// What each kernel stack said about its task (ids come before the events using them).
+    stacks: FastMap<u32, StackFacts>,
     filter: FindingFilter,
     fix: FixObservations,
 }
@@ -161,6 +179,8 @@ impl Engine {
             holds: HoldHistory::default(),
             tables: Tables::default(),
             losses: LossTotals::default(),
+            loss_seen_ns: None,
+            stacks: FastMap::default(),
             filter: FindingFilter::default(),
             fix: FixObservations::default(),
         }
@@ -204,8 +224,33 @@ impl Engine {
 
     /// Replaces the loss totals with the latest cumulative counters by reason (from the
     /// pipeline once a second, or a recording's `drops` record).
+    /// Occurrences resting on state older than the latest rise are marked
+    /// [`Doubt::EventsLost`].
     pub fn set_losses(&mut self, by_reason: BTreeMap<String, u64>) {
-        self.losses = LossTotals { by_reason };
+        let new = LossTotals { by_reason };
+        if new.events_lost() > self.losses.events_lost() {
+            self.loss_seen_ns = Some(self.now_ns);
+        }
+        self.losses = new;
+    }
+
+    /// A kernel stack, symbolized (from the pipeline or a recording's stack table, before
+    /// the first event that uses it): lets the engine tell, e.g., the balance worker.
+    pub fn stack(&mut self, id: u32, frames: &[Frame]) {
+        self.stacks.insert(id, StackFacts::of(frames));
+    }
+
+    /// What an occurrence cannot be sure of. `state_since`: when the oldest engine-side
+    /// state it rests on began (`None`: the triggering event carries all of it).
+    fn doubts(&self, state_since: Option<u64>) -> Vec<Doubt> {
+        let mut d = Vec::new();
+        if state_since.is_some_and(|s| self.loss_seen_ns.is_some_and(|l| s <= l)) {
+            d.push(Doubt::EventsLost);
+        }
+        if !self.cfg.task_flags_known {
+            d.push(Doubt::TaskFlagsUnknown);
+        }
+        d
     }
 
     /// The latest loss totals.
@@ -246,6 +291,18 @@ impl Engine {
     /// Feeds one event; returns what it did to the findings (usually nothing, and then
     /// nothing is allocated).
     pub fn process(&mut self, ev: &Event) -> Vec<FindingUpdate> {
+        // Flags read at an unknown offset are not flags: judge as if there were no scope
+        // (every finding then carries Doubt::TaskFlagsUnknown).
+        let zeroed;
+        let ev = if self.cfg.task_flags_known || ev.task_flags == 0 {
+            ev
+        } else {
+            zeroed = Event {
+                task_flags: 0,
+                ..ev.clone()
+            };
+            &zeroed
+        };
         let mut out = Vec::new();
         self.now_ns = self.now_ns.max(ev.ts_ns);
         self.counters.events += 1;
@@ -256,6 +313,13 @@ impl Engine {
             return out;
         }
         self.touch(ev);
+        if !matches!(
+            ev.kind,
+            EventKind::ContentionBegin { .. } | EventKind::ContentionEnd { .. }
+        ) {
+            // A task blocked on the mutex makes no events: this one is not waiting.
+            self.end_wait(ev.pid, ev.ts_ns, false, &mut out);
+        }
         self.track_holder(ev);
         if ev.holds_mutex.is_some() {
             self.tables.mutex_known = true;
@@ -283,6 +347,9 @@ impl Engine {
                 t.alloc = None;
                 t.work = Activity::Idle;
                 t.hold_since_ns = None;
+                // Reclaim inside the call ended before it returned.
+                t.reclaim = None;
+                t.pending_create = None;
             }
             EventKind::PcpuAllocDone { gfp, call_site, .. } => {
                 // The tracepoint fires after the unlock. A call whose entry was seen was
@@ -291,9 +358,13 @@ impl Engine {
                 if !counted {
                     self.count_constrained(ev, gfp, Some(call_site));
                 }
+                if let Some(c) = self.task_mut(ev.pid).pending_create.take() {
+                    self.tracepoint_window(ev, gfp, c, &mut out);
+                }
                 let t = self.task_mut(ev.pid);
                 t.hold_since_ns = None;
                 t.work = Activity::Idle;
+                t.reclaim = None;
             }
             EventKind::ChunkCreate { gfp, .. } => {
                 self.tables.chunk(ev, gfp, |r| r.creates += 1);
@@ -306,6 +377,18 @@ impl Engine {
                 if let Some(n) = nested {
                     self.check_window(ev, Trigger::ChunkCreate { gfp }, n, &mut out);
                 }
+                let unseen_entry = self.tasks[&ev.pid].alloc.is_none();
+                if nested.is_some() && gfp.is_none() && unseen_entry && ev.holds_mutex == Some(true)
+                {
+                    // Tracepoint-only: the caller's gfp comes with its percpu_alloc_percpu.
+                    let t = self.task_mut(ev.pid);
+                    t.pending_create = Some(task::PendingCreate {
+                        ts_ns: ev.ts_ns,
+                        flags: ev.task_flags,
+                        stack_id: ev.stack_id,
+                        hold_ns: t.hold_since_ns.map(|s| ev.ts_ns.saturating_sub(s)),
+                    });
+                }
             }
             EventKind::ChunkPopulate { gfp, .. } => {
                 self.tables.chunk(ev, gfp, |r| r.populates += 1);
@@ -317,8 +400,15 @@ impl Engine {
             EventKind::GetVmAreas { gfp, .. } => {
                 self.tables.chunk(ev, gfp, |r| r.vm_areas += 1);
                 self.task_mut(ev.pid).work = Activity::CreatingChunk;
-                let n = gfp.unwrap_or(gfp_kernel);
-                self.check_window(ev, Trigger::GetVmAreas { gfp }, n, &mut out);
+                // No gfp: GFP_KERNEL metadata only where the fix is known to be absent.
+                let n = match gfp {
+                    Some(g) => Some(g),
+                    None if fix_present == Some(false) => Some(gfp_kernel),
+                    None => None,
+                };
+                if let Some(n) = n {
+                    self.check_window(ev, Trigger::GetVmAreas { gfp }, n, &mut out);
+                }
             }
             EventKind::Vmalloc { gfp, .. } => {
                 self.tables.chunk(ev, Some(gfp), |r| r.vmallocs += 1);
@@ -335,7 +425,7 @@ impl Engine {
                 self.reclaim_end(ev, nr_reclaimed, &mut out);
             }
             EventKind::ContentionBegin { .. } => self.contention_begin(ev, &mut out),
-            EventKind::ContentionEnd { .. } => self.contention_end(ev, &mut out),
+            EventKind::ContentionEnd { .. } => self.end_wait(ev.pid, ev.ts_ns, true, &mut out),
             EventKind::TaskExit => {}
         }
 
@@ -437,5 +527,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod evidence_tests;
 #[cfg(test)]
 pub(crate) mod tests;

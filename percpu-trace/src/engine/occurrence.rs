@@ -1,5 +1,9 @@
 //! One occurrence of a finding as a rule sees it, before it is merged into the store.
-use super::{task::TaskState, FindingKind, TaskRole, Trigger};
+use super::{
+    finding::{Doubt, WaiterReason},
+    task::TaskState,
+    FindingKind, TaskRole, Trigger,
+};
 
 /// One occurrence about to be reported.
 pub(super) struct Occurrence<'a> {
@@ -13,4 +17,8 @@ pub(super) struct Occurrence<'a> {
     pub(super) parts: [Option<(&'a TaskState, TaskRole, Option<u32>)>; 2],
     pub(super) hold_ns: Option<u64>,
     pub(super) wait_ns: Option<u64>,
+    /// The waiter's reason (cross_task).
+    pub(super) reason: Option<WaiterReason>,
+    /// What was in doubt.
+    pub(super) doubts: Vec<Doubt>,
 }

@@ -1,8 +1,9 @@
 //! The rules: `window`, `recursion` and `cross_task` (see the module documentation of
 //! [`crate::engine`] for what each one means), and the reclaim/wait bookkeeping they use.
-use super::task::{OpenReclaim, OpenWait};
+use super::task::{AllocState, OpenReclaim, OpenWait, PendingCreate};
 use super::{
-    occurrence::Occurrence, Engine, FindingKind, FindingUpdate, ReclaimRecord, TaskRole, Trigger,
+    evidence, occurrence::Occurrence, Engine, FindingKind, FindingUpdate, ReclaimRecord, TaskRole,
+    Trigger,
 };
 use crate::event::Event;
 
@@ -16,6 +17,9 @@ impl Engine {
     ) {
         if ev.holds_mutex != Some(true) {
             return;
+        }
+        if ev.task_flags & self.cfg.pf_memalloc != 0 {
+            return; // PF_MEMALLOC: no direct reclaim at all
         }
         let t = &self.tasks[&ev.pid];
         let Some(a) = &t.alloc else { return };
@@ -42,9 +46,60 @@ impl Engine {
             parts: [Some((t, TaskRole::Caller, ev.stack_id)), None],
             hold_ns: t.hold_since_ns.map(|s| ev.ts_ns.saturating_sub(s)),
             wait_ns: None,
+            reason: None,
+            doubts: self.doubts(None),
         };
         let up = self.store.report(&self.cfg, occ);
         out.extend(up);
+    }
+
+    /// Tracepoint-only mode: a chunk created under the mutex by a task that then reports a
+    /// constrained percpu_alloc_percpu (`gfp`, already narrowed by the scope it had). On a
+    /// kernel without the fix the chunk's vm areas were allocated with GFP_KERNEL metadata:
+    /// a window when what `gfp` forbids beyond the task's scope at the creation was allowed.
+    pub(super) fn tracepoint_window(
+        &mut self,
+        ev: &Event,
+        gfp: u32,
+        c: PendingCreate,
+        out: &mut Vec<FindingUpdate>,
+    ) {
+        if c.flags & self.cfg.pf_memalloc != 0 {
+            return;
+        }
+        let nested = self.cfg.effective_gfp(self.cfg.gfp_kernel, c.flags);
+        let violated = self.cfg.forbidden(gfp) & nested;
+        if nested & self.cfg.gfp_direct_reclaim == 0 || violated == 0 {
+            return;
+        }
+        let doubts = self.doubts(Some(c.ts_ns));
+        let t = self
+            .tasks
+            .get_mut(&ev.pid)
+            .expect("touch() inserted the task");
+        // The caller's gfp as the tracepoint reports it, for the finding's task.
+        t.alloc = Some(AllocState {
+            gfp,
+            entry_flags: c.flags,
+            since_ns: c.ts_ns,
+        });
+        let t = &self.tasks[&ev.pid];
+        let occ = Occurrence {
+            kind: FindingKind::Window,
+            trigger: Trigger::ChunkCreate { gfp: None },
+            trigger_effective_gfp: Some(nested),
+            constraint_gfp: gfp,
+            violated,
+            ts_ns: c.ts_ns,
+            parts: [Some((t, TaskRole::Caller, c.stack_id)), None],
+            hold_ns: c.hold_ns,
+            wait_ns: None,
+            reason: None,
+            doubts,
+        };
+        let up = self.store.report(&self.cfg, occ);
+        out.extend(up);
+        self.task_mut(ev.pid).alloc = None;
     }
 
     pub(super) fn reclaim_begin(
@@ -124,6 +179,8 @@ impl Engine {
                         parts: [Some((t, TaskRole::Caller, ev.stack_id)), None],
                         hold_ns: t.hold_since_ns.map(|s| ev.ts_ns.saturating_sub(s)),
                         wait_ns: None,
+                        reason: None,
+                        doubts: self.doubts(None),
                     };
                     if let Some(u) = self.store.report(&self.cfg, occ) {
                         links.push(u.index());
@@ -166,6 +223,7 @@ impl Engine {
         let r = h.reclaim.as_ref().filter(|r| r.held_mutex)?;
         let wt = self.tasks.get(&waiter)?;
         let w = wt.wait.as_ref()?;
+        let reason = w.reason?;
         let violated = self.cfg.forbidden(w.constraint) & r.effective_gfp;
         if violated == 0 {
             return None;
@@ -200,6 +258,9 @@ impl Engine {
             ],
             hold_ns: h.hold_since_ns.map(|s| ts.saturating_sub(s)),
             wait_ns: Some(ts.saturating_sub(w.since_ns)),
+            reason: Some(reason),
+            // Both the wait and the reclaim are the engine's memory of earlier events.
+            doubts: self.doubts(Some(w.since_ns.min(r.since_ns))),
         };
         let u = self.store.report(&self.cfg, occ)?;
         out.push(u);
@@ -229,6 +290,11 @@ impl Engine {
     }
 
     pub(super) fn contention_begin(&mut self, ev: &Event, out: &mut Vec<FindingUpdate>) {
+        // contention_begin fires more than once per wait (spinning, then sleeping): a task
+        // already waiting goes on with the same wait.
+        if self.tasks[&ev.pid].wait.is_some() {
+            return;
+        }
         let constraint = self
             .cfg
             .effective_gfp(ev.caller_gfp.unwrap_or(self.cfg.gfp_kernel), ev.task_flags);
@@ -237,16 +303,19 @@ impl Engine {
         if constrained {
             self.counters.contentions_constrained += 1;
         }
+        let facts = ev.stack_id.and_then(|id| self.stacks.get(&id).copied());
+        let reason = evidence::classify(&self.cfg, ev.caller_gfp, ev.task_flags, facts);
         self.task_mut(ev.pid).wait = Some(OpenWait {
             since_ns: ev.ts_ns,
             caller_gfp: ev.caller_gfp,
             flags: ev.task_flags,
             constraint,
+            reason,
             stack_id: ev.stack_id,
             links: Vec::new(),
         });
         self.waiters.insert(ev.pid);
-        if !constrained {
+        if !constrained || reason.is_none() {
             return;
         }
         // The holder may already be reclaiming.
@@ -264,12 +333,24 @@ impl Engine {
         }
     }
 
-    pub(super) fn contention_end(&mut self, ev: &Event, out: &mut Vec<FindingUpdate>) {
-        self.waiters.remove(&ev.pid);
-        let Some(w) = self.task_mut(ev.pid).wait.take() else {
+    /// Ends `pid`'s wait, if any. `seen_end`: at its contention_end (the wait's length is
+    /// known); otherwise at another event of the task (a blocked task makes none, so its
+    /// contention_end was lost) and the length is not written down.
+    pub(super) fn end_wait(
+        &mut self,
+        pid: u32,
+        ts: u64,
+        seen_end: bool,
+        out: &mut Vec<FindingUpdate>,
+    ) {
+        self.waiters.remove(&pid);
+        let Some(w) = self.tasks.get_mut(&pid).and_then(|t| t.wait.take()) else {
             return;
         };
-        let dur = ev.ts_ns.saturating_sub(w.since_ns);
+        if !seen_end {
+            return;
+        }
+        let dur = ts.saturating_sub(w.since_ns);
         for idx in w.links {
             let f = &mut self.store.findings[idx];
             f.durations.wait_ns = Some(f.durations.wait_ns.unwrap_or(0).max(dur));

@@ -150,9 +150,10 @@ pub struct Counters {
     pub reclaims: u64,
     /// Reclaim episodes begun while holding pcpu_alloc_mutex.
     pub reclaims_holding_mutex: u64,
-    /// Contentions on pcpu_alloc_mutex.
+    /// Waits for pcpu_alloc_mutex (not contention_begin events: it fires more than once
+    /// per wait).
     pub contentions: u64,
-    /// Contentions by constrained tasks.
+    /// Waits by constrained tasks.
     pub contentions_constrained: u64,
     /// Tasks evicted because `max_tasks` was reached.
     pub evicted_tasks: u64,

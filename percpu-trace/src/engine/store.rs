@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use super::{
-    occurrence::Occurrence, Durations, EngineConfig, Finding, FindingKind, FindingUpdate, TaskInfo,
-    TaskRole,
+    evidence::grade, occurrence::Occurrence, Durations, EngineConfig, Finding, FindingKind,
+    FindingUpdate, TaskInfo, TaskRole,
 };
 
 /// FNV-1a, for finding signatures that must be stable across runs and builds.
@@ -73,6 +73,12 @@ impl FindingStore {
             f.last_seen_ns = f.last_seen_ns.max(occ.ts_ns);
             max_opt(&mut f.durations.hold_ns, occ.hold_ns);
             max_opt(&mut f.durations.wait_ns, occ.wait_ns);
+            // Doubts that every occurrence had; severity the best evidence earned.
+            f.doubts.retain(|d| occ.doubts.contains(d));
+            f.severity = f.severity.max(grade(occ.kind, occ.reason, &occ.doubts));
+            if f.waiter_reason.is_none() {
+                f.waiter_reason = occ.reason;
+            }
             return Some(FindingUpdate::Repeated { index: idx });
         }
         if findings.len() >= cfg.max_findings {
@@ -117,7 +123,7 @@ impl FindingStore {
         let idx = findings.len();
         findings.push(Finding {
             kind: occ.kind,
-            severity: occ.kind.severity(),
+            severity: grade(occ.kind, occ.reason, &occ.doubts),
             explanation,
             tasks,
             trigger: occ.trigger,
@@ -136,6 +142,8 @@ impl FindingStore {
             stack_ids,
             signature: sig,
             fix_present: cfg.fix_present,
+            waiter_reason: occ.reason,
+            doubts: occ.doubts.clone(),
         });
         index.insert((occ.kind, sig), idx);
         Some(FindingUpdate::New { index: idx })

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::state::Activity;
+use super::{finding::WaiterReason, state::Activity};
 
 #[derive(Default)]
 pub(super) struct PidHasher(u64);
@@ -57,8 +57,21 @@ pub(super) struct OpenWait {
     pub(super) flags: u32,
     /// Effective constraint: caller gfp (or GFP_KERNEL) narrowed by the scope.
     pub(super) constraint: u32,
+    /// Why its progress may be needed by FS/IO; `None`: it does not count for cross_task.
+    pub(super) reason: Option<WaiterReason>,
     pub(super) stack_id: Option<u32>,
     pub(super) links: Vec<usize>,
+}
+
+/// A chunk creation seen under the mutex (percpu_create_chunk tracepoint) by a task whose
+/// pcpu_alloc entry is not observed (tracepoint-only mode): judged at its
+/// percpu_alloc_percpu, which tells the caller's gfp.
+#[derive(Clone, Debug)]
+pub(super) struct PendingCreate {
+    pub(super) ts_ns: u64,
+    pub(super) flags: u32,
+    pub(super) stack_id: Option<u32>,
+    pub(super) hold_ns: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -75,11 +88,13 @@ pub(super) struct TaskState {
     pub(super) hold_since_ns: Option<u64>,
     pub(super) reclaim: Option<OpenReclaim>,
     pub(super) wait: Option<OpenWait>,
+    pub(super) pending_create: Option<PendingCreate>,
 }
 
 impl TaskState {
     pub(super) fn idle(&self) -> bool {
         self.alloc.is_none()
+            && self.pending_create.is_none()
             && self.reclaim.is_none()
             && self.wait.is_none()
             && self.hold_since_ns.is_none()

@@ -142,6 +142,14 @@ pub(crate) fn vmalloc(ts: u64, pid: u32, gfp: u32) -> Event {
         .stack(6)
 }
 
+/// A kernel known to lack the fix series (7.2).
+pub(crate) fn vulnerable() -> EngineConfig {
+    EngineConfig {
+        fix_present: Some(false),
+        ..Default::default()
+    }
+}
+
 fn run(cfg: EngineConfig, evs: &[Event]) -> Engine {
     let mut eng = Engine::new(cfg);
     for ev in evs {
@@ -213,10 +221,7 @@ fn recursion_when_noio_caller_reclaims_with_io_under_the_mutex() {
 
 #[test]
 fn window_for_gfp_constrained_caller_on_unpatched_kernel() {
-    let eng = run(
-        EngineConfig::default(),
-        &vulnerable_caller_stream(100, 1_000),
-    );
+    let eng = run(vulnerable(), &vulnerable_caller_stream(100, 1_000));
     let win: Vec<&Trigger> = eng
         .findings()
         .iter()
@@ -474,7 +479,7 @@ fn tracepoint_chunk_create_depends_on_fix_status() {
 
 #[test]
 fn storms_deduplicate_into_counts() {
-    let mut eng = Engine::new(EngineConfig::default());
+    let mut eng = Engine::new(vulnerable());
     let mut updates = 0;
     for i in 0..1000u64 {
         let pid = 100 + (i % 4) as u32; // same comm, different threads

@@ -223,6 +223,9 @@ pub fn render_text(k: &Kernel, plan: &AttachPlan) -> String {
         "plan (--attach {}):",
         super::planner::mode_name(plan.mode)
     );
+    if let Some(l) = super::plan::mode_limits(super::planner::mode_name(plan.mode)) {
+        let _ = writeln!(w, "  limits: {l}");
+    }
     for p in &plan.probes {
         let (tag, what) = match &p.attachment {
             Attachment::Kprobe { symbol } => ("kprobe", symbol.clone()),
@@ -318,5 +321,6 @@ pub fn render_json(k: &Kernel, plan: &AttachPlan) -> Value {
         "config": config,
         "mutex_losses": k.mutex_losses(),
         "can_trace": k.privileges.can_trace(),
+        "limits": super::plan::mode_limits(super::planner::mode_name(plan.mode)),
     })
 }

@@ -266,6 +266,14 @@ pub const PF_FLAGS: &[(&str, u32)] = &[
 
 /// `PF_MEMALLOC_NOFS`.
 pub const PF_MEMALLOC_NOFS: u32 = 0x0004_0000;
+/// `PF_MEMALLOC`: the task is itself reclaiming or allowed to use reserves; its allocations
+/// never enter direct reclaim.
+pub const PF_MEMALLOC: u32 = 0x0000_0800;
+/// `PF_LOCAL_THROTTLE` (was PF_LESS_THROTTLE): with PF_MEMALLOC_NOIO it is what
+/// `prctl(PR_SET_IO_FLUSHER)` sets (kernel/sys.c `PR_IO_FLUSHER`).
+pub const PF_LOCAL_THROTTLE: u32 = 0x0010_0000;
+/// `PF_WQ_WORKER`: a workqueue worker (kworker).
+pub const PF_WQ_WORKER: u32 = 0x0000_0020;
 /// `PF_MEMALLOC_NOIO`.
 pub const PF_MEMALLOC_NOIO: u32 = 0x0008_0000;
 

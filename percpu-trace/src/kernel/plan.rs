@@ -16,6 +16,20 @@ pub enum AttachMode {
     Tracepoint,
 }
 
+/// What tracepoint-only mode cannot produce, by finding kind: the one wording `check`, the
+/// TUI and every report show (the engine's rules are in `engine`; this says which of their
+/// inputs the mode lacks).
+pub const TRACEPOINT_ONLY_LIMITS: &str = "tracepoint-only mode cannot produce: recursion \
+     (a caller constrained by its gfp argument is not seen inside pcpu_alloc); window, except \
+     a chunk created under the mutex by a constrained caller on a kernel known to lack the fix \
+     (page tables, vmalloc, populate and pcpu_get_vm_areas are not seen); cross_task with a \
+     waiter constrained by its gfp argument (only IO_FLUSHER and scope waiters are seen)";
+
+/// The limits of an attach mode by name (as in recordings' `attach_mode`), if it has any.
+pub fn mode_limits(mode: &str) -> Option<&'static str> {
+    (mode == "tracepoint").then_some(TRACEPOINT_ONLY_LIMITS)
+}
+
 /// How one program is attached.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "how", rename_all = "snake_case")]

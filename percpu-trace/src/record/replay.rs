@@ -131,6 +131,7 @@ pub fn replay_reader<R: BufRead>(
                 engine.process(&ev);
             }
             Record::Stack { id, frames } => {
+                engine.stack(id, &frames);
                 s.stacks.insert(id, frames);
             }
             Record::Drops(d) => {

@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
-    engine::{Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger},
+    engine::{Doubt, Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger, WaiterReason},
     event::Frame,
     kernel::{
         decode::{self, GfpLayout},
+        plan::mode_limits,
         PatchEvidence, Verdict,
     },
     run::ProbeStatus,
@@ -85,6 +86,8 @@ enum JSource {
 struct Observation<'a> {
     source: JSource,
     attach_mode: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attach_limits: Option<&'static str>,
     probes: &'a [ProbeStatus],
     probes_from_plan: bool,
     filters: Vec<String>,
@@ -194,6 +197,12 @@ struct JFinding<'a> {
     violated: Gfp,
     tasks: Vec<JTask<'a>>,
     durations: JDurations,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiter_reason: Option<WaiterReason>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    doubts: &'a [Doubt],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    evidence: Vec<String>,
     scenario: Vec<[String; 2]>,
     stacks: Vec<JStack<'a>>,
 }
@@ -264,6 +273,7 @@ fn report<'a>(
                 },
             },
             attach_mode: ctx.run.attach_mode.as_deref(),
+            attach_limits: ctx.run.attach_mode.as_deref().and_then(mode_limits),
             probes: &ctx.run.probes,
             probes_from_plan: ctx.run.probes_from_plan,
             filters: ctx.filters(),
@@ -354,6 +364,9 @@ fn finding<'a>(
             reclaim_total_ns: f.durations.reclaim_total_ns,
             wait_ns: f.durations.wait_ns,
         },
+        waiter_reason: f.waiter_reason,
+        doubts: &f.doubts,
+        evidence: d::evidence(f),
         scenario: d::scenario(l, f)
             .rows
             .into_iter()

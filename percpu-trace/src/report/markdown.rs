@@ -3,7 +3,7 @@
 //! blocks (stacks folded in `<details>` so a long report stays readable).
 use std::fmt::Write;
 
-use crate::{engine::Finding, run::ProbeState};
+use crate::{engine::Finding, kernel::plan::mode_limits, run::ProbeState};
 
 use super::{
     context::{ReportContext, Source, StackTable},
@@ -149,6 +149,10 @@ fn finding(s: &mut String, ctx: &ReportContext, f: &Finding, n: usize, table: &S
         "- **Allowed anyway:** {}",
         code(&d::gfp(l, f.violated_bits))
     );
+    let evidence = d::evidence(f);
+    if !evidence.is_empty() {
+        let _ = writeln!(s, "- **Evidence:** {}", esc(&evidence.join("; ")));
+    }
     let durs = d::durations(f);
     if !durs.is_empty() {
         let _ = writeln!(s, "- **Durations:** {}", esc(&durs.join("; ")));
@@ -265,6 +269,9 @@ fn observed(s: &mut String, ctx: &ReportContext) {
         "- **Attach mode:** {}",
         esc(ctx.run.attach_mode.as_deref().unwrap_or("unknown"))
     );
+    if let Some(l) = ctx.run.attach_mode.as_deref().and_then(mode_limits) {
+        let _ = writeln!(s, "- **Limits:** {}", esc(l));
+    }
     if ctx.run.probes.is_empty() {
         return;
     }

@@ -4,7 +4,10 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use super::*;
 use crate::{
-    engine::{Durations, FindingKind, FixObservations, Severity, TaskInfo, TaskRole, Trigger},
+    engine::{
+        Durations, FindingKind, FixObservations, Severity, TaskInfo, TaskRole, Trigger,
+        WaiterReason,
+    },
     event::{Event, EventKind, Frame},
     kernel::{FixVerdict, PatchEvidence, PatchId, PatchState, Verdict},
     record::{Header, RecordingReader, RecordingWriter},
@@ -124,6 +127,8 @@ fn findings() -> Vec<Finding> {
             stack_ids: vec![9],
             signature: 0x1111_2222_3333_4444,
             fix_present: Some(false),
+            waiter_reason: None,
+            doubts: vec![],
         },
         Finding {
             kind: FindingKind::Recursion,
@@ -161,6 +166,8 @@ fn findings() -> Vec<Finding> {
             stack_ids: vec![7],
             signature: 0xdead_beef_0123_4567,
             fix_present: Some(false),
+            waiter_reason: None,
+            doubts: vec![],
         },
         Finding {
             kind: FindingKind::CrossTask,
@@ -177,7 +184,7 @@ fn findings() -> Vec<Finding> {
                     TaskRole::Waiter,
                     Some(0x502cc0),
                     0x502c00,
-                    0x480000,
+                    0x580000,
                 ),
             ],
             trigger: Trigger::Reclaim {
@@ -200,6 +207,8 @@ fn findings() -> Vec<Finding> {
             stack_ids: vec![11, 12],
             signature: 0x0123_4567_89ab_cdef,
             fix_present: Some(false),
+            waiter_reason: Some(WaiterReason::IoFlusher),
+            doubts: vec![],
         },
     ]
 }
@@ -781,4 +790,29 @@ fn a_run_that_shows_the_patches_at_work_upgrades_likely_fixed() {
     assert_eq!(v["kernel"]["fix"]["verdict"], "fixed");
     assert_eq!(v["kernel"]["fix"]["static_verdict"], "likely-fixed");
     assert_eq!(v["kernel"]["fix"]["upgraded_by_run"], true);
+}
+
+#[test]
+fn the_tracers_own_frames_are_dropped_from_the_top_of_stacks() {
+    let fr = |n: &str| frame(n, 0, 0x10, None);
+    let taken = vec![
+        fr("bpf_prog_cda0356c51e2ec24_fentry_vmalloc_node"),
+        fr("bpf_trampoline_6442512602"),
+        fr("__vmalloc_node_range_noprof"),
+        fr("pcpu_alloc_noprof"),
+        fr("bpf_trampoline_6442552041"),
+        fr("bpf_map_alloc_percpu"),
+    ];
+    let kept = wording::without_own_frames(&taken);
+    assert_eq!(
+        kept[0].function.as_deref(),
+        Some("__vmalloc_node_range_noprof")
+    );
+    assert_eq!(kept.len(), 4, "a trampoline further down stays");
+    let mut table = StackTable::new();
+    table.insert(3, taken);
+    let mut f = findings().remove(0);
+    f.stack_ids = vec![3];
+    let st = wording::stacks(&f, &table);
+    assert_eq!(st[0].frames.map(<[_]>::len), Some(4));
 }

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::{
     engine::{Finding, FindingKind, TaskRole},
+    kernel::plan::mode_limits,
     run::ProbeState,
 };
 
@@ -195,6 +196,14 @@ fn splat(
         );
     }
 
+    let evidence = d::evidence(f);
+    if !evidence.is_empty() {
+        s.push_str("\nevidence:\n");
+    }
+    for line in evidence {
+        s.push_str(&d::wrap(&line, TEXT_WIDTH, " "));
+    }
+
     s.push_str("\ndurations:\n");
     let durs = d::durations(f);
     if durs.is_empty() {
@@ -344,6 +353,9 @@ fn observed(s: &mut String, ctx: &ReportContext) {
         "attach mode: {}",
         ctx.run.attach_mode.as_deref().unwrap_or("unknown")
     );
+    if let Some(l) = ctx.run.attach_mode.as_deref().and_then(mode_limits) {
+        s.push_str(&d::wrap(l, TEXT_WIDTH, "             "));
+    }
     if ctx.run.probes.is_empty() {
         s.push_str("probes:      not recorded\n");
         return;

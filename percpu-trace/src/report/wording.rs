@@ -3,7 +3,10 @@
 //! task labels and roles, the lockdep-style scenario, durations and timestamps. A phrase
 //! about a finding is written here once; renderers arrange phrases, they do not word them.
 use crate::{
-    engine::{Finding, FindingKind, Reconciled, Severity, TaskInfo, TaskRole, Trigger},
+    engine::{
+        Doubt, Finding, FindingKind, Reconciled, Severity, TaskInfo, TaskRole, Trigger,
+        WaiterReason,
+    },
     event::Frame,
     kernel::{
         decode::{self, GfpLayout},
@@ -245,6 +248,51 @@ pub fn durations(f: &Finding) -> Vec<String> {
     out
 }
 
+/// Why a waiter counts for cross_task, in words.
+pub fn waiter_reason(r: WaiterReason) -> &'static str {
+    match r {
+        WaiterReason::GfpConstrained => {
+            "its pcpu_alloc gfp argument forbids the reclaim (a caller such as \
+             blkg_alloc(GFP_NOIO) that holds FS/IO resources while it allocates)"
+        }
+        WaiterReason::IoFlusher => {
+            "it is an IO_FLUSHER process (PF_MEMALLOC_NOIO|PF_LOCAL_THROTTLE): part of the IO \
+             path, so reclaim that waits for IO can wait for it"
+        }
+        WaiterReason::Scope => {
+            "it is in a NOFS/NOIO memalloc scope of unknown origin (a filesystem transaction, a \
+             frozen queue?); the scope alone does not prove FS/IO waits for it"
+        }
+    }
+}
+
+/// A doubt, in words.
+pub fn doubt(d: Doubt) -> &'static str {
+    match d {
+        Doubt::EventsLost => {
+            "events were lost after the state this rests on began (a lost end event may have \
+             left it stale)"
+        }
+        Doubt::TaskFlagsUnknown => {
+            "task flags could not be read (no task_struct.flags offset): memalloc scopes and \
+             PF_MEMALLOC were not seen"
+        }
+    }
+}
+
+/// What the finding rests on, one phrase each (empty for complete evidence and no waiter):
+/// the waiter's reason, then every doubt.
+pub fn evidence(f: &Finding) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(r) = f.waiter_reason {
+        out.push(format!("the waiter counts because {}", waiter_reason(r)));
+    }
+    for d in &f.doubts {
+        out.push(format!("uncertain, severity lowered: {}", doubt(*d)));
+    }
+    out
+}
+
 /// A stack of the finding with the task it belongs to (when that is certain).
 pub struct LabeledStack<'a> {
     /// Kernel stack id.
@@ -266,9 +314,48 @@ pub fn stacks<'a>(f: &'a Finding, table: &'a StackTable) -> Vec<LabeledStack<'a>
         .map(|(i, &id)| LabeledStack {
             id,
             task: if paired { f.tasks.get(i) } else { None },
-            frames: table.get(&id).map(Vec::as_slice),
+            frames: table.get(&id).map(|fr| without_own_frames(fr)),
         })
         .collect()
+}
+
+/// Frames of the tracer itself, at the top of stacks its programs took: the BPF program,
+/// its trampoline (fentry) and the kprobe/ftrace/tracepoint plumbing that called it.
+fn own_frame(f: &Frame) -> bool {
+    let Some(n) = f.function.as_deref() else {
+        return false;
+    };
+    const PREFIXES: &[&str] = &[
+        "bpf_prog_",
+        "bpf_trampoline_",
+        "bpf_trace_run",
+        "__bpf_trace_",
+        "kprobe_ftrace_handler",
+        "kprobe_perf_func",
+        "kprobe_dispatcher",
+        "kretprobe_",
+        "__kretprobe_",
+        "trace_call_bpf",
+        "perf_trace_run_bpf_submit",
+        "ftrace_regs_caller",
+        "ftrace_caller",
+        "arch_ftrace_ops_list_func",
+        "fprobe_",
+        "rethook_",
+        "arch_rethook_",
+    ];
+    PREFIXES.iter().any(|p| n.starts_with(p))
+}
+
+/// `frames` without the tracer's own frames at the top (innermost first); frames below the
+/// first kernel frame are kept as they are (a trampoline in the middle of a waiter's stack
+/// is where the caller was, not where the stack was taken).
+pub fn without_own_frames(frames: &[Frame]) -> &[Frame] {
+    let first_kernel = frames
+        .iter()
+        .position(|f| !own_frame(f))
+        .unwrap_or(frames.len());
+    &frames[first_kernel..]
 }
 
 /// The frame where pcpu_alloc_mutex was taken, as far as a stack shows it: the innermost

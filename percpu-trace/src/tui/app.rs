@@ -143,6 +143,7 @@ impl App {
         match item {
             LiveItem::Event(ev) => self.ingest_event(&ev),
             LiveItem::Stack(id, frames) => {
+                self.engine.stack(id, &frames);
                 self.stacks.insert(id, frames);
             }
             LiveItem::Progress { losses, .. } => self.set_losses(&losses),
@@ -513,8 +514,12 @@ impl App {
                 let losses = self.engine.losses().by_reason.clone();
                 self.engine =
                     Engine::with_filter(self.header.engine.clone(), self.header.filter.clone());
-                // Losses are the pipeline's totals, not something a clear can forget.
+                // Losses are the pipeline's totals, not something a clear can forget;
+                // nor are the stacks (events refer to ids sent once).
                 self.engine.set_losses(losses);
+                for (id, frames) in &self.stacks {
+                    self.engine.stack(*id, frames);
+                }
                 self.selected = 0;
                 self.selected_id = None;
                 self.table_sel = [0; 4];

@@ -23,6 +23,8 @@ use crate::{
 const NOIO: u32 = 0xc00;
 const KERNEL: u32 = 0xcc0;
 const PF_NOIO: u32 = 0x80000;
+/// What PR_SET_IO_FLUSHER sets: PF_MEMALLOC_NOIO | PF_LOCAL_THROTTLE.
+const PF_IO_FLUSHER: u32 = PF_NOIO | 0x100000;
 
 fn probe(point: &str, target: &str, state: ProbeState, detail: Option<&str>) -> ProbeStatus {
     ProbeStatus {
@@ -233,7 +235,7 @@ fn traffic(app: &mut App, with_finding: bool) {
             ts,
             300 + i,
             "io-flusher",
-            PF_NOIO,
+            PF_IO_FLUSHER,
             Some(false),
             Some(KERNEL),
             None,
@@ -243,7 +245,7 @@ fn traffic(app: &mut App, with_finding: bool) {
             ts + 10,
             300 + i,
             "io-flusher",
-            PF_NOIO,
+            PF_IO_FLUSHER,
             Some(false),
             Some(KERNEL),
             None,
@@ -280,7 +282,7 @@ fn traffic(app: &mut App, with_finding: bool) {
         ts + 200,
         301,
         "io-flusher",
-        PF_NOIO,
+        PF_IO_FLUSHER,
         Some(false),
         Some(KERNEL),
         None,
@@ -290,7 +292,7 @@ fn traffic(app: &mut App, with_finding: bool) {
         ts + 300,
         301,
         "io-flusher",
-        PF_NOIO,
+        PF_IO_FLUSHER,
         Some(false),
         Some(KERNEL),
         None,

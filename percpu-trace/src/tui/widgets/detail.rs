@@ -98,6 +98,11 @@ pub fn detail_lines(app: &App, f: &Finding) -> Vec<Line<'static>> {
     stacks_lines(app, f, &mut l);
     l.push(Line::from(Span::styled("explanation", t.title())));
     l.push(Line::from(f.explanation.clone()));
+    let evidence = w::evidence(f);
+    if !evidence.is_empty() {
+        l.push(Line::from(Span::styled("evidence", t.title())));
+        l.extend(evidence.into_iter().map(Line::from));
+    }
     l.push(Line::from(Span::styled("durations", t.title())));
     let durs = w::durations(f);
     if durs.is_empty() {

@@ -44,7 +44,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         ))];
         if app.header.degraded() {
             lines.push(Line::from(Span::styled(
-                "tracepoint-only mode: pcpu_alloc entry and nested allocations are not observed, so window findings cannot appear (see ?)",
+                crate::kernel::plan::TRACEPOINT_ONLY_LIMITS,
                 t.warn(),
             )));
         }

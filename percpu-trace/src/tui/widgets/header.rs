@@ -85,7 +85,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         ),
     ];
     if h.degraded() {
-        l1.push(Span::styled(" (degraded: tracepoints only)", t.warn()));
+        l1.push(Span::styled(
+            " (degraded: tracepoints only, no recursion findings; see the findings pane)",
+            t.warn(),
+        ));
     }
     if let Some(p) = h.replay_path() {
         let name = p
