@@ -13,7 +13,8 @@ use anyhow::Result;
 use super::{
     access::BpfProbe,
     analyze::{analyze, privileges_from, Inputs},
-    btf::{self, BtfFile, TypeSource},
+    btf::{self, TypeSource},
+    btf_file::BtfFile,
     mutex_scan,
     symbols::{MutexSource, SymbolTable},
     tables::TRACEPOINTS,
