@@ -25,8 +25,14 @@ fn assert_root() {
     );
 }
 
+/// Ids of the programs the tools started by this test loaded (see [`start_tool`]): other
+/// runs of the tool on the same host (another test binary, a developer) must not make
+/// [`assert_no_programs_left`] fail or pass.
+static OURS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
 /// Starts `percpu-trace record` and waits until its probes are attached.
 fn start_tool(args: &[&str]) -> Child {
+    let before: Vec<u64> = loaded_programs().into_iter().map(|(id, _)| id).collect();
     let mut child = Command::new(BIN)
         .arg("record")
         .args(args)
@@ -46,6 +52,16 @@ fn start_tool(args: &[&str]) -> Child {
     });
     rx.recv_timeout(Duration::from_secs(60))
         .expect("percpu-trace did not report attached probes within 60 s");
+    let new: Vec<u64> = loaded_programs()
+        .into_iter()
+        .filter(|(id, name)| !before.contains(id) && OUR_NAMES.contains(&name.as_str()))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        !new.is_empty(),
+        "no program of the tool is loaded while it runs"
+    );
+    OURS.lock().unwrap().extend(new);
     child
 }
 
@@ -126,8 +142,17 @@ fn events(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Names of loaded BPF programs (15-char kernel names), from bpftool.
-fn loaded_program_names() -> Vec<String> {
+/// Names the tool's programs show in bpftool (15-char kernel names).
+const OUR_NAMES: [&str; 5] = [
+    "pcpu_alloc_ente",
+    "percpu_alloc_tp",
+    "chunk_create_tp",
+    "direct_reclaim_",
+    "contention_begi",
+];
+
+/// Loaded BPF programs (id, 15-char kernel name), from bpftool.
+fn loaded_programs() -> Vec<(u64, String)> {
     let out = Command::new("bpftool")
         .args(["prog", "show", "--json"])
         .output()
@@ -137,25 +162,21 @@ fn loaded_program_names() -> Vec<String> {
     v.as_array()
         .unwrap()
         .iter()
-        .filter_map(|p| p["name"].as_str().map(String::from))
+        .filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_string())))
         .collect()
 }
 
+/// The programs the tools of this test loaded are all gone.
 fn assert_no_programs_left() {
-    let ours = [
-        "pcpu_alloc_ente",
-        "percpu_alloc_tp",
-        "chunk_create_tp",
-        "direct_reclaim_",
-        "contention_begi",
-    ];
-    let names = loaded_program_names();
-    for n in ours {
-        assert!(
-            !names.iter().any(|x| x == n),
-            "program {n} still loaded after the tool exited: {names:?}"
-        );
-    }
+    let ours = std::mem::take(&mut *OURS.lock().unwrap());
+    let left: Vec<(u64, String)> = loaded_programs()
+        .into_iter()
+        .filter(|(id, _)| ours.contains(id))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "programs still loaded after the tool exited: {left:?}"
+    );
 }
 
 #[test]

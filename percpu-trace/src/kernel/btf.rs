@@ -1,13 +1,11 @@
 //! Facts read from BTF: parameter names of probed functions, struct offsets, the gfp bit enum,
 //! tracepoint record structs.
 //!
-//! Two readers implement [`TypeSource`]: [`BtfFile`] over the real blob (btf-rs; vmlinux
-//! BTF, or the .BTF section of a vmlinux ELF given with `--btf`) and [`super::btf_dump::RawDump`] over the text
-//! of `bpftool btf dump ... format raw`, which is what the test fixtures store (a few KB
-//! extracted from real kernels instead of 5 MB blobs). Everything above the trait is shared.
-use std::path::Path;
-
-use anyhow::{bail, Context, Result};
+//! Two readers implement [`TypeSource`]: [`super::btf_file::BtfFile`] over the real blob
+//! (vmlinux BTF, or the .BTF section of a vmlinux ELF given with `--btf`) and
+//! [`super::btf_dump::RawDump`] over the text of `bpftool btf dump ... format raw`, which is
+//! what the test fixtures store (a few KB extracted from real kernels instead of 5 MB blobs). Everything above the trait is shared.
+use anyhow::{bail, Result};
 
 /// A BTF type, reduced to what this tool reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,144 +64,6 @@ pub trait TypeSource {
     fn ty(&self, id: u32) -> Option<Ty>;
     /// Anonymous enums (for the `___GFP_*_BIT` enum).
     fn anon_enums(&self) -> Vec<Ty>;
-}
-
-/// A BTF blob read with btf-rs.
-pub struct BtfFile {
-    btf: btf_rs::Btf,
-}
-
-impl BtfFile {
-    /// Reads raw BTF (/sys/kernel/btf/vmlinux) or the .BTF section of a vmlinux ELF.
-    pub fn open(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("reading BTF {}", path.display()))?;
-        let raw = if bytes.starts_with(b"\x7fELF") {
-            elf_section(&bytes, ".BTF").with_context(|| {
-                format!("{} is an ELF file without a .BTF section", path.display())
-            })?
-        } else {
-            &bytes[..]
-        };
-        let btf = btf_rs::Btf::from_bytes(raw)
-            .map_err(|e| anyhow::anyhow!("parsing BTF {}: {e}", path.display()))?;
-        Ok(BtfFile { btf })
-    }
-
-    fn name_of(&self, t: &dyn btf_rs::BtfType) -> String {
-        self.btf.resolve_name(t).unwrap_or_default()
-    }
-
-    fn convert(&self, t: &btf_rs::Type) -> Ty {
-        use btf_rs::{BtfType, Type};
-        match t {
-            Type::Struct(s) | Type::Union(s) => Ty::Struct {
-                name: self.name_of(s),
-                members: s
-                    .members
-                    .iter()
-                    .map(|m| Member {
-                        name: self.name_of(m),
-                        bit_offset: m.bit_offset(),
-                        type_id: m.get_type_id().unwrap_or(0),
-                    })
-                    .collect(),
-            },
-            Type::Func(f) => Ty::Func {
-                name: self.name_of(f),
-                proto: f.get_type_id().unwrap_or(0),
-            },
-            Type::FuncProto(p) => Ty::Proto {
-                params: p
-                    .parameters
-                    .iter()
-                    .map(|x| {
-                        if x.is_variadic() {
-                            "...".to_string()
-                        } else {
-                            self.name_of(x)
-                        }
-                    })
-                    .collect(),
-            },
-            Type::Enum(e) => Ty::Enum {
-                name: self.name_of(e),
-                values: e
-                    .members
-                    .iter()
-                    .map(|m| (self.name_of(m), u64::from(m.val())))
-                    .collect(),
-            },
-            Type::Enum64(e) => Ty::Enum {
-                name: self.name_of(e),
-                values: e
-                    .members
-                    .iter()
-                    .map(|m| (self.name_of(m), m.val()))
-                    .collect(),
-            },
-            Type::Typedef(x) => Ty::Alias {
-                target: x.get_type_id().unwrap_or(0),
-            },
-            Type::Volatile(x) | Type::Const(x) | Type::Restrict(x) => Ty::Alias {
-                target: x.get_type_id().unwrap_or(0),
-            },
-            Type::TypeTag(x) => Ty::Alias {
-                target: x.get_type_id().unwrap_or(0),
-            },
-            _ => Ty::Other,
-        }
-    }
-}
-
-impl TypeSource for BtfFile {
-    fn ids_by_name(&self, name: &str) -> Vec<u32> {
-        self.btf.resolve_ids_by_name(name).unwrap_or_default()
-    }
-
-    fn ty(&self, id: u32) -> Option<Ty> {
-        self.btf
-            .resolve_type_by_id(id)
-            .ok()
-            .map(|t| self.convert(&t))
-    }
-
-    fn anon_enums(&self) -> Vec<Ty> {
-        self.btf
-            .resolve_types_by_name("")
-            .unwrap_or_default()
-            .iter()
-            .filter(|t| matches!(t, btf_rs::Type::Enum(_) | btf_rs::Type::Enum64(_)))
-            .map(|t| self.convert(t))
-            .collect()
-    }
-}
-
-/// Finds a section of a 64-bit little-endian ELF file.
-fn elf_section<'a>(b: &'a [u8], want: &str) -> Option<&'a [u8]> {
-    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
-    if b.get(4) != Some(&2) || b.get(5) != Some(&1) {
-        return None; // not ELFCLASS64 / little-endian
-    }
-    let shoff = u64_at(0x28)? as usize;
-    let shentsize = u16_at(0x3a)? as usize;
-    let shnum = u16_at(0x3c)? as usize;
-    let shstrndx = u16_at(0x3e)? as usize;
-    let sh = |i: usize| shoff + i * shentsize;
-    let strtab = u64_at(sh(shstrndx) + 0x18)? as usize;
-    for i in 0..shnum {
-        let name_off = u32_at(sh(i))? as usize;
-        let name_bytes = b.get(strtab + name_off..)?;
-        let end = name_bytes.iter().position(|&c| c == 0)?;
-        if &name_bytes[..end] == want.as_bytes() {
-            let off = u64_at(sh(i) + 0x18)? as usize;
-            let size = u64_at(sh(i) + 0x20)? as usize;
-            return b.get(off..off.checked_add(size)?);
-        }
-    }
-    None
 }
 
 // ------------------------------------------------------------------ queries
@@ -319,14 +179,4 @@ pub fn trace_event_struct(src: &dyn TypeSource, template: &str) -> Option<Vec<(S
             .map(|m| (m.name, m.bit_offset / 8))
             .collect(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn elf_without_btf_is_an_error() {
-        assert!(elf_section(b"\x7fELF\x02\x01", ".BTF").is_none());
-    }
 }

@@ -405,7 +405,7 @@ fn fentry_plan_when_the_kernel_accepts_it() {
 #[ignore]
 fn btf_from_vmlinux_elf() {
     let path = std::env::var("PERCPU_TRACE_TEST_VMLINUX").unwrap();
-    let b = super::btf::BtfFile::open(std::path::Path::new(&path)).unwrap();
+    let b = super::btf_file::BtfFile::open(std::path::Path::new(&path)).unwrap();
     let p = super::btf::func_params(&b, "pcpu_get_vm_areas").unwrap();
     println!("pcpu_get_vm_areas({})", p.join(", "));
     assert!(super::btf::member_offset(&b, "task_struct", &["flags"]).is_some());

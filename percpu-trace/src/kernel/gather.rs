@@ -13,7 +13,8 @@ use anyhow::Result;
 use super::{
     access::BpfProbe,
     analyze::{analyze, privileges_from, Inputs},
-    btf::{self, BtfFile, TypeSource},
+    btf::{self, TypeSource},
+    btf_file::BtfFile,
     fix_code::{FixCode, FunctionCode},
     mutex_scan,
     symbols::{self, MutexSource, SymbolTable},

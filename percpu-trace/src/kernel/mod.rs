@@ -15,6 +15,7 @@ mod access;
 mod analyze;
 pub mod btf;
 pub mod btf_dump;
+pub mod btf_file;
 pub mod check;
 pub mod decode;
 mod facts;

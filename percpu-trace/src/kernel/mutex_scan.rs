@@ -150,7 +150,7 @@ pub(crate) fn mutex_from_code(
     wait: Option<(String, u32)>,
     mem: &mut dyn KernelMemory,
 ) -> Result<(u64, Vec<String>, usize), String> {
-    let lockers: Vec<&Sym> = ["pcpu_alloc_noprof", "pcpu_alloc", "pcpu_balance_workfn"]
+    let lockers: Vec<Sym> = ["pcpu_alloc_noprof", "pcpu_alloc", "pcpu_balance_workfn"]
         .iter()
         .filter_map(|n| table.get(n))
         .filter(|s| s.addr != 0)

@@ -1,7 +1,7 @@
 //! Kernel symbols from /proc/kallsyms (or System.map): the one parser of that format
 //! ([`kallsyms_lines`], also used by `symbolize` for stacks), resolving probe targets across
 //! versions and compiler clones, and the address of pcpu_alloc_mutex.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Serialize;
 
@@ -17,13 +17,31 @@ pub struct Sym {
 }
 
 /// vmlinux symbols indexed by base name (the name without compiler suffixes).
+///
+/// Compact: ~120k symbols are read and a handful looked up, so the names live in one string
+/// and the index is a sorted Vec of 24-byte entries (about 5 MB for a distribution kernel,
+/// where a map of owned names took about 20 MB).
 #[derive(Clone, Debug, Default)]
 pub struct SymbolTable {
-    by_base: HashMap<String, Vec<Sym>>,
+    /// Every name, concatenated.
+    names: String,
+    /// Sorted by base name, file order within a base.
+    entries: Vec<Entry>,
     /// Number of symbols read.
     pub count: usize,
     /// Every address read was zero (kptr_restrict, or not privileged).
     pub zeroed: bool,
+}
+
+/// One symbol of a [`SymbolTable`]: its name is `names[start..start + len]`, its base name
+/// the first `base_len` bytes of that.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    addr: u64,
+    start: u32,
+    len: u32,
+    base_len: u32,
+    kind: char,
 }
 
 /// Splits "pcpu_alloc.isra.0" into ("pcpu_alloc", ".isra.0"); "foo.cold" into ("foo", ".cold").
@@ -108,34 +126,72 @@ impl SymbolTable {
             if l.module.is_some() || l.name.starts_with("__pfx_") {
                 continue;
             }
+            let (Ok(start), Ok(len)) = (u32::try_from(t.names.len()), u32::try_from(l.name.len()))
+            else {
+                break; // over 4 GiB of names: not a kallsyms file
+            };
             t.count += 1;
             if l.addr != 0 {
                 t.zeroed = false;
             }
-            let base = split_suffix(l.name).0.to_string();
-            t.by_base.entry(base).or_default().push(Sym {
-                name: l.name.to_string(),
+            t.names.push_str(l.name);
+            t.entries.push(Entry {
                 addr: l.addr,
+                start,
+                len,
+                base_len: split_suffix(l.name).0.len() as u32,
                 kind: l.kind,
             });
         }
+        // Stable: symbols of one base stay in file order.
+        let names = &t.names;
+        t.entries
+            .sort_by(|a, b| Self::base_of(names, a).cmp(Self::base_of(names, b)));
+        t.names.shrink_to_fit();
+        t.entries.shrink_to_fit();
         if t.count == 0 {
             t.zeroed = false;
         }
         t
     }
 
-    /// Exact lookup.
-    pub fn get(&self, name: &str) -> Option<&Sym> {
-        self.by_base
-            .get(split_suffix(name).0)?
-            .iter()
-            .find(|s| s.name == name)
+    fn base_of<'a>(names: &'a str, e: &Entry) -> &'a str {
+        &names[e.start as usize..(e.start + e.base_len) as usize]
     }
 
-    /// Every symbol with this base name (clones included).
-    pub fn family(&self, base: &str) -> &[Sym] {
-        self.by_base.get(base).map(Vec::as_slice).unwrap_or(&[])
+    fn sym(&self, e: &Entry) -> Sym {
+        Sym {
+            name: self.names[e.start as usize..(e.start + e.len) as usize].to_string(),
+            addr: e.addr,
+            kind: e.kind,
+        }
+    }
+
+    fn family_entries(&self, base: &str) -> &[Entry] {
+        let lo = self
+            .entries
+            .partition_point(|e| Self::base_of(&self.names, e) < base);
+        let n = self.entries[lo..]
+            .iter()
+            .take_while(|e| Self::base_of(&self.names, e) == base)
+            .count();
+        &self.entries[lo..lo + n]
+    }
+
+    /// Exact lookup.
+    pub fn get(&self, name: &str) -> Option<Sym> {
+        self.family_entries(split_suffix(name).0)
+            .iter()
+            .find(|e| &self.names[e.start as usize..(e.start + e.len) as usize] == name)
+            .map(|e| self.sym(e))
+    }
+
+    /// Every symbol with this base name (clones included), in file order.
+    pub fn family(&self, base: &str) -> Vec<Sym> {
+        self.family_entries(base)
+            .iter()
+            .map(|e| self.sym(e))
+            .collect()
     }
 }
 
@@ -218,11 +274,8 @@ pub fn resolve(
 ) -> ResolvedSymbol {
     let mut first_part: Option<ResolvedSymbol> = None;
     for &want in alternatives {
-        let fam: Vec<&Sym> = table
-            .family(want)
-            .iter()
-            .filter(|s| is_text(s.kind))
-            .collect();
+        let family = table.family(want);
+        let fam: Vec<&Sym> = family.iter().filter(|s| is_text(s.kind)).collect();
         let exact: Vec<&&Sym> = fam.iter().filter(|s| s.name == want).collect();
         let clones: Vec<&&Sym> = fam
             .iter()
@@ -358,6 +411,35 @@ mod tests {
         assert_eq!(split_suffix("f.part.3"), ("f", ".part.3"));
         assert_eq!(split_suffix("plain"), ("plain", ""));
         assert_eq!(split_suffix("a.b"), ("a.b", ""));
+    }
+
+    #[test]
+    fn families_keep_file_order_and_skip_modules() {
+        let t = SymbolTable::parse(
+            "0000000000000030 t f.isra.0\n\
+             0000000000000010 T g\n\
+             0000000000000020 T f\n\
+             0000000000000040 t f.cold\n\
+             0000000000000050 t __pfx_f\n\
+             0000000000000060 t f\t[some_module]\n\
+             0000000000000070 d fa\n",
+        );
+        assert_eq!(t.count, 5);
+        assert!(!t.zeroed);
+        let names: Vec<String> = t.family("f").into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["f.isra.0", "f", "f.cold"]);
+        assert_eq!(
+            t.get("f.cold"),
+            Some(Sym {
+                name: "f.cold".into(),
+                addr: 0x40,
+                kind: 't'
+            })
+        );
+        assert_eq!(t.get("fa").map(|s| s.kind), Some('d'));
+        assert_eq!(t.get("f.part.0"), None);
+        assert!(t.family("").is_empty() && t.family("h").is_empty());
+        assert!(SymbolTable::parse("").family("f").is_empty());
     }
 
     #[test]

@@ -1,0 +1,655 @@
+//! [`BtfFile`]: the [`TypeSource`] over a real BTF blob (/sys/kernel/btf/vmlinux, or the .BTF
+//! section of a vmlinux ELF given with `--btf`).
+//!
+//! A compact reader of the raw format (include/uapi/linux/btf.h): the blob is kept as one
+//! buffer, the type section is indexed once into the offset of each type id, and names are
+//! read from the string section when asked. Nothing else is materialized, so a 5.5 MB vmlinux
+//! BTF costs about 6 MB (a general-purpose parser that builds hash tables of every type and
+//! string costs 35-40 MB, which was most of the tool's peak RSS). Lookups by name are linear
+//! scans; discovery makes a few dozen of them.
+//!
+//! Every read is bounds-checked: a truncated or corrupt blob is an error (one line) when it is
+//! opened, or a missing type / empty name afterwards, never a panic.
+use std::{fs::File, os::unix::fs::FileExt, path::Path};
+
+use anyhow::{bail, Context, Result};
+
+use super::btf::{Member, Ty, TypeSource};
+
+const MAGIC: u16 = 0xeb9f;
+/// Size of `struct btf_type` (name_off, info, size/type).
+const TYPE_HDR: usize = 12;
+
+// BTF_KIND_*
+const INT: u32 = 1;
+const PTR: u32 = 2;
+const ARRAY: u32 = 3;
+const STRUCT: u32 = 4;
+const UNION: u32 = 5;
+const ENUM: u32 = 6;
+const FWD: u32 = 7;
+const TYPEDEF: u32 = 8;
+const VOLATILE: u32 = 9;
+const CONST: u32 = 10;
+const RESTRICT: u32 = 11;
+const FUNC: u32 = 12;
+const FUNC_PROTO: u32 = 13;
+const VAR: u32 = 14;
+const DATASEC: u32 = 15;
+const FLOAT: u32 = 16;
+const DECL_TAG: u32 = 17;
+const TYPE_TAG: u32 = 18;
+const ENUM64: u32 = 19;
+
+/// Bytes that follow `struct btf_type` for a type of this kind with `vlen` entries; `None`
+/// for a kind this reader does not know (the blob cannot be walked past it).
+fn extra_size(kind: u32, vlen: usize) -> Option<usize> {
+    Some(match kind {
+        PTR | FWD | TYPEDEF | VOLATILE | CONST | RESTRICT | FUNC | FLOAT | TYPE_TAG => 0,
+        INT | VAR | DECL_TAG => 4,
+        ARRAY => 12,
+        STRUCT | UNION | DATASEC | ENUM64 => vlen * 12,
+        ENUM | FUNC_PROTO => vlen * 8,
+        _ => return None,
+    })
+}
+
+/// A BTF blob, indexed by type id.
+pub struct BtfFile {
+    /// The whole blob, header included.
+    data: Vec<u8>,
+    big_endian: bool,
+    /// Start and end of the string section in `data`.
+    str_start: usize,
+    str_end: usize,
+    /// Offset in `data` of type id `i + 1` (id 0 is void and not stored).
+    offsets: Vec<u32>,
+}
+
+/// The fixed part of a type: name offset, kind, kind_flag, vlen, size/type, and where its
+/// trailing entries start.
+#[derive(Clone, Copy)]
+struct Head {
+    name_off: u32,
+    kind: u32,
+    kind_flag: bool,
+    vlen: usize,
+    size_type: u32,
+    rest: usize,
+}
+
+impl BtfFile {
+    /// Reads raw BTF (/sys/kernel/btf/vmlinux) or the .BTF section of a vmlinux ELF.
+    pub fn open(path: &Path) -> Result<Self> {
+        let what = || format!("reading BTF {}", path.display());
+        let file = File::open(path).with_context(what)?;
+        let mut magic = [0u8; 4];
+        let is_elf = file.read_exact_at(&mut magic, 0).is_ok() && &magic == b"\x7fELF";
+        let data = if is_elf {
+            // Only the section is read: a vmlinux with debug info is hundreds of MB.
+            let len = file.metadata().with_context(what)?.len();
+            let read_at = |off: u64, n: usize| -> Option<Vec<u8>> {
+                if off.checked_add(n as u64)? > len {
+                    return None;
+                }
+                let mut buf = vec![0u8; n];
+                file.read_exact_at(&mut buf, off).ok()?;
+                Some(buf)
+            };
+            let (off, size) = elf_section(&read_at, ".BTF").with_context(|| {
+                format!("{} is an ELF file without a .BTF section", path.display())
+            })?;
+            let size = usize::try_from(size)
+                .ok()
+                .context("ELF .BTF section too large")?;
+            read_at(off, size)
+                .with_context(|| format!("{}: .BTF section out of the file", path.display()))?
+        } else {
+            std::fs::read(path).with_context(what)?
+        };
+        Self::from_bytes(data).with_context(|| format!("parsing BTF {}", path.display()))
+    }
+
+    /// Indexes a raw BTF blob.
+    pub fn from_bytes(data: Vec<u8>) -> Result<Self> {
+        let magic = data.get(..2).context("blob shorter than the BTF header")?;
+        let big_endian = match [magic[0], magic[1]] {
+            m if u16::from_le_bytes(m) == MAGIC => false,
+            m if u16::from_be_bytes(m) == MAGIC => true,
+            _ => bail!("bad magic (not BTF)"),
+        };
+        let mut f = BtfFile {
+            data,
+            big_endian,
+            str_start: 0,
+            str_end: 0,
+            offsets: Vec::new(),
+        };
+        let hdr = |o: usize| f.u32_at(o).context("blob shorter than the BTF header");
+        let (version, flags) = (f.data.get(2).copied(), f.data.get(3).copied());
+        if version != Some(1) {
+            bail!("unsupported BTF version {version:?}");
+        }
+        if flags != Some(0) {
+            bail!("unsupported BTF flags {flags:?}");
+        }
+        let hdr_len = hdr(4)? as usize;
+        let (type_off, type_len) = (hdr(8)? as usize, hdr(12)? as usize);
+        let (str_off, str_len) = (hdr(16)? as usize, hdr(20)? as usize);
+        if hdr_len < 24 {
+            bail!("BTF header length {hdr_len} below 24");
+        }
+        let section = |off: usize, len: usize, what: &str| -> Result<(usize, usize)> {
+            let start = hdr_len.checked_add(off);
+            match start.and_then(|s| Some((s, s.checked_add(len)?))) {
+                Some((s, e)) if e <= f.data.len() => Ok((s, e)),
+                _ => bail!(
+                    "{what} section ({off}+{len} after a {hdr_len}-byte header) is past the \
+                     end of the {}-byte blob",
+                    f.data.len()
+                ),
+            }
+        };
+        let (type_start, type_end) = section(type_off, type_len, "type")?;
+        let (str_start, str_end) = section(str_off, str_len, "string")?;
+        if u32::try_from(f.data.len()).is_err() {
+            bail!("BTF blob over 4 GiB");
+        }
+        let mut offsets = Vec::with_capacity(type_len / 16);
+        let mut at = type_start;
+        while at < type_end {
+            let id = offsets.len() + 1;
+            let info = f
+                .u32_at(at + 4)
+                .filter(|_| at + TYPE_HDR <= type_end)
+                .with_context(|| format!("type section ends inside type {id}"))?;
+            let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
+            let extra = extra_size(kind, vlen)
+                .with_context(|| format!("type {id} has unknown kind {kind}"))?;
+            offsets.push(at as u32);
+            at += TYPE_HDR + extra;
+        }
+        if at != type_end {
+            bail!("type section ends inside type {}", offsets.len());
+        }
+        offsets.shrink_to_fit();
+        f.str_start = str_start;
+        f.str_end = str_end;
+        f.offsets = offsets;
+        Ok(f)
+    }
+
+    fn u32_at(&self, o: usize) -> Option<u32> {
+        let b: [u8; 4] = self.data.get(o..o.checked_add(4)?)?.try_into().ok()?;
+        Some(if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+
+    /// The NUL-terminated string at `off` in the string section.
+    fn str_bytes(&self, off: u32) -> Option<&[u8]> {
+        let start = self.str_start.checked_add(off as usize)?;
+        let s = self.data.get(start..self.str_end)?;
+        Some(&s[..s.iter().position(|&c| c == 0)?])
+    }
+
+    /// The name at `off`, "" when it is not a valid string.
+    fn name(&self, off: u32) -> String {
+        String::from_utf8_lossy(self.str_bytes(off).unwrap_or_default()).into_owned()
+    }
+
+    fn head(&self, id: u32) -> Option<Head> {
+        let at = *self.offsets.get((id as usize).checked_sub(1)?)? as usize;
+        let info = self.u32_at(at + 4)?;
+        Some(Head {
+            name_off: self.u32_at(at)?,
+            kind: (info >> 24) & 0x1f,
+            kind_flag: info >> 31 == 1,
+            vlen: (info & 0xffff) as usize,
+            size_type: self.u32_at(at + 8)?,
+            rest: at + TYPE_HDR,
+        })
+    }
+
+    /// The `vlen` trailing entries of `h`, each `size` bytes, as their u32 words.
+    fn entries<'a, const N: usize>(&'a self, h: &Head) -> impl Iterator<Item = [u32; N]> + 'a {
+        let rest = h.rest;
+        (0..h.vlen).map_while(move |i| {
+            let mut w = [0u32; N];
+            for (j, x) in w.iter_mut().enumerate() {
+                *x = self.u32_at(rest + (i * N + j) * 4)?;
+            }
+            Some(w)
+        })
+    }
+
+    /// Whether type `h` is listed under `name` (named types by their name; anonymous structs,
+    /// unions and enums under "").
+    fn has_name(&self, h: &Head, name: &[u8]) -> bool {
+        if h.name_off == 0 {
+            name.is_empty() && matches!(h.kind, STRUCT | UNION | ENUM | ENUM64)
+        } else {
+            self.str_bytes(h.name_off) == Some(name)
+        }
+    }
+}
+
+impl TypeSource for BtfFile {
+    fn ids_by_name(&self, name: &str) -> Vec<u32> {
+        (1..=self.offsets.len() as u32)
+            .filter(|&id| {
+                self.head(id)
+                    .is_some_and(|h| self.has_name(&h, name.as_bytes()))
+            })
+            .collect()
+    }
+
+    fn ty(&self, id: u32) -> Option<Ty> {
+        if id == 0 {
+            return Some(Ty::Other); // void
+        }
+        let h = self.head(id)?;
+        Some(match h.kind {
+            STRUCT | UNION => Ty::Struct {
+                name: self.name(h.name_off),
+                members: self
+                    .entries::<3>(&h)
+                    .map(|[name_off, type_id, offset]| Member {
+                        name: self.name(name_off),
+                        // With kind_flag the high 8 bits are the bitfield size.
+                        bit_offset: if h.kind_flag {
+                            offset & 0xff_ffff
+                        } else {
+                            offset
+                        },
+                        type_id,
+                    })
+                    .collect(),
+            },
+            FUNC => Ty::Func {
+                name: self.name(h.name_off),
+                proto: h.size_type,
+            },
+            FUNC_PROTO => Ty::Proto {
+                params: self
+                    .entries::<2>(&h)
+                    .map(|[name_off, type_id]| {
+                        if name_off == 0 && type_id == 0 {
+                            "...".to_string()
+                        } else {
+                            self.name(name_off)
+                        }
+                    })
+                    .collect(),
+            },
+            ENUM => Ty::Enum {
+                name: self.name(h.name_off),
+                values: self
+                    .entries::<2>(&h)
+                    .map(|[name_off, val]| (self.name(name_off), u64::from(val)))
+                    .collect(),
+            },
+            ENUM64 => Ty::Enum {
+                name: self.name(h.name_off),
+                values: self
+                    .entries::<3>(&h)
+                    .map(|[name_off, lo, hi]| {
+                        (self.name(name_off), u64::from(hi) << 32 | u64::from(lo))
+                    })
+                    .collect(),
+            },
+            TYPEDEF | VOLATILE | CONST | RESTRICT | TYPE_TAG => Ty::Alias {
+                target: h.size_type,
+            },
+            _ => Ty::Other,
+        })
+    }
+
+    fn anon_enums(&self) -> Vec<Ty> {
+        self.ids_by_name("")
+            .into_iter()
+            .filter(|&id| {
+                self.head(id)
+                    .is_some_and(|h| matches!(h.kind, ENUM | ENUM64))
+            })
+            .filter_map(|id| self.ty(id))
+            .collect()
+    }
+}
+
+/// Offset and size of a section of a 64-bit little-endian ELF file, read through `read_at`
+/// (offset, length -> bytes, `None` past the end).
+fn elf_section(read_at: &dyn Fn(u64, usize) -> Option<Vec<u8>>, want: &str) -> Option<(u64, u64)> {
+    let ident = read_at(0, 0x40)?;
+    if ident.get(4) != Some(&2) || ident.get(5) != Some(&1) {
+        return None; // not ELFCLASS64 / little-endian
+    }
+    let u16_at = |b: &[u8], o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |b: &[u8], o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |b: &[u8], o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    let shoff = u64_at(&ident, 0x28)?;
+    let shentsize = u64::from(u16_at(&ident, 0x3a)?);
+    let shnum = u64::from(u16_at(&ident, 0x3c)?);
+    let shstrndx = u64::from(u16_at(&ident, 0x3e)?);
+    if shentsize < 0x40 {
+        return None;
+    }
+    let sh = |i: u64| read_at(shoff.checked_add(i.checked_mul(shentsize)?)?, 0x40);
+    let strtab = u64_at(&sh(shstrndx)?, 0x18)?;
+    for i in 0..shnum {
+        let hdr = sh(i)?;
+        let name_at = strtab.checked_add(u64::from(u32_at(&hdr, 0)?))?;
+        // The name followed by its NUL; a shorter read (end of file) is just not a match.
+        if read_at(name_at, want.len() + 1)
+            .is_some_and(|n| n.strip_suffix(&[0]).is_some_and(|n| n == want.as_bytes()))
+        {
+            return Some((u64_at(&hdr, 0x18)?, u64_at(&hdr, 0x20)?));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::btf::{func_params, gfp_bit_enum, member_offset, struct_members};
+    use super::*;
+
+    /// Builds a little-endian BTF blob.
+    #[derive(Default)]
+    struct Blob {
+        strs: Vec<u8>,
+        types: Vec<u8>,
+    }
+
+    impl Blob {
+        fn new() -> Self {
+            Blob {
+                strs: vec![0],
+                types: Vec::new(),
+            }
+        }
+        fn s(&mut self, s: &str) -> u32 {
+            if s.is_empty() {
+                return 0;
+            }
+            let off = self.strs.len() as u32;
+            self.strs.extend_from_slice(s.as_bytes());
+            self.strs.push(0);
+            off
+        }
+        fn words(&mut self, w: &[u32]) {
+            for x in w {
+                self.types.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        fn ty(&mut self, name: &str, kind: u32, kflag: bool, vlen: u32, size_type: u32) {
+            let n = self.s(name);
+            let info = (u32::from(kflag) << 31) | (kind << 24) | vlen;
+            self.words(&[n, info, size_type]);
+        }
+        fn bytes(&self) -> Vec<u8> {
+            let mut b = Vec::new();
+            b.extend_from_slice(&MAGIC.to_le_bytes());
+            b.extend_from_slice(&[1, 0]);
+            let tl = self.types.len() as u32;
+            for w in [24, 0, tl, tl, self.strs.len() as u32] {
+                b.extend_from_slice(&w.to_le_bytes());
+            }
+            b.extend_from_slice(&self.types);
+            b.extend_from_slice(&self.strs);
+            b
+        }
+    }
+
+    /// One type of every kind, with the ones this tool reads made checkable.
+    fn sample() -> Vec<u8> {
+        let mut b = Blob::new();
+        // [1] int
+        b.ty("int", INT, false, 0, 4);
+        b.words(&[32]);
+        // [2] ptr -> int
+        b.ty("", PTR, false, 0, 1);
+        // [3] array of int
+        b.ty("", ARRAY, false, 0, 0);
+        b.words(&[1, 1, 4]);
+        // [4] struct with a bitfield (kind_flag): a at bit 0, b:3 at bit 35, c at 64
+        b.ty("bits", STRUCT, true, 3, 16);
+        let (a, bb, c) = (b.s("a"), b.s("b"), b.s("c"));
+        b.words(&[a, 1, 0, bb, 1, (3 << 24) | 35, c, 1, 64]);
+        // [5] anonymous union
+        b.ty("", UNION, false, 1, 4);
+        let u = b.s("u");
+        b.words(&[u, 1, 0]);
+        // [6] anonymous enum
+        b.ty("", ENUM, false, 2, 4);
+        let (io, fs) = (b.s("___GFP_IO_BIT"), b.s("___GFP_FS_BIT"));
+        b.words(&[io, 6, fs, 0xffff_fff9]);
+        // [7] fwd
+        b.ty("fwd", FWD, false, 0, 0);
+        // [8] typedef -> [4]
+        b.ty("bits_t", TYPEDEF, false, 0, 4);
+        // [9] volatile, [10] const, [11] restrict, all -> [8]
+        b.ty("", VOLATILE, false, 0, 8);
+        b.ty("", CONST, false, 0, 9);
+        b.ty("", RESTRICT, false, 0, 10);
+        // [12] proto (int x, struct bits *p, ...)
+        b.ty("", FUNC_PROTO, false, 3, 1);
+        let (x, p) = (b.s("x"), b.s("p"));
+        b.words(&[x, 1, p, 2, 0, 0]);
+        // [13] func f -> [12]
+        b.ty("f", FUNC, false, 0, 12);
+        // [14] var
+        b.ty("v", VAR, false, 0, 1);
+        b.words(&[1]);
+        // [15] datasec with 2 entries
+        b.ty(".data", DATASEC, false, 2, 8);
+        b.words(&[14, 0, 4, 14, 4, 4]);
+        // [16] float
+        b.ty("double", FLOAT, false, 0, 8);
+        // [17] decl tag on [13]
+        b.ty("tag", DECL_TAG, false, 0, 13);
+        b.words(&[u32::MAX]);
+        // [18] type tag -> [2]
+        b.ty("user", TYPE_TAG, false, 0, 2);
+        // [19] enum64
+        b.ty("big", ENUM64, true, 2, 8);
+        let (lo, hi) = (b.s("LO"), b.s("HI"));
+        b.words(&[lo, 5, 0, hi, 0x9abc_def0, 0x1234_5678]);
+        // [20] a second func named f with the same proto
+        b.ty("f", FUNC, false, 0, 12);
+        b.bytes()
+    }
+
+    #[test]
+    fn every_kind_is_walked_and_read() {
+        let f = BtfFile::from_bytes(sample()).unwrap();
+        assert_eq!(f.offsets.len(), 20);
+        assert_eq!(f.ty(0), Some(Ty::Other));
+        assert_eq!(f.ty(21), None);
+        assert_eq!(f.ids_by_name("f"), vec![13, 20]);
+        assert_eq!(f.ids_by_name("int"), vec![1]);
+        assert_eq!(f.ids_by_name("nope"), Vec::<u32>::new());
+        // Anonymous structs, unions and enums are listed under "", not other kinds.
+        assert_eq!(f.ids_by_name(""), vec![5, 6]);
+        assert_eq!(
+            f.ty(4),
+            Some(Ty::Struct {
+                name: "bits".into(),
+                members: vec![
+                    Member {
+                        name: "a".into(),
+                        bit_offset: 0,
+                        type_id: 1
+                    },
+                    Member {
+                        name: "b".into(),
+                        bit_offset: 35,
+                        type_id: 1
+                    },
+                    Member {
+                        name: "c".into(),
+                        bit_offset: 64,
+                        type_id: 1
+                    },
+                ],
+            })
+        );
+        assert_eq!(member_offset(&f, "bits", &["c"]), Some(8));
+        assert_eq!(member_offset(&f, "bits", &["b"]), None); // not byte aligned
+        assert_eq!(
+            struct_members(&f, "bits").unwrap(),
+            vec!["a".to_string(), "b".into(), "c".into()]
+        );
+        assert_eq!(
+            f.ty(13),
+            Some(Ty::Func {
+                name: "f".into(),
+                proto: 12
+            })
+        );
+        assert_eq!(func_params(&f, "f").unwrap(), vec!["x", "p", "..."]);
+        assert_eq!(f.ty(8), Some(Ty::Alias { target: 4 }));
+        assert_eq!(f.ty(11), Some(Ty::Alias { target: 10 }));
+        assert_eq!(f.ty(18), Some(Ty::Alias { target: 2 }));
+        for other in [1, 2, 3, 7, 14, 15, 16, 17] {
+            assert_eq!(f.ty(other), Some(Ty::Other), "type {other}");
+        }
+        assert_eq!(
+            gfp_bit_enum(&f).unwrap(),
+            vec![
+                ("___GFP_IO_BIT".to_string(), 6),
+                ("___GFP_FS_BIT".to_string(), 0xffff_fff9)
+            ]
+        );
+        assert_eq!(
+            f.ty(19),
+            Some(Ty::Enum {
+                name: "big".into(),
+                values: vec![("LO".into(), 5), ("HI".into(), 0x1234_5678_9abc_def0)],
+            })
+        );
+        assert_eq!(f.anon_enums().len(), 1);
+    }
+
+    #[test]
+    fn big_endian_blobs_are_read() {
+        let mut b = Blob::new();
+        b.ty("f", FUNC, false, 0, 2);
+        b.ty("", FUNC_PROTO, false, 1, 0);
+        let x = b.s("x");
+        b.words(&[x, 0]);
+        let mut blob = b.bytes();
+        // Swap every 32-bit word of the header and the types; the magic is 16 bits.
+        blob[..2].reverse();
+        let end = 24 + b.types.len();
+        for w in blob[4..end].chunks_mut(4) {
+            w.reverse();
+        }
+        let f = BtfFile::from_bytes(blob).unwrap();
+        assert_eq!(func_params(&f, "f").unwrap(), vec!["x"]);
+    }
+
+    /// Every query on whatever opened, so a bad offset inside a type cannot go unnoticed.
+    fn exercise(f: &BtfFile) {
+        for id in 0..=f.offsets.len() as u32 + 1 {
+            let _ = f.ty(id);
+        }
+        let _ = (f.ids_by_name("f"), f.ids_by_name(""), f.anon_enums());
+        let _ = (func_params(f, "f"), member_offset(f, "bits", &["c"]));
+    }
+
+    #[test]
+    fn truncated_blobs_are_errors() {
+        let blob = sample();
+        for n in 0..blob.len() {
+            // Cut inside the header or the type section: an error; inside the string
+            // section: the header's lengths no longer fit, also an error.
+            let r = BtfFile::from_bytes(blob[..n].to_vec());
+            assert!(r.is_err(), "{n} bytes opened");
+            let e = format!("{:#}", r.err().unwrap());
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn corrupt_blobs_do_not_panic() {
+        let blob = sample();
+        for i in 0..blob.len() {
+            for v in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                let mut b = blob.clone();
+                b[i] = v;
+                if let Ok(f) = BtfFile::from_bytes(b) {
+                    exercise(&f);
+                }
+            }
+        }
+        // Header fields at their extremes.
+        for field in [4, 8, 12, 16, 20] {
+            for v in [0, 1, 23, u32::MAX, u32::MAX - 23] {
+                let mut b = blob.clone();
+                b[field..field + 4].copy_from_slice(&v.to_le_bytes());
+                if let Ok(f) = BtfFile::from_bytes(b) {
+                    exercise(&f);
+                }
+            }
+        }
+        // A string section without a final NUL: names read as "".
+        let mut b = Blob::new();
+        b.ty("f", FUNC, false, 0, 0);
+        b.strs.pop();
+        let f = BtfFile::from_bytes(b.bytes()).unwrap();
+        assert_eq!(
+            f.ty(1),
+            Some(Ty::Func {
+                name: "".into(),
+                proto: 0
+            })
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_does_not_panic(mut bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            if bytes.len() >= 4 && bytes[0] & 1 == 0 {
+                // Half the cases get a valid magic, version and flags to go further.
+                bytes[..4].copy_from_slice(&[0x9f, 0xeb, 1, 0]);
+            }
+            if let Ok(f) = BtfFile::from_bytes(bytes) {
+                exercise(&f);
+            }
+        }
+    }
+
+    #[test]
+    fn elf_sections_are_found_by_name() {
+        let read =
+            |b: &[u8], o: u64, n: usize| b.get(o as usize..o as usize + n).map(<[u8]>::to_vec);
+        assert!(elf_section(&|o, n| read(b"\x7fELF\x02\x01", o, n), ".BTF").is_none());
+        // ELF header, then 2 section headers (shstrtab at index 1), then the names.
+        let mut e = vec![0u8; 0x40 + 2 * 0x40];
+        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        e[0x28..0x30].copy_from_slice(&0x40u64.to_le_bytes());
+        e[0x3a..0x3c].copy_from_slice(&0x40u16.to_le_bytes());
+        e[0x3c..0x3e].copy_from_slice(&2u16.to_le_bytes());
+        e[0x3e..0x40].copy_from_slice(&1u16.to_le_bytes());
+        let names = e.len() as u64;
+        e.extend_from_slice(b"\0.BTF\0.shstrtab\0");
+        // Section 0: ".BTF" at 0x1000, 0x20 bytes; section 1: .shstrtab.
+        e[0x40..0x44].copy_from_slice(&1u32.to_le_bytes());
+        e[0x58..0x60].copy_from_slice(&0x1000u64.to_le_bytes());
+        e[0x60..0x68].copy_from_slice(&0x20u64.to_le_bytes());
+        e[0x80..0x84].copy_from_slice(&6u32.to_le_bytes());
+        e[0x98..0xa0].copy_from_slice(&names.to_le_bytes());
+        assert_eq!(
+            elf_section(&|o, n| read(&e, o, n), ".BTF"),
+            Some((0x1000, 0x20))
+        );
+        assert_eq!(elf_section(&|o, n| read(&e, o, n), ".BT"), None);
+        assert_eq!(elf_section(&|o, n| read(&e, o, n), ".BTF.ext"), None);
+        for i in 0..e.len() {
+            let _ = elf_section(&|o, n| read(&e[..i], o, n), ".BTF");
+        }
+    }
+}
