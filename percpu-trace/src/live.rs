@@ -159,7 +159,7 @@ pub fn record(
         .build()?;
     // Bind before attaching so a bad address fails fast, in one line.
     let listener = metrics_addr
-        .map(|addr| rt.block_on(crate::metrics::bind(addr)))
+        .map(|addr| rt.block_on(crate::metrics::http::bind(addr)))
         .transpose()?;
     let btf = load_btf(&opts.kernel, &plan)?;
     rt.block_on(async {
@@ -198,7 +198,7 @@ pub fn record(
             let m = Arc::new(Metrics::new());
             m.set_info(&ctx);
             let addr = listener.local_addr()?;
-            tokio::spawn(crate::metrics::serve_listener(listener, m.clone()));
+            tokio::spawn(crate::metrics::http::serve_listener(listener, m.clone()));
             crate::warnln!("percpu-trace: metrics on http://{addr}/metrics");
             if addr.ip().is_unspecified() {
                 crate::warnln!(

@@ -1,0 +1,118 @@
+//! pcpu_alloc entry and return (kprobe/kretprobe or fentry/fexit) and the
+//! percpu_alloc_percpu tracepoint: who is a constrained caller.
+use aya_ebpf::{
+    macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+};
+use percpu_trace_common::{drop_reason, kind, state};
+
+use crate::*;
+
+#[kprobe]
+pub fn pcpu_alloc_enter(ctx: ProbeContext) -> u32 {
+    try_pcpu_alloc_enter(&ctx).unwrap_or(0)
+}
+
+#[fentry]
+pub fn fentry_pcpu_alloc(ctx: FEntryContext) -> u32 {
+    try_pcpu_alloc_enter(&ctx).unwrap_or(0)
+}
+
+#[inline(always)]
+fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
+    let gfp = arg_u64(ctx, cfg!(arg_pcpu_gfp)) as u32;
+    if gfp & cfg!(gfp_direct_reclaim) == 0 {
+        return None; // atomic: never takes the mutex
+    }
+    let task = current_task();
+    let flags = task_flags(task);
+    if !is_constrained(effective_gfp(gfp, flags)) {
+        return None;
+    }
+    let (pid, tgid) = pid_tgid();
+    if !tgid_wanted(tgid) {
+        return None;
+    }
+    if TASKS.insert(pid, TaskState { gfp, flags }, 0).is_err() {
+        count_drop(drop_reason::TASK_MAP_FULL);
+    }
+    let c = Common::new(task);
+    let reserved = if arg_u64(ctx, cfg!(arg_pcpu_reserved)) & 1 != 0 {
+        state::RESERVED
+    } else {
+        0
+    };
+    emit(
+        &c,
+        kind::PCPU_ALLOC_ENTER,
+        gfp,
+        state::GFP_KNOWN | reserved,
+        -1,
+        arg_u64(ctx, cfg!(arg_pcpu_size)),
+        arg_u64(ctx, cfg!(arg_pcpu_align)),
+        0,
+    );
+    Some(0)
+}
+
+#[kretprobe]
+pub fn pcpu_alloc_exit(ctx: RetProbeContext) -> u32 {
+    pcpu_alloc_return(|| ctx.ret::<u64>())
+}
+
+#[fexit]
+pub fn fexit_pcpu_alloc(ctx: FExitContext) -> u32 {
+    pcpu_alloc_return(|| ctx.ret::<u64>().unwrap_or(0))
+}
+
+#[inline(always)]
+fn pcpu_alloc_return(ret: impl FnOnce() -> u64) -> u32 {
+    let (pid, _) = pid_tgid();
+    if unsafe { TASKS.get(pid) }.is_none() {
+        return 0;
+    }
+    let c = Common::new(current_task());
+    let _ = TASKS.remove(pid);
+    emit(&c, kind::PCPU_ALLOC_EXIT, c.caller_gfp, 0, -1, ret(), 0, 0);
+    0
+}
+
+#[tracepoint]
+pub fn percpu_alloc_tp(ctx: TracePointContext) -> u32 {
+    try_percpu_alloc_tp(&ctx).unwrap_or(0)
+}
+
+fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
+    let atomic: u8 = unsafe { ctx.read_at(cfg!(tp_pcpu_atomic_off) as usize) }.ok()?;
+    if atomic != 0 {
+        return None;
+    }
+    // gfp_flags is `gfp_t` (4 bytes) or `unsigned long`: little-endian, the low word is the mask.
+    let gfp: u32 = unsafe { ctx.read_at(cfg!(tp_pcpu_gfp_off) as usize) }.ok()?;
+    let task = current_task();
+    let flags = task_flags(task);
+    if !is_constrained(effective_gfp(gfp, flags)) {
+        return None;
+    }
+    let (_, tgid) = pid_tgid();
+    if !tgid_wanted(tgid) {
+        return None;
+    }
+    let reserved: u8 = unsafe { ctx.read_at(cfg!(tp_pcpu_reserved_off) as usize) }.unwrap_or(0);
+    let size: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_size_off) as usize) }.unwrap_or(0);
+    let align: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_align_off) as usize) }.unwrap_or(0);
+    let site: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_call_site_off) as usize) }.unwrap_or(0);
+    let c = Common::new(task);
+    let rs = if reserved != 0 { state::RESERVED } else { 0 };
+    emit(
+        &c,
+        kind::PCPU_ALLOC_TP,
+        gfp,
+        state::GFP_KNOWN | rs,
+        -1,
+        size,
+        align,
+        site,
+    );
+    Some(0)
+}

@@ -1,0 +1,63 @@
+//! Direct and memcg reclaim begin/end (vmscan tracepoints).
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use percpu_trace_common::{kind, state};
+
+use crate::*;
+
+#[tracepoint]
+pub fn direct_reclaim_begin(ctx: TracePointContext) -> u32 {
+    reclaim_begin(&ctx, 0)
+}
+
+#[tracepoint]
+pub fn memcg_reclaim_begin(ctx: TracePointContext) -> u32 {
+    reclaim_begin(&ctx, state::MEMCG)
+}
+
+#[inline(always)]
+fn reclaim_begin(ctx: &TracePointContext, extra: u32) -> u32 {
+    let c = Common::new(current_task());
+    let interesting =
+        c.holds() || c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags);
+    if !interesting || !tgid_wanted(c.tgid) {
+        return 0;
+    }
+    let gfp: u32 = unsafe { ctx.read_at(cfg!(tp_reclaim_gfp_off) as usize) }.unwrap_or(0);
+    let order: u32 = unsafe { ctx.read_at(cfg!(tp_reclaim_order_off) as usize) }.unwrap_or(0);
+    let _ = RECLAIMING.insert(c.pid, 1, 0);
+    let st = stack(ctx);
+    emit(
+        &c,
+        kind::RECLAIM_BEGIN,
+        gfp,
+        state::GFP_KNOWN | extra,
+        st,
+        order as u64,
+        0,
+        0,
+    );
+    0
+}
+
+#[tracepoint]
+pub fn direct_reclaim_end(ctx: TracePointContext) -> u32 {
+    reclaim_end(&ctx, 0)
+}
+
+#[tracepoint]
+pub fn memcg_reclaim_end(ctx: TracePointContext) -> u32 {
+    reclaim_end(&ctx, state::MEMCG)
+}
+
+#[inline(always)]
+fn reclaim_end(ctx: &TracePointContext, extra: u32) -> u32 {
+    let (pid, _) = pid_tgid();
+    if unsafe { RECLAIMING.get(pid) }.is_none() {
+        return 0;
+    }
+    let _ = RECLAIMING.remove(pid);
+    let c = Common::new(current_task());
+    let nr: u64 = unsafe { ctx.read_at(cfg!(tp_reclaim_nr_off) as usize) }.unwrap_or(0);
+    emit(&c, kind::RECLAIM_END, 0, extra, -1, nr, 0, 0);
+    0
+}

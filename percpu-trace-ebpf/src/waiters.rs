@@ -1,0 +1,57 @@
+//! Waiters on pcpu_alloc_mutex (lock:contention_begin/end, filtered by its address).
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use percpu_trace_common::{kind, state};
+
+use crate::*;
+
+#[tracepoint]
+pub fn contention_begin(ctx: TracePointContext) -> u32 {
+    let addr = cfg!(mutex_addr);
+    if addr == 0 {
+        return 0;
+    }
+    let lock: u64 = unsafe { ctx.read_at(cfg!(tp_lock_addr_off) as usize) }.unwrap_or(0);
+    if lock != addr {
+        return 0;
+    }
+    let lflags: u32 = unsafe { ctx.read_at(cfg!(tp_lock_flags_off) as usize) }.unwrap_or(0);
+    let c = Common::new(current_task());
+    let constrained = c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags);
+    let st = if constrained { stack(&ctx) } else { -1 };
+    emit(
+        &c,
+        kind::CONTENTION_BEGIN,
+        c.caller_gfp,
+        0,
+        st,
+        lock,
+        lflags as u64,
+        0,
+    );
+    0
+}
+
+#[tracepoint]
+pub fn contention_end(ctx: TracePointContext) -> u32 {
+    let addr = cfg!(mutex_addr);
+    if addr == 0 {
+        return 0;
+    }
+    let lock: u64 = unsafe { ctx.read_at(cfg!(tp_lock_addr_off) as usize) }.unwrap_or(0);
+    if lock != addr {
+        return 0;
+    }
+    let ret: i32 = unsafe { ctx.read_at(cfg!(tp_lock_ret_off) as usize) }.unwrap_or(0);
+    let c = Common::new(current_task());
+    emit(
+        &c,
+        kind::CONTENTION_END,
+        c.caller_gfp,
+        0,
+        -1,
+        lock,
+        ret as i64 as u64,
+        0,
+    );
+    0
+}
