@@ -405,4 +405,28 @@ mod tests {
         }
         assert!(report.is_empty(), "import circles between files:\n{report}");
     }
+
+    /// The style rule that goes with the import rule: no non-test source file over 700
+    /// lines (test-only files: `tests.rs`, `*_tests.rs`; inline test modules count).
+    #[test]
+    fn no_source_file_over_700_lines() {
+        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let mut long = Vec::new();
+        for krate in fs::read_dir(root).unwrap().map(|e| e.unwrap().path()) {
+            let src = krate.join("src");
+            if !krate.join("Cargo.toml").is_file() || !src.is_dir() {
+                continue;
+            }
+            let mut sources = vec![];
+            read_sources(&src, &src, &mut sources);
+            for (rel, text) in sources {
+                let test_only = rel.ends_with("tests.rs");
+                let n = text.lines().count();
+                if !test_only && n > 700 {
+                    long.push(format!("{}/src/{rel}: {n} lines", krate.display()));
+                }
+            }
+        }
+        assert!(long.is_empty(), "split these by job: {long:?}");
+    }
 }
