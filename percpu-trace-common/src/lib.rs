@@ -72,6 +72,19 @@ pub mod drop_reason {
     pub const NAMES: [&str; COUNT as usize] = ["ringbuf_full", "stack", "task_map_full"];
 }
 
+/// Host-wide activity counted in the kernel (per-CPU counters, never a ring-buffer record):
+/// what the tool saw even where nothing could become a finding.
+pub mod activity {
+    /// Every percpu allocation the entry probe or the percpu_alloc_percpu tracepoint saw.
+    pub const ALLOCS_SEEN: u32 = 0;
+    /// Of those, the ones that may block (and so may take pcpu_alloc_mutex).
+    pub const BLOCKING_SEEN: u32 = 1;
+    /// Number of counters.
+    pub const COUNT: u32 = 2;
+    /// Names, indexed by counter.
+    pub const NAMES: [&str; COUNT as usize] = ["percpu_allocations", "blocking_percpu_allocations"];
+}
+
 /// Marker for "this function has no such argument" in [`ProbeConfig`] argument positions.
 pub const NO_ARG: u32 = 0xff;
 

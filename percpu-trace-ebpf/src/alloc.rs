@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
-use percpu_trace_common::{drop_reason, kind, state};
+use percpu_trace_common::{activity, drop_reason, kind, state};
 
 use crate::*;
 
@@ -20,10 +20,12 @@ pub fn fentry_pcpu_alloc(ctx: FEntryContext) -> u32 {
 
 #[inline(always)]
 fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
+    count_activity(activity::ALLOCS_SEEN);
     let gfp = arg_u64(ctx, cfg!(arg_pcpu_gfp)) as u32;
     if gfp & cfg!(gfp_direct_reclaim) == 0 {
         return None; // atomic: never takes the mutex
     }
+    count_activity(activity::BLOCKING_SEEN);
     let task = current_task();
     let flags = task_flags(task);
     if !is_constrained(effective_gfp(gfp, flags)) {
@@ -84,9 +86,11 @@ pub fn percpu_alloc_tp(ctx: TracePointContext) -> u32 {
 
 fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
     let atomic: u8 = unsafe { ctx.read_at(cfg!(tp_pcpu_atomic_off) as usize) }.ok()?;
+    count_activity(activity::ALLOCS_SEEN);
     if atomic != 0 {
         return None;
     }
+    count_activity(activity::BLOCKING_SEEN);
     // gfp_flags is `gfp_t` (4 bytes) or `unsigned long`: little-endian, the low word is the mask.
     let gfp: u32 = unsafe { ctx.read_at(cfg!(tp_pcpu_gfp_off) as usize) }.ok()?;
     let task = current_task();

@@ -19,7 +19,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{FEntryContext, ProbeContext},
 };
-use percpu_trace_common::{drop_reason, state, ProbeConfig, RawEvent, NO_ARG};
+use percpu_trace_common::{activity, drop_reason, state, ProbeConfig, RawEvent, NO_ARG};
 
 /// Load-time configuration (see `ProbeConfig`). Userspace sets it with `set_global`.
 #[no_mangle]
@@ -107,6 +107,18 @@ static RECLAIMING: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 /// Lost events per reason (see `drop_reason`).
 #[map]
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_reason::COUNT, 0);
+
+/// Host-wide activity (see `percpu_trace_common::activity`).
+#[map]
+static ACTIVITY: PerCpuArray<u64> = PerCpuArray::with_max_entries(activity::COUNT, 0);
+
+#[inline(always)]
+fn count_activity(what: u32) {
+    if let Some(v) = ACTIVITY.get_ptr_mut(what) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *v += 1 };
+    }
+}
 
 #[inline(always)]
 fn count_drop(reason: u32) {

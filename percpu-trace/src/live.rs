@@ -51,6 +51,7 @@ struct HeadlessSink {
     shown: usize,
     metrics: Option<Arc<Metrics>>,
     started: Instant,
+    last_activity: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 impl HeadlessSink {
@@ -132,6 +133,18 @@ impl Sink for HeadlessSink {
         }
     }
 
+    fn activity(&mut self, totals: &std::collections::BTreeMap<String, u64>) {
+        self.engine.set_kernel_activity(totals);
+        // Only when it changed: an idle host adds nothing to the recording.
+        if self.last_activity.as_ref() != Some(totals) {
+            self.last_activity = Some(totals.clone());
+            if let Some(w) = &mut self.writer {
+                let r = w.activity(totals);
+                self.io(r);
+            }
+        }
+    }
+
     fn failed(&self) -> bool {
         self.io_error.is_some()
     }
@@ -193,6 +206,7 @@ pub fn record(
             shown: 0,
             metrics: None,
             started: now,
+            last_activity: None,
         };
         if let Some(listener) = listener {
             let m = Arc::new(Metrics::new());
@@ -304,7 +318,14 @@ fn finish(mut sink: HeadlessSink, losses: &Losses, events: u64) -> Result<ExitCo
         sink.engine.losses().events_lost(),
         serde_json::to_string(&sink.engine.losses().by_reason).unwrap_or_default(),
         if counts.is_empty() {
-            "none".to_string()
+            let a = sink.engine.snapshot().activity;
+            format!(
+                "none ({} percpu allocations, {} constrained, {} of them took the mutex)",
+                a.percpu_allocations
+                    .map_or("uncounted".to_string(), |n| n.to_string()),
+                a.constrained_allocations,
+                a.constrained_took_mutex
+            )
         } else {
             counts
                 .iter()

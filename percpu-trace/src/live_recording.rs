@@ -88,6 +88,11 @@ impl LiveRecording {
         self.writer.write_drops(d)
     }
 
+    /// Writes the kernel's host-wide activity totals.
+    pub fn activity(&mut self, totals: &std::collections::BTreeMap<String, u64>) -> io::Result<()> {
+        self.writer.write_activity(totals)
+    }
+
     /// Pushes everything to the disk; writes the run's length when due (or `now`).
     pub fn sync(&mut self, run_record_now: bool) -> io::Result<()> {
         if run_record_now || self.last_run_record.elapsed() >= RUN_RECORD_EVERY {

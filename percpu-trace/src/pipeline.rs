@@ -1,6 +1,6 @@
 //! From the ring buffer to decoded events: reading, decoding, stack symbolization and loss
 //! accounting. Every lost or undecodable record is counted by reason.
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf, StackTraceMap};
@@ -10,7 +10,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::{
     event::{Event, Frame},
-    probes::{DropCounters, Probes},
+    probes::{ActivityCounters, DropCounters, Probes},
     symbolize::Symbolizer,
 };
 
@@ -22,6 +22,9 @@ pub trait Sink {
     fn stack(&mut self, id: u32, frames: &[Frame]);
     /// Called about once a second with the totals so far.
     fn progress(&mut self, _events: u64, _losses: &Losses) {}
+    /// Host-wide activity totals counted in the kernel (no record is sent for those),
+    /// right after each `progress`.
+    fn activity(&mut self, _totals: &BTreeMap<String, u64>) {}
     /// The sink cannot go on (e.g. its recording cannot be written): the session stops.
     fn failed(&self) -> bool {
         false
@@ -68,12 +71,15 @@ pub struct Pipeline {
 pub struct Decoder {
     stacks: StackTraceMap<MapData>,
     drops: DropCounters,
+    activity: ActivityCounters,
     symbolizer: Symbolizer,
     seen_stacks: HashSet<u32>,
     /// Events delivered.
     pub events: u64,
     /// Losses so far.
     pub losses: Losses,
+    /// Host-wide activity counted in the kernel, as of the last refresh.
+    pub kernel_activity: BTreeMap<String, u64>,
 }
 
 impl Pipeline {
@@ -86,10 +92,12 @@ impl Pipeline {
         let decoder = Decoder {
             stacks: probes.take_stacks()?,
             drops: probes.take_drops()?,
+            activity: probes.take_activity()?,
             symbolizer,
             seen_stacks: HashSet::new(),
             events: 0,
             losses: Losses::default(),
+            kernel_activity: BTreeMap::new(),
         };
         Ok(Pipeline { ring, decoder })
     }
@@ -163,6 +171,7 @@ impl Decoder {
         self.losses.ringbuf_full = k[drop_reason::RINGBUF_FULL as usize];
         self.losses.stack = k[drop_reason::STACK as usize];
         self.losses.task_map_full = k[drop_reason::TASK_MAP_FULL as usize];
+        self.kernel_activity = self.activity.read()?;
         Ok(())
     }
 }
@@ -175,6 +184,8 @@ pub enum LiveItem {
     Event(Event),
     /// A stack seen for the first time (comes before the first event using it).
     Stack(u32, Vec<Frame>),
+    /// Host-wide activity totals counted in the kernel.
+    Activity(BTreeMap<String, u64>),
     /// Updated loss counters and the total number of events so far.
     Progress {
         /// Events delivered so far.
@@ -240,6 +251,10 @@ impl Sink for ChannelSink {
         // What this channel refused never reached the consumer: count it as lost.
         losses.consumer_full = self.refused;
         self.send(LiveItem::Progress { events, losses });
+    }
+
+    fn activity(&mut self, totals: &BTreeMap<String, u64>) {
+        self.send(LiveItem::Activity(totals.clone()));
     }
 }
 

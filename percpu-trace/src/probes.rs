@@ -102,6 +102,17 @@ impl Probes {
         StackTraceMap::try_from(map).context("STACKS is not a stack map")
     }
 
+    /// Takes the host-wide activity counters (once).
+    pub fn take_activity(&mut self) -> Result<ActivityCounters> {
+        let map = self
+            .ebpf
+            .take_map("ACTIVITY")
+            .context("ACTIVITY map missing or already taken")?;
+        Ok(ActivityCounters(
+            PerCpuArray::try_from(map).context("ACTIVITY is not a per-CPU array")?,
+        ))
+    }
+
     /// Takes the drop counters (once).
     pub fn take_drops(&mut self) -> Result<DropCounters> {
         let map = self
@@ -124,6 +135,22 @@ impl DropCounters {
         for (i, slot) in out.iter_mut().enumerate() {
             let per_cpu = self.0.get(&(i as u32), 0).context("reading DROPS")?;
             *slot = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+/// Host-wide activity counters (see `percpu_trace_common::activity`).
+pub struct ActivityCounters(PerCpuArray<MapData, u64>);
+
+impl ActivityCounters {
+    /// Totals over CPUs, by counter name.
+    pub fn read(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        use percpu_trace_common::activity;
+        let mut out = std::collections::BTreeMap::new();
+        for (i, name) in activity::NAMES.iter().enumerate() {
+            let per_cpu = self.0.get(&(i as u32), 0).context("reading ACTIVITY")?;
+            out.insert(name.to_string(), per_cpu.iter().sum());
         }
         Ok(out)
     }

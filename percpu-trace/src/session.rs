@@ -145,6 +145,7 @@ impl Session {
                 _ = tick.tick() => {
                     pipeline.decoder.refresh_losses()?;
                     sink.progress(pipeline.decoder.events, &pipeline.decoder.losses);
+                    sink.activity(&pipeline.decoder.kernel_activity);
                 }
                 _ = &mut stop => break,
             }
@@ -158,6 +159,7 @@ impl Session {
         }
         pipeline.drain_now(sink);
         pipeline.decoder.refresh_losses()?;
+        sink.activity(&pipeline.decoder.kernel_activity);
         Ok(TraceSummary {
             events: pipeline.decoder.events,
             losses: pipeline.decoder.losses.clone(),

@@ -192,6 +192,7 @@ fn replay_as_tracepoint_only(name: &str) -> Engine {
             Record::Stack { id, frames } => engine.stack(id, &frames),
             Record::Drops(d) => engine.set_losses(d),
             Record::Run { .. } => {}
+            Record::Activity(a) => engine.set_kernel_activity(&a),
         }
     }
     engine

@@ -30,6 +30,9 @@ fn assert_root() {
 /// [`assert_no_programs_left`] fail or pass.
 static OURS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
 
+/// stderr lines of the tools started by this test, in order.
+static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 /// Starts `percpu-trace record` and waits until its probes are attached.
 fn start_tool(args: &[&str]) -> Child {
     let before: Vec<u64> = loaded_programs().into_iter().map(|(id, _)| id).collect();
@@ -45,6 +48,7 @@ fn start_tool(args: &[&str]) -> Child {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("[percpu-trace] {line}");
+            LINES.lock().unwrap().push(line.clone());
             if line.contains("probes attached") {
                 let _ = tx.send(());
             }
@@ -440,4 +444,72 @@ fn check_into_a_closed_pipe_does_not_panic() {
         assert_ne!(out.status.code(), Some(101), "{err}");
         assert!(err.lines().count() <= 1, "{err}");
     }
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel; run by `cargo xtask test`"]
+fn a_quiet_run_counts_what_it_saw() {
+    // 150 network namespaces make hundreds of unconstrained percpu allocations: nothing is
+    // sent to userspace for them, yet the report counts them and says why nothing was found.
+    assert_root();
+    LINES.lock().unwrap().clear();
+    let dir = tempfile_dir();
+    let rec = dir.join("quiet.jsonl");
+    let child = start_tool(&["-d", "8", "-o", rec.to_str().unwrap()]);
+    std::thread::spawn(|| {
+        for _ in 0..150 {
+            // SAFETY: moves this thread into a fresh network namespace; no other effect.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        }
+    })
+    .join()
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = LINES.lock().unwrap().clone();
+    assert!(
+        lines.len() <= 2,
+        "more than a start line and a summary: {lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("summary:")), "{lines:#?}");
+    let report = report_json(&rec);
+    let seen = report["observation"]["activity"]["percpu_allocations"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        seen >= 150,
+        "only {seen} percpu allocations counted: {report:#}"
+    );
+    assert!(
+        report["kernel"]["hostname"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty()),
+        "{report:#}"
+    );
+    let text = Command::new(BIN)
+        .args(["report", rec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("why none:"), "{text}");
+    assert!(text.contains("what was seen:"), "{text}");
+    assert_no_programs_left();
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel; run by `cargo xtask test`"]
+fn a_recording_made_with_comm_carries_the_filter() {
+    assert_root();
+    let dir = tempfile_dir();
+    let rec = dir.join("comm.jsonl");
+    let child = start_tool(&["-d", "2", "--comm", "pt-*", "-o", rec.to_str().unwrap()]);
+    let _ = child.wait_with_output().unwrap();
+    let report = report_json(&rec);
+    assert_eq!(
+        report["observation"]["filters"],
+        serde_json::json!(["--comm pt-*"]),
+        "{report:#}"
+    );
+    assert_no_programs_left();
 }

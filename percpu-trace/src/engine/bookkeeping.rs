@@ -42,6 +42,7 @@ impl Engine {
                         gfp: g,
                         entry_flags: ev.task_flags,
                         since_ns: ev.ts_ns,
+                        took_mutex: false,
                     });
                 }
             }
@@ -135,6 +136,11 @@ impl Engine {
                 }
                 let t = self.task_mut(ev.pid);
                 t.hold_since_ns.get_or_insert(ev.ts_ns);
+                // A constrained caller seen holding the mutex: it is on the slow path.
+                if let Some(a) = t.alloc.as_mut().filter(|a| !a.took_mutex) {
+                    a.took_mutex = true;
+                    self.activity.constrained_took_mutex += 1;
+                }
             }
             Some(false) => {
                 self.task_mut(ev.pid).hold_since_ns = None;
@@ -149,6 +155,17 @@ impl Engine {
         let pid = ev.pid;
         self.tables.caller(ev, gfp, call_site);
         self.counters.constrained_allocs += 1;
+        // Why it is constrained, first reason that holds: the argument, then the scope.
+        let a = &mut self.activity;
+        if self.cfg.forbidden(gfp) != 0 {
+            a.constrained_by_gfp_argument += 1;
+        } else if self.cfg.io_flusher(ev.task_flags) {
+            a.constrained_by_io_flusher += 1;
+        } else if ev.task_flags & self.cfg.pf_memalloc_noio != 0 {
+            a.constrained_by_noio_scope += 1;
+        } else if ev.task_flags & self.cfg.pf_memalloc_nofs != 0 {
+            a.constrained_by_nofs_scope += 1;
+        }
         let cap = self.cfg.max_counter_keys;
         let n = self.counters.constrained_by_gfp.len();
         match self.counters.constrained_by_gfp.get_mut(&gfp) {
@@ -176,6 +193,23 @@ impl Engine {
         match &t.alloc {
             Some(a) => self.cfg.effective_gfp(a.gfp, a.entry_flags | t.task_flags),
             None => self.cfg.effective_gfp(self.cfg.gfp_kernel, t.task_flags),
+        }
+    }
+
+    /// The event's task holds the mutex inside a constrained pcpu_alloc.
+    pub(super) fn constrained_holder(&self, ev: &Event) -> bool {
+        ev.holds_mutex == Some(true) && self.tasks.get(&ev.pid).is_some_and(|t| t.alloc.is_some())
+    }
+
+    /// Counts an allocation nested under the mutex whose effective gfp may direct-reclaim
+    /// with FS or IO (whoever holds it: the activity, not a finding).
+    pub(super) fn count_nested(&mut self, ev: &Event, nested_gfp: u32) {
+        if ev.holds_mutex != Some(true) || ev.task_flags & self.cfg.pf_memalloc != 0 {
+            return;
+        }
+        let eff = self.cfg.effective_gfp(nested_gfp, ev.task_flags);
+        if eff & self.cfg.gfp_direct_reclaim != 0 && eff & self.cfg.reclaim_bits() != 0 {
+            self.activity.nested_allocations_allowing_fs_io += 1;
         }
     }
 }

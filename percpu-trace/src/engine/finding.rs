@@ -300,6 +300,17 @@ pub enum WaiterReason {
     Scope,
 }
 
+impl WaiterReason {
+    /// The stable snake_case id (as serialized).
+    pub fn id(self) -> &'static str {
+        match self {
+            WaiterReason::GfpConstrained => "gfp_constrained",
+            WaiterReason::IoFlusher => "io_flusher",
+            WaiterReason::Scope => "scope",
+        }
+    }
+}
+
 /// Something the engine could not be sure of when it saw an occurrence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -60,6 +60,7 @@
 //! A task's state is dropped as soon as it has nothing open (no pcpu_alloc, reclaim, wait or
 //! mutex hold), on TaskExit, and by least-recently-seen eviction beyond `max_tasks`. Findings,
 //! recent reclaims, counter keys and per-reclaim/per-wait links all have caps.
+pub mod activity;
 mod bookkeeping;
 pub mod config;
 pub mod evidence;
@@ -78,6 +79,7 @@ mod wording;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+pub use activity::ActivityCounts;
 pub use config::EngineConfig;
 pub use evidence::StackFacts;
 pub use filter::FindingFilter;
@@ -151,6 +153,7 @@ pub struct Engine {
     counters: Counters,
     by_comm: FastMap<String, u64>,
     holds: HoldHistory,
+    activity: ActivityCounts,
     tables: Tables,
     losses: LossTotals,
     /// `now_ns` when the count of lost events last rose.
@@ -177,6 +180,7 @@ impl Engine {
             counters: Counters::default(),
             by_comm: FastMap::default(),
             holds: HoldHistory::default(),
+            activity: ActivityCounts::default(),
             tables: Tables::default(),
             losses: LossTotals::default(),
             loss_seen_ns: None,
@@ -251,6 +255,16 @@ impl Engine {
             d.push(Doubt::TaskFlagsUnknown);
         }
         d
+    }
+
+    /// Sets the kernel's host-wide activity totals (cumulative, by name).
+    pub fn set_kernel_activity(&mut self, totals: &BTreeMap<String, u64>) {
+        self.activity.set_kernel(totals);
+    }
+
+    /// What the run saw (see [`ActivityCounts`]).
+    pub fn activity(&self) -> &ActivityCounts {
+        &self.activity
     }
 
     /// The latest loss totals.
@@ -337,6 +351,7 @@ impl Engine {
                     gfp,
                     entry_flags: ev.task_flags,
                     since_ns: ev.ts_ns,
+                    took_mutex: false,
                 });
                 t.work = Activity::Idle;
                 self.count_constrained(ev, gfp, None);
@@ -368,6 +383,9 @@ impl Engine {
             }
             EventKind::ChunkCreate { gfp, .. } => {
                 self.tables.chunk(ev, gfp, |r| r.creates += 1);
+                if self.constrained_holder(ev) {
+                    self.activity.chunk_creates_by_constrained_holder += 1;
+                }
                 self.task_mut(ev.pid).work = Activity::CreatingChunk;
                 let nested = match gfp {
                     Some(g) => Some(g),
@@ -392,6 +410,9 @@ impl Engine {
             }
             EventKind::ChunkPopulate { gfp, .. } => {
                 self.tables.chunk(ev, gfp, |r| r.populates += 1);
+                if self.constrained_holder(ev) {
+                    self.activity.chunk_populates_by_constrained_holder += 1;
+                }
                 self.task_mut(ev.pid).work = Activity::Populating;
                 if let Some(g) = gfp {
                     self.check_window(ev, Trigger::ChunkPopulate { gfp }, g, &mut out);
@@ -407,15 +428,18 @@ impl Engine {
                     None => None,
                 };
                 if let Some(n) = n {
+                    self.count_nested(ev, n);
                     self.check_window(ev, Trigger::GetVmAreas { gfp }, n, &mut out);
                 }
             }
             EventKind::Vmalloc { gfp, .. } => {
                 self.tables.chunk(ev, Some(gfp), |r| r.vmallocs += 1);
+                self.count_nested(ev, gfp);
                 self.check_window(ev, Trigger::Vmalloc { gfp }, gfp, &mut out);
             }
             EventKind::PgtableAlloc => {
                 self.tables.chunk(ev, None, |r| r.pgtables += 1);
+                self.count_nested(ev, gfp_kernel);
                 self.check_window(ev, Trigger::PgtableAlloc, gfp_kernel, &mut out);
             }
             EventKind::ReclaimBegin { gfp, order, memcg } => {
@@ -522,6 +546,12 @@ impl Engine {
             counters,
             findings: self.store.findings.len(),
             holds: self.holds.clone(),
+            activity: ActivityCounts {
+                // The engine's own counters, not a second count.
+                constrained_allocations: self.counters.constrained_allocs,
+                reclaims_by_holder: self.counters.reclaims_holding_mutex,
+                ..self.activity.clone()
+            },
             losses: self.losses.clone(),
         }
     }

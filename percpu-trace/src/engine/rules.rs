@@ -82,6 +82,7 @@ impl Engine {
             gfp,
             entry_flags: c.flags,
             since_ns: c.ts_ns,
+            took_mutex: false,
         });
         let t = &self.tasks[&ev.pid];
         let occ = Occurrence {
@@ -305,6 +306,15 @@ impl Engine {
         }
         let facts = ev.stack_id.and_then(|id| self.stacks.get(&id).copied());
         let reason = evidence::classify(&self.cfg, ev.caller_gfp, ev.task_flags, facts);
+        let class = match reason {
+            Some(r) => r.id(),
+            None => "balance_worker_or_unconstrained",
+        };
+        *self
+            .activity
+            .waits_by_class
+            .entry(class.to_string())
+            .or_default() += 1;
         self.task_mut(ev.pid).wait = Some(OpenWait {
             since_ns: ev.ts_ns,
             caller_gfp: ev.caller_gfp,

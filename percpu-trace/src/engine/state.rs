@@ -182,6 +182,8 @@ pub struct EngineState {
     pub findings: usize,
     /// Completed holds of pcpu_alloc_mutex.
     pub holds: super::HoldHistory,
+    /// What the run saw.
+    pub activity: super::ActivityCounts,
     /// The latest loss totals.
     pub losses: super::LossTotals,
 }

@@ -36,6 +36,8 @@ pub(super) struct AllocState {
     /// Task flags on entry (the scope pcpu_alloc folded into its gfp).
     pub(super) entry_flags: u32,
     pub(super) since_ns: u64,
+    /// Already counted as a constrained allocation that took the mutex.
+    pub(super) took_mutex: bool,
 }
 
 #[derive(Clone, Debug)]

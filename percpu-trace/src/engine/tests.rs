@@ -736,3 +736,58 @@ mod props {
         }
     }
 }
+
+#[test]
+fn activity_says_what_was_seen_without_a_finding() {
+    // A fixed kernel: the constrained caller takes the mutex and populates, nested
+    // allocations keep the constraint, no finding; the counts say the path was exercised.
+    let mut eng = run(
+        EngineConfig {
+            fix_present: Some(true),
+            ..EngineConfig::default()
+        },
+        &fixed_kernel_stream(100, 1_000),
+    );
+    assert!(eng.findings().is_empty());
+    let mut totals = std::collections::BTreeMap::new();
+    totals.insert("percpu_allocations".to_string(), 150);
+    totals.insert("blocking_percpu_allocations".to_string(), 120);
+    eng.set_kernel_activity(&totals);
+    let a = eng.snapshot().activity;
+    assert_eq!(a.percpu_allocations, Some(150));
+    assert_eq!(a.constrained_allocations, 1);
+    assert_eq!(a.constrained_by_gfp_argument, 1);
+    // Two holders: the caller, and the waiter that then held it (its entry was not seen,
+    // its events carry the caller gfp).
+    assert_eq!(a.constrained_took_mutex, 2, "{a:?}");
+    assert_eq!(a.waits_by_class.get("gfp_constrained"), Some(&1));
+    assert!(a.chunk_populates_by_constrained_holder >= 1, "{a:?}");
+    assert_eq!(a.nested_allocations_allowing_fs_io, 0, "{a:?}");
+    assert!(
+        a.why_no_finding().contains("kept the constraint"),
+        "{}",
+        a.why_no_finding()
+    );
+
+    // The vulnerable kernel's stream: nested allocations that allow FS/IO are counted, a
+    // holder's reclaim too, and a scope-constrained caller is counted under its scope.
+    let eng = run(vulnerable(), &vulnerable_caller_stream(100, 1_000));
+    let a = eng.snapshot().activity;
+    assert!(a.nested_allocations_allowing_fs_io >= 2, "{a:?}");
+    assert_eq!(a.reclaims_by_holder, 1);
+    assert_eq!(
+        a.percpu_allocations, None,
+        "not counted: no kernel totals given"
+    );
+    let scoped = run(
+        EngineConfig::default(),
+        &[enter(0, 7, KERNEL).flags(0x80000), exit(5, 7)],
+    );
+    assert_eq!(scoped.snapshot().activity.constrained_by_noio_scope, 1);
+    let none = run(EngineConfig::default(), &[]);
+    assert!(none
+        .snapshot()
+        .activity
+        .why_no_finding()
+        .contains("not exercised"));
+}

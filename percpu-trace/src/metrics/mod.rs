@@ -100,6 +100,7 @@ pub struct Metrics {
     drops: Family<ReasonLabel, Counter>,
     constrained: Counter,
     findings_dropped: Counter,
+    activity: Family<KindLabel, Counter>,
     findings: Family<KindLabel, Counter>,
     occurrences: Family<KindLabel, Counter>,
     hold: HoldHistogram,
@@ -128,6 +129,7 @@ impl Metrics {
         let drops = Family::<ReasonLabel, Counter>::default();
         let constrained = Counter::default();
         let findings_dropped = Counter::default();
+        let activity = Family::<KindLabel, Counter>::default();
         let findings = Family::<KindLabel, Counter>::default();
         let occurrences = Family::<KindLabel, Counter>::default();
         // Buckets: crate::engine::holds::HOLD_BUCKETS_NS (1 us .. ~4 s).
@@ -147,6 +149,11 @@ impl Metrics {
             "constrained_allocations",
             "Blocking pcpu_alloc calls constrained to NOFS/NOIO (by gfp or memalloc scope)",
             constrained.clone(),
+        );
+        registry.register(
+            "activity",
+            "What the run saw, findings or not (kind: percpu_allocations, constrained_allocations, constrained_took_mutex, ...)",
+            activity.clone(),
         );
         registry.register(
             "findings_dropped",
@@ -192,6 +199,7 @@ impl Metrics {
             drops,
             constrained,
             findings_dropped,
+            activity,
             findings,
             occurrences,
             hold,
@@ -239,6 +247,27 @@ impl Metrics {
             counters.constrained_allocs,
             &self.constrained,
         );
+        let a = &snap.activity;
+        for (what, n) in [
+            ("percpu_allocations", a.percpu_allocations.unwrap_or(0)),
+            ("constrained_allocations", a.constrained_allocations),
+            ("constrained_took_mutex", a.constrained_took_mutex),
+            (
+                "chunk_populates_by_constrained_holder",
+                a.chunk_populates_by_constrained_holder,
+            ),
+            (
+                "nested_allocations_allowing_fs_io",
+                a.nested_allocations_allowing_fs_io,
+            ),
+            ("reclaims_by_holder", a.reclaims_by_holder),
+            ("waits", a.waits()),
+        ] {
+            let c = self
+                .activity
+                .get_or_create(&KindLabel { kind: what.into() });
+            advance(&mut st, &format!("activity/{what}"), n, &c);
+        }
         advance(
             &mut st,
             "findings_dropped",

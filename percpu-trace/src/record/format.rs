@@ -91,6 +91,8 @@ pub enum Record {
     },
     /// Cumulative loss counters by reason (`drop_reason::NAMES` and userspace reasons).
     Drops(BTreeMap<String, u64>),
+    /// Host-wide activity totals counted in the kernel (cumulative, by name).
+    Activity(BTreeMap<String, u64>),
     /// Wall-clock time since the run started, written every few seconds and at the end
     /// (`ended`), so a recording cut short by a kill still says how long it ran.
     Run {

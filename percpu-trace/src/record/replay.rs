@@ -138,6 +138,7 @@ pub fn replay_reader<R: BufRead>(
                 engine.set_losses(d.clone());
                 s.drops = d;
             }
+            Record::Activity(a) => engine.set_kernel_activity(&a),
             Record::Run { elapsed_ns, ended } => {
                 s.wall_ns = Some(elapsed_ns);
                 s.ended = ended;

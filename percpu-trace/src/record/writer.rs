@@ -105,6 +105,11 @@ impl<W: Write> RecordingWriter<W> {
         self.put(&Record::Drops(counters.clone()))
     }
 
+    /// Writes the kernel's host-wide activity totals.
+    pub fn write_activity(&mut self, totals: &BTreeMap<String, u64>) -> io::Result<()> {
+        self.put(&Record::Activity(totals.clone()))
+    }
+
     /// Writes the run's wall-clock length so far.
     pub fn write_run(&mut self, elapsed_ns: u64, ended: bool) -> io::Result<()> {
         self.put(&Record::Run { elapsed_ns, ended })
@@ -132,6 +137,7 @@ impl<W: Write> RecordingWriter<W> {
             Record::Stack { id, frames } => self.write_stack(*id, frames),
             Record::Drops(d) => self.write_drops(d),
             Record::Run { elapsed_ns, ended } => self.write_run(*elapsed_ns, *ended),
+            Record::Activity(a) => self.put(&Record::Activity(a.clone())),
         }
     }
 

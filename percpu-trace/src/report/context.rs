@@ -53,6 +53,9 @@ pub struct ReportContext {
     pub duration_is_wall_clock: bool,
     /// Events whose stack id the stack table lacks.
     pub missing_stacks: u64,
+    /// What the run saw, findings or not (`None`: not known, e.g. a hand-made context).
+    #[serde(default)]
+    pub activity: Option<crate::engine::ActivityCounts>,
     /// Finding occurrences not kept because the engine's cap of distinct findings was
     /// reached (they are counted, never silently gone).
     #[serde(default)]
@@ -80,6 +83,7 @@ impl ReportContext {
             duration_ns: None,
             duration_is_wall_clock: false,
             missing_stacks: 0,
+            activity: None,
             findings_dropped: 0,
             skipped_lines: 0,
             first_skipped: None,

@@ -98,6 +98,8 @@ struct Observation<'a> {
     missing_stacks: u64,
     #[serde(skip_serializing_if = "is_zero")]
     findings_dropped: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activity: Option<&'a crate::engine::ActivityCounts>,
     // Only when lines were skipped, so reports of sound recordings do not change.
     #[serde(skip_serializing_if = "is_zero")]
     skipped_lines: u64,
@@ -283,6 +285,7 @@ fn report<'a>(
             events_lost: d::events_lost(ctx),
             missing_stacks: ctx.missing_stacks,
             findings_dropped: ctx.findings_dropped,
+            activity: ctx.activity.as_ref(),
             skipped_lines: ctx.skipped_lines,
             first_skipped: ctx
                 .first_skipped

@@ -247,6 +247,15 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             d::events_lost(ctx)
         );
     }
+    if let Some(a) = &ctx.activity {
+        s.push_str("- **What was seen:**\n");
+        for (label, value) in d::activity_lines(a) {
+            let _ = writeln!(s, "  - {}: {}", label.trim(), value);
+        }
+        if a.constrained_took_mutex == 0 || a.nested_allocations_allowing_fs_io == 0 {
+            let _ = writeln!(s, "  - *{}*", a.why_no_finding());
+        }
+    }
     if ctx.findings_dropped > 0 {
         let _ = writeln!(
             s,

@@ -150,7 +150,9 @@ pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
     }
     let mut ctx = ReportContext::from_replay(path, &summary);
     ctx.set_fix_observed(&engine);
-    ctx.findings_dropped = engine.snapshot().counters.findings_dropped;
+    let snap = engine.snapshot();
+    ctx.findings_dropped = snap.counters.findings_dropped;
+    ctx.activity = Some(snap.activity);
     // The findings the run selected (its `--comm`/`--cgroup`/`--pid`, named in the report).
     let selected: Vec<_> = engine.selected().map(|(_, f)| f.clone()).collect();
     Ok(render(format, &ctx, &selected, &summary.stacks))

@@ -71,6 +71,9 @@ fn summary(s: &mut String, ctx: &ReportContext, findings: &[&Finding]) {
     }
     if findings.is_empty() {
         s.push_str("findings: none\n");
+        if let Some(a) = &ctx.activity {
+            kv(s, "why none: ", &a.why_no_finding());
+        }
         return;
     }
     let by_kind: Vec<String> = FindingKind::ALL
@@ -319,6 +322,12 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             "stacks:      {} event(s) refer to stacks not recorded",
             ctx.missing_stacks
         );
+    }
+    if let Some(a) = &ctx.activity {
+        s.push_str("what was seen:\n");
+        for (label, value) in d::activity_lines(a) {
+            kv(s, &format!("  {label:<26} "), &value);
+        }
     }
     if ctx.findings_dropped > 0 {
         kv(

@@ -554,3 +554,51 @@ pub fn wrap_labeled(label: &str, text: &str, width: usize, indent: &str) -> Stri
     }
     out
 }
+
+/// "What was seen": one line per activity count worth showing, for the text and markdown
+/// reports (and the sentence that explains an empty findings list).
+pub fn activity_lines(a: &crate::engine::ActivityCounts) -> Vec<(&'static str, String)> {
+    let opt = |v: Option<u64>| v.map_or("not counted".to_string(), |n| n.to_string());
+    let mut v = vec![
+        ("percpu allocations (host)", opt(a.percpu_allocations)),
+        ("  of them blocking", opt(a.blocking_percpu_allocations)),
+        (
+            "constrained (NOFS/NOIO)",
+            a.constrained_allocations.to_string(),
+        ),
+        (
+            "  by cause",
+            format!(
+                "gfp argument {}, IO_FLUSHER {}, NOIO scope {}, NOFS scope {}",
+                a.constrained_by_gfp_argument,
+                a.constrained_by_io_flusher,
+                a.constrained_by_noio_scope,
+                a.constrained_by_nofs_scope
+            ),
+        ),
+        ("  took the mutex", a.constrained_took_mutex.to_string()),
+        (
+            "  chunk work held",
+            format!(
+                "{} creation(s), {} population(s)",
+                a.chunk_creates_by_constrained_holder, a.chunk_populates_by_constrained_holder
+            ),
+        ),
+        (
+            "nested FS/IO-capable",
+            a.nested_allocations_allowing_fs_io.to_string(),
+        ),
+        ("reclaims by a holder", a.reclaims_by_holder.to_string()),
+    ];
+    let waits = if a.waits_by_class.is_empty() {
+        "0".to_string()
+    } else {
+        a.waits_by_class
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    v.push(("waits on the mutex", waits));
+    v
+}

@@ -147,6 +147,7 @@ impl App {
                 self.stacks.insert(id, frames);
             }
             LiveItem::Progress { losses, .. } => self.set_losses(&losses),
+            LiveItem::Activity(totals) => self.engine.set_kernel_activity(&totals),
         }
     }
 

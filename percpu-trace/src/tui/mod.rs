@@ -200,6 +200,7 @@ fn replay_thread(
             Ok(Record::Drops(d)) => Feed::Drops(d),
             // The run's length matters to reports, not to the screen.
             Ok(Record::Run { .. }) => continue,
+            Ok(Record::Activity(a)) => Feed::Item(LiveItem::Activity(a)),
             Err(e) => {
                 let _ = tx.blocking_send(Feed::End(Some(e.to_string())));
                 return;
@@ -232,6 +233,7 @@ pub(crate) fn export_request(app: &App, finding: Option<usize>) -> export::Expor
     context.events = app.events;
     context.drops = app.losses().clone();
     context.findings_dropped = app.snap.counters.findings_dropped;
+    context.activity = Some(app.snap.activity.clone());
     context.set_fix_observed(app.engine());
     // Live: how long the UI ran; replay: the recording's own span.
     context.duration_ns = if app.is_replay() {

@@ -396,6 +396,7 @@ fn replayed(name: &str) -> App {
             Record::Stack { id, frames } => a.ingest(LiveItem::Stack(id, frames)),
             Record::Drops(d) => a.set_drops(d),
             Record::Run { .. } => {}
+            Record::Activity(totals) => a.ingest(LiveItem::Activity(totals)),
         }
     }
     a.tick(Duration::from_secs(5));
