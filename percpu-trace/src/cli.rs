@@ -113,6 +113,10 @@ pub enum Command {
         /// refused).
         #[arg(long)]
         force: bool,
+        /// Replace kernel addresses with 0 (function names and offsets stay), for a report
+        /// posted where the KASLR offset must not leak.
+        #[arg(long)]
+        redact_addresses: bool,
     },
     /// Print the manual page (roff), generated from this command line.
     #[command(hide = true)]
@@ -287,10 +291,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             output,
             force,
+            redact_addresses,
         }) => {
             // clap guarantees exactly one of them.
             let from = file.or(from).unwrap_or_else(|| PathBuf::from("-"));
-            let text = crate::report::report_from_recording(&from, format)?;
+            let text = crate::report::report_from_recording_with(&from, format, redact_addresses)?;
             let out = output.unwrap_or_else(|| PathBuf::from("-"));
             crate::report::write_report_with(&out, &text, force)?;
             Ok(ExitCode::SUCCESS)

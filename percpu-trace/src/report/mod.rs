@@ -144,7 +144,17 @@ pub fn finding_line_with(f: &Finding, layout: &GfpLayout) -> String {
 /// corrupt header). Skipped corrupt or torn lines are a one-line warning on stderr (the
 /// report still comes, and says how many lines it lacks).
 pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
-    let (engine, summary) = crate::record::replay_file(path).map_err(|e| anyhow!("{e}"))?;
+    report_from_recording_with(path, format, false)
+}
+
+/// [`report_from_recording`]; `redact` replaces kernel addresses (stack frame addresses)
+/// with 0, for a report posted where a KASLR offset must not leak. Function names and
+/// offsets stay: they are what a maintainer reads, as in the kernel's own splats.
+pub fn report_from_recording_with(path: &Path, format: Format, redact: bool) -> Result<String> {
+    let (engine, mut summary) = crate::record::replay_file(path).map_err(|e| anyhow!("{e}"))?;
+    if redact {
+        redact_addresses(&mut summary.stacks);
+    }
     if let Some(w) = summary.skipped_warning() {
         crate::warnln!("percpu-trace: warning: {}: {w}", path.display());
     }
@@ -156,6 +166,15 @@ pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
     // The findings the run selected (its `--comm`/`--cgroup`/`--pid`, named in the report).
     let selected: Vec<_> = engine.selected().map(|(_, f)| f.clone()).collect();
     Ok(render(format, &ctx, &selected, &summary.stacks))
+}
+
+/// Zeroes every frame address in a stack table (see [`report_from_recording_with`]).
+pub fn redact_addresses(stacks: &mut StackTable) {
+    for frames in stacks.values_mut() {
+        for f in frames {
+            f.addr = 0;
+        }
+    }
 }
 
 /// Writes a report to `path` (`-` is stdout). Errors are one line naming the path.

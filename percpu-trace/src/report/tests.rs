@@ -816,3 +816,19 @@ fn the_tracers_own_frames_are_dropped_from_the_top_of_stacks() {
     let st = wording::stacks(&f, &table);
     assert_eq!(st[0].frames.map(<[_]>::len), Some(4));
 }
+
+#[test]
+fn redacted_reports_carry_no_kernel_address() {
+    let dir = std::env::temp_dir().join(format!("pt-redact-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("r.jsonl");
+    write_recording(&path);
+    let plain = report_from_recording_with(&path, Format::Json, false).unwrap();
+    assert!(plain.contains("0xffffffff"), "{plain}");
+    for format in [Format::Json, Format::Text, Format::Markdown] {
+        let r = report_from_recording_with(&path, format, true).unwrap();
+        assert!(!r.contains("ffffffff"), "{format:?}: {r}");
+        assert!(r.contains("try_to_free_pages"), "names stay: {r}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
