@@ -6,12 +6,7 @@ use crate::*;
 
 #[tracepoint]
 pub fn contention_begin(ctx: TracePointContext) -> u32 {
-    let addr = cfg!(mutex_addr);
-    if addr == 0 {
-        return 0;
-    }
-    let lock: u64 = unsafe { ctx.read_at(cfg!(tp_lock_addr_off) as usize) }.unwrap_or(0);
-    if lock != addr {
+    if !is_pcpu_alloc_mutex(&ctx) {
         return 0;
     }
     let lflags: u32 = unsafe { ctx.read_at(cfg!(tp_lock_flags_off) as usize) }.unwrap_or(0);
@@ -24,7 +19,7 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
         c.caller_gfp,
         0,
         st,
-        lock,
+        cfg!(mutex_addr),
         lflags as u64,
         0,
     );
@@ -33,12 +28,7 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn contention_end(ctx: TracePointContext) -> u32 {
-    let addr = cfg!(mutex_addr);
-    if addr == 0 {
-        return 0;
-    }
-    let lock: u64 = unsafe { ctx.read_at(cfg!(tp_lock_addr_off) as usize) }.unwrap_or(0);
-    if lock != addr {
+    if !is_pcpu_alloc_mutex(&ctx) {
         return 0;
     }
     let ret: i32 = unsafe { ctx.read_at(cfg!(tp_lock_ret_off) as usize) }.unwrap_or(0);
@@ -49,9 +39,20 @@ pub fn contention_end(ctx: TracePointContext) -> u32 {
         c.caller_gfp,
         0,
         -1,
-        lock,
+        cfg!(mutex_addr),
         ret as i64 as u64,
         0,
     );
     0
+}
+
+/// Whether this lock tracepoint is about pcpu_alloc_mutex (its address is known).
+#[inline(always)]
+fn is_pcpu_alloc_mutex(ctx: &TracePointContext) -> bool {
+    let addr = cfg!(mutex_addr);
+    if addr == 0 {
+        return false;
+    }
+    let lock: u64 = unsafe { ctx.read_at(cfg!(tp_lock_addr_off) as usize) }.unwrap_or(0);
+    lock == addr
 }

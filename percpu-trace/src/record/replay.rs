@@ -105,20 +105,7 @@ pub fn replay_reader<R: BufRead>(
     mut reader: RecordingReader<R>,
     engine: &mut Engine,
 ) -> Result<ReplaySummary, RecordError> {
-    let mut s = ReplaySummary {
-        header: reader.header().clone(),
-        events: 0,
-        stacks: BTreeMap::new(),
-        missing_stacks: 0,
-        drops: BTreeMap::new(),
-        wall_ns: None,
-        ended: false,
-        first_ns: None,
-        last_ns: None,
-        skipped_lines: 0,
-        first_skipped: None,
-        torn_tail: false,
-    };
+    let mut s = ReplaySummary::new(reader.header().clone());
     for rec in &mut reader {
         match rec? {
             Record::Event(ev) => {
