@@ -19,7 +19,9 @@ fn reclaim_begin(ctx: &TracePointContext, extra: u32) -> u32 {
     let c = Common::new(current_task());
     let interesting =
         c.holds() || c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags);
-    if !interesting || !tgid_wanted(c.tgid) {
+    // `--pid`: a holder's reclaim is kept whatever its process: when the selected
+    // process waits for the mutex, the holder's reclaim is half of the cross_task finding.
+    if !interesting || !(c.holds() || tgid_wanted(c.tgid)) {
         return 0;
     }
     let gfp: u32 = unsafe { ctx.read_at(cfg!(tp_reclaim_gfp_off) as usize) }.unwrap_or(0);
