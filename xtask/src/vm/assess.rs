@@ -205,7 +205,8 @@ pub fn assess_check(out: &Path, spec: &KernelSpec, mode: Mode) -> Verdict {
     let mask = json["config"]["mutex_owner_mask"].as_u64();
     if mask != Some(owner_mask(spec.rt)) {
         v.fail(format!(
-            "config.mutex_owner_mask is {mask:#x?}, expected {:#x} ({})",
+            "config.mutex_owner_mask is {}, expected {:#x} ({})",
+            mask.map_or("absent".into(), |m| format!("{m:#x}")),
             owner_mask(spec.rt),
             if spec.rt {
                 "rt_mutex: bit 0 is a flag"
