@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every check, in order, stopping at the first failure.
 //! Nothing is skipped silently: a part that cannot run here fails the whole run.
-use std::process::Command;
+use std::{process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -77,12 +77,35 @@ pub fn run(args: &TestArgs) -> Result<()> {
         println!("test: VM tests left out (--no-vm): this run is NOT a full test run");
         return Ok(());
     }
-    println!("==> VM tests (Debian kernels under qemu)");
-    vm::vm_test(vm::VmTestArgs {
-        kernel: None,
-        scenario: None,
-        arch: Default::default(),
-    })
+    // Both architectures' matrices, one after the other: kernels, userland and builds
+    // are cached in target/ (target/vm-cache, the aarch64 cargo targets), so the arm64
+    // binaries are built once here and again only when sources change.
+    let mut times = Vec::new();
+    for (arch, what) in [
+        (
+            vm::Arch::X86_64,
+            "Debian amd64 kernels under qemu-system-x86_64",
+        ),
+        (
+            vm::Arch::Aarch64,
+            "Debian arm64 kernels under qemu-system-aarch64",
+        ),
+    ] {
+        println!("==> VM tests, {}: {what}", arch.uname());
+        let t = Instant::now();
+        let res = vm::vm_test(vm::VmTestArgs {
+            kernel: None,
+            scenario: None,
+            arch,
+            attach: Vec::new(),
+        });
+        times.push((arch.uname(), t.elapsed().as_secs_f64()));
+        for (a, secs) in &times {
+            println!("test: VM tests {a}: {secs:.0} s");
+        }
+        res?;
+    }
+    Ok(())
 }
 
 fn step(name: &str, args: &[&str]) -> Result<()> {

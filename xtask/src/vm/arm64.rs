@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{
     initramfs::Initramfs,
-    kernels::{self, KernelSpec, Role},
+    kernels::{self, Fix, KernelSpec, Mode, ModeRun, FIXED, VULNERABLE},
 };
 
 /// Guest architecture (`vm-test --arch`).
@@ -50,24 +50,15 @@ impl Arch {
     }
 }
 
-/// The arm64 matrix. Only the vulnerable kernel runs by default: the arm64 run proves
-/// the aarch64 build (pt_regs, BTF offsets, mutex scan) on the kernel where findings are
-/// expected; the role-specific logic is the same code as on x86_64.
+/// The arm64 matrix: the vulnerable kernel in the mode `auto` picks (fentry) and in kprobe
+/// mode (the arm64 pt_regs argument registers), the fixed kernel in `auto`. The
+/// role-specific logic is the same code as on x86_64.
+#[rustfmt::skip]
 pub const KERNELS: &[KernelSpec] = &[
-    KernelSpec {
-        name: "7.2",
-        role: Role::Vulnerable,
-        image: "linux-binary-7.2.#+deb#-arm64",
-        modules: Some(("linux-binary-", "linux-modules-")),
-        ci: true,
-    },
-    KernelSpec {
-        name: "7.3",
-        role: Role::Fixed,
-        image: "linux-binary-7.3.#+deb#-arm64",
-        modules: Some(("linux-binary-", "linux-modules-")),
-        ci: false,
-    },
+    KernelSpec { name: "7.2", image: "linux-binary-7.2.#+deb#-arm64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, old_names: false, rt: false,
+        runs: &[ModeRun { mode: Mode::Auto, expect: VULNERABLE }, ModeRun { mode: Mode::Kprobe, expect: VULNERABLE }] },
+    KernelSpec { name: "7.3", image: "linux-binary-7.3.#+deb#-arm64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Fixed, old_names: false, rt: false,
+        runs: &[ModeRun { mode: Mode::Auto, expect: FIXED }] },
 ];
 
 /// The qemu command for an arm64 guest, before the common arguments. Single-threaded TCG

@@ -12,10 +12,7 @@ use std::{
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::kernels::Role;
-
-/// Finding kinds the tool reports.
-pub const KINDS: [&str; 3] = ["recursion", "window", "cross_task"];
+use super::kernels::{fix_name, Expect, Fix, KernelSpec, Mode};
 
 /// The verdict on one scenario run.
 #[derive(Default)]
@@ -121,13 +118,13 @@ pub fn finding_counts(report: &Value) -> Result<BTreeMap<String, u64>> {
     Ok(counts)
 }
 
-/// The attached target of the pcpu_alloc entry probe (`observation.probes`), if any.
-pub fn pcpu_alloc_target(report: &Value) -> Option<String> {
+/// The attached target of probe point `point` (`observation.probes`), if attached.
+pub fn attached_target(report: &Value, point: &str) -> Option<String> {
     report
         .pointer("/observation/probes")?
         .as_array()?
         .iter()
-        .find(|p| p["point"] == "pcpu_alloc entry" && p["state"] == "attached")
+        .find(|p| p["point"] == point && p["state"] == "attached")
         .and_then(|p| p["target"].as_str().map(String::from))
 }
 
@@ -152,8 +149,26 @@ pub fn fix_present(v: &Value) -> Option<bool> {
     }
 }
 
-/// Checks `check --json` of one boot.
-pub fn assess_check(out: &Path, role: Role) -> Verdict {
+/// The plan's attachment kind (`how`) of probe point `point` in `check --json`.
+fn planned_how<'a>(check: &'a Value, point: &str) -> Option<&'a str> {
+    check["plan"]["probes"]
+        .as_array()?
+        .iter()
+        .find(|p| p["point"] == point)?["attachment"]["how"]
+        .as_str()
+}
+
+/// The mutex owner mask `check` must use: flags in bits 0-2, on PREEMPT_RT bit 0 only.
+pub fn owner_mask(rt: bool) -> u64 {
+    if rt {
+        !1
+    } else {
+        !7
+    }
+}
+
+/// Checks `check --json --attach MODE` of one boot against the matrix line.
+pub fn assess_check(out: &Path, spec: &KernelSpec, mode: Mode) -> Verdict {
     let mut v = Verdict::default();
     match read_rc(&out.join("check.rc")) {
         Some(0) => {}
@@ -170,12 +185,66 @@ pub fn assess_check(out: &Path, role: Role) -> Verdict {
         return v;
     };
     let fix = fix_present(&json);
-    v.facts.push(format!("fix={fix:?}"));
-    match (role, fix) {
-        (Role::Fixed, Some(true)) | (Role::Vulnerable, Some(false)) | (Role::Old, _) => {}
-        (Role::Fixed, f) => v.fail(format!("check must report the fix present, says {f:?}")),
-        (Role::Vulnerable, f) => v.fail(format!("check must report the fix absent, says {f:?}")),
+    let want = spec.fix == Fix::Fixed;
+    if fix != Some(want) {
+        v.fail(format!(
+            "check must report the fix {} ({}), says {fix:?}",
+            if want { "present" } else { "absent" },
+            fix_name(spec.fix)
+        ));
     }
+    // PREEMPT_RT and the owner word: the BPF programs decide "holds the mutex" with
+    // exactly this mask (the offset is compared with BTF in btf_check).
+    let rt = json.pointer("/kernel/preempt_rt").and_then(Value::as_bool);
+    if rt != Some(spec.rt) {
+        v.fail(format!(
+            "check must say preempt_rt={}, says {rt:?}",
+            spec.rt
+        ));
+    }
+    let mask = json["config"]["mutex_owner_mask"].as_u64();
+    if mask != Some(owner_mask(spec.rt)) {
+        v.fail(format!(
+            "config.mutex_owner_mask is {}, expected {:#x} ({})",
+            mask.map_or("absent".into(), |m| format!("{m:#x}")),
+            owner_mask(spec.rt),
+            if spec.rt {
+                "rt_mutex: bit 0 is a flag"
+            } else {
+                "mutex: bits 0-2 are flags"
+            }
+        ));
+    }
+    let plan_mode = json["plan"]["mode"].as_str().unwrap_or("?");
+    // `auto` picks fentry on every Debian kernel of the matrix (they all load it).
+    let want_mode = match mode {
+        Mode::Auto => "fentry",
+        m => m.name(),
+    };
+    if plan_mode != want_mode {
+        v.fail(format!(
+            "check --attach {}: plan mode {plan_mode}, expected {want_mode}",
+            mode.name()
+        ));
+    }
+    let entry = planned_how(&json, "pcpu_alloc entry");
+    let after_unlock = planned_how(&json, "percpu_alloc_percpu (after unlock)");
+    let (want_entry, want_tp) = match mode {
+        // What tracepoint mode promises: no pcpu_alloc entry (so no nested allocation
+        // attributed to a constrained caller), constrained allocations after unlock.
+        Mode::Tracepoint => ("unavailable", "tracepoint"),
+        Mode::Kprobe => ("kprobe", "unavailable"),
+        Mode::Auto => ("fentry", "unavailable"),
+    };
+    if entry != Some(want_entry) || after_unlock != Some(want_tp) {
+        v.fail(format!(
+            "plan: pcpu_alloc entry {entry:?} (expected {want_entry}), percpu_alloc_percpu {after_unlock:?} (expected {want_tp})"
+        ));
+    }
+    v.facts.push(format!(
+        "check: fix={fix:?} rt={rt:?} owner_mask={:#x} mode={plan_mode}",
+        mask.unwrap_or(0)
+    ));
     v
 }
 
@@ -189,8 +258,9 @@ pub struct Run<'a> {
     pub tool: Option<&'a Path>,
 }
 
-/// Assesses one scenario run for a kernel of `role`.
-pub fn assess(run: &Run, role: Role) -> Verdict {
+/// Assesses one scenario run on the kernel of `spec`, attached in `mode`, against its
+/// matrix expectation (None: only the common assertions).
+pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>) -> Verdict {
     let mut v = Verdict::default();
     let d = &run.dir;
     if !d.is_dir() {
@@ -239,33 +309,48 @@ pub fn assess(run: &Run, role: Role) -> Verdict {
             return v;
         }
     };
-    let (findings, target) =
-        match report(tool, &rec).and_then(|r| Ok((finding_counts(&r)?, pcpu_alloc_target(&r)))) {
-            Ok(c) => c,
-            Err(e) => {
-                v.fail(format!("{e:#}"));
-                return v;
-            }
-        };
-    // Without the pcpu_alloc entry probe no constraint is known: say which name was used,
-    // and on 6.1 it must be an old one.
-    match (&target, role) {
-        (None, _) => v.fail("the pcpu_alloc entry probe is not attached"),
-        (Some(t), Role::Old) if t.contains("_noprof") => {
+    let (findings, target, after_unlock) = match report(tool, &rec).and_then(|r| {
+        Ok((
+            finding_counts(&r)?,
+            attached_target(&r, "pcpu_alloc entry"),
+            attached_target(&r, "percpu_alloc_percpu (after unlock)"),
+        ))
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            v.fail(format!("{e:#}"));
+            return v;
+        }
+    };
+    // Without the pcpu_alloc entry probe no constraint is known on entry: say which name
+    // was used (an old one on 6.1); tracepoint mode must use the after-unlock tracepoint.
+    match (mode, &target) {
+        (Mode::Tracepoint, Some(t)) => {
+            v.fail(format!("tracepoint mode attached pcpu_alloc entry as {t}"))
+        }
+        (Mode::Tracepoint, None) if after_unlock.is_none() => {
+            v.fail("tracepoint mode: percpu_alloc_percpu is not attached")
+        }
+        (Mode::Tracepoint, None) => {}
+        (_, None) => v.fail("the pcpu_alloc entry probe is not attached"),
+        (_, Some(t)) if spec.old_names && t.contains("_noprof") => {
             v.fail(format!("old kernel, new name attached: {t}"))
         }
-        (Some(t), Role::Vulnerable | Role::Fixed) if !t.contains("pcpu_alloc_noprof") => v.fail(
-            format!("pcpu_alloc entry attached as {t}, expected pcpu_alloc_noprof"),
-        ),
+        (_, Some(t)) if !spec.old_names && !t.contains("pcpu_alloc_noprof") => v.fail(format!(
+            "pcpu_alloc entry attached as {t}, expected pcpu_alloc_noprof"
+        )),
         _ => {}
     }
-    v.facts
-        .push(format!("entry={}", target.as_deref().unwrap_or("-")));
+    v.facts.push(format!(
+        "entry={}",
+        target.as_deref().or(after_unlock.as_deref()).unwrap_or("-")
+    ));
     let ev = |k: &str| events.get(k).copied().unwrap_or(0);
     let fi = |k: &str| findings.get(k).copied().unwrap_or(0);
-    let constrained = ev("pcpu_alloc_enter") + ev("pcpu_alloc_done");
     v.facts.push(format!(
-        "constrained_allocs={constrained} populate={} create={} vm_areas={} pgtable={} reclaim={} contention={} findings={findings:?}",
+        "enter={} done={} populate={} create={} vm_areas={} pgtable={} reclaim={} contention={} findings={findings:?}",
+        ev("pcpu_alloc_enter"),
+        ev("pcpu_alloc_done"),
         ev("chunk_populate"),
         ev("chunk_create"),
         ev("get_vm_areas"),
@@ -287,47 +372,31 @@ pub fn assess(run: &Run, role: Role) -> Verdict {
             ev(NOT_HOLDING)
         ));
     }
-    let any_finding: u64 = KINDS.iter().map(|k| fi(k)).sum();
-    match (run.scenario, role) {
-        ("idle", _) if any_finding > 0 => {
-            v.fail(format!("idle guest produced findings {findings:?}"))
+    let Some(x) = expect else { return v };
+    // Errors first, then misses: a miss alone is worth another boot, an error is not.
+    for k in x.events {
+        if ev(k) == 0 {
+            v.fail(format!("no `{k}` event recorded"));
         }
-        ("idle", _) => {}
-        (_, Role::Old) => {}
-        (_, Role::Fixed) => {
-            if constrained == 0 {
-                v.fail("no constrained percpu allocation recorded");
-            }
-            if any_finding > 0 {
-                v.fail(format!("fixed kernel produced findings {findings:?}"));
-            }
+    }
+    for k in x.no_events {
+        if ev(k) > 0 {
+            v.fail(format!(
+                "{} `{k}` events recorded in {} mode, which does not attach that probe",
+                ev(k),
+                mode.name()
+            ));
         }
-        ("noio-scope", Role::Vulnerable) => {
-            if constrained == 0 || ev("chunk_populate") == 0 {
-                v.fail("the IO_FLUSHER task's allocations and populates were not recorded");
-            }
-            // Its nested GFP_KERNEL allocations are NOIO through the scope: not a window.
-            if fi("window") > 0 {
-                v.fail(format!(
-                    "scope-constrained task reported as a same-task window {findings:?}"
-                ));
-            }
+    }
+    for k in x.never {
+        if fi(k) > 0 {
+            v.fail(format!("`{k}` reported, not expected here: {findings:?}"));
         }
-        ("noio-gfp", Role::Vulnerable) => {
-            if constrained == 0 {
-                v.fail("no GFP_NOIO percpu allocation recorded");
-            } else if fi("window") == 0 {
-                v.miss("no `window` finding");
-            }
+    }
+    for k in x.findings {
+        if fi(k) == 0 {
+            v.miss(format!("no `{k}` finding"));
         }
-        ("contention", Role::Vulnerable) => {
-            if ev("contention_begin") == 0 {
-                v.fail("no contention on pcpu_alloc_mutex recorded");
-            } else if fi("cross_task") == 0 {
-                v.miss("no `cross_task` finding");
-            }
-        }
-        _ => {}
     }
     v
 }

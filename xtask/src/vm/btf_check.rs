@@ -106,12 +106,17 @@ pub fn check(out: &Path, raw: &str, arch: Arch, v: &mut Verdict) {
         member_offset(raw, "task_struct", "flags"),
         "task_struct.flags".into(),
     );
-    if json["kernel"]["preempt_rt"] != Value::Bool(true) {
-        expect(
+    // The owner word: mutex.owner, or on PREEMPT_RT (struct mutex wraps an rt_mutex_base
+    // named `rtmutex`) rtmutex.owner. Whichever the BTF has, whatever `check` believes.
+    match member_offset(raw, "mutex", "owner") {
+        Some(off) => expect("mutex_owner_off", Some(off), "mutex.owner".into()),
+        None => expect(
             "mutex_owner_off",
-            member_offset(raw, "mutex", "owner"),
-            "mutex.owner".into(),
-        );
+            member_offset(raw, "mutex", "rtmutex")
+                .zip(member_offset(raw, "rt_mutex_base", "owner"))
+                .map(|(a, b)| a + b),
+            "mutex.rtmutex.owner (PREEMPT_RT)".into(),
+        ),
     }
     // (config key, probe point whose attached function it describes, parameter name,
     // value when the function has no such parameter).

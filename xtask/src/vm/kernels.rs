@@ -11,24 +11,119 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-/// What a kernel is in the matrix for; decides the assertions.
+/// What `check --json` must say about the fix series (`kernel.fix.present`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub enum Fix {
     /// Has 9a5b183941b5 (NOIO balance worker) but not the fix series: findings expected.
     Vulnerable,
     /// Has the fix series (pcpu_get_vm_areas takes a gfp): no findings expected.
     Fixed,
-    /// Before the 6.10 renames (pcpu_alloc, __vmalloc_node_range): the tool must attach by
-    /// the old names and run cleanly.
-    Old,
 }
+
+/// `percpu-trace --attach` of a run (check and record alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Mode {
+    /// What `auto` picks (fentry on Debian's kernels).
+    Auto,
+    /// kprobes/kretprobes (the path of kernels that refuse fentry).
+    Kprobe,
+    /// Tracepoints only (kernels without kprobes, like this machine's).
+    Tracepoint,
+}
+
+impl Mode {
+    /// Its name, as `--attach` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Kprobe => "kprobe",
+            Mode::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// What one scenario must show in one attach mode. Finding kinds are the report's
+/// (`recursion`, `window`, `cross_task`), event kinds the recording's `kind.type`.
+pub struct Expect {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Finding kinds that must appear (a miss of a timing-dependent scenario is retried
+    /// in a fresh boot).
+    pub findings: &'static [&'static str],
+    /// Finding kinds that must not appear.
+    pub never: &'static [&'static str],
+    /// Event kinds that must be recorded (the activity the scenario is about).
+    pub events: &'static [&'static str],
+    /// Event kinds that must not be recorded (the mode cannot see them).
+    pub no_events: &'static [&'static str],
+}
+
+/// One attach mode a kernel runs in, with what each scenario must show there.
+pub struct ModeRun {
+    /// `--attach` for `check` and `record`.
+    pub mode: Mode,
+    /// Per scenario; a scenario without a line gets only the common assertions.
+    pub expect: &'static [Expect],
+}
+
+const ALL: &[&str] = &["recursion", "window", "cross_task"];
+/// pcpu_alloc entry (fentry/kprobe) or after unlock (tracepoint): a constrained caller.
+const ALLOC: &str = "pcpu_alloc_enter";
+
+/// A vulnerable 6.10+ kernel whose io.max path allocates blkgs with GFP_NOIO (7.2, and
+/// 6.12 since 6.12.63): noio-gfp shows the same-task window, contention the cross-task
+/// case, the IO_FLUSHER scope is recorded but is not a window.
+#[rustfmt::skip]
+pub const VULNERABLE: &[Expect] = &[
+    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[] },
+    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[] },
+    Expect { scenario: "noio-gfp", findings: &["window"], never: &[], events: &[ALLOC], no_events: &[] },
+    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[] },
+];
+
+/// The fix series present: the constrained allocations are there, none of the three kinds.
+#[rustfmt::skip]
+pub const FIXED: &[Expect] = &[
+    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[] },
+    Expect { scenario: "noio-scope", findings: &[], never: ALL, events: &[ALLOC], no_events: &[] },
+    Expect { scenario: "noio-gfp", findings: &[], never: ALL, events: &[ALLOC], no_events: &[] },
+    Expect { scenario: "contention", findings: &[], never: ALL, events: &[ALLOC], no_events: &[] },
+];
+
+/// 6.1.y: has 9a5b183941b5 (vulnerable) but its blkg_alloc is GFP_KERNEL, so noio-gfp
+/// makes no constrained allocation: there `window` must not appear (nothing to see); the
+/// cross-task case (contention) is what proves the kernel vulnerable.
+#[rustfmt::skip]
+pub const VULNERABLE_6_1: &[Expect] = &[
+    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[] },
+    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[] },
+    Expect { scenario: "noio-gfp", findings: &[], never: &["window"], events: &[], no_events: &[] },
+    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[] },
+];
+
+/// Function probes that tracepoint mode does not attach (`check` lists them unavailable).
+const FUNC_EVENTS: &[&str] = &[
+    "pcpu_alloc_enter",
+    "chunk_populate",
+    "get_vm_areas",
+    "pgtable_alloc",
+    "vmalloc",
+];
+
+/// Tracepoint mode on a vulnerable kernel: constrained allocations only after unlock
+/// (percpu_alloc_percpu), no nested allocation under the mutex, so no `window`.
+#[rustfmt::skip]
+pub const VULNERABLE_TRACEPOINT: &[Expect] = &[
+    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: FUNC_EVENTS },
+    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &["pcpu_alloc_done"], no_events: FUNC_EVENTS },
+    Expect { scenario: "noio-gfp", findings: &[], never: &["window"], events: &["pcpu_alloc_done"], no_events: FUNC_EVENTS },
+    Expect { scenario: "contention", findings: &["cross_task"], never: &["window"], events: &["contention_begin"], no_events: FUNC_EVENTS },
+];
 
 /// One line of the matrix.
 pub struct KernelSpec {
-    /// Name for `--kernel` (also accepted: the role's name).
+    /// Name for `--kernel` (also accepted: `vulnerable`, `fixed`, `rt`).
     pub name: &'static str,
-    /// Expected role, checked against the BTF.
-    pub role: Role,
     /// Image package with `#` for each number that varies; the newest match wins.
     pub image: &'static str,
     /// Prefix that replaces the image package's prefix (up to the version) to name the
@@ -36,46 +131,66 @@ pub struct KernelSpec {
     pub modules: Option<(&'static str, &'static str)>,
     /// In the CI matrix (`cargo xtask vm-test` without --kernel).
     pub ci: bool,
+    /// What `check` must say (and the BTF must agree: pcpu_get_vm_areas has a gfp or not).
+    pub fix: Fix,
+    /// Before the 6.10 renames (pcpu_alloc, __vmalloc_node_range; no pcpu_alloc_noprof in
+    /// BTF): the tool must attach by the old names.
+    pub old_names: bool,
+    /// PREEMPT_RT: `check` must say so and use the rt_mutex owner word (bit 0 a flag).
+    pub rt: bool,
+    /// Attach modes it runs in, each with the expected findings per scenario.
+    pub runs: &'static [ModeRun],
 }
 
-/// The matrix. Adding a kernel is one line.
-pub const KERNELS: &[KernelSpec] = &[
-    KernelSpec {
-        name: "7.2",
-        role: Role::Vulnerable,
-        image: "linux-binary-7.2.#+deb#-amd64",
-        modules: Some(("linux-binary-", "linux-modules-")),
-        ci: true,
+/// Runs in the mode `auto` picks only.
+const AUTO_FIXED: &[ModeRun] = &[ModeRun {
+    mode: Mode::Auto,
+    expect: FIXED,
+}];
+const AUTO_VULNERABLE: &[ModeRun] = &[ModeRun {
+    mode: Mode::Auto,
+    expect: VULNERABLE,
+}];
+const AUTO_6_1: &[ModeRun] = &[ModeRun {
+    mode: Mode::Auto,
+    expect: VULNERABLE_6_1,
+}];
+/// Every mode: kprobe promises fentry's findings, tracepoint what `check` says it sees.
+const ALL_MODES: &[ModeRun] = &[
+    ModeRun {
+        mode: Mode::Auto,
+        expect: VULNERABLE,
     },
-    KernelSpec {
-        name: "7.3",
-        role: Role::Fixed,
-        image: "linux-binary-7.3.#+deb#-amd64",
-        modules: Some(("linux-binary-", "linux-modules-")),
-        ci: true,
+    ModeRun {
+        mode: Mode::Kprobe,
+        expect: VULNERABLE,
     },
-    KernelSpec {
-        name: "6.1",
-        role: Role::Old,
-        image: "linux-image-6.1.0-#-amd64-unsigned",
-        modules: None,
-        ci: true,
-    },
-    KernelSpec {
-        name: "6.12",
-        role: Role::Vulnerable,
-        image: "linux-image-6.12.#+deb#-amd64-unsigned",
-        modules: None,
-        ci: false,
+    ModeRun {
+        mode: Mode::Tracepoint,
+        expect: VULNERABLE_TRACEPOINT,
     },
 ];
 
-/// Role names, for `--kernel vulnerable` etc.
-pub fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Vulnerable => "vulnerable",
-        Role::Fixed => "fixed",
-        Role::Old => "old",
+/// The matrix. Adding a kernel is one line.
+#[rustfmt::skip]
+pub const KERNELS: &[KernelSpec] = &[
+    KernelSpec { name: "7.2", image: "linux-binary-7.2.#+deb#-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, old_names: false, rt: false, runs: ALL_MODES },
+    KernelSpec { name: "7.3", image: "linux-binary-7.3.#+deb#-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Fixed, old_names: false, rt: false, runs: AUTO_FIXED },
+    KernelSpec { name: "6.1", image: "linux-image-6.1.0-#-amd64-unsigned", modules: None, ci: true, fix: Fix::Vulnerable, old_names: true, rt: false, runs: AUTO_6_1 },
+    KernelSpec { name: "6.12", image: "linux-image-6.12.#+deb13-amd64-unsigned", modules: None, ci: true, fix: Fix::Vulnerable, old_names: false, rt: false, runs: AUTO_VULNERABLE },
+    KernelSpec { name: "7.2-rt", image: "linux-binary-7.2.#+deb#-rt-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, old_names: false, rt: true, runs: AUTO_VULNERABLE },
+];
+
+/// Whether `sel` (a `--kernel` word) names this line: its name, `vulnerable`/`fixed`, `rt`.
+pub fn selects(k: &KernelSpec, sel: &str) -> bool {
+    k.name == sel || sel == fix_name(k.fix) || (sel == "rt" && k.rt)
+}
+
+/// `vulnerable` or `fixed`.
+pub fn fix_name(f: Fix) -> &'static str {
+    match f {
+        Fix::Vulnerable => "vulnerable",
+        Fix::Fixed => "fixed",
     }
 }
 
@@ -323,25 +438,23 @@ fn deb_version(deb: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The role this kernel's BTF says it has.
-pub fn btf_role(k: &Kernel) -> Role {
-    match k.get_vm_areas_params {
-        Some(5) => Role::Fixed,
-        _ if !k.has_alloc_noprof => Role::Old,
-        _ => Role::Vulnerable,
-    }
-}
-
 fn check_role(k: &Kernel) -> Result<()> {
-    let role = btf_role(k);
-    if role != k.spec.role {
+    let fix = if k.get_vm_areas_params == Some(5) {
+        Fix::Fixed
+    } else {
+        Fix::Vulnerable
+    };
+    if fix != k.spec.fix || k.has_alloc_noprof == k.spec.old_names {
         bail!(
-            "{} ({}) was listed as {} but its BTF says {} (pcpu_get_vm_areas params: {:?}); fix the matrix",
+            "{} ({}) is listed as {}{} but its BTF says {}{} (pcpu_get_vm_areas params: {:?}, pcpu_alloc_noprof: {}); fix the matrix",
             k.package,
             k.version,
-            role_name(k.spec.role),
-            role_name(role),
-            k.get_vm_areas_params
+            fix_name(k.spec.fix),
+            if k.spec.old_names { " with old names" } else { "" },
+            fix_name(fix),
+            if k.has_alloc_noprof { "" } else { " with old names" },
+            k.get_vm_areas_params,
+            k.has_alloc_noprof
         );
     }
     Ok(())

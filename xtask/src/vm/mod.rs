@@ -7,8 +7,8 @@
 //! output ([`assess`]). A guest that panics, hangs or overruns fails, with its console tail.
 //!
 //! Environment knobs (for development, not CI): `PT_VM_WORKLOAD_ONLY=1` runs the workloads
-//! without the tool; `PT_VM_REPEAT=N` runs every scenario N times (hit-rate measurements);
-//! `PT_VM_RECORD_ARGS="--attach kprobe"` passes extra arguments to `percpu-trace record`.
+//! without the tool; `PT_VM_REPEAT=N` runs every scenario N times (hit-rate measurements).
+//! Attach modes are matrix data ([`kernels::ModeRun`]); `--attach` picks some of them.
 mod arm64;
 mod assess;
 mod btf_check;
@@ -28,8 +28,8 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use arm64::Arch;
-use kernels::Kernel;
+pub use arm64::Arch;
+use kernels::{Kernel, Mode, ModeRun};
 use scenarios::{Scenario, Shape, SCENARIOS};
 
 /// Extra boots for a timing-dependent positive case that missed. With a per-attempt hit
@@ -52,10 +52,49 @@ pub struct VmTestArgs {
     /// Guest architecture: aarch64 boots Debian's arm64 kernels with the cross-built tool.
     #[arg(long, value_enum, default_value_t = Arch::X86_64)]
     pub arch: Arch,
+    /// Attach modes, comma-separated (default: each kernel's modes in the matrix). A
+    /// kernel without a line for `kprobe` runs it with its `auto` expectations (kprobe
+    /// mode promises the same findings as fentry).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub attach: Vec<Mode>,
 }
 
 /// Wall time of each boot, by label.
 type BootTimes = Vec<(String, f64)>;
+
+/// The runs of a matrix line that `--attach` selects (all when empty).
+fn select_modes(spec: &'static kernels::KernelSpec, want: &[Mode]) -> Result<Vec<ModeRun>> {
+    if want.is_empty() {
+        return Ok(spec
+            .runs
+            .iter()
+            .map(|r| ModeRun {
+                mode: r.mode,
+                expect: r.expect,
+            })
+            .collect());
+    }
+    want.iter()
+        .map(|&mode| {
+            let run = spec.runs.iter().find(|r| r.mode == mode).or_else(|| {
+                (mode == Mode::Kprobe)
+                    .then(|| spec.runs.iter().find(|r| r.mode == Mode::Auto))
+                    .flatten()
+            });
+            run.map(|r| ModeRun {
+                mode,
+                expect: r.expect,
+            })
+            .with_context(|| {
+                format!(
+                    "kernel {} has no expectations for --attach {} in the matrix",
+                    spec.name,
+                    mode.name()
+                )
+            })
+        })
+        .collect()
+}
 
 /// One scenario's outcome over its attempts.
 struct Outcome {
@@ -107,8 +146,10 @@ pub fn vm_test(args: VmTestArgs) -> Result<()> {
 
     let mut outcomes = Vec::new();
     let mut boots = Vec::new();
+    let mut kernel_times = Vec::new();
     for spec in kernels {
         let t = Instant::now();
+        let modes = select_modes(spec, &args.attach)?;
         let k = kernels::prepare(spec, &cache)?;
         println!(
             "vm: kernel {} = {} {} ({}; BTF: pcpu_get_vm_areas {:?} params, pcpu_alloc_noprof {}) ready in {:.0} s",
@@ -121,33 +162,41 @@ pub fn vm_test(args: VmTestArgs) -> Result<()> {
             t.elapsed().as_secs_f64()
         );
         let btf = btf_check::dump(&cache, &k)?;
-        let ctx = Ctx {
-            k: &k,
-            workload: &workload,
-            tool: tool.as_deref(),
-            data: &data,
-            results: &results,
-            arch: args.arch,
-            guest_tool: guest_tool.as_deref(),
-            userland: userland.as_deref(),
-            btf: &btf,
-        };
-        let mut shapes: Vec<Shape> = scenarios.iter().map(|s| s.shape).collect();
-        shapes.sort();
-        shapes.dedup();
-        for shape in shapes {
-            let mine: Vec<&'static Scenario> = scenarios
-                .iter()
-                .copied()
-                .filter(|s| s.shape == shape)
-                .flat_map(|s| std::iter::repeat_n(s, repeat))
-                .collect();
-            let (outs, boot_times) = run_with_retries(&ctx, shape, &mine)?;
-            outcomes.extend(outs);
-            boots.extend(boot_times);
+        for run in &modes {
+            let ctx = Ctx {
+                k: &k,
+                workload: &workload,
+                tool: tool.as_deref(),
+                data: &data,
+                results: &results,
+                arch: args.arch,
+                guest_tool: guest_tool.as_deref(),
+                userland: userland.as_deref(),
+                btf: &btf,
+                mode: run.mode,
+                expect: run.expect,
+            };
+            let mut shapes: Vec<Shape> = scenarios.iter().map(|s| s.shape).collect();
+            shapes.sort();
+            shapes.dedup();
+            for shape in shapes {
+                let mine: Vec<&'static Scenario> = scenarios
+                    .iter()
+                    .copied()
+                    .filter(|s| s.shape == shape)
+                    .flat_map(|s| std::iter::repeat_n(s, repeat))
+                    .collect();
+                let (outs, boot_times) = run_with_retries(&ctx, shape, &mine)?;
+                outcomes.extend(outs);
+                boots.extend(boot_times);
+            }
         }
+        kernel_times.push((
+            format!("{} {} ({})", args.arch.uname(), spec.name, k.version),
+            t.elapsed().as_secs_f64(),
+        ));
     }
-    let summary = summarize(&outcomes, &boots, started.elapsed());
+    let summary = summarize(&outcomes, &boots, &kernel_times, started.elapsed());
     print!("{summary}");
     fs::create_dir_all(&results)?;
     let name = match args.arch {
@@ -170,19 +219,22 @@ fn select_kernels(sel: Option<&str>, arch: Arch) -> Result<Vec<&'static kernels:
     let Some(sel) = sel else {
         return Ok(matrix.iter().filter(|k| k.ci).collect());
     };
-    sel.split(',')
-        .map(|n| {
-            matrix
-                .iter()
-                .find(|k| k.name == n || kernels::role_name(k.role) == n)
-                .with_context(|| {
-                    format!(
-                        "unknown kernel {n:?} (known: {})",
-                        matrix.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
-                    )
-                })
-        })
-        .collect()
+    let mut out: Vec<&'static kernels::KernelSpec> = Vec::new();
+    for n in sel.split(',') {
+        let hits: Vec<_> = matrix.iter().filter(|k| kernels::selects(k, n)).collect();
+        if hits.is_empty() {
+            bail!(
+                "unknown kernel {n:?} (known: {}; or vulnerable, fixed, rt)",
+                matrix.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+            );
+        }
+        for k in hits {
+            if !out.iter().any(|x| x.name == k.name) {
+                out.push(k);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn select_scenarios(sel: Option<&str>) -> Result<Vec<&'static Scenario>> {
@@ -224,6 +276,20 @@ struct Ctx<'a> {
     userland: Option<&'a Path>,
     /// The kernel's BTF as bpftool raw text (for [`btf_check`]).
     btf: &'a str,
+    /// `--attach` of this boot's `check` and `record`.
+    mode: Mode,
+    /// What each scenario must show in this mode.
+    expect: &'static [kernels::Expect],
+}
+
+impl Ctx<'_> {
+    /// The kernel's label in results: its name, and the mode unless `auto`.
+    fn label(&self) -> String {
+        match self.mode {
+            Mode::Auto => self.k.spec.name.to_string(),
+            m => format!("{}/{}", self.k.spec.name, m.name()),
+        }
+    }
 }
 
 /// Boots once with all `scenarios`, then again with only the timing-dependent ones that
@@ -243,14 +309,14 @@ fn run_with_retries(
         let runs: Vec<&'static Scenario> = pending.iter().map(|&i| scenarios[i]).collect();
         let (verdicts, secs, boot_secs) = boot_once(ctx, shape, &runs, attempt)?;
         boot_times.push((
-            format!("{} {:?} attempt {}", ctx.k.spec.name, shape, attempt + 1),
+            format!("{} {:?} attempt {}", ctx.label(), shape, attempt + 1),
             boot_secs,
         ));
         let mut next = Vec::new();
         for ((&i, v), s) in pending.iter().zip(verdicts).zip(secs) {
             if attempt == 0 {
                 outcomes.push(Outcome {
-                    kernel: ctx.k.spec.name.to_string(),
+                    kernel: ctx.label(),
                     scenario: scenarios[i].name,
                     attempts: 0,
                     hits: 0,
@@ -287,7 +353,13 @@ fn boot_once(
     attempt: u32,
 ) -> Result<(Vec<assess::Verdict>, Vec<Option<f64>>, f64)> {
     let k = ctx.k;
-    let mut tag = format!("{}-{:?}-{}", k.spec.name, shape, attempt + 1).to_lowercase();
+    let mut tag = format!(
+        "{}-{:?}-{}",
+        ctx.label().replace('/', "-"),
+        shape,
+        attempt + 1
+    )
+    .to_lowercase();
     if ctx.arch != Arch::X86_64 {
         // Beside, not over, the x86_64 results of the same kernel series.
         tag = format!("{}-{tag}", ctx.arch.uname());
@@ -344,7 +416,7 @@ fn boot_once(
         modules: &modules,
         runs: &named,
         with_tool: ctx.tool.is_some(),
-        record_args: &std::env::var("PT_VM_RECORD_ARGS").unwrap_or_default(),
+        attach: ctx.mode.name(),
     };
     ird.file("/init", scenarios::init_script(&plan).into_bytes(), 0o755);
     let initrd = dir.join("initrd.gz");
@@ -420,7 +492,7 @@ fn boot_once(
         );
     }
     let check = ctx.tool.map(|_| {
-        let mut c = assess::assess_check(&out, k.spec.role);
+        let mut c = assess::assess_check(&out, k.spec, ctx.mode);
         btf_check::check(&out, ctx.btf, ctx.arch, &mut c);
         c
     });
@@ -434,7 +506,9 @@ fn boot_once(
                 dir: out.join(d),
                 tool: ctx.tool,
             },
-            k.spec.role,
+            k.spec,
+            ctx.mode,
+            ctx.expect.iter().find(|e| e.scenario == sc.name),
         );
         let begin = boot
             .lines
@@ -463,7 +537,7 @@ fn boot_once(
         let status = if v.passed() { "ok" } else { "FAIL" };
         println!(
             "vm: {:<4} {:<14} {status:<4} {:>6} | {} {}",
-            k.spec.name,
+            ctx.label(),
             d,
             took.map_or("-".into(), |t| format!("{t:.0}s")),
             v.facts.join(" | "),
@@ -489,18 +563,23 @@ fn is_crash(l: &str) -> bool {
     .any(|p| l.contains(p))
 }
 
-fn summarize(outcomes: &[Outcome], boots: &[(String, f64)], total: Duration) -> String {
+fn summarize(
+    outcomes: &[Outcome],
+    boots: &[(String, f64)],
+    kernels: &[(String, f64)],
+    total: Duration,
+) -> String {
     let mut s = String::from("\nvm-test summary\n");
     let _ = writeln!(
         s,
-        "{:<6} {:<12} {:<5} {:>8} {:>14}",
+        "{:<17} {:<12} {:<5} {:>8} {:>14}",
         "kernel", "scenario", "pass", "hits", "secs/attempt"
     );
     for o in outcomes {
         let secs: Vec<String> = o.secs.iter().map(|t| format!("{t:.0}")).collect();
         let _ = writeln!(
             s,
-            "{:<6} {:<12} {:<5} {:>8} {:>14}{}",
+            "{:<17} {:<12} {:<5} {:>8} {:>14}{}",
             o.kernel,
             o.scenario,
             if o.verdict.passed() { "yes" } else { "NO" },
@@ -515,6 +594,9 @@ fn summarize(outcomes: &[Outcome], boots: &[(String, f64)], total: Duration) -> 
     }
     for (b, t) in boots {
         let _ = writeln!(s, "boot {b}: {t:.0} s");
+    }
+    for (k, t) in kernels {
+        let _ = writeln!(s, "kernel {k}: {t:.0} s (download, unpack, every boot)");
     }
     let _ = writeln!(s, "total {:.0} s", total.as_secs_f64());
     s
