@@ -212,3 +212,24 @@ fn tracepoint_only_view_of_the_vulnerable_run_keeps_the_chunk_creation_window() 
     let fixed = replay_as_tracepoint_only("debian-7.3.4-noio-gfp.jsonl.gz");
     assert!(fixed.findings().is_empty(), "{:?}", fixed.findings());
 }
+
+#[test]
+fn the_run_upgrades_the_fixed_kernel_and_not_the_vulnerable_one() {
+    // The headers of these recordings predate per-patch evidence (their static verdict is
+    // mapped from fix_present); what the run showed decides: on 7.3.4 unconstrained holders
+    // populate with a gfp without IO/FS and allocate page tables in a scope the kernel set
+    // (patches 2 and 3 at work); 7.2.13 shows neither.
+    use percpu_trace::engine::reconcile;
+    use percpu_trace::kernel::Verdict;
+    let verdict = |name: &str| {
+        let (engine, summary) = replay_full(name);
+        let fix = summary.header.run.fix_verdict();
+        reconcile(&fix, engine.fix_observations()).fix.verdict
+    };
+    assert_eq!(verdict("debian-7.3.4-contention.jsonl.gz"), Verdict::Fixed);
+    assert_eq!(
+        verdict("debian-7.2.13-contention.jsonl.gz"),
+        Verdict::Vulnerable
+    );
+    assert_ne!(verdict("debian-7.2.13-noio-gfp.jsonl.gz"), Verdict::Fixed);
+}

@@ -63,6 +63,18 @@ impl FixObservations {
                 Some((_, entry)) if scoped && !cfg.scope_constrained(entry) => {
                     self.pgtable_scope_inside += 1
                 }
+                // An unconstrained holder (no constrained pcpu_alloc open: page-table
+                // events exist only in fentry/kprobe modes, where every constrained entry
+                // is seen) in a scope it cannot have entered with, since a scope would have
+                // made it constrained: the kernel set it around the page tables. Not the
+                // balance worker, which always runs in its own NOIO scope, nor an IO_FLUSHER,
+                // which brings its own (seen once on 7.2.13 without its task-map entry).
+                None if scoped
+                    && ev.task_flags & cfg.pf_wq_worker == 0
+                    && !cfg.io_flusher(ev.task_flags) =>
+                {
+                    self.pgtable_scope_inside += 1
+                }
                 Some((gfp, entry))
                     if !scoped && cfg.forbidden(cfg.effective_gfp(gfp, entry)) != 0 =>
                 {
@@ -226,6 +238,24 @@ mod tests {
             reconcile(&likely_fixed(), &half).fix.verdict,
             Verdict::LikelyFixed
         );
+    }
+
+    #[test]
+    fn an_unconstrained_holder_in_a_scope_it_did_not_bring_shows_populate_gfp() {
+        // Seen on Debian 7.3.4 (contention): pt-unc-a, a GFP_KERNEL caller (no constrained
+        // pcpu_alloc open), allocates page tables under the mutex with PF_MEMALLOC_NOIO set
+        // (flags 0x480100). The balance worker (PF_WQ_WORKER) is in its own scope: nothing.
+        let cfg = EngineConfig::default();
+        let mut o = FixObservations::default();
+        o.observe(&ev(EventKind::PgtableAlloc, 0x480100), None, &cfg);
+        o.observe(&ev(EventKind::PgtableAlloc, 0x80020), None, &cfg);
+        // An IO_FLUSHER (0x580100 on 7.2.13) brought its scope: nothing.
+        o.observe(&ev(EventKind::PgtableAlloc, 0x580100), None, &cfg);
+        assert_eq!(o.pgtable_scope_inside, 1);
+        // Without a scope (7.2.13's unconstrained holders): nothing either way.
+        let mut o = FixObservations::default();
+        o.observe(&ev(EventKind::PgtableAlloc, 0x400100), None, &cfg);
+        assert!(o.is_empty());
     }
 
     #[test]
