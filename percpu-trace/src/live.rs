@@ -114,7 +114,12 @@ impl Sink for HeadlessSink {
     }
 
     fn progress(&mut self, events: u64, losses: &Losses) {
-        self.engine.set_losses(losses.to_map());
+        let by_reason = losses.to_map();
+        if let Some(w) = &mut self.writer {
+            let r = w.drops(&by_reason);
+            self.io(r);
+        }
+        self.engine.set_losses(by_reason);
         if self.status_line {
             crate::warn!(
                 "\r\x1b[Kpercpu-trace: {events} events, {} findings, {} lost, {:.0}s",
@@ -122,10 +127,6 @@ impl Sink for HeadlessSink {
                 self.engine.losses().events_lost(),
                 self.started.elapsed().as_secs_f64()
             );
-        }
-        if let Some(w) = &mut self.writer {
-            let r = w.drops(&losses.to_map());
-            self.io(r);
         }
         self.flush(false);
         if let Some(m) = &self.metrics {
@@ -293,13 +294,13 @@ fn finish(mut sink: HeadlessSink, losses: &Losses, events: u64) -> Result<ExitCo
     if sink.status_line {
         crate::warn!("\r\x1b[K");
     }
-    sink.engine.set_losses(losses.to_map());
+    let by_reason = losses.to_map();
     let elapsed = sink.started.elapsed();
     let mut rotations = 0;
     if let Some(w) = sink.writer.take() {
         rotations = w.rotations;
         if sink.io_error.is_none() {
-            if let Err(e) = w.finish(&losses.to_map()) {
+            if let Err(e) = w.finish(&by_reason) {
                 sink.io_error.get_or_insert(e);
             }
         }
@@ -310,15 +311,17 @@ fn finish(mut sink: HeadlessSink, losses: &Losses, events: u64) -> Result<ExitCo
              part is FILE.1 (older parts were replaced)"
         );
     }
+    sink.engine.set_losses(by_reason);
     let counts = sink.engine.selected_counts();
-    let dropped = sink.engine.snapshot().counters.findings_dropped;
+    let snap = sink.engine.snapshot();
+    let dropped = snap.counters.findings_dropped;
     crate::warnln!(
         "percpu-trace: summary: {events} events in {:.1}s, {} lost {}, findings: {}{}",
         elapsed.as_secs_f64(),
         sink.engine.losses().events_lost(),
         serde_json::to_string(&sink.engine.losses().by_reason).unwrap_or_default(),
         if counts.is_empty() {
-            let a = sink.engine.snapshot().activity;
+            let a = &snap.activity;
             format!(
                 "none ({} percpu allocations, {} constrained, {} of them took the mutex)",
                 a.percpu_allocations

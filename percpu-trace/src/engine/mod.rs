@@ -262,9 +262,14 @@ impl Engine {
         self.activity.set_kernel(totals);
     }
 
-    /// What the run saw (see [`ActivityCounts`]).
-    pub fn activity(&self) -> &ActivityCounts {
-        &self.activity
+    /// What the run saw (see [`ActivityCounts`]), with the counts the engine keeps in its
+    /// counters filled in from there (not counted twice).
+    pub fn activity(&self) -> ActivityCounts {
+        ActivityCounts {
+            constrained_allocations: self.counters.constrained_allocs,
+            reclaims_by_holder: self.counters.reclaims_holding_mutex,
+            ..self.activity.clone()
+        }
     }
 
     /// The latest loss totals.
@@ -546,12 +551,7 @@ impl Engine {
             counters,
             findings: self.store.findings.len(),
             holds: self.holds.clone(),
-            activity: ActivityCounts {
-                // The engine's own counters, not a second count.
-                constrained_allocations: self.counters.constrained_allocs,
-                reclaims_by_holder: self.counters.reclaims_holding_mutex,
-                ..self.activity.clone()
-            },
+            activity: self.activity(),
             losses: self.losses.clone(),
         }
     }

@@ -373,15 +373,13 @@ impl App {
 
     /// Reclaim episodes entered while holding the mutex that pass the filter, newest first.
     pub fn reclaim_rows(&self) -> Vec<&crate::engine::ReclaimRecord> {
+        let f = self.view_filter();
         self.snap
             .recent_reclaims
             .iter()
             .rev()
             .filter(|r| r.held_mutex)
-            .filter(|r| {
-                let f = self.view_filter();
-                f.is_empty() || f.matches(r.pid, r.tgid, &r.comm, None)
-            })
+            .filter(|r| f.is_empty() || f.matches(r.pid, r.tgid, &r.comm, None))
             .collect()
     }
 
