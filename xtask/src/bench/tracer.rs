@@ -222,10 +222,14 @@ pub fn parse_summary(stderr: &str) -> Option<(u64, u64)> {
     let l = stderr
         .lines()
         .find(|l| l.starts_with("percpu-trace: summary:"))?;
-    let mut w = l.split_whitespace();
-    let events = w.nth(2)?.parse().ok()?;
-    let lost = w.nth(1)?.parse().ok()?;
-    Some((events, lost))
+    // "... summary: N events in T s, M lost {...}": each number is the word before its name,
+    // so the line can gain words without breaking this.
+    let w: Vec<&str> = l.split_whitespace().collect();
+    let before = |name: &str| -> Option<u64> {
+        let i = w.iter().position(|x| x.trim_end_matches(',') == name)?;
+        w.get(i.checked_sub(1)?)?.parse().ok()
+    };
+    Some((before("events")?, before("lost")?))
 }
 
 /// Sets a sysctl file, returning the old value.
@@ -246,6 +250,10 @@ mod tests {
     fn summary_line() {
         let e = "x\npercpu-trace: summary: 1234 events, 5 lost {\"ring\":5}, findings: 0\n";
         assert_eq!(parse_summary(e), Some((1234, 5)));
+        // The line `record` prints today (with the run's length).
+        let now = "percpu-trace: summary: 1234 events in 6.7s, 5 lost {\"ringbuf_full\":5}, \
+                   findings: none (10 percpu allocations, 0 constrained, 0 of them took the mutex)";
+        assert_eq!(parse_summary(now), Some((1234, 5)));
         assert_eq!(parse_summary("nothing"), None);
     }
 
