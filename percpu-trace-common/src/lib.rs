@@ -79,10 +79,29 @@ pub mod activity {
     pub const ALLOCS_SEEN: u32 = 0;
     /// Of those, the ones that may block (and so may take pcpu_alloc_mutex).
     pub const BLOCKING_SEEN: u32 = 1;
+    /// Constrained (NOFS/NOIO) blocking allocations of the traced processes, counted in the
+    /// kernel whether or not a record is sent (only slow-path ones are).
+    pub const CONSTRAINED: u32 = 2;
+    /// Of those, constrained by their gfp argument (first reason that holds, in this order).
+    pub const BY_GFP_ARGUMENT: u32 = 3;
+    /// Constrained by an IO_FLUSHER scope (PF_MEMALLOC_NOIO | PF_LOCAL_THROTTLE).
+    pub const BY_IO_FLUSHER: u32 = 4;
+    /// Constrained by a NOIO scope (not IO_FLUSHER).
+    pub const BY_NOIO_SCOPE: u32 = 5;
+    /// Constrained by a NOFS scope.
+    pub const BY_NOFS_SCOPE: u32 = 6;
     /// Number of counters.
-    pub const COUNT: u32 = 2;
-    /// Names, indexed by counter.
-    pub const NAMES: [&str; COUNT as usize] = ["percpu_allocations", "blocking_percpu_allocations"];
+    pub const COUNT: u32 = 7;
+    /// Names, indexed by counter (the engine's `ActivityCounts` reads them by name).
+    pub const NAMES: [&str; COUNT as usize] = [
+        "percpu_allocations",
+        "blocking_percpu_allocations",
+        "constrained_allocations",
+        "constrained_by_gfp_argument",
+        "constrained_by_io_flusher",
+        "constrained_by_noio_scope",
+        "constrained_by_nofs_scope",
+    ];
 }
 
 /// Marker for "this function has no such argument" in [`ProbeConfig`] argument positions.
@@ -203,6 +222,13 @@ pub struct ProbeConfig {
     pub tp_lock_flags_off: u32,
     /// lock:contention_end ret offset.
     pub tp_lock_ret_off: u32,
+    /// PF_LOCAL_THROTTLE: with PF_MEMALLOC_NOIO, the mark of an IO_FLUSHER process (the
+    /// in-kernel constrained-by-cause counters need it).
+    pub pf_local_throttle: u32,
+    /// 1 when pcpu_alloc is seen only by the percpu_alloc_percpu tracepoint (tracepoint
+    /// mode): a constrained allocation is then sent only if its task was seen on the slow
+    /// path since its last one (see the eBPF `SLOW_PATH` map).
+    pub tracepoint_mode: u32,
     /// Padding to a multiple of 8.
     pub _pad: u32,
 }
@@ -222,6 +248,6 @@ mod tests {
     fn layouts_have_no_holes() {
         assert_eq!(core::mem::size_of::<RawEvent>(), 88);
         assert_eq!(core::mem::size_of::<ProbeConfig>() % 8, 0);
-        assert_eq!(core::mem::size_of::<ProbeConfig>(), 16 + 34 * 4);
+        assert_eq!(core::mem::size_of::<ProbeConfig>(), 16 + 36 * 4);
     }
 }

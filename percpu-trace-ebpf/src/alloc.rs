@@ -35,25 +35,26 @@ fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
     if !tgid_wanted(tgid) {
         return None;
     }
-    if TASKS.insert(pid, TaskState { gfp, flags }, 0).is_err() {
-        count_drop(drop_reason::TASK_MAP_FULL);
-    }
-    let c = Common::new(task);
+    count_constrained(gfp, flags);
     let reserved = if arg_u64(ctx, cfg!(arg_pcpu_reserved)) & 1 != 0 {
         state::RESERVED
     } else {
         0
     };
-    emit(
-        &c,
-        kind::PCPU_ALLOC_ENTER,
+    // Kept, not sent: `emit` sends it before the first event of this call that can become
+    // a finding (most constrained calls are served from populated chunks and end here).
+    let entry = TaskState {
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        size: arg_u64(ctx, cfg!(arg_pcpu_size)),
+        align: arg_u64(ctx, cfg!(arg_pcpu_align)),
         gfp,
-        state::GFP_KNOWN | reserved,
-        -1,
-        arg_u64(ctx, cfg!(arg_pcpu_size)),
-        arg_u64(ctx, cfg!(arg_pcpu_align)),
-        0,
-    );
+        flags,
+        state: state::GFP_KNOWN | reserved,
+        sent: 0,
+    };
+    if TASKS.insert(pid, entry, 0).is_err() {
+        count_drop(drop_reason::TASK_MAP_FULL);
+    }
     Some(0)
 }
 
@@ -70,12 +71,18 @@ pub fn fexit_pcpu_alloc(ctx: FExitContext) -> u32 {
 #[inline(always)]
 fn pcpu_alloc_return(ret: impl FnOnce() -> u64) -> u32 {
     let (pid, _) = pid_tgid();
-    if unsafe { TASKS.get(pid) }.is_none() {
-        return 0;
+    let sent = match unsafe { TASKS.get(pid) } {
+        Some(t) => t.sent != 0,
+        None => return 0,
+    };
+    // A call whose entry was never sent ends unseen, as it began.
+    if sent {
+        let c = Common::new(current_task());
+        let _ = TASKS.remove(pid);
+        emit(&c, kind::PCPU_ALLOC_EXIT, c.caller_gfp, 0, -1, ret(), 0, 0);
+    } else {
+        let _ = TASKS.remove(pid);
     }
-    let c = Common::new(current_task());
-    let _ = TASKS.remove(pid);
-    emit(&c, kind::PCPU_ALLOC_EXIT, c.caller_gfp, 0, -1, ret(), 0, 0);
     0
 }
 
@@ -98,10 +105,16 @@ fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
     if !is_constrained(effective_gfp(gfp, flags)) {
         return None;
     }
-    let (_, tgid) = pid_tgid();
+    let (pid, tgid) = pid_tgid();
     if !tgid_wanted(tgid) {
         return None;
     }
+    count_constrained(gfp, flags);
+    // Sent only after a slow-path event of this task (see SLOW_PATH); the rest are counted.
+    if unsafe { SLOW_PATH.get(pid) }.is_none() {
+        return None;
+    }
+    let _ = SLOW_PATH.remove(pid);
     let reserved: u8 = unsafe { ctx.read_at(cfg!(tp_pcpu_reserved_off) as usize) }.unwrap_or(0);
     let size: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_size_off) as usize) }.unwrap_or(0);
     let align: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_align_off) as usize) }.unwrap_or(0);

@@ -12,11 +12,20 @@ use crate::*;
 #[tracepoint]
 pub fn task_exit(_ctx: TracePointContext) -> u32 {
     let (pid, _) = pid_tgid();
-    // Deletes return plain integers; testing two lookups' pointers together would make
-    // the compiler OR two map-value pointers, which the verifier refuses.
-    let in_alloc = TASKS.remove(pid).is_ok();
-    let in_reclaim = RECLAIMING.remove(pid).is_ok();
-    if !(in_alloc || in_reclaim) {
+    // Every exit on the host runs this: look up first (lock-free) and delete only what
+    // exists (a delete takes the bucket lock). Each lookup is tested on its own: testing
+    // two lookups' pointers together would make the compiler OR two map-value pointers,
+    // which the verifier refuses.
+    let mut tracked = false;
+    if unsafe { TASKS.get(pid) }.is_some() {
+        let _ = TASKS.remove(pid);
+        tracked = true;
+    }
+    if unsafe { RECLAIMING.get(pid) }.is_some() {
+        let _ = RECLAIMING.remove(pid);
+        tracked = true;
+    }
+    if !tracked {
         return 0;
     }
     let c = Common::new(current_task());

@@ -16,7 +16,7 @@ use aya_ebpf::{
         bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{FEntryContext, ProbeContext},
 };
 use percpu_trace_common::{activity, drop_reason, state, ProbeConfig, RawEvent, NO_ARG};
@@ -59,6 +59,8 @@ static CONFIG: ProbeConfig = ProbeConfig {
     tp_lock_addr_off: 0,
     tp_lock_flags_off: 0,
     tp_lock_ret_off: 0,
+    pf_local_throttle: 0,
+    tracepoint_mode: 0,
     _pad: 0,
 };
 
@@ -74,11 +76,24 @@ macro_rules! cfg {
 }
 
 /// What a task inside a constrained pcpu_alloc looks like.
+/// A constrained pcpu_alloc in progress (entry seen, return not yet). Its entry record is
+/// kept here, not sent: only a call that goes on to something that can become a finding
+/// (the slow path under the mutex, a wait for it, reclaim) sends it, just before that event
+/// (see [`emit`]); the fast path stays in the kernel as a counter.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct TaskState {
+    /// Entry time (the deferred record's timestamp).
+    ts_ns: u64,
+    size: u64,
+    align: u64,
     gfp: u32,
+    /// current->flags at entry.
     flags: u32,
+    /// Extra state bits of the entry record (GFP_KNOWN, RESERVED).
+    state: u32,
+    /// 1 once the entry record was sent (so its return is sent too).
+    sent: u32,
 }
 
 /// bpf_ringbuf_query: bytes not yet consumed.
@@ -101,6 +116,13 @@ static STACKS: StackTrace = StackTrace::with_max_entries(2048, 0);
 static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(16384, 0);
 
 /// Tasks whose reclaim begin was reported, so the matching end is reported too.
+/// Tracepoint mode: tasks that made an event since their last constrained
+/// percpu_alloc_percpu (a chunk created under the mutex, a wait, reclaim). Only their next
+/// constrained allocation is sent: it is the one the engine pairs with that event. LRU, so
+/// a mark left by a task that never allocates again needs no delete at exit.
+#[map]
+static SLOW_PATH: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
+
 #[map]
 static RECLAIMING: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 
@@ -166,6 +188,26 @@ fn effective_gfp(gfp: u32, flags: u32) -> u32 {
     }
 }
 
+/// Counts a constrained allocation by its first reason, in the engine's order: the gfp
+/// argument, then an IO_FLUSHER scope, a NOIO scope, a NOFS scope.
+#[inline(always)]
+fn count_constrained(gfp: u32, flags: u32) {
+    count_activity(activity::CONSTRAINED);
+    let both = cfg!(gfp_io) | cfg!(gfp_fs);
+    let noio = cfg!(pf_memalloc_noio);
+    let flusher = noio | cfg!(pf_local_throttle);
+    let why = if gfp & both != both {
+        activity::BY_GFP_ARGUMENT
+    } else if flags & flusher == flusher {
+        activity::BY_IO_FLUSHER
+    } else if flags & noio != 0 {
+        activity::BY_NOIO_SCOPE
+    } else {
+        activity::BY_NOFS_SCOPE
+    };
+    count_activity(why);
+}
+
 #[inline(always)]
 fn is_constrained(eff_gfp: u32) -> bool {
     let both = cfg!(gfp_io) | cfg!(gfp_fs);
@@ -191,6 +233,7 @@ fn pid_tgid() -> (u32, u32) {
 }
 
 /// Fields every event carries; the caller fills the kind-specific ones.
+#[derive(Clone, Copy)]
 struct Common {
     pid: u32,
     tgid: u32,
@@ -235,10 +278,80 @@ fn emit(
     a1: u64,
     a2: u64,
 ) {
+    if c.state & state::IN_PCPU_ALLOC != 0 {
+        send_deferred_entry(c);
+    }
+    if cfg!(tracepoint_mode) != 0
+        && kind != percpu_trace_common::kind::PCPU_ALLOC_TP
+        && kind != percpu_trace_common::kind::TASK_EXIT
+    {
+        let _ = SLOW_PATH.insert(c.pid, 1, 0);
+    }
+    write_event(
+        c,
+        unsafe { bpf_ktime_get_ns() },
+        c.flags,
+        kind,
+        gfp,
+        extra_state,
+        stack_id,
+        a0,
+        a1,
+        a2,
+    );
+}
+
+/// Sends the task's pcpu_alloc entry record if it was kept back: the engine must see the
+/// call begin before anything that happens inside it.
+#[inline(always)]
+fn send_deferred_entry(c: &Common) {
+    let Some(t) = TASKS.get_ptr_mut(c.pid) else {
+        return;
+    };
+    // SAFETY: a value of this map, valid for this program run.
+    let t = unsafe { &mut *t };
+    if t.sent != 0 {
+        return;
+    }
+    t.sent = 1;
+    let (ts, flags, gfp, st, size, align) = (t.ts_ns, t.flags, t.gfp, t.state, t.size, t.align);
+    // The entry record says what the call was, before anything happened in it.
+    let entry = Common {
+        state: (c.state & state::MUTEX_KNOWN) | state::IN_PCPU_ALLOC,
+        ..*c
+    };
+    write_event(
+        &entry,
+        ts,
+        flags,
+        percpu_trace_common::kind::PCPU_ALLOC_ENTER,
+        gfp,
+        st,
+        -1,
+        size,
+        align,
+        0,
+    );
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn write_event(
+    c: &Common,
+    ts_ns: u64,
+    task_flags: u32,
+    kind: u32,
+    gfp: u32,
+    extra_state: u32,
+    stack_id: i32,
+    a0: u64,
+    a1: u64,
+    a2: u64,
+) {
     match EVENTS.reserve::<RawEvent>(0) {
         Some(mut entry) => {
             let ev = RawEvent {
-                ts_ns: unsafe { bpf_ktime_get_ns() },
+                ts_ns,
                 cgroup_id: unsafe { bpf_get_current_cgroup_id() },
                 arg0: a0,
                 arg1: a1,
@@ -246,7 +359,7 @@ fn emit(
                 kind,
                 pid: c.pid,
                 tgid: c.tgid,
-                task_flags: c.flags,
+                task_flags,
                 gfp,
                 caller_gfp: c.caller_gfp,
                 state: c.state | extra_state,

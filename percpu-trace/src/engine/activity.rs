@@ -47,6 +47,38 @@ impl ActivityCounts {
         self.blocking_percpu_allocations = totals.get("blocking_percpu_allocations").copied();
     }
 
+    /// The constrained allocations and their causes as the kernel counted them, when it
+    /// did: the kernel sends a record only for a constrained call that goes on to the slow
+    /// path, a wait or reclaim, so the events alone undercount. Recordings made before
+    /// these counters existed sent every constrained call and keep the counts from events.
+    pub(super) fn with_kernel_constrained(mut self, totals: &BTreeMap<String, u64>) -> Self {
+        let Some(&n) = totals.get("constrained_allocations") else {
+            return self;
+        };
+        self.constrained_allocations = n;
+        for (name, field) in [
+            (
+                "constrained_by_gfp_argument",
+                &mut self.constrained_by_gfp_argument,
+            ),
+            (
+                "constrained_by_io_flusher",
+                &mut self.constrained_by_io_flusher,
+            ),
+            (
+                "constrained_by_noio_scope",
+                &mut self.constrained_by_noio_scope,
+            ),
+            (
+                "constrained_by_nofs_scope",
+                &mut self.constrained_by_nofs_scope,
+            ),
+        ] {
+            *field = totals.get(name).copied().unwrap_or(0);
+        }
+        self
+    }
+
     /// Total waits.
     pub fn waits(&self) -> u64 {
         self.waits_by_class.values().sum()

@@ -154,6 +154,8 @@ pub struct Engine {
     by_comm: FastMap<String, u64>,
     holds: HoldHistory,
     activity: ActivityCounts,
+    /// The kernel's activity totals as last received (by name).
+    kernel_activity: BTreeMap<String, u64>,
     tables: Tables,
     losses: LossTotals,
     /// `now_ns` when the count of lost events last rose.
@@ -181,6 +183,7 @@ impl Engine {
             by_comm: FastMap::default(),
             holds: HoldHistory::default(),
             activity: ActivityCounts::default(),
+            kernel_activity: BTreeMap::new(),
             tables: Tables::default(),
             losses: LossTotals::default(),
             loss_seen_ns: None,
@@ -260,16 +263,19 @@ impl Engine {
     /// Sets the kernel's host-wide activity totals (cumulative, by name).
     pub fn set_kernel_activity(&mut self, totals: &BTreeMap<String, u64>) {
         self.activity.set_kernel(totals);
+        self.kernel_activity = totals.clone();
     }
 
     /// What the run saw (see [`ActivityCounts`]), with the counts the engine keeps in its
-    /// counters filled in from there (not counted twice).
+    /// counters filled in from there (not counted twice), and the constrained counts the
+    /// kernel kept where it kept them (it sends only slow-path constrained calls).
     pub fn activity(&self) -> ActivityCounts {
         ActivityCounts {
             constrained_allocations: self.counters.constrained_allocs,
             reclaims_by_holder: self.counters.reclaims_holding_mutex,
             ..self.activity.clone()
         }
+        .with_kernel_constrained(&self.kernel_activity)
     }
 
     /// The latest loss totals.

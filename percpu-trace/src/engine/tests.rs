@@ -738,6 +738,52 @@ mod props {
 }
 
 #[test]
+fn the_kernels_constrained_counts_replace_the_events_when_it_kept_them() {
+    // The kernel sends only slow-path constrained calls, so the events undercount: one
+    // constrained call was sent, the kernel counted 500 by cause.
+    let mut eng = run(
+        EngineConfig {
+            fix_present: Some(true),
+            ..EngineConfig::default()
+        },
+        &fixed_kernel_stream(100, 1_000),
+    );
+    assert_eq!(eng.activity().constrained_allocations, 1);
+    let totals: std::collections::BTreeMap<String, u64> = [
+        ("percpu_allocations", 9_000),
+        ("constrained_allocations", 500),
+        ("constrained_by_gfp_argument", 300),
+        ("constrained_by_io_flusher", 150),
+        ("constrained_by_noio_scope", 40),
+        ("constrained_by_nofs_scope", 10),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    eng.set_kernel_activity(&totals);
+    let a = eng.snapshot().activity;
+    assert_eq!(a, eng.activity());
+    assert_eq!(
+        (
+            a.constrained_allocations,
+            a.constrained_by_gfp_argument,
+            a.constrained_by_io_flusher,
+            a.constrained_by_noio_scope,
+            a.constrained_by_nofs_scope
+        ),
+        (500, 300, 150, 40, 10)
+    );
+    // What only the events show stays theirs.
+    assert_eq!(a.constrained_took_mutex, 2, "{a:?}");
+
+    // A recording from before these counters: the counts come from the events.
+    let mut old = std::collections::BTreeMap::new();
+    old.insert("percpu_allocations".to_string(), 9_000);
+    eng.set_kernel_activity(&old);
+    assert_eq!(eng.activity().constrained_allocations, 1);
+}
+
+#[test]
 fn activity_says_what_was_seen_without_a_finding() {
     // A fixed kernel: the constrained caller takes the mutex and populates, nested
     // allocations keep the constraint, no finding; the counts say the path was exercised.

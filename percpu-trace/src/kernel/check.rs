@@ -288,6 +288,8 @@ pub fn render_json(k: &Kernel, plan: &AttachPlan) -> Value {
         "gfp_direct_reclaim": c.gfp_direct_reclaim,
         "pf_memalloc_nofs": c.pf_memalloc_nofs,
         "pf_memalloc_noio": c.pf_memalloc_noio,
+        "pf_local_throttle": c.pf_local_throttle,
+        "tracepoint_mode": c.tracepoint_mode,
         "filter_tgid": c.filter_tgid,
         "arg_pcpu_size": c.arg_pcpu_size,
         "arg_pcpu_align": c.arg_pcpu_align,

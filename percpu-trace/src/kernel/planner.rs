@@ -32,9 +32,10 @@ impl Kernel {
             AttachMode::Auto => AttachMode::Tracepoint,
             m => m,
         };
-        let config = self.probe_config();
+        let mut config = self.probe_config();
         let mut probes = Vec::new();
         let tp_mode = mode == AttachMode::Tracepoint;
+        config.tracepoint_mode = u32::from(tp_mode);
         let mutex_known = self.mutex.addr.is_some() && self.mutex.layout.is_some();
         let name = mode_name(mode);
 
@@ -420,6 +421,12 @@ impl Kernel {
             tp_lock_addr_off: tp("lock:contention_begin", "lock_addr"),
             tp_lock_flags_off: tp("lock:contention_begin", "flags"),
             tp_lock_ret_off: tp("lock:contention_end", "ret"),
+            pf_local_throttle: if flags_known {
+                super::decode::PF_LOCAL_THROTTLE
+            } else {
+                0
+            },
+            tracepoint_mode: 0,
             _pad: 0,
         }
     }

@@ -241,13 +241,15 @@ impl Metrics {
             let c = self.events.get_or_create(&KindLabel { kind: name.into() });
             advance(&mut st, &format!("events/{name}"), n, &c);
         }
+        let a = &snap.activity;
+        // From the activity counts: the kernel's count where it kept one (it sends only
+        // slow-path constrained calls), the events' in older recordings.
         advance(
             &mut st,
             "constrained",
-            counters.constrained_allocs,
+            a.constrained_allocations,
             &self.constrained,
         );
-        let a = &snap.activity;
         for (what, n) in [
             ("percpu_allocations", a.percpu_allocations.unwrap_or(0)),
             ("constrained_allocations", a.constrained_allocations),
