@@ -30,7 +30,8 @@ pub mod kind {
     pub const RECLAIM_BEGIN: u32 = 9;
     /// Reclaim ends. arg0 = nr_reclaimed.
     pub const RECLAIM_END: u32 = 10;
-    /// lock:contention_begin on pcpu_alloc_mutex. arg0 = lock address, arg1 = flags.
+    /// lock:contention_begin on pcpu_alloc_mutex. arg0 = lock address, arg1 = flags,
+    /// arg2 = thread id of the mutex owner then (0: none or unknown).
     pub const CONTENTION_BEGIN: u32 = 11;
     /// lock:contention_end on pcpu_alloc_mutex. arg0 = lock address, arg1 = ret.
     pub const CONTENTION_END: u32 = 12;
@@ -229,8 +230,9 @@ pub struct ProbeConfig {
     /// mode): a constrained allocation is then sent only if its task was seen on the slow
     /// path since its last one (see the eBPF `SLOW_PATH` map).
     pub tracepoint_mode: u32,
-    /// Padding to a multiple of 8.
-    pub _pad: u32,
+    /// Byte offset of task_struct.pid (0: unknown; the owner of the mutex is then not
+    /// named at contention_begin).
+    pub task_pid_off: u32,
 }
 
 #[cfg(feature = "user")]

@@ -61,7 +61,7 @@ static CONFIG: ProbeConfig = ProbeConfig {
     tp_lock_ret_off: 0,
     pf_local_throttle: 0,
     tracepoint_mode: 0,
-    _pad: 0,
+    task_pid_off: 0,
 };
 
 /// Reads one field of CONFIG so the verifier sees a load from .rodata, not a constant.
@@ -94,6 +94,10 @@ struct TaskState {
     state: u32,
     /// 1 once the entry record was sent (so its return is sent too).
     sent: u32,
+    /// Calls that began on this task inside this one and have not returned (an atomic
+    /// pcpu_alloc from an interrupt, say): their returns are not this call's.
+    nested: u32,
+    _pad: u32,
 }
 
 /// bpf_ringbuf_query: bytes not yet consumed.
@@ -177,6 +181,22 @@ fn mutex_state(task: u64) -> u32 {
 }
 
 /// The gfp after the task's memalloc scope narrows it (what current_gfp_context() does).
+/// The thread id of pcpu_alloc_mutex's owner, 0 when it has none or it cannot be read.
+#[inline(always)]
+fn mutex_owner_pid() -> u32 {
+    let (addr, pid_off) = (cfg!(mutex_addr), cfg!(task_pid_off));
+    if addr == 0 || pid_off == 0 {
+        return 0;
+    }
+    let off = cfg!(mutex_owner_off) as u64;
+    let owner = unsafe { bpf_probe_read_kernel((addr + off) as *const u64) }.unwrap_or(0);
+    let task = owner & cfg!(mutex_owner_mask);
+    if task == 0 {
+        return 0;
+    }
+    unsafe { bpf_probe_read_kernel((task + pid_off as u64) as *const u32) }.unwrap_or(0)
+}
+
 #[inline(always)]
 fn effective_gfp(gfp: u32, flags: u32) -> u32 {
     if flags & cfg!(pf_memalloc_noio) != 0 {

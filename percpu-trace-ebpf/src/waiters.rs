@@ -21,7 +21,7 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
         st,
         cfg!(mutex_addr),
         lflags as u64,
-        0,
+        mutex_owner_pid() as u64,
     );
     0
 }

@@ -119,6 +119,10 @@ pub enum EventKind {
         lock: u64,
         /// lock:contention_begin flags.
         flags: u32,
+        /// The thread id in the mutex's owner word when the wait began: who holds it
+        /// (`None`: not read, or in recordings made before it was).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner_pid: Option<u32>,
     },
     /// The task stops waiting.
     ContentionEnd {
@@ -194,6 +198,8 @@ impl TryFrom<&RawEvent> for Event {
             kind::CONTENTION_BEGIN => EventKind::ContentionBegin {
                 lock: r.arg0,
                 flags: r.arg1 as u32,
+                // 0: no owner read (the word was empty or the pid offset unknown).
+                owner_pid: u32::try_from(r.arg2).ok().filter(|&p| p != 0),
             },
             kind::CONTENTION_END => EventKind::ContentionEnd {
                 lock: r.arg0,

@@ -10,7 +10,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::{
     event::{Event, Frame},
-    probes::{ActivityCounters, DropCounters, Probes},
+    probes::{ActivityCounters, DropCounters, MissCounters, Probes},
     symbolize::Symbolizer,
 };
 
@@ -46,6 +46,12 @@ pub struct Losses {
     pub stack_read: u64,
     /// Events a slow in-process consumer (the TUI) could not take in time.
     pub consumer_full: u64,
+    /// Runs of our programs the kernel skipped to avoid BPF recursion (fentry/fexit
+    /// recursion protection, a probe hit inside another BPF program): a missed return
+    /// leaves a task's state stale.
+    pub recursion_misses: u64,
+    /// Hits our kprobes/kretprobes missed (kretprobe `maxactive`; Linux 6.7+ reports it).
+    pub kprobe_missed: u64,
 }
 
 impl Losses {
@@ -71,6 +77,7 @@ pub struct Pipeline {
 pub struct Decoder {
     stacks: StackTraceMap<MapData>,
     drops: DropCounters,
+    misses: MissCounters,
     activity: ActivityCounters,
     symbolizer: Symbolizer,
     seen_stacks: HashSet<u32>,
@@ -92,6 +99,7 @@ impl Pipeline {
         let decoder = Decoder {
             stacks: probes.take_stacks()?,
             drops: probes.take_drops()?,
+            misses: probes.miss_counters(),
             activity: probes.take_activity()?,
             symbolizer,
             seen_stacks: HashSet::new(),
@@ -171,6 +179,9 @@ impl Decoder {
         self.losses.ringbuf_full = k[drop_reason::RINGBUF_FULL as usize];
         self.losses.stack = k[drop_reason::STACK as usize];
         self.losses.task_map_full = k[drop_reason::TASK_MAP_FULL as usize];
+        let m = self.misses.read();
+        self.losses.recursion_misses = m.recursion_misses;
+        self.losses.kprobe_missed = m.kprobe_missed;
         self.kernel_activity = self.activity.read()?;
         Ok(())
     }

@@ -17,6 +17,9 @@ use crate::kernel::{
 };
 
 mod fentry_load;
+mod misses;
+
+pub use misses::{MissCounters, Misses};
 
 /// The eBPF object built by build.rs from `percpu-trace-ebpf`.
 static BPF_OBJECT: &[u8] =
@@ -111,6 +114,18 @@ impl Probes {
         Ok(ActivityCounters(
             PerCpuArray::try_from(map).context("ACTIVITY is not a per-CPU array")?,
         ))
+    }
+
+    /// The kernel's miss counters of the attached programs (see [`MissCounters`]).
+    pub fn miss_counters(&self) -> MissCounters {
+        let ids = self
+            .attached
+            .iter()
+            .filter_map(|a| self.ebpf.program(&a.program))
+            .filter_map(|p| p.info().ok())
+            .map(|i| i.id())
+            .collect();
+        MissCounters::new(ids)
     }
 
     /// Takes the drop counters (once).

@@ -115,38 +115,58 @@ impl Engine {
             self.end_hold(ev.pid, Some(ev.ts_ns));
             return;
         }
-        match ev.holds_mutex {
-            Some(true) => {
-                match &mut self.holder {
-                    Some(h) if h.pid == ev.pid => h.confirmed_ns = h.confirmed_ns.max(ev.ts_ns),
-                    _ => {
-                        // A new owner: whoever we thought held it has released it.
-                        if let Some(old) = self.holder.as_ref().map(|h| h.pid) {
-                            if let Some(t) = self.tasks.get_mut(&old) {
-                                t.hold_since_ns = None;
-                            }
-                            self.end_hold(old, None);
-                        }
-                        self.holder = Some(Holder {
-                            pid: ev.pid,
-                            since_ns: ev.ts_ns,
-                            confirmed_ns: ev.ts_ns,
-                        });
-                    }
-                }
-                let t = self.task_mut(ev.pid);
-                t.hold_since_ns.get_or_insert(ev.ts_ns);
-                // A constrained caller seen holding the mutex: it is on the slow path.
-                if let Some(a) = t.alloc.as_mut().filter(|a| !a.took_mutex) {
-                    a.took_mutex = true;
-                    self.activity.constrained_took_mutex += 1;
-                }
+        // The owner word read when a waiter began to wait names the holder, even one that
+        // made no event of its own (an unconstrained holder in tracepoint mode, one whose
+        // events were lost).
+        if let EventKind::ContentionBegin {
+            owner_pid: Some(owner),
+            ..
+        } = ev.kind
+        {
+            if owner != ev.pid {
+                self.saw_holding(owner, ev.ts_ns);
             }
+        }
+        match ev.holds_mutex {
+            Some(true) => self.saw_holding(ev.pid, ev.ts_ns),
             Some(false) => {
                 self.task_mut(ev.pid).hold_since_ns = None;
                 self.end_hold(ev.pid, None);
             }
             None => {}
+        }
+    }
+
+    /// `pid` was seen holding the mutex at `ts_ns`: its hold starts or is confirmed, and
+    /// whoever we thought held it before has released it.
+    fn saw_holding(&mut self, pid: u32, ts_ns: u64) {
+        match &mut self.holder {
+            Some(h) if h.pid == pid => h.confirmed_ns = h.confirmed_ns.max(ts_ns),
+            _ => {
+                // A new owner: whoever we thought held it has released it.
+                if let Some(old) = self.holder.as_ref().map(|h| h.pid) {
+                    if let Some(t) = self.tasks.get_mut(&old) {
+                        t.hold_since_ns = None;
+                    }
+                    self.end_hold(old, None);
+                }
+                self.holder = Some(Holder {
+                    pid,
+                    since_ns: ts_ns,
+                    confirmed_ns: ts_ns,
+                });
+            }
+        }
+        // An owner named by a waiter's owner word may have made no event of its own: it
+        // then has no task state to note the hold in (the holder above still names it).
+        let Some(t) = self.tasks.get_mut(&pid) else {
+            return;
+        };
+        t.hold_since_ns.get_or_insert(ts_ns);
+        // A constrained caller seen holding the mutex: it is on the slow path.
+        if let Some(a) = t.alloc.as_mut().filter(|a| !a.took_mutex) {
+            a.took_mutex = true;
+            self.activity.constrained_took_mutex += 1;
         }
     }
 

@@ -150,12 +150,28 @@ fn contention_begin_twice_is_one_wait_and_one_occurrence() {
     // lock:contention_begin fires when the waiter spins and again when it sleeps.
     let evs = vec![
         reclaim(3, 30, KERNEL).holding(),
-        e(4, 20, EventKind::ContentionBegin { lock: 1, flags: 33 })
-            .caller(NOIO)
-            .stack(9),
-        e(5, 20, EventKind::ContentionBegin { lock: 1, flags: 32 })
-            .caller(NOIO)
-            .stack(9),
+        e(
+            4,
+            20,
+            EventKind::ContentionBegin {
+                lock: 1,
+                flags: 33,
+                owner_pid: None,
+            },
+        )
+        .caller(NOIO)
+        .stack(9),
+        e(
+            5,
+            20,
+            EventKind::ContentionBegin {
+                lock: 1,
+                flags: 32,
+                owner_pid: None,
+            },
+        )
+        .caller(NOIO)
+        .stack(9),
         reclaim_end(9, 30).holding(),
         wait_end(10, 20).caller(NOIO),
     ];

@@ -345,6 +345,17 @@ impl Engine {
             // A task blocked on the mutex makes no events: this one is not waiting.
             self.end_wait(ev.pid, ev.ts_ns, false, &mut out);
         }
+        if let EventKind::ContentionBegin {
+            owner_pid: Some(owner),
+            ..
+        } = ev.kind
+        {
+            // The owner holds the mutex, so it is not waiting for it (its contention_end
+            // may have been lost).
+            if owner != ev.pid {
+                self.end_wait(owner, ev.ts_ns, false, &mut out);
+            }
+        }
         self.track_holder(ev);
         if ev.holds_mutex.is_some() {
             self.tables.mutex_known = true;

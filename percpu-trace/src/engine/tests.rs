@@ -100,6 +100,7 @@ pub(crate) fn wait(ts: u64, pid: u32) -> Event {
         EventKind::ContentionBegin {
             lock: 0xffff_8880_0000_1000,
             flags: 32,
+            owner_pid: None,
         },
     )
     .stack(9)
@@ -390,6 +391,65 @@ fn cross_task_when_waiter_arrives_during_reclaim() {
     assert_eq!(s.holder.as_ref().map(|h| h.pid), Some(30));
 }
 
+/// A waiter's contention_begin as the kernel now sends it: with the owner's thread id.
+fn wait_owned_by(ts: u64, pid: u32, owner: u32) -> Event {
+    let mut ev = wait(ts, pid);
+    if let EventKind::ContentionBegin { owner_pid, .. } = &mut ev.kind {
+        *owner_pid = Some(owner);
+    }
+    ev
+}
+
+#[test]
+fn the_owner_at_a_wait_replaces_a_stale_holder() {
+    // 30 held the mutex and entered reclaim; its reclaim_end and the rest of its events
+    // were lost. When 21 (NOFS scope) begins to wait, the owner word names 40: 30 no
+    // longer holds it, so its reclaim is not the holder's and there is no cross_task.
+    let stale = vec![
+        reclaim(3, 30, KERNEL).holding(),
+        wait_owned_by(100, 21, 40).flags(PF_NOFS),
+    ];
+    let eng = run(EngineConfig::default(), &stale);
+    assert_eq!(kinds(&eng), vec![]);
+    let s = eng.snapshot();
+    assert_eq!(s.holder.as_ref().map(|h| h.pid), Some(40));
+    // Without the owner (an older recording) the engine still blames 30: the finding the
+    // owner pid removes.
+    let old = vec![
+        reclaim(3, 30, KERNEL).holding(),
+        wait(100, 21).flags(PF_NOFS),
+    ];
+    assert_eq!(
+        kinds(&run(EngineConfig::default(), &old)),
+        vec![(FindingKind::CrossTask, 1)]
+    );
+    // The owner named at the wait confirms a holder that is really reclaiming.
+    let live = vec![
+        reclaim(3, 30, KERNEL).holding(),
+        wait_owned_by(4, 21, 30).flags(PF_NOFS),
+        reclaim_end(9, 30).holding(),
+    ];
+    assert_eq!(
+        kinds(&run(EngineConfig::default(), &live)),
+        vec![(FindingKind::CrossTask, 1)]
+    );
+}
+
+#[test]
+fn a_task_named_as_owner_is_no_longer_waiting() {
+    // 20's contention_end was lost; a later waiter's owner word names 20: it got the
+    // mutex, so its wait ended.
+    let evs = vec![
+        enter(0, 20, NOIO),
+        wait(1, 20).caller(NOIO),
+        wait_owned_by(50, 22, 20),
+    ];
+    let eng = run(EngineConfig::default(), &evs);
+    let s = eng.snapshot();
+    assert!(s.waiters.iter().all(|w| w.pid != 20), "{:?}", s.waiters);
+    assert_eq!(s.holder.as_ref().map(|h| h.pid), Some(20));
+}
+
 #[test]
 fn holder_reclaim_without_constrained_waiter() {
     let evs = vec![
@@ -671,7 +731,13 @@ mod props {
                 nr_reclaimed: 1,
                 memcg: false
             }),
-            Just(EventKind::ContentionBegin { lock: 1, flags: 32 }),
+            // The owner: none, or one of the few pids the stream uses (or one it never
+            // uses, a task with no events of its own).
+            proptest::option::of(1u32..6).prop_map(|owner_pid| EventKind::ContentionBegin {
+                lock: 1,
+                flags: 32,
+                owner_pid
+            }),
             Just(EventKind::ContentionEnd { lock: 1, ret: 0 }),
             Just(EventKind::TaskExit),
         ]
@@ -718,8 +784,13 @@ mod props {
                 prop_assert!(f.count >= 1 && f.first_seen_ns <= f.last_seen_ns);
                 prop_assert!(f.violated_bits != 0);
             }
-            // Every task exiting leaves nothing behind.
-            let pids: std::collections::BTreeSet<u32> = evs.iter().map(|e| e.pid).collect();
+            // Every task exiting, owners named at waits included, leaves nothing behind.
+            let owners = evs.iter().filter_map(|e| match e.kind {
+                EventKind::ContentionBegin { owner_pid, .. } => owner_pid,
+                _ => None,
+            });
+            let pids: std::collections::BTreeSet<u32> =
+                evs.iter().map(|e| e.pid).chain(owners).collect();
             for pid in pids {
                 eng.process(&e(1_000_001, pid, EventKind::TaskExit));
             }

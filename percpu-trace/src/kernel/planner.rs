@@ -427,7 +427,7 @@ impl Kernel {
                 0
             },
             tracepoint_mode: 0,
-            _pad: 0,
+            task_pid_off: self.task.pid.unwrap_or(0),
         }
     }
 

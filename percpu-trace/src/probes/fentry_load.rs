@@ -1,4 +1,4 @@
-//! The one raw bpf(2) call of the tool: a minimal fentry load that tells discovery whether
+//! A raw bpf(2) call (the other is `misses`): a minimal fentry load that tells discovery whether
 //! this kernel accepts fentry programs (`kernel::BpfProbe::load_fentry`).
 
 /// The prefix of `union bpf_attr` used by BPF_PROG_LOAD, up to attach_prog_fd.

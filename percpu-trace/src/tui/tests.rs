@@ -299,6 +299,7 @@ fn traffic(app: &mut App, with_finding: bool) {
         EventKind::ContentionBegin {
             lock: 0xffff_8880_0000_1000,
             flags: 32,
+            owner_pid: None,
         },
     ));
     if with_finding {
@@ -830,9 +831,12 @@ fn rate_and_losses() {
             undecodable: 0,
             stack_read: 1,
             consumer_full: 5,
+            recursion_misses: 4,
+            kprobe_missed: 0,
         },
     });
-    assert_eq!(a.events_lost(), 9);
+    // Missed program runs are lost events too.
+    assert_eq!(a.events_lost(), 13);
     assert_eq!(a.stacks_lost(), 3);
 }
 
