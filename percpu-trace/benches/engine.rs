@@ -73,6 +73,7 @@ fn stream(n: usize) -> Vec<Event> {
                 EventKind::ContentionBegin {
                     lock: 0xffff_ffff_8300_0000,
                     flags: 32,
+                    owner_pid: None,
                 },
             );
             push(
@@ -160,6 +161,7 @@ fn stream(n: usize) -> Vec<Event> {
                 EventKind::ContentionBegin {
                     lock: 0xffff_ffff_8300_0000,
                     flags: 32,
+                    owner_pid: None,
                 },
             ));
             ts += 100;

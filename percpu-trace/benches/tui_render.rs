@@ -79,6 +79,7 @@ fn busy_app() -> App {
             let wait = EventKind::ContentionBegin {
                 lock: 0xffff_8880_0000_1000,
                 flags: 32,
+                owner_pid: None,
             };
             app.ingest_event(&ev(ts + 10, pid, comm, false, None, wait));
         }

@@ -59,6 +59,7 @@ fn main() {
             EventKind::ContentionBegin {
                 lock: LOCK,
                 flags: 32,
+                owner_pid: None,
             },
         ] {
             ts += 100;
