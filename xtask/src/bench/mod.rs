@@ -62,6 +62,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let setup = tracer::Setup {
         tool: tool.clone(),
         script,
+        floor_script: root.join("xtask/src/bench/empty.bt"),
         mutex_addr,
         dir: dir.clone(),
     };
@@ -156,7 +157,12 @@ fn check_json(tool: &Path) -> Result<Value> {
 
 /// The workload x tracer x repeat grid.
 fn slowdown(repeats: usize, sz: &Sizes, setup: &tracer::Setup) -> Result<Vec<Sample>> {
-    let tracers = [Tracer::None, Tracer::PercpuTrace, Tracer::Bpftrace];
+    let tracers = [
+        Tracer::None,
+        Tracer::Floor,
+        Tracer::PercpuTrace,
+        Tracer::Bpftrace,
+    ];
     let mut samples = Vec::new();
     for w in Workload::ALL {
         // Warm-up: first-time kernel work (module-less caches, slab growth) out of the timing.

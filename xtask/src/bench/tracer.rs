@@ -20,6 +20,9 @@ pub enum Tracer {
     PercpuTrace,
     /// `bpftrace percpu.bt`.
     Bpftrace,
+    /// `bpftrace empty.bt`: an empty program on every tracepoint the tracers use (the
+    /// floor a program on that tracepoint cannot go below).
+    Floor,
 }
 
 impl Tracer {
@@ -29,6 +32,7 @@ impl Tracer {
             Tracer::None => "no tracer",
             Tracer::PercpuTrace => "percpu-trace",
             Tracer::Bpftrace => "bpftrace",
+            Tracer::Floor => "empty program",
         }
     }
 }
@@ -39,6 +43,8 @@ pub struct Setup {
     pub tool: PathBuf,
     /// The bpftrace script.
     pub script: PathBuf,
+    /// The floor's bpftrace script (empty programs).
+    pub floor_script: PathBuf,
     /// pcpu_alloc_mutex's address (the bpftrace script's filter).
     pub mutex_addr: u64,
     /// Scratch directory for outputs.
@@ -76,6 +82,11 @@ pub fn start(t: Tracer, s: &Setup, tag: &str) -> Result<Option<Running>> {
             c.arg(&s.script)
                 .arg("--")
                 .arg((s.mutex_addr as i64).to_string());
+            (c, |out, _| out.contains("Attaching"))
+        }
+        Tracer::Floor => {
+            let mut c = Command::new("bpftrace");
+            c.arg(&s.floor_script);
             (c, |out, _| out.contains("Attaching"))
         }
     };
