@@ -260,6 +260,30 @@ pub struct Run<'a> {
 
 /// Assesses one scenario run on the kernel of `spec`, attached in `mode`, against its
 /// matrix expectation (None: only the common assertions).
+/// Most the recorder may use at its peak (VmHWM), in a 512 MiB guest as on a host: it runs
+/// when a host is short of memory.
+pub const MAX_RSS_KIB: u64 = 50 * 1024;
+
+/// The recorder's peak RSS, from the `VmHWM` line the guest saved before stopping it.
+pub fn peak_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+fn assess_rss(d: &Path, v: &mut Verdict) {
+    let status = fs::read_to_string(d.join("rss.txt")).unwrap_or_default();
+    match peak_rss_kib(&status) {
+        Some(kib) if kib < MAX_RSS_KIB => v.facts.push(format!("VmHWM={kib}kB")),
+        Some(kib) => v.fail(format!(
+            "record peak RSS {kib} kB (VmHWM), the limit is {MAX_RSS_KIB} kB"
+        )),
+        None => v.fail("no VmHWM of the recorder (rss.txt missing or unreadable)"),
+    }
+}
+
 pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>) -> Verdict {
     let mut v = Verdict::default();
     let d = &run.dir;
@@ -301,6 +325,7 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             tail(&d.join("record.err"), 4)
         )),
     }
+    assess_rss(d, &mut v);
     let rec = d.join("rec.jsonl");
     let events = match event_counts(&rec) {
         Ok(c) => c,
@@ -437,6 +462,14 @@ fn assess_detach(d: &Path, v: &mut Verdict) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_rss_from_proc_status() {
+        let st = "VmHWM:\t   34312 kB\nVmRSS:\t   30000 kB\n";
+        assert_eq!(peak_rss_kib(st), Some(34312));
+        assert_eq!(peak_rss_kib("VmRSS: 1 kB"), None);
+        assert_eq!(peak_rss_kib(""), None);
+    }
 
     #[test]
     fn fix_field_is_found() {
