@@ -20,7 +20,7 @@ use crate::{
     pipeline::{Losses, Sink},
     record::Header,
     report::{self, ReportContext},
-    session::{discover, engine_config, load_btf, require_privileges, Session},
+    session::{discover, engine_config, require_privileges, Session},
 };
 
 /// `percpu-trace check`.
@@ -175,14 +175,13 @@ pub fn record(
     let listener = metrics_addr
         .map(|addr| rt.block_on(crate::metrics::http::bind(addr)))
         .transpose()?;
-    let btf = load_btf(&opts.kernel, &plan)?;
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         // Signal handlers first, so a signal during attach still ends in a clean detach.
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sighup = signal(SignalKind::hangup())?;
-        let mut session = Session::start(&plan, btf.as_ref(), !opts.verbose)?;
+        let mut session = Session::start(&plan, opts.kernel.btf.as_deref(), !opts.verbose)?;
         // The header is written after attaching, so it says what really attached.
         let ctx = ReportContext::live(&k, &plan, session.failed(), &opts.filter);
         let to_stdout = output.as_deref().is_some_and(crate::output::is_stdout);
@@ -358,13 +357,12 @@ pub fn tui(opts: &TraceOptions) -> Result<ExitCode> {
     let (k, mut plan) = discover(&opts.kernel)?;
     plan.config.filter_tgid = opts.pid.unwrap_or(0);
     plan.ring_bytes = opts.ring_buffer_mib << 20;
-    let btf = load_btf(&opts.kernel, &plan)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         // Attach before the terminal switches to raw mode, so errors print normally.
-        let mut session = Session::start(&plan, btf.as_ref(), true)?;
+        let mut session = Session::start(&plan, opts.kernel.btf.as_deref(), true)?;
         let header =
             crate::tui::Header::live(&k, &plan, session.failed(), engine_config(&k), &opts.filter);
         let (tx, rx) = tokio::sync::mpsc::channel(1 << 16);

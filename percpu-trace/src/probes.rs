@@ -3,6 +3,8 @@
 //! All links are perf-event file descriptors (kprobe PMU, tracepoints), so the kernel removes
 //! them when the process exits for any reason, SIGKILL included; dropping [`Probes`] detaches
 //! them earlier, on a normal exit.
+use std::path::Path;
+
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
@@ -44,11 +46,15 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// Loads the object with the plan's config and attaches every available probe.
-    /// `btf` is needed only for fentry/fexit attachments. Fails when nothing at all could
-    /// be attached.
-    pub fn attach(plan: &AttachPlan, btf: Option<&Btf>) -> Result<Self> {
+    /// Loads the object with the plan's config and attaches every available probe. The
+    /// kernel BTF (`btf_file`, else /sys/kernel/btf/vmlinux) is read only when the plan
+    /// has fentry/fexit attachments, after the object is loaded, and dropped once they are
+    /// attached: two parsed copies of it would be the tool's peak memory. Fails when
+    /// nothing at all could be attached.
+    pub fn attach(plan: &AttachPlan, btf_file: Option<&Path>) -> Result<Self> {
         let mut ebpf = load_object(&plan.config, Some(plan.ring_bytes))?;
+        let btf = kernel_btf(plan, btf_file)?;
+        let btf = btf.as_ref();
         let mut attached = Vec::new();
         let mut failed = Vec::new();
         for p in &plan.probes {
@@ -171,10 +177,32 @@ impl ActivityCounters {
     }
 }
 
+/// Kernel BTF for fentry/fexit attachments (None when the plan has none).
+fn kernel_btf(plan: &AttachPlan, file: Option<&Path>) -> Result<Option<Btf>> {
+    let needs = plan.probes.iter().any(|p| {
+        matches!(
+            p.attachment,
+            Attachment::Fentry { .. } | Attachment::Fexit { .. }
+        )
+    });
+    if !needs {
+        return Ok(None);
+    }
+    let btf = match file {
+        Some(p) => Btf::parse_file(p, aya::Endianness::default()),
+        None => Btf::from_sys_fs(),
+    }
+    .map_err(|e| anyhow!("reading kernel BTF for fentry: {e}"))?;
+    Ok(Some(btf))
+}
+
 /// Loads the embedded object with `config` as its `CONFIG` global and, when given, that
 /// ring-buffer size (the object's own default otherwise).
 fn load_object(config: &percpu_trace_common::ProbeConfig, ring_bytes: Option<u32>) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
+    // The object has no CO-RE relocations: the kernel BTF the loader parsed on creation
+    // is not needed to load it, so it is dropped before the load allocates anything else.
+    loader.btf(None);
     loader.override_global(CONFIG_GLOBAL, config, true);
     if let Some(bytes) = ring_bytes {
         loader.map_max_entries("EVENTS", bytes);

@@ -49,26 +49,6 @@ pub fn engine_config(k: &Kernel) -> EngineConfig {
     EngineConfig::for_kernel(k)
 }
 
-/// Kernel BTF for fentry/fexit attachments (None when the plan has none).
-pub fn load_btf(args: &KernelOptions, plan: &AttachPlan) -> Result<Option<aya::Btf>> {
-    use crate::kernel::plan::Attachment;
-    let needs = plan.probes.iter().any(|p| {
-        matches!(
-            p.attachment,
-            Attachment::Fentry { .. } | Attachment::Fexit { .. }
-        )
-    });
-    if !needs {
-        return Ok(None);
-    }
-    let btf = match &args.btf {
-        Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
-        None => aya::Btf::from_sys_fs(),
-    }
-    .map_err(|e| anyhow::anyhow!("reading kernel BTF for fentry: {e}"))?;
-    Ok(Some(btf))
-}
-
 /// What a tracing run ends with.
 pub struct TraceSummary {
     /// Events delivered.
@@ -85,9 +65,10 @@ pub struct Session {
 }
 
 impl Session {
-    /// Loads and attaches per `plan`; warns on stderr about probes that failed to attach.
-    pub fn start(plan: &AttachPlan, btf: Option<&aya::Btf>, quiet: bool) -> Result<Self> {
-        let mut probes = Probes::attach(plan, btf)?;
+    /// Loads and attaches per `plan` (`btf_file`: `--btf`, for fentry/fexit); warns on
+    /// stderr about probes that failed to attach.
+    pub fn start(plan: &AttachPlan, btf_file: Option<&Path>, quiet: bool) -> Result<Self> {
+        let mut probes = Probes::attach(plan, btf_file)?;
         if !quiet {
             for (prog, err) in &probes.failed {
                 crate::warnln!("percpu-trace: warning: {prog} not attached: {err}");

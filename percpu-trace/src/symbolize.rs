@@ -21,11 +21,16 @@ use crate::{
     kernel::symbols::kallsyms_lines,
 };
 
-#[derive(Clone, Debug)]
+/// One text symbol, its name in [`Symbolizer::names`]: 16 bytes, not three allocations
+/// (Debian kernels have about 150,000 text symbols, and the table lives as long as the run).
+#[derive(Clone, Copy, Debug)]
 struct Sym {
     addr: u64,
-    name: String,
-    module: Option<String>,
+    /// Start of the name in `names`.
+    name_off: u32,
+    name_len: u16,
+    /// 0: vmlinux; n: `modules[n - 1]`.
+    module: u16,
 }
 
 /// vmlinux debug info: file:line and inlined calls for vmlinux text.
@@ -40,6 +45,10 @@ struct DebugInfo {
 #[derive(Default)]
 pub struct Symbolizer {
     syms: Vec<Sym>,
+    /// Every symbol name, back to back.
+    names: String,
+    /// Module names, in order of first appearance.
+    modules: Vec<String>,
     debug: Option<DebugInfo>,
 }
 
@@ -55,9 +64,15 @@ impl std::fmt::Debug for Symbolizer {
 impl Symbolizer {
     /// Reads a kallsyms file. Fails when every address is zero (kptr_restrict hides them).
     pub fn from_kallsyms(path: &Path) -> Result<Self> {
-        let text =
-            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let s = Self::parse(&text);
+        use std::io::BufRead;
+        // Line by line: the whole text (several MB) need not be in memory with the table.
+        let f = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut s = Symbolizer::default();
+        for line in std::io::BufReader::new(f).split(b'\n') {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            s.add_lines(&String::from_utf8_lossy(&line));
+        }
+        s.finish();
         if s.syms.is_empty() {
             bail!(
                 "{}: no usable text symbols (kptr_restrict zeroes the addresses?)",
@@ -70,16 +85,63 @@ impl Symbolizer {
     /// Parses kallsyms text; zero addresses and non-text symbols are skipped. `__pfx_`
     /// padding symbols are kept: the kernel counts them when it measures a length.
     pub fn parse(text: &str) -> Self {
-        let mut syms: Vec<Sym> = kallsyms_lines(text)
-            .filter(|l| l.addr != 0 && l.is_text())
-            .map(|l| Sym {
+        let mut s = Symbolizer::default();
+        s.add_lines(text);
+        s.finish();
+        s
+    }
+
+    /// Adds the text symbols of some kallsyms lines (unsorted until [`Self::finish`]).
+    fn add_lines(&mut self, text: &str) {
+        for l in kallsyms_lines(text).filter(|l| l.addr != 0 && l.is_text()) {
+            let module = match l.module {
+                None => 0,
+                Some(m) => match self.modules.iter().position(|x| x == m) {
+                    Some(i) => i + 1,
+                    None => {
+                        self.modules.push(m.to_string());
+                        self.modules.len()
+                    }
+                },
+            };
+            // Past these bounds (never seen: names are at most 512 bytes, a few thousand
+            // modules) the symbol is left out rather than mislabelled.
+            let (Ok(name_off), Ok(name_len), Ok(module)) = (
+                u32::try_from(self.names.len()),
+                u16::try_from(l.name.len()),
+                u16::try_from(module),
+            ) else {
+                continue;
+            };
+            self.names.push_str(l.name);
+            self.syms.push(Sym {
                 addr: l.addr,
-                name: l.name.to_string(),
-                module: l.module.map(str::to_string),
-            })
-            .collect();
-        syms.sort_by_key(|s| s.addr);
-        Symbolizer { syms, debug: None }
+                name_off,
+                name_len,
+                module,
+            });
+        }
+    }
+
+    /// Sorts by address (in place: no scratch copy of the table) and trims the spare room.
+    fn finish(&mut self) {
+        self.syms.sort_unstable_by_key(|s| (s.addr, s.name_off));
+        self.syms.shrink_to_fit();
+        self.names.shrink_to_fit();
+    }
+
+    fn name(&self, s: &Sym) -> &str {
+        let start = s.name_off as usize;
+        self.names
+            .get(start..start + usize::from(s.name_len))
+            .unwrap_or("")
+    }
+
+    fn module(&self, s: &Sym) -> Option<&str> {
+        usize::from(s.module)
+            .checked_sub(1)
+            .and_then(|i| self.modules.get(i))
+            .map(String::as_str)
     }
 
     /// Where Debian installs the debug vmlinux of the running kernel
@@ -105,19 +167,19 @@ impl Symbolizer {
             .find_map(|n| {
                 self.syms
                     .iter()
-                    .find(|s| s.name == *n && s.module.is_none())
+                    .find(|s| self.name(s) == *n && s.module == 0)
             })
             .ok_or_else(|| anyhow!("no {anchors:?} in kallsyms to measure the KASLR offset"))?;
         let inspector = inspect::Inspector::new();
         let src = inspect::source::Source::Elf(inspect::source::Elf::new(vmlinux));
         let found = inspector
-            .lookup(&src, &[running.name.as_str()])
+            .lookup(&src, &[self.name(running)])
             .with_context(|| format!("reading symbols of {}", vmlinux.display()))?;
         let link = found
             .first()
             .and_then(|v| v.first())
             .map(|s| s.addr)
-            .ok_or_else(|| anyhow!("{}: no {} symbol", vmlinux.display(), running.name))?;
+            .ok_or_else(|| anyhow!("{}: no {} symbol", vmlinux.display(), self.name(running)))?;
         self.debug = Some(DebugInfo {
             source: symbolize::source::Source::Elf(symbolize::source::Elf::new(vmlinux)),
             kaslr_offset: running.addr.wrapping_sub(link),
@@ -139,14 +201,14 @@ impl Symbolizer {
         let len = self.syms.get(idx).map(|next| next.addr - s.addr);
         let mut f = Frame {
             addr,
-            function: Some(s.name.clone()),
+            function: Some(self.name(s).to_string()),
             offset: addr - s.addr,
             len,
-            module: s.module.clone(),
+            module: self.module(s).map(str::to_string),
             ..Default::default()
         };
         // Module text is not in vmlinux.
-        if let (Some(d), None) = (&self.debug, &s.module) {
+        if let (Some(d), 0) = (&self.debug, s.module) {
             d.locate(addr.wrapping_sub(d.kaslr_offset), &mut f);
         }
         f

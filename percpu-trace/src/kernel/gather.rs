@@ -11,7 +11,7 @@ use std::{collections::HashMap, path::Path};
 use anyhow::Result;
 
 use super::{
-    access::BpfProbe,
+    access::{BpfProbe, KernelMemory},
     analyze::{analyze, privileges_from, Inputs},
     btf::{self, TypeSource},
     btf_file::BtfFile,
@@ -28,6 +28,16 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
     let root = Path::new("/");
     let uts = uname();
     let privileges = read_privileges();
+    // The kernel-memory reader first, once, for both code reads below: opening it loads
+    // the BPF object, whose loader parses the kernel BTF on its own (aya), and that
+    // transient copy is the tool's peak memory unless nothing else big is alive yet
+    // (this function's BTF file and kallsyms text come after).
+    let scan = opts.scan_code && privileges.can_trace();
+    let mut mem = if scan {
+        bpf.kernel_memory()
+    } else {
+        Err("code reading disabled or no privileges".into())
+    };
     let (btf_path, from_user) = match &opts.btf {
         Some(p) => (p.clone(), true),
         None => (root.join("sys/kernel/btf/vmlinux"), false),
@@ -93,12 +103,12 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
         .map_err(|e| format!("{}: {e}", system_map_path.display()));
     let kallsyms_text = std::fs::read_to_string(&opts.kallsyms)
         .map_err(|e| format!("{}: {e}", opts.kallsyms.display()));
-    let code_scan_table = match (&kallsyms_text, opts.scan_code && privileges.can_trace()) {
+    let code_scan_table = match (&kallsyms_text, scan) {
         (Ok(t), true) => Some(SymbolTable::parse(t)),
         _ => None,
     };
     let fix_code = match (&kallsyms_text, &code_scan_table) {
-        (Ok(text), Some(table)) => read_fix_code(text, table, &uts.1, bpf),
+        (Ok(text), Some(table)) => read_fix_code(text, table, &uts.1, &mut mem),
         _ => FixCode::unread(
             &uts.1,
             "code reading disabled, no privileges or no kallsyms",
@@ -128,20 +138,25 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
     };
     let mut k = analyze(inputs);
     if k.mutex.addr.is_none() {
-        scan_for_mutex(&mut k, code_scan_table, bpf);
+        scan_for_mutex(&mut k, code_scan_table, &mut mem);
     }
     Ok(k)
 }
 
 /// The last way to find pcpu_alloc_mutex: decode the code that locks it, read through
 /// `bpf`. Records the address or why not in `k.mutex`.
-fn scan_for_mutex(k: &mut Kernel, code_scan_table: Option<SymbolTable>, bpf: &dyn BpfProbe) {
+fn scan_for_mutex(
+    k: &mut Kernel,
+    code_scan_table: Option<SymbolTable>,
+    mem: &mut Result<Box<dyn KernelMemory>, String>,
+) {
     match code_scan_table {
         Some(table) if k.mutex.layout.is_some() => {
             let wait = wait_field(k, k.btf.path.as_deref());
-            let found = bpf.kernel_memory().and_then(|mut mem| {
-                mutex_scan::mutex_from_code(&table, &k.arch, wait, mem.as_mut())
-            });
+            let found = match mem {
+                Ok(mem) => mutex_scan::mutex_from_code(&table, &k.arch, wait, mem.as_mut()),
+                Err(e) => Err(e.clone()),
+            };
             match found {
                 Ok((addr, functions, agreeing_calls)) => {
                     k.mutex.addr = Some(addr);
@@ -185,14 +200,19 @@ const MAX_FUNCTION_BYTES: u64 = 16 * 1024;
 
 /// Reads the code of pcpu_alloc and pcpu_populate_chunk (from the start of each to the next
 /// kallsyms symbol) through `bpf`, for `fix_code`.
-fn read_fix_code(kallsyms: &str, table: &SymbolTable, arch: &str, bpf: &dyn BpfProbe) -> FixCode {
+fn read_fix_code(
+    kallsyms: &str,
+    table: &SymbolTable,
+    arch: &str,
+    mem: &mut Result<Box<dyn KernelMemory>, String>,
+) -> FixCode {
     let mut starts: Vec<u64> = symbols::kallsyms_lines(kallsyms)
         .filter(|l| l.module.is_none() && l.addr != 0)
         .map(|l| l.addr)
         .collect();
     starts.sort_unstable();
     starts.dedup();
-    let mut mem = match bpf.kernel_memory() {
+    let mem = match mem {
         Ok(m) => m,
         Err(e) => return FixCode::unread(arch, &format!("kernel memory reader: {e}")),
     };
