@@ -166,24 +166,29 @@ impl App {
             self.held_back += 1;
         }
         let updates = self.engine.process(ev);
-        let mut stop = false;
+        let mut stop = None;
         for u in updates {
             if let FindingUpdate::New { index } = u {
                 let f = &self.engine.findings()[index];
                 if self.engine.is_selected(f) {
                     // `n` stops at a finding the user would see (the `/` filter too).
-                    stop |= self.filter.matches_finding(f);
+                    if self.filter.matches_finding(f) {
+                        stop = Some((f.kind, f.signature));
+                    }
                     self.announce(index);
                 }
             }
         }
-        if stop {
+        if let Some(id) = stop {
             if let Some(t) = self
                 .transport
                 .as_mut()
                 .filter(|t| t.goal == Goal::NextFinding)
             {
                 t.goal = Goal::Play;
+                // Select what `n` stopped at, so the detail pane shows it.
+                self.selected_id = Some(id);
+                self.detail_scroll = 0;
                 self.pause_here();
             }
         }

@@ -143,7 +143,11 @@ impl Replay {
                 if self.anchored_for == (Some(speed), false) =>
             {
                 let ahead = ev.ts_ns.saturating_sub(self.skew_ns).saturating_sub(at);
-                Some(wall + Duration::from_nanos(ahead / speed))
+                // Never far (idle gaps are cut), but a bad timestamp must not overflow.
+                Some(
+                    wall.checked_add(Duration::from_nanos(ahead / speed))
+                        .unwrap_or(now),
+                )
             }
             _ => Some(now),
         }
@@ -189,7 +193,10 @@ impl Replay {
                 if let Some(speed) = pace {
                     let (wall, at) = *self.anchor.get_or_insert((now, eff));
                     let ahead = Duration::from_nanos(eff.saturating_sub(at) / speed);
-                    if wall + ahead > Instant::now().max(now) {
+                    let not_yet = wall
+                        .checked_add(ahead)
+                        .is_some_and(|due| due > Instant::now().max(now));
+                    if not_yet {
                         return false;
                     }
                 }

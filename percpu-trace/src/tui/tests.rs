@@ -1027,6 +1027,8 @@ fn next_finding_stops_at_each_finding_then_the_end_and_back_to_the_start() {
         drive(&mut a, &mut r);
         if r.is_open() {
             assert_eq!(a.findings().len(), before + 1);
+            let (i, _) = a.selected_finding().unwrap();
+            assert_eq!(i, before, "the finding n stopped at is selected");
             stops += 1;
         }
     }
