@@ -534,6 +534,10 @@ impl App {
                 self.tab = Tab::ALL[(self.tab.index() + step) % n];
             }
             Action::TogglePause => {
+                if !self.paused && self.transport.is_some() {
+                    // A replay stops reading here: show where, not the last frame.
+                    self.refresh_now();
+                }
                 self.paused = !self.paused;
                 if self.paused {
                     self.held_back = 0;

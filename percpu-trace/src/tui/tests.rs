@@ -1409,3 +1409,34 @@ fn a_recording_gone_before_a_restart_stops_the_replay_with_an_error() {
     assert_eq!(a.transport.as_ref().unwrap().goal, Goal::Play);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn paced_replay_follows_the_recorded_times_at_the_chosen_factor() {
+    let dir = scratch_dir("paced");
+    // 20 events 100 ms apart, no finding.
+    let path = synthetic_recording(&dir, 20, 100_000_000, u64::MAX);
+    let (mut a, mut r) = replay_of(&path);
+    press(&mut a, &[KeyCode::Char('+')]);
+    assert_eq!(a.transport.as_ref().unwrap().factor(), Some(10));
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    assert!(!r.pump(&mut a, t0));
+    assert_eq!(a.events, 1, "the first event at once, the next 10 ms later");
+    assert_eq!(r.due(&a, t0), Some(ms(10)));
+    r.pump(&mut a, ms(25));
+    assert_eq!(a.events, 3);
+    assert_eq!(r.due(&a, ms(25)), Some(ms(30)));
+    // Slower: paced from here at 1x, the next event 100 ms after the last one fed.
+    press(&mut a, &[KeyCode::Char('-')]);
+    r.pump(&mut a, ms(30));
+    assert_eq!(a.events, 3);
+    assert_eq!(r.due(&a, ms(30)), Some(ms(130)));
+    // Paused: nothing is due, nothing is read.
+    press(&mut a, &[KeyCode::Char('p')]);
+    assert_eq!(r.due(&a, ms(500)), None);
+    r.pump(&mut a, ms(500));
+    assert_eq!(a.events, 3);
+    let text = screen_text(&a);
+    assert!(text.contains("replay 0.2 s / 1.9 s, 1x, paused"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
