@@ -283,7 +283,7 @@ fn feed(app: &mut App, rec: Record) {
 }
 
 /// The first event's time (from the head) and the last one's (from the last
-/// [`TAIL_BYTES`] of the file), without reading the whole recording. Either is `None` when
+/// MiB of the file), without reading the whole recording. Either is `None` when
 /// it cannot be found; never fails.
 pub fn event_span(path: &Path) -> (Option<u64>, Option<u64>) {
     let first = RecordingReader::open(path).ok().and_then(|r| {
