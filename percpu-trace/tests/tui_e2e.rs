@@ -220,6 +220,122 @@ fn sigterm_ends_the_ui_and_restores_the_terminal() {
     t.assert_restored();
 }
 
+/// The fixture with its events stretched two seconds apart (40 s long), so a replay at 1x
+/// is still running when the keys arrive. Returns the path (in the temp dir).
+fn stretched(name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(fixture(name)).expect("fixture");
+    let mut out = String::new();
+    let mut i = 0u64;
+    for line in text.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).expect("fixture line");
+        if v["t"] == "event" {
+            v["ts_ns"] = (i * 2_000_000_000).into();
+            i += 1;
+        }
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    let path = std::env::temp_dir().join(format!("pt-e2e-{}-stretched.jsonl", std::process::id()));
+    std::fs::write(&path, out).expect("writing the stretched recording");
+    path
+}
+
+#[test]
+fn replay_keys_jump_to_a_finding_and_show_position_speed_and_activity() {
+    let Some(t) = Tmux::start("replay-keys") else {
+        return;
+    };
+    let rec = stretched("synthetic-7.2-gfp-noio-writer.jsonl");
+    t.send(&[
+        &format!("{} --replay {}; echo EXIT=$?", bin(), rec.display()),
+        "Enter",
+    ]);
+    t.wait_for(
+        &["replay ", "/ 40.0 s, 1x", "n next finding"],
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|s| panic!("no replay position:\n{s}"));
+    // Back to the start first, so where `n` stops does not depend on how fast the UI came up.
+    t.send(&["<"]);
+    t.wait_for(
+        &["replay 0.0 s / 40.0 s, 1x, paused", "at the start"],
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|s| panic!("< did not go to the start:\n{s}"));
+    // The first finding: the page table allocated under the mutex (third event, at 4 s).
+    t.send(&["n"]);
+    let screen = t
+        .wait_for(
+            &[
+                "replay 4.0 s / 40.0 s, 1x, paused",
+                "findings 1",
+                "new finding",
+            ],
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|s| panic!("n did not stop at the first finding:\n{s}"));
+    assert!(!screen.contains("recording finished"), "{screen}");
+    // Speed is shown and stepped.
+    t.send(&["+"]);
+    t.wait_for(
+        &["replay 4.0 s / 40.0 s, 10x, paused", "speed 10x"],
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|s| panic!("+ did not step the speed:\n{s}"));
+    // The next `n`: the vm area window (at 6 s), then the recursion (its reclaim at 8 s).
+    t.send(&["n"]);
+    t.wait_for(
+        &["replay 6.0 s / 40.0 s, 10x, paused", "findings 2"],
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|s| panic!("n did not stop at the second finding:\n{s}"));
+    t.send(&["n"]);
+    t.wait_for(
+        &["replay 8.0 s / 40.0 s, 10x, paused", "BUG HIT"],
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|s| panic!("n did not stop at the recursion:\n{s}"));
+    t.send(&["g"]);
+    t.wait_for(&["CRITICAL possible NOIO"], Duration::from_secs(10))
+        .unwrap_or_else(|s| panic!("the top finding is not the recursion:\n{s}"));
+    // What was seen, in the report's words.
+    t.send(&["5"]);
+    t.wait_for(
+        &[
+            "5 activity",
+            "percpu allocations (host)",
+            "constrained (NOFS/NOIO)",
+        ],
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|s| panic!("no activity view:\n{s}"));
+    // To the end, then back to the start: a fresh engine, nothing found yet.
+    t.send(&[">"]);
+    t.wait_for(
+        &[
+            "replay 40.0 s / 40.0 s, 10x, at the end",
+            "recording finished",
+        ],
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|s| panic!("> did not run to the end:\n{s}"));
+    t.send(&["<"]);
+    t.wait_for(
+        &[
+            "replay 0.0 s / 40.0 s, 10x, paused",
+            "findings 0",
+            "no findings yet",
+        ],
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|s| panic!("< did not start over:\n{s}"));
+    t.send(&["q"]);
+    t.wait_for(&["EXIT=0"], Duration::from_secs(10))
+        .unwrap_or_else(|s| panic!("q did not end the UI:\n{s}"));
+    t.assert_restored();
+    let _ = std::fs::remove_file(&rec);
+}
+
 /// The live UI on this machine's kernel, which has no kprobes and refuses fentry: the
 /// tracepoint-only (degraded) path for real. Needs root (BPF, tracefs).
 #[test]

@@ -308,6 +308,11 @@ impl Engine {
         &self.store.findings
     }
 
+    /// The engine's clock: the latest event timestamp it has seen (0: none yet).
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
     /// Number of tracked tasks (bounded by `max_tasks`).
     pub fn tracked_tasks(&self) -> usize {
         self.tasks.len()

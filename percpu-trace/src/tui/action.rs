@@ -56,6 +56,18 @@ pub enum Action {
     Submit,
     /// Close the prompt or overlay; in the main screen, drop the filter.
     Cancel,
+    /// Replay: one speed step faster.
+    Faster,
+    /// Replay: one speed step slower.
+    Slower,
+    /// Replay: full speed to the next finding, paused there.
+    NextFinding,
+    /// Replay: full speed to the end.
+    ToEnd,
+    /// Replay: back to the start, paused.
+    ToStart,
+    /// Replay: back [`super::app::REWIND_NS`] in recorded time, paused.
+    Back,
 }
 
 /// Side effects [`App::update`] asks the runner to perform.
@@ -70,4 +82,8 @@ pub enum Effect {
         /// `None`: all findings; `Some(i)`: index of the finding in the engine's list.
         finding: Option<usize>,
     },
+    /// Replay: feed a fresh engine from the recording's start (the engine is pure and
+    /// deterministic, so this is how the replay goes back); the transport's goal says
+    /// where to stop.
+    Restart,
 }

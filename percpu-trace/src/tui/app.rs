@@ -14,6 +14,7 @@ use crate::{
 };
 
 pub use super::action::{Action, Effect};
+pub use super::transport::{Goal, Transport};
 pub use super::view_state::{Focus, Mode, SortBy, Status, Tab, Verdict};
 use super::{header::Header, theme::Theme};
 /// The `/` prompt's filter: the engine's [`FindingFilter`] (one matching rule for the
@@ -22,6 +23,8 @@ pub type Filter = FindingFilter;
 
 /// Page size for PageUp/PageDown.
 const PAGE: usize = 10;
+/// How far `b` rewinds, in recorded time.
+pub const REWIND_NS: u64 = 10_000_000_000;
 
 /// The whole UI state.
 pub struct App {
@@ -46,8 +49,8 @@ pub struct App {
     pub focus: Focus,
     /// Table shown.
     pub tab: Tab,
-    /// Selected row per table.
-    pub table_sel: [usize; 4],
+    /// Selected row per table (the activity tab: its scroll offset).
+    pub table_sel: [usize; Tab::ALL.len()],
     /// Detail pane scroll (lines).
     pub detail_scroll: u16,
     /// Findings order.
@@ -73,6 +76,8 @@ pub struct App {
     pub base_ns: Option<u64>,
     /// Set when the source ended ("recording finished", "event stream closed").
     pub ended: Option<String>,
+    /// Replay only: speed and where the replay is going.
+    pub transport: Option<Transport>,
     /// Summary for the header.
     pub verdict: Verdict,
     /// Findings announced in the footer since it last said something else, and the most
@@ -86,6 +91,7 @@ impl App {
         let engine = Engine::with_filter(header.engine.clone(), header.filter.clone());
         let snap = engine.snapshot();
         let verdict = Verdict::Quiet(header.fix_present());
+        let transport = header.replay_path().map(|_| Transport::default());
         App {
             header,
             theme,
@@ -98,7 +104,7 @@ impl App {
             selected_id: None,
             focus: Focus::Findings,
             tab: Tab::Callers,
-            table_sel: [0; 4],
+            table_sel: [0; Tab::ALL.len()],
             detail_scroll: 0,
             sort: SortBy::Severity,
             mode: Mode::Normal,
@@ -112,6 +118,7 @@ impl App {
             rate_mark: (Duration::ZERO, 0),
             base_ns: None,
             ended: None,
+            transport,
             verdict,
             announced: None,
         }
@@ -159,13 +166,65 @@ impl App {
             self.held_back += 1;
         }
         let updates = self.engine.process(ev);
+        let mut stop = None;
         for u in updates {
             if let FindingUpdate::New { index } = u {
-                if self.engine.is_selected(&self.engine.findings()[index]) {
+                let f = &self.engine.findings()[index];
+                if self.engine.is_selected(f) {
+                    // `n` stops at a finding the user would see (the `/` filter too).
+                    if self.filter.matches_finding(f) {
+                        stop = Some((f.kind, f.signature));
+                    }
                     self.announce(index);
                 }
             }
         }
+        if let Some(id) = stop {
+            if let Some(t) = self
+                .transport
+                .as_mut()
+                .filter(|t| t.goal == Goal::NextFinding)
+            {
+                t.goal = Goal::Play;
+                // Select what `n` stopped at, so the detail pane shows it.
+                self.selected_id = Some(id);
+                self.detail_scroll = 0;
+                self.pause_here();
+            }
+        }
+    }
+
+    /// Shows the state as it is now and pauses there (a replay reached what it ran to).
+    pub fn pause_here(&mut self) {
+        self.refresh_now();
+        self.paused = true;
+        self.held_back = 0;
+    }
+
+    /// Shows the final state, even while paused (the source ended).
+    pub fn show_final(&mut self) {
+        self.refresh_now();
+    }
+
+    /// The engine's clock: the latest event time it has seen (0: none yet).
+    pub fn now_ns(&self) -> u64 {
+        self.engine.now_ns()
+    }
+
+    /// Starts over for a replay fed again from its first record: a fresh engine and stack
+    /// table, no events. The view settings, the selection's identity (it follows the
+    /// finding when it comes back) and the transport's goal stay.
+    pub fn restart_replay(&mut self) {
+        self.engine = Engine::with_filter(self.header.engine.clone(), self.header.filter.clone());
+        self.stacks = StackTable::new();
+        self.events = 0;
+        self.held_back = 0;
+        self.rate_mark = (self.uptime, 0);
+        self.base_ns = None;
+        self.ended = None;
+        self.paused = false;
+        self.announced = None;
+        self.refresh_now();
     }
 
     /// Says in the footer that a finding appeared; several in a row are summed up under the
@@ -276,45 +335,15 @@ impl App {
         self.snap = self.engine.snapshot();
         let view_filter = self.view_filter();
         let findings = self.engine.findings();
-        let (mut hit, mut live, mut win) = (0, 0, 0);
         // The verdict counts what the run selected (`--comm`/`--cgroup`), as headless does.
-        for (_, f) in self.engine.selected() {
-            match f.kind {
-                FindingKind::Recursion => hit += 1,
-                FindingKind::CrossTask => live += 1,
-                FindingKind::Window => win += 1,
-            }
-        }
-        self.verdict = if hit > 0 {
-            Verdict::Hit(hit)
-        } else if live > 0 {
-            Verdict::Live(live)
-        } else if win > 0 {
-            Verdict::Exposed(win)
-        } else {
-            Verdict::Quiet(self.header.fix_present())
-        };
+        self.verdict = Verdict::of(
+            self.engine.selected().map(|(_, f)| f),
+            self.header.fix_present(),
+        );
         let mut view: Vec<usize> = (0..findings.len())
             .filter(|&i| view_filter.matches_finding(&findings[i]))
             .collect();
-        match self.sort {
-            SortBy::Severity => view.sort_by(|&a, &b| {
-                let (fa, fb) = (&findings[a], &findings[b]);
-                fb.severity
-                    .cmp(&fa.severity)
-                    .then(fb.last_seen_ns.cmp(&fa.last_seen_ns))
-                    .then(b.cmp(&a))
-            }),
-            SortBy::Newest => view.sort_by(|&a, &b| {
-                findings[b]
-                    .last_seen_ns
-                    .cmp(&findings[a].last_seen_ns)
-                    .then(b.cmp(&a))
-            }),
-            SortBy::Count => {
-                view.sort_by(|&a, &b| findings[b].count.cmp(&findings[a].count).then(b.cmp(&a)))
-            }
-        }
+        self.sort.sort(&mut view, findings);
         // Keep the selection on the same finding when the order changes under it.
         let pos = self.selected_id.and_then(|id| {
             view.iter()
@@ -343,7 +372,13 @@ impl App {
             Tab::Reclaim => self.reclaim_rows().len(),
             Tab::Chunks => self.chunk_rows().len(),
             Tab::Tasks => self.task_rows.len(),
+            Tab::Activity => crate::report::wording::activity_lines(&self.snap.activity).len(),
         }
+    }
+
+    /// Whether the run selected no finding yet (the activity tab then says why).
+    pub fn no_finding(&self) -> bool {
+        self.engine.selected().next().is_none()
     }
 
     /// Constrained caller rows that pass the filter, most calls first. A pid filter matches
@@ -432,7 +467,7 @@ impl App {
                     self.say(text, false);
                     self.filter = f;
                     self.mode = Mode::Normal;
-                    self.table_sel = [0; 4];
+                    self.table_sel = [0; Tab::ALL.len()];
                     self.refresh_now();
                 }
                 Err(e) => self.set_error(format!("bad filter: {e}")),
@@ -499,6 +534,10 @@ impl App {
                 self.tab = Tab::ALL[(self.tab.index() + step) % n];
             }
             Action::TogglePause => {
+                if !self.paused && self.transport.is_some() {
+                    // A replay stops reading here: show where, not the last frame.
+                    self.refresh_now();
+                }
                 self.paused = !self.paused;
                 if self.paused {
                     self.held_back = 0;
@@ -521,7 +560,7 @@ impl App {
                 }
                 self.selected = 0;
                 self.selected_id = None;
-                self.table_sel = [0; 4];
+                self.table_sel = [0; Tab::ALL.len()];
                 self.detail_scroll = 0;
                 self.say("cleared findings and tables", false);
                 self.refresh_now();
@@ -566,9 +605,71 @@ impl App {
                     self.focus = Focus::Detail;
                 }
             }
+            Action::Faster
+            | Action::Slower
+            | Action::NextFinding
+            | Action::ToEnd
+            | Action::ToStart
+            | Action::Back => return self.update_transport(action),
             Action::Quit | Action::Input(_) | Action::Backspace | Action::ClearInput => {}
         }
         None
+    }
+
+    /// The replay keys: speed, and jumps (a jump back restarts the engine, see
+    /// [`Effect::Restart`]: the engine cannot run backwards).
+    fn update_transport(&mut self, action: Action) -> Option<Effect> {
+        let now = self.engine.now_ns();
+        let ended = self.ended.is_some();
+        let Some(t) = self.transport.as_mut() else {
+            self.set_error("replay keys work with --replay FILE");
+            return None;
+        };
+        let mut effect = None;
+        let mut run = true;
+        match action {
+            Action::Faster | Action::Slower => {
+                if action == Action::Faster {
+                    t.faster();
+                } else {
+                    t.slower();
+                }
+                let text = format!("speed {}", t.speed_label());
+                self.say(text, false);
+                return None;
+            }
+            Action::NextFinding if ended => {
+                run = false;
+                self.say(
+                    "recording finished: no further finding (< to start over)",
+                    false,
+                );
+            }
+            Action::ToEnd if ended => run = false,
+            Action::NextFinding => t.goal = Goal::NextFinding,
+            Action::ToEnd => t.goal = Goal::End,
+            Action::ToStart => {
+                t.goal = Goal::Start;
+                effect = Some(Effect::Restart);
+            }
+            _ => {
+                let first = t.first_ns.unwrap_or(0);
+                // Not past the first event: rewinding from there goes to the start.
+                let to = now.saturating_sub(REWIND_NS);
+                t.goal = if now > 0 && to >= first {
+                    Goal::Until(to)
+                } else {
+                    Goal::Start
+                };
+                effect = Some(Effect::Restart);
+            }
+        }
+        if run && effect.is_none() {
+            self.paused = false;
+            self.status = None;
+            self.announced = None;
+        }
+        effect
     }
 
     /// Result of an export the runner performed.

@@ -10,10 +10,18 @@ pub const HELP: &[(&str, &str)] = &[
     ("PgUp PgDn g G", "page, first, last"),
     ("Tab S-Tab", "focus findings / detail / tables"),
     ("Enter", "open the selected finding's detail"),
-    ("1 2 3 4 ← →", "table: callers, reclaim, chunks, tasks"),
+    (
+        "1 2 3 4 5 ← →",
+        "table: callers, reclaim, chunks, tasks, activity",
+    ),
     ("/", "filter: pid:N comm:S cg:N (bare number = pid)"),
     ("Esc", "drop the filter / close"),
     ("p Space", "pause / resume"),
+    (
+        "+ - n",
+        "replay: speed 1x..max; next finding (full speed, pause)",
+    ),
+    ("> < b", "replay: to the end; back to the start; back 10 s"),
     ("c", "clear findings and tables"),
     ("s", "sort findings: severity, newest, count"),
     ("e", "export the selected finding (text report)"),
@@ -27,12 +35,26 @@ pub const FOOTER: &[(&str, &str)] = &[
     ("q", "quit"),
     ("?", "help"),
     ("Tab", "pane"),
-    ("1-4", "tables"),
+    ("1-5", "tables"),
     ("/", "filter"),
     ("p", "pause"),
     ("c", "clear"),
     ("s", "sort"),
     ("e/E", "export"),
+];
+
+/// The footer's list when replaying: the time keys first (the line is cut at the width).
+pub const REPLAY_FOOTER: &[(&str, &str)] = &[
+    ("q", "quit"),
+    ("?", "help"),
+    ("p", "pause"),
+    ("+/-", "speed"),
+    ("n", "next finding"),
+    ("</>", "start/end"),
+    ("b", "back"),
+    ("Tab", "pane"),
+    ("1-5", "tables"),
+    ("/", "filter"),
 ];
 
 /// The action for a key in `mode`, if any.
@@ -70,6 +92,13 @@ pub fn map_key(mode: &Mode, key: KeyEvent) -> Option<Action> {
             KeyCode::Char('2') => Some(Action::ShowTab(Tab::Reclaim)),
             KeyCode::Char('3') => Some(Action::ShowTab(Tab::Chunks)),
             KeyCode::Char('4') => Some(Action::ShowTab(Tab::Tasks)),
+            KeyCode::Char('5') => Some(Action::ShowTab(Tab::Activity)),
+            KeyCode::Char('+') | KeyCode::Char('=') => Some(Action::Faster),
+            KeyCode::Char('-') => Some(Action::Slower),
+            KeyCode::Char('n') => Some(Action::NextFinding),
+            KeyCode::Char('>') => Some(Action::ToEnd),
+            KeyCode::Char('<') => Some(Action::ToStart),
+            KeyCode::Char('b') => Some(Action::Back),
             KeyCode::Right => Some(Action::NextTab),
             KeyCode::Left => Some(Action::PrevTab),
             KeyCode::Char('/') | KeyCode::Char('f') => Some(Action::StartFilter),

@@ -8,14 +8,17 @@
 //! engine's snapshot, at most four times a second plus once per key.
 //!
 //! Entry points: [`run_live`] (events from the live pipeline through a channel) and
-//! [`run_replay`] (events from a recording, paced or at full speed, pausable).
+//! [`run_replay`] (a recording fed by [`replay::Replay`] on the UI thread: paced, faster,
+//! or at full speed to the next finding or the end, and back by feeding a fresh engine).
 pub mod action;
 pub mod app;
 pub mod export;
 pub mod header;
 pub mod keys;
+pub mod replay;
 pub mod terminal;
 pub mod theme;
+pub mod transport;
 pub mod ui;
 pub mod view_state;
 pub mod widgets;
@@ -24,14 +27,7 @@ pub mod widgets;
 mod tests;
 
 use std::{
-    collections::BTreeMap,
-    fs::File,
-    io::BufReader,
     path::Path,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
@@ -41,13 +37,12 @@ use tokio::sync::mpsc;
 
 pub use app::App;
 pub use header::Header;
+pub use replay::ReplayOptions;
 pub use theme::Theme;
 
-use crate::{
-    pipeline::LiveItem,
-    record::{Record, RecordingReader},
-};
+use crate::pipeline::LiveItem;
 use app::Effect;
+use replay::Replay;
 use terminal::{Input, InputThread, TerminalGuard};
 
 /// Redraw period when nothing is pressed (events are batched between redraws).
@@ -55,72 +50,12 @@ const FRAME: Duration = Duration::from_millis(250);
 /// Most queued items taken per wake-up before the loop looks at keys and the clock again.
 const BATCH: usize = 4096;
 
-/// How a recording is replayed.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ReplayOptions {
-    /// Time factor against the recorded timestamps (1.0: as recorded); `None`: full speed.
-    pub speed: Option<f64>,
-    /// Longest pause between two events, so idle stretches of a recording do not stall it.
-    pub max_gap: Duration,
-}
-
-impl Default for ReplayOptions {
-    /// As recorded, with idle stretches cut to one second.
-    fn default() -> Self {
-        ReplayOptions {
-            speed: Some(1.0),
-            max_gap: Duration::from_secs(1),
-        }
-    }
-}
-
-/// What the replay thread sends.
-enum Feed {
-    Item(LiveItem),
-    Drops(BTreeMap<String, u64>),
-    /// The source ended: `None` normally, `Some(error)` on a bad recording.
-    End(Option<String>),
-    /// The recording ended after lines were skipped as corrupt (what and where).
-    EndSkipped(String),
-}
-
-enum FeedRx {
-    Live(mpsc::Receiver<LiveItem>),
-    Replay(mpsc::Receiver<Feed>),
-    Closed,
-}
-
-impl FeedRx {
-    async fn next(&mut self) -> Feed {
-        match self {
-            FeedRx::Live(rx) => match rx.recv().await {
-                Some(i) => Feed::Item(i),
-                None => Feed::End(None),
-            },
-            FeedRx::Replay(rx) => rx.recv().await.unwrap_or(Feed::End(None)),
-            FeedRx::Closed => std::future::pending().await,
-        }
-    }
-
-    fn try_next(&mut self) -> Option<Feed> {
-        match self {
-            FeedRx::Live(rx) => match rx.try_recv() {
-                Ok(i) => Some(Feed::Item(i)),
-                Err(mpsc::error::TryRecvError::Empty) => None,
-                Err(mpsc::error::TryRecvError::Disconnected) => Some(Feed::End(None)),
-            },
-            FeedRx::Replay(rx) => match rx.try_recv() {
-                Ok(f) => Some(f),
-                Err(mpsc::error::TryRecvError::Empty) => None,
-                Err(mpsc::error::TryRecvError::Disconnected) => Some(Feed::End(None)),
-            },
-            FeedRx::Closed => None,
-        }
-    }
-
-    fn is_open(&self) -> bool {
-        !matches!(self, FeedRx::Closed)
-    }
+/// Where the events come from.
+enum Source {
+    /// The live pipeline, through a channel; `None` once it closed.
+    Live(Option<mpsc::Receiver<LiveItem>>),
+    /// A recording, fed by the driver on this thread.
+    Replay(Box<Replay>),
 }
 
 /// Runs the UI on live events until the user quits or SIGTERM/SIGINT/SIGHUP arrives. When
@@ -128,7 +63,7 @@ impl FeedRx {
 /// terminal is restored on return, on error and on panic.
 pub async fn run_live(header: Header, rx: mpsc::Receiver<LiveItem>) -> Result<()> {
     let app = App::new(header, Theme::detect());
-    run(app, FeedRx::Live(rx)).await
+    run(app, Source::Live(Some(rx))).await
 }
 
 /// Replays a recording through the UI as recorded (idle gaps cut to a second); see
@@ -137,84 +72,19 @@ pub fn run_replay(path: &Path) -> Result<()> {
     run_replay_with(path, ReplayOptions::default())
 }
 
-/// Replays a recording through the UI. Errors in opening the recording are returned before
-/// the terminal is touched; a corrupt record later shows in the status bar and stops the
-/// replay where it is. Pausing stops reading the file.
+/// Replays a recording through the UI, with the replay keys (speed, next finding, end,
+/// back). Errors in opening the recording are returned before the terminal is touched; a
+/// corrupt record later shows in the status bar and stops the replay where it is.
 pub fn run_replay_with(path: &Path, opts: ReplayOptions) -> Result<()> {
-    let reader = RecordingReader::open(path).map_err(|e| anyhow!("{e}"))?;
-    let header = Header::from_recording(path, reader.header());
+    let (replay, rec_header) = Replay::open(path, opts).map_err(|e| anyhow!("{e}"))?;
+    let header = Header::from_recording(path, &rec_header);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the UI runtime")?;
-    let (tx, rx) = mpsc::channel(1024);
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    std::thread::Builder::new()
-        .name("tui-replay".into())
-        .spawn(move || replay_thread(reader, opts, tx, flag))
-        .context("starting the replay thread")?;
-    let app = App::new(header, Theme::detect());
-    let r = rt.block_on(run(app, FeedRx::Replay(rx)));
-    // The thread ends at its next send (receiver gone) or sleep slice; no join needed.
-    stop.store(true, Ordering::Relaxed);
-    r
-}
-
-fn replay_thread(
-    reader: RecordingReader<BufReader<File>>,
-    opts: ReplayOptions,
-    tx: mpsc::Sender<Feed>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut last_ts: Option<u64> = None;
-    // Gaps below a few milliseconds are summed and slept at once: sleeping per event would
-    // cost more than the events.
-    let mut owed = Duration::ZERO;
-    let sleep = |mut d: Duration| {
-        while !d.is_zero() && !stop.load(Ordering::Relaxed) {
-            let step = d.min(Duration::from_millis(50));
-            std::thread::sleep(step);
-            d -= step;
-        }
-    };
-    let mut reader = reader;
-    for rec in &mut reader {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let feed = match rec {
-            Ok(Record::Event(ev)) => {
-                if let (Some(speed), Some(prev)) = (opts.speed, last_ts) {
-                    let gap = Duration::from_nanos(ev.ts_ns.saturating_sub(prev));
-                    owed += gap.div_f64(speed.max(1e-6)).min(opts.max_gap);
-                    if owed >= Duration::from_millis(5) {
-                        sleep(owed);
-                        owed = Duration::ZERO;
-                    }
-                }
-                last_ts = Some(ev.ts_ns);
-                Feed::Item(LiveItem::Event(ev))
-            }
-            Ok(Record::Stack { id, frames }) => Feed::Item(LiveItem::Stack(id, frames)),
-            Ok(Record::Drops(d)) => Feed::Drops(d),
-            // The run's length matters to reports, not to the screen.
-            Ok(Record::Run { .. }) => continue,
-            Ok(Record::Activity(a)) => Feed::Item(LiveItem::Activity(a)),
-            Err(e) => {
-                let _ = tx.blocking_send(Feed::End(Some(e.to_string())));
-                return;
-            }
-        };
-        if tx.blocking_send(feed).is_err() {
-            return;
-        }
-    }
-    let end = match reader.skipped_warning() {
-        Some(w) => Feed::EndSkipped(w),
-        None => Feed::End(None),
-    };
-    let _ = tx.blocking_send(end);
+    let mut app = App::new(header, Theme::detect());
+    replay.prepare(&mut app, opts);
+    rt.block_on(run(app, Source::Replay(Box::new(replay))))
 }
 
 /// What the export key reports for `finding` (`Some(index into App::findings)`) or all
@@ -252,7 +122,7 @@ pub(crate) fn export_request(app: &App, finding: Option<usize>) -> export::Expor
     }
 }
 
-async fn run(mut app: App, feed: FeedRx) -> Result<()> {
+async fn run(mut app: App, source: Source) -> Result<()> {
     // Signal handlers first: failing here must not leave the terminal in raw mode.
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -272,7 +142,7 @@ async fn run(mut app: App, feed: FeedRx) -> Result<()> {
     let r = event_loop(
         &mut app,
         &mut guard.terminal,
-        feed,
+        source,
         &mut in_rx,
         started,
         stop,
@@ -283,11 +153,19 @@ async fn run(mut app: App, feed: FeedRx) -> Result<()> {
     r
 }
 
+/// The next live item, or never once the channel closed.
+async fn next_live(rx: &mut Option<mpsc::Receiver<LiveItem>>) -> Option<LiveItem> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The loop, over any backend (the real terminal, or a test backend).
 async fn event_loop<B: Backend>(
     app: &mut App,
     term: &mut Terminal<B>,
-    mut feed: FeedRx,
+    source: Source,
     input: &mut mpsc::UnboundedReceiver<Input>,
     started: Instant,
     stop: impl std::future::Future<Output = ()>,
@@ -298,11 +176,17 @@ where
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let replay = matches!(feed, FeedRx::Replay(_));
+    let (mut live_rx, mut replay) = match source {
+        Source::Live(rx) => (rx, None),
+        Source::Replay(r) => (None, Some(r)),
+    };
     loop {
-        // Reading a recording stops while paused; live events keep flowing into the engine
-        // (so nothing is lost) and only the display is frozen.
-        let want_feed = feed.is_open() && !(replay && app.paused);
+        // A recording is read only while playing or seeking (its driver says when next);
+        // live events keep flowing into the engine while paused (so nothing is lost) and
+        // only the display is frozen.
+        let due = replay.as_ref().and_then(|r| r.due(app, Instant::now()));
+        let live_open = live_rx.is_some();
+        let wake = tokio::time::Instant::from_std(due.unwrap_or_else(Instant::now));
         tokio::select! {
             biased;
             _ = &mut stop => return Ok(()),
@@ -314,6 +198,11 @@ where
                             Some(Effect::Export { path, finding }) => {
                                 let r = export_request(app, finding).write(&path);
                                 app.export_done(r);
+                            }
+                            Some(Effect::Restart) => {
+                                if let Some(r) = replay.as_mut() {
+                                    r.restart(app);
+                                }
                             }
                             None => {}
                         }
@@ -332,39 +221,35 @@ where
                 app.refresh();
                 term.draw(|f| ui::render(app, f))?;
             }
-            first = feed.next(), if want_feed => {
-                let mut next = Some(first);
+            _ = tokio::time::sleep_until(wake), if due.is_some() => {
+                if let Some(r) = replay.as_mut() {
+                    if r.pump(app, Instant::now()) {
+                        term.draw(|f| ui::render(app, f))?;
+                    }
+                }
+            }
+            first = next_live(&mut live_rx), if live_open => {
+                let mut next = first;
                 let mut n = 0;
-                while let Some(f) = next.take() {
-                    match f {
-                        Feed::Item(item) => app.ingest(item),
-                        Feed::Drops(d) => app.set_drops(d),
-                        Feed::EndSkipped(w) => {
-                            // Not an error: everything readable was shown.
-                            app.set_ended(format!("recording finished; {w} (q to quit)"));
-                            let paused = std::mem::replace(&mut app.paused, false);
-                            app.refresh();
-                            app.paused = paused;
-                            feed = FeedRx::Closed;
-                            break;
-                        }
-                        Feed::End(err) => {
-                            match err {
-                                Some(e) => app.set_error(format!("replay stopped: {e}")),
-                                None if replay => app.set_ended("recording finished (q to quit)"),
-                                None => app.set_ended("event stream closed (q to quit)"),
-                            }
+                loop {
+                    match next.take() {
+                        Some(item) => app.ingest(item),
+                        None => {
+                            app.set_ended("event stream closed (q to quit)");
                             // Final state at once, even while paused.
-                            let paused = std::mem::replace(&mut app.paused, false);
-                            app.refresh();
-                            app.paused = paused;
-                            feed = FeedRx::Closed;
+                            app.show_final();
+                            live_rx = None;
                             break;
                         }
                     }
                     n += 1;
-                    if n < BATCH && !(replay && app.paused) {
-                        next = feed.try_next();
+                    if n >= BATCH {
+                        break;
+                    }
+                    match live_rx.as_mut().map(|rx| rx.try_recv()) {
+                        Some(Ok(item)) => next = Some(item),
+                        Some(Err(mpsc::error::TryRecvError::Disconnected)) => next = None,
+                        _ => break,
                     }
                 }
             }

@@ -1,5 +1,7 @@
 //! What the screen is showing: focused pane, table, findings order, overlay or prompt,
 //! footer message and the verdict line. Plain data; [`super::app::App`] changes it.
+use crate::engine::{Finding, FindingKind};
+
 /// Which pane Up/Down move in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Focus {
@@ -22,11 +24,19 @@ pub enum Tab {
     Chunks,
     /// Tracked tasks.
     Tasks,
+    /// What was seen, finding or not (the engine's activity counts).
+    Activity,
 }
 
 impl Tab {
-    /// All tabs, in key order (1..4).
-    pub const ALL: [Tab; 4] = [Tab::Callers, Tab::Reclaim, Tab::Chunks, Tab::Tasks];
+    /// All tabs, in key order (1..5).
+    pub const ALL: [Tab; 5] = [
+        Tab::Callers,
+        Tab::Reclaim,
+        Tab::Chunks,
+        Tab::Tasks,
+        Tab::Activity,
+    ];
 
     /// Position in [`Tab::ALL`].
     pub fn index(self) -> usize {
@@ -35,6 +45,7 @@ impl Tab {
             Tab::Reclaim => 1,
             Tab::Chunks => 2,
             Tab::Tasks => 3,
+            Tab::Activity => 4,
         }
     }
 
@@ -45,6 +56,7 @@ impl Tab {
             Tab::Reclaim => "reclaim",
             Tab::Chunks => "chunks",
             Tab::Tasks => "tasks",
+            Tab::Activity => "activity",
         }
     }
 }
@@ -61,6 +73,28 @@ pub enum SortBy {
 }
 
 impl SortBy {
+    /// Sorts `view` (indices into `findings`) in this order; ties: the later finding first.
+    pub fn sort(self, view: &mut [usize], findings: &[Finding]) {
+        match self {
+            SortBy::Severity => view.sort_by(|&a, &b| {
+                let (fa, fb) = (&findings[a], &findings[b]);
+                fb.severity
+                    .cmp(&fa.severity)
+                    .then(fb.last_seen_ns.cmp(&fa.last_seen_ns))
+                    .then(b.cmp(&a))
+            }),
+            SortBy::Newest => view.sort_by(|&a, &b| {
+                findings[b]
+                    .last_seen_ns
+                    .cmp(&findings[a].last_seen_ns)
+                    .then(b.cmp(&a))
+            }),
+            SortBy::Count => {
+                view.sort_by(|&a, &b| findings[b].count.cmp(&findings[a].count).then(b.cmp(&a)))
+            }
+        }
+    }
+
     /// Label for the list title.
     pub fn label(self) -> &'static str {
         match self {
@@ -112,4 +146,27 @@ pub enum Verdict {
     Exposed(usize),
     /// No finding; whether the kernel has the fix.
     Quiet(Option<bool>),
+}
+
+impl Verdict {
+    /// The verdict for these findings (the run's selection) on a kernel with `fix`.
+    pub fn of<'a>(findings: impl Iterator<Item = &'a Finding>, fix: Option<bool>) -> Self {
+        let (mut hit, mut live, mut win) = (0, 0, 0);
+        for f in findings {
+            match f.kind {
+                FindingKind::Recursion => hit += 1,
+                FindingKind::CrossTask => live += 1,
+                FindingKind::Window => win += 1,
+            }
+        }
+        if hit > 0 {
+            Verdict::Hit(hit)
+        } else if live > 0 {
+            Verdict::Live(live)
+        } else if win > 0 {
+            Verdict::Exposed(win)
+        } else {
+            Verdict::Quiet(fix)
+        }
+    }
 }

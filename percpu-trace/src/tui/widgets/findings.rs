@@ -48,6 +48,17 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 t.warn(),
             )));
         }
+        // Nothing found is an answer only with what was seen: the engine's reason, and
+        // where the counts are.
+        if findings.is_empty() && app.events > 0 {
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "so far: {} (5: what was seen)",
+                    app.snap.activity.why_no_finding()
+                ),
+                t.text(),
+            )));
+        }
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
         return;
     }

@@ -42,7 +42,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             ]),
             None => {
                 let mut spans = Vec::new();
-                for (k, what) in keys::FOOTER {
+                let list = if app.is_replay() {
+                    keys::REPLAY_FOOTER
+                } else {
+                    keys::FOOTER
+                };
+                for (k, what) in list {
                     spans.push(Span::styled(*k, t.title()));
                     spans.push(Span::styled(format!(" {what} "), t.dim()));
                 }

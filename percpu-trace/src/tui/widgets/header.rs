@@ -100,7 +100,18 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     }
 
     let lost = app.events_lost();
-    let mut l2 = vec![
+    let mut l2 = Vec::new();
+    // Replay: where in the recording and how fast, first (the line is cut at the width).
+    if let Some(tr) = &app.transport {
+        let text = tr.describe(app.snap.now_ns, app.paused, app.ended.is_some());
+        let style = if app.paused && app.ended.is_none() {
+            t.warn().add_modifier(Modifier::REVERSED)
+        } else {
+            t.title()
+        };
+        l2.extend([Span::styled(text, style), sep()]);
+    }
+    l2.extend([
         Span::raw(format!("{} ev/s", fmt_count(app.rate.round() as u64))),
         sep(),
         Span::raw(format!("{} events", fmt_count(app.events))),
@@ -109,7 +120,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             format!("drops {}", fmt_count(lost)),
             if lost > 0 { t.bad() } else { t.text() },
         ),
-    ];
+    ]);
     let stacks_lost = app.stacks_lost();
     if stacks_lost > 0 {
         l2.push(Span::styled(
@@ -127,10 +138,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     l2.extend([
         sep(),
         Span::raw(format!("tasks {}", fmt_count(app.snap.tasks.len() as u64))),
-        sep(),
-        Span::raw(format!("up {}", fmt_uptime(app.uptime))),
     ]);
-    if app.paused {
+    if app.transport.is_none() {
+        l2.extend([sep(), Span::raw(format!("up {}", fmt_uptime(app.uptime)))]);
+    }
+    // A replay says "paused" in its position text.
+    if app.paused && app.transport.is_none() {
         l2.push(sep());
         let more = if app.held_back > 0 && !app.is_replay() {
             format!(" (+{} new)", fmt_count(app.held_back))

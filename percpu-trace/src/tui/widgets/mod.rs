@@ -7,6 +7,7 @@ use ratatui::{text::Line, widgets::Block};
 
 use super::app::App;
 
+pub mod activity;
 pub mod detail;
 pub mod findings;
 pub mod footer;

@@ -1,5 +1,5 @@
-//! The live tables pane: one tab at a time (callers, reclaim, chunks, tasks), each a
-//! [`ScrollTable`] over the rows [`App`] keeps for it.
+//! The live tables pane: one tab at a time (callers, reclaim, chunks, tasks, each a
+//! [`ScrollTable`] over the rows [`App`] keeps for it; activity, a text of counts).
 use ratatui::{
     layout::{Constraint, Rect},
     style::Modifier,
@@ -17,20 +17,29 @@ use super::{
     scroll_table::ScrollTable,
 };
 
-/// The tab titles, the shown one underlined.
-fn title(app: &App) -> Line<'static> {
+/// The tab titles, the shown one underlined. When they do not all fit in `width`, the
+/// others are cut to their key, so the shown one and every key stay visible.
+fn title(app: &App, width: u16) -> Line<'static> {
     let t = &app.theme;
+    let full: usize = Tab::ALL.iter().map(|tab| tab.title().len() + 5).sum();
+    let short = full + 2 > usize::from(width);
     let mut title = vec![Span::raw(" ")];
     for (i, tab) in Tab::ALL.iter().enumerate() {
         if i > 0 {
-            title.push(Span::styled(" │ ", t.dim()));
+            title.push(Span::styled(if short { " " } else { " │ " }, t.dim()));
         }
-        let style = if *tab == app.tab {
+        let shown = *tab == app.tab;
+        let style = if shown {
             t.title().add_modifier(Modifier::UNDERLINED)
         } else {
             t.dim()
         };
-        title.push(Span::styled(format!("{} {}", i + 1, tab.title()), style));
+        let text = if short && !shown {
+            (i + 1).to_string()
+        } else {
+            format!("{} {}", i + 1, tab.title())
+        };
+        title.push(Span::styled(text, style));
     }
     title.push(Span::raw(" "));
     Line::from(title)
@@ -47,7 +56,7 @@ fn empty(app: &App, frame: &mut Frame, area: Rect, text: &'static str) {
 /// The tables pane.
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let block = pane(app, title(app), app.focus == Focus::Tables);
+    let block = pane(app, title(app, area.width), app.focus == Focus::Tables);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if inner.height < 2 {
@@ -166,6 +175,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             .selection(sel, highlight)
             .render(frame, inner);
         }
+        Tab::Activity => super::activity::render(app, frame, inner),
         Tab::Tasks => {
             if app.task_rows.is_empty() {
                 return empty(
