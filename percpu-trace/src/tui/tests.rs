@@ -1132,7 +1132,11 @@ fn synthetic_recording(dir: &Path, events: u64, gap_ns: u64, finding_after: u64)
                 Some(false),
                 None,
                 None,
-                EventKind::ContentionBegin { lock, flags: 32 },
+                EventKind::ContentionBegin {
+                    lock,
+                    flags: 32,
+                    owner_pid: None,
+                },
             ),
             4 => ev(
                 ts,
