@@ -91,8 +91,12 @@ pub mod activity {
     pub const BY_NOIO_SCOPE: u32 = 5;
     /// Constrained by a NOFS scope.
     pub const BY_NOFS_SCOPE: u32 = 6;
+    /// Waits for pcpu_alloc_mutex by tasks neither inside a constrained pcpu_alloc nor in
+    /// a NOIO/NOFS scope (no record is sent for them: such a waiter cannot be the waiter of
+    /// a finding), counted once per wait, at its contention_end.
+    pub const UNCONSTRAINED_WAITS: u32 = 7;
     /// Number of counters.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
     /// Names, indexed by counter (the engine's `ActivityCounts` reads them by name).
     pub const NAMES: [&str; COUNT as usize] = [
         "percpu_allocations",
@@ -102,6 +106,7 @@ pub mod activity {
         "constrained_by_io_flusher",
         "constrained_by_noio_scope",
         "constrained_by_nofs_scope",
+        "unconstrained_waits",
     ];
 }
 

@@ -1,6 +1,6 @@
 //! Waiters on pcpu_alloc_mutex (lock:contention_begin/end, filtered by its address).
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use percpu_trace_common::{kind, state};
+use percpu_trace_common::{activity, kind, state};
 
 use crate::*;
 
@@ -9,10 +9,14 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
     if !is_pcpu_alloc_mutex(&ctx) {
         return 0;
     }
-    let lflags: u32 = unsafe { ctx.read_at(cfg!(tp_lock_flags_off) as usize) }.unwrap_or(0);
     let c = Common::new(current_task());
-    let constrained = c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags);
-    let st = if constrained { stack(&ctx) } else { -1 };
+    // Only a constrained waiter can be the waiter of a finding; the others are counted
+    // (at their contention_end) and cost no record.
+    if !waiter_constrained(&c) {
+        return 0;
+    }
+    let lflags: u32 = unsafe { ctx.read_at(cfg!(tp_lock_flags_off) as usize) }.unwrap_or(0);
+    let st = stack(&ctx);
     emit(
         &c,
         kind::CONTENTION_BEGIN,
@@ -31,8 +35,12 @@ pub fn contention_end(ctx: TracePointContext) -> u32 {
     if !is_pcpu_alloc_mutex(&ctx) {
         return 0;
     }
-    let ret: i32 = unsafe { ctx.read_at(cfg!(tp_lock_ret_off) as usize) }.unwrap_or(0);
     let c = Common::new(current_task());
+    if !waiter_constrained(&c) {
+        count_activity(activity::UNCONSTRAINED_WAITS);
+        return 0;
+    }
+    let ret: i32 = unsafe { ctx.read_at(cfg!(tp_lock_ret_off) as usize) }.unwrap_or(0);
     emit(
         &c,
         kind::CONTENTION_END,
@@ -44,6 +52,14 @@ pub fn contention_end(ctx: TracePointContext) -> u32 {
         0,
     );
     0
+}
+
+/// A waiter whose wait can matter: inside a constrained pcpu_alloc (its gfp argument), or
+/// in a NOIO/NOFS scope (IO_FLUSHER, a filesystem section; the balance worker too, which
+/// the engine tells apart by its stack). Unchanged while it waits: it is blocked.
+#[inline(always)]
+fn waiter_constrained(c: &Common) -> bool {
+    c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags)
 }
 
 /// Whether this lock tracepoint is about pcpu_alloc_mutex (its address is known).

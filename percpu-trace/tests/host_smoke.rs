@@ -321,6 +321,16 @@ fn tracepoint_mode_counts_the_fast_path_and_sends_the_slow_path() {
         done.len(),
         waits.len()
     );
+    // Waits: only constrained waiters are sent (inside a constrained pcpu_alloc, or in a
+    // NOIO/NOFS scope); the busy thread's waits are counted, not sent.
+    const SCOPE: u64 = 0x80000 | 0x40000; // PF_MEMALLOC_NOIO | PF_MEMALLOC_NOFS
+    for e in evs.iter().filter(|e| kind(e).starts_with("contention_")) {
+        let scoped = e["task_flags"].as_u64().is_some_and(|f| f & SCOPE != 0);
+        assert!(
+            scoped || !e["caller_gfp"].is_null(),
+            "an unconstrained waiter was sent: {e}"
+        );
+    }
     // Whether the writer waits at all is up to the scheduler here (none in most runs on
     // the 2-CPU development host); the VM tests' tracepoint line covers the slow path.
     for w in &waits {

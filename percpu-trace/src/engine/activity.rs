@@ -47,11 +47,19 @@ impl ActivityCounts {
         self.blocking_percpu_allocations = totals.get("blocking_percpu_allocations").copied();
     }
 
-    /// The constrained allocations and their causes as the kernel counted them, when it
-    /// did: the kernel sends a record only for a constrained call that goes on to the slow
-    /// path, a wait or reclaim, so the events alone undercount. Recordings made before
-    /// these counters existed sent every constrained call and keep the counts from events.
-    pub(super) fn with_kernel_constrained(mut self, totals: &BTreeMap<String, u64>) -> Self {
+    /// The constrained allocations and their causes, and the unconstrained waits, as the
+    /// kernel counted them, when it did: it sends a record only for a constrained call that
+    /// goes on to the slow path, a wait or reclaim, and none for an unconstrained waiter,
+    /// so the events alone undercount. Recordings made before these counters existed sent
+    /// every one and keep the counts from events.
+    pub(super) fn with_kernel_counts(mut self, totals: &BTreeMap<String, u64>) -> Self {
+        // Unconstrained waiters are counted in the kernel, never sent.
+        if let Some(&n) = totals.get("unconstrained_waits") {
+            *self
+                .waits_by_class
+                .entry("balance_worker_or_unconstrained".to_string())
+                .or_default() += n;
+        }
         let Some(&n) = totals.get("constrained_allocations") else {
             return self;
         };

@@ -275,7 +275,7 @@ impl Engine {
             reclaims_by_holder: self.counters.reclaims_holding_mutex,
             ..self.activity.clone()
         }
-        .with_kernel_constrained(&self.kernel_activity)
+        .with_kernel_counts(&self.kernel_activity)
     }
 
     /// The latest loss totals.

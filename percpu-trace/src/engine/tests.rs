@@ -808,6 +808,14 @@ mod props {
     }
 }
 
+fn eng_waits_unconstrained(e: &Engine) -> u64 {
+    e.activity()
+        .waits_by_class
+        .get("balance_worker_or_unconstrained")
+        .copied()
+        .unwrap_or(0)
+}
+
 #[test]
 fn the_kernels_constrained_counts_replace_the_events_when_it_kept_them() {
     // The kernel sends only slow-path constrained calls, so the events undercount: one
@@ -827,6 +835,7 @@ fn the_kernels_constrained_counts_replace_the_events_when_it_kept_them() {
         ("constrained_by_io_flusher", 150),
         ("constrained_by_noio_scope", 40),
         ("constrained_by_nofs_scope", 10),
+        ("unconstrained_waits", 70),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -844,8 +853,22 @@ fn the_kernels_constrained_counts_replace_the_events_when_it_kept_them() {
         ),
         (500, 300, 150, 40, 10)
     );
-    // What only the events show stays theirs.
+    // What only the events show stays theirs; unconstrained waits add to the events'.
     assert_eq!(a.constrained_took_mutex, 2, "{a:?}");
+    assert_eq!(a.waits_by_class.get("gfp_constrained"), Some(&1));
+    let before = eng_waits_unconstrained(&run(
+        EngineConfig {
+            fix_present: Some(true),
+            ..EngineConfig::default()
+        },
+        &fixed_kernel_stream(100, 1_000),
+    ));
+    assert_eq!(
+        a.waits_by_class
+            .get("balance_worker_or_unconstrained")
+            .copied(),
+        Some(before + 70)
+    );
 
     // A recording from before these counters: the counts come from the events.
     let mut old = std::collections::BTreeMap::new();
