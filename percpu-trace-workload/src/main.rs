@@ -458,18 +458,19 @@ fn compare(before: &PathBuf, wait: u64) -> Result<()> {
 fn wait_attached(before: &PathBuf, timeout: u64, min: usize, pid: Option<u32>) -> Result<()> {
     let before = read_snapshot(before)?;
     let deadline = Instant::now() + Duration::from_secs(timeout);
-    // Attached = programs loaded and the set of new objects (programs, links, kprobes)
-    // unchanged for 2 s: loading and attaching happen in steps.
+    // Attached = programs loaded, at least one link (a program loaded during discovery,
+    // such as the kernel-memory reader, has none), and the set of new objects (programs,
+    // links, kprobes) unchanged for 2 s: loading and attaching happen in steps.
     let (mut last, mut stable_since) = (0usize, Instant::now());
     loop {
         let now = bpf::snapshot()?;
         let new: Vec<_> = now.difference(&before).collect();
         let progs = new.iter().filter(|l| l.starts_with("prog ")).count();
+        let links = new.iter().filter(|l| l.starts_with("link ")).count();
         if new.len() != last {
             last = new.len();
             stable_since = Instant::now();
-        } else if progs >= min && stable_since.elapsed() >= Duration::from_secs(2) {
-            let links = new.iter().filter(|l| l.starts_with("link ")).count();
+        } else if progs >= min && links > 0 && stable_since.elapsed() >= Duration::from_secs(2) {
             let kprobes = new.iter().filter(|l| l.starts_with("kprobe")).count();
             println!("wait-attached: {progs} programs, {links} links, {kprobes} kprobes");
             return Ok(());
