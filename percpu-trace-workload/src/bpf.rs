@@ -15,17 +15,17 @@ const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 /// Big enough for every `union bpf_attr` member used here; the kernel accepts a larger
 /// buffer as long as the bytes it does not know are zero.
 #[repr(C, align(8))]
-struct Attr([u8; 128]);
+pub(crate) struct Attr(pub(crate) [u8; 128]);
 
 impl Attr {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Attr([0; 128])
     }
-    fn u32_at(mut self, off: usize, v: u32) -> Self {
+    pub(crate) fn u32_at(mut self, off: usize, v: u32) -> Self {
         self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
         self
     }
-    fn u64_at(mut self, off: usize, v: u64) -> Self {
+    pub(crate) fn u64_at(mut self, off: usize, v: u64) -> Self {
         self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
         self
     }
@@ -34,7 +34,7 @@ impl Attr {
     }
 }
 
-fn bpf(cmd: libc::c_long, attr: &mut Attr) -> io::Result<libc::c_long> {
+pub(crate) fn bpf(cmd: libc::c_long, attr: &mut Attr) -> io::Result<libc::c_long> {
     // SAFETY: attr points to 128 writable bytes and its size is passed along.
     let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.0.as_mut_ptr(), attr.0.len() as u32) };
     if r < 0 {

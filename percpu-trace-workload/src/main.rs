@@ -5,6 +5,7 @@
 //! without a libc; it needs root in the guest.
 mod bpf;
 mod cgroup;
+mod floor;
 mod sys;
 mod truth;
 
@@ -28,6 +29,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The bench's floor: an empty BPF program on each hook of the tool's hot programs in
+    /// this attach mode, named like them; held until signalled.
+    Floor {
+        /// kprobe, fentry or tracepoint.
+        #[arg(long)]
+        attach: String,
+    },
     /// Create and close BPF percpu arrays in rounds (one percpu allocation per entry).
     PercpuArrays(ArraysArgs),
     /// GFP_NOIO percpu allocations by gfp argument: io.max on the leaves of deep cgroup chains.
@@ -174,6 +182,7 @@ fn main() -> ExitCode {
 
 fn run(cmd: Cmd) -> Result<()> {
     match cmd {
+        Cmd::Floor { attach } => floor::run(&attach),
         Cmd::PercpuArrays(a) => percpu_arrays(&a),
         Cmd::NoioGfp {
             disks,

@@ -60,6 +60,7 @@ impl GuestResult {
              percpu arrays. Emulated time: compare the modes with each other.\n",
             self.kernel
         );
+        s.push_str(&self.render_targets());
         let _ = writeln!(s, "| mode | program | runs | ns/run |\n|---|---|---|---|");
         for (mode, r) in &self.modes {
             match r {
@@ -102,6 +103,44 @@ impl GuestResult {
     }
 }
 
+impl GuestResult {
+    /// Each of the tool's programs against the empty program on its hook in the same
+    /// mode (`MODE-floor`, same workload, same boot): the issue-17 target is <= 2x.
+    fn render_targets(&self) -> String {
+        let mut s = String::new();
+        let get = |m: &str| {
+            self.modes
+                .iter()
+                .find(|x| x.0 == m)
+                .and_then(|x| x.1.as_ref().ok())
+        };
+        let per = |(ns, cnt): &(u64, u64)| (*cnt > 0).then(|| *ns as f64 / *cnt as f64);
+        let _ = writeln!(
+            s,
+            "| mode | program | ns/run | empty program ns/run | ratio | <= 2x |\n|---|---|---|---|---|---|"
+        );
+        for mode in MODES {
+            let (Some(tool), Some(floor)) = (get(mode), get(&format!("{mode}-floor"))) else {
+                let _ = writeln!(s, "| {mode} | not measured (see the table below) | | | | |");
+                continue;
+            };
+            for (name, cost) in tool {
+                let (Some(t), Some(f)) = (per(cost), floor.get(name).and_then(per)) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    s,
+                    "| {mode} | {name} | {t:.0} | {f:.0} | {:.2}x | {} |",
+                    t / f.max(1e-9),
+                    if t <= 2.0 * f { "met" } else { "**missed**" }
+                );
+            }
+        }
+        let _ = writeln!(s);
+        s
+    }
+}
+
 /// Boots the 7.2 guest once and measures every mode.
 pub fn run(tool: &Path, quick: bool) -> Result<GuestResult> {
     let root = build::root();
@@ -139,7 +178,8 @@ pub fn run(tool: &Path, quick: bool) -> Result<GuestResult> {
         cpus: 1,
         mem_mib: 512,
         disks: Vec::new(),
-        limit: Duration::from_secs(if quick { 600 } else { 900 }),
+        // Each mode runs the workload twice (the tool, then the floor).
+        limit: Duration::from_secs(if quick { 900 } else { 1800 }),
         log: &log,
     })?;
     if boot.timed_out {
@@ -231,6 +271,26 @@ for mode in {modes}; do
   say bench $mode secs $((T1-T0))
   kill -INT $P; wait $P
   say bench $mode summary $(grep "summary:" /tmp/$mode.err)
+  # The floor: empty programs on the same hooks, same workload.
+  F=$mode-floor
+  pt-workload floor --attach $mode > /tmp/$F.out 2>&1 &
+  P=$!
+  i=0
+  while ! grep -q "floor:" /tmp/$F.out && [ $i -lt 120 ] && kill -0 $P 2>/dev/null; do sleep 0.5; i=$((i+1)); done
+  if ! grep -q "floor:" /tmp/$F.out; then
+    say bench $F failed $(tail -n 3 /tmp/$F.out | tr '\n' ' ')
+    kill -KILL $P 2>/dev/null; wait $P
+    continue
+  fi
+  bpftool prog show | while read -r l; do say bench $F before $l; done
+  T0=$(date +%s)
+  pt-workload noio-gfp --disks all --chains 2 --depth {depth} --prio 50 --prefix $F- > /tmp/w.out 2>&1
+  pt-workload percpu-arrays --maps 8 --entries 64 --rounds 1 --label $F >> /tmp/w.out 2>&1
+  T1=$(date +%s)
+  bpftool prog show | while read -r l; do say bench $F after $l; done
+  say bench $F ids $(cat /proc/$P/fdinfo/* 2>/dev/null | grep prog_id: | cut -d: -f2)
+  say bench $F secs $((T1-T0))
+  kill -TERM $P; wait $P
 done
 say done
 poweroff -f
@@ -288,8 +348,8 @@ fn parse_console(lines: &[&str], kernel: String) -> GuestResult {
     }
     let modes = MODES
         .iter()
+        .flat_map(|m| [m.to_string(), format!("{m}-floor")])
         .map(|m| {
-            let m = m.to_string();
             let r = if let Some(e) = failed.get(&m) {
                 Err(format!("the tool did not attach: {e}"))
             } else if let (Some(b), Some(a), Some(mine)) = (
@@ -370,5 +430,17 @@ mod tests {
         assert_eq!(progs["pcpu_alloc_enter"], (600, 3));
         assert!(g.modes.iter().find(|m| m.0 == "fentry").unwrap().1.is_err());
         assert_eq!(g.secs["kprobe"], 30.0);
+        // The floor of the same mode, compared by program name.
+        let mut with_floor = lines.to_vec();
+        with_floor.extend([
+            "@@PT bench kprobe-floor before 40: kprobe  name pcpu_alloc_enter  tag 2  gpl run_time_ns 0 run_cnt 0",
+            "@@PT bench kprobe-floor after 40: kprobe  name pcpu_alloc_enter  tag 2  gpl run_time_ns 300 run_cnt 3",
+            "@@PT bench kprobe-floor ids 40",
+        ]);
+        let t = parse_console(&with_floor, "k".into()).render_targets();
+        assert!(
+            t.contains("| kprobe | pcpu_alloc_enter | 200 | 100 | 2.00x | met |"),
+            "{t}"
+        );
     }
 }
