@@ -440,6 +440,8 @@ fn fix_verdicts_of_real_kernels() {
     assert_eq!(k.fix.patches[0].state, PatchState::Present);
     assert_eq!(k.fix.patches[3].state, PatchState::Unknown);
     assert!(k.fix.patches[3].evidence.contains("not read"));
+    // 7.2.13-rt: the same code under PREEMPT_RT (the VM matrix line expects this verdict).
+    assert_eq!(kernel("debian-7.2.13-rt").fix.verdict, Verdict::Vulnerable);
     // 7.3.4: pcpu_get_vm_areas takes a gfp; nothing says a part is missing.
     let k = kernel("debian-7.3.4");
     assert_eq!(k.fix.verdict, Verdict::LikelyFixed);
