@@ -1,7 +1,8 @@
 //! Assertions on what a scenario left in /out, per kernel role.
 //!
 //! They read only the tool's public interface: exit statuses, the recording's event lines
-//! (`{"t":"event", ..., "kind":{"type":...}}`) and `report --format json` findings.
+//! (`{"t":"event", ..., "kind":{"type":...}}`), `report --format json` (findings, the
+//! reconciled fix verdict, the activity counts) and the text report.
 use std::{
     collections::BTreeMap,
     fs,
@@ -12,7 +13,7 @@ use std::{
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::kernels::{fix_name, Expect, Fix, KernelSpec, Mode};
+use super::kernels::{fix_name, After, Expect, KernelSpec, Mode};
 
 /// The verdict on one scenario run.
 #[derive(Default)]
@@ -128,24 +129,78 @@ pub fn attached_target(report: &Value, point: &str) -> Option<String> {
         .and_then(|p| p["target"].as_str().map(String::from))
 }
 
-/// Whether `check --json` says the fix series is present: `kernel.fix.present`, else the
-/// first boolean (or object with a boolean `present`) whose key mentions "fix".
-pub fn fix_present(v: &Value) -> Option<bool> {
-    if let Some(b) = v.pointer("/kernel/fix/present").and_then(Value::as_bool) {
-        return Some(b);
+/// The verdict `check --json` gives (`kernel.fix.verdict`).
+pub fn check_verdict(v: &Value) -> Option<&str> {
+    v.pointer("/kernel/fix/verdict").and_then(Value::as_str)
+}
+
+/// `percpu-trace report --from REC` (text), run on the host.
+pub fn report_text(tool: &Path, rec: &Path) -> Result<String> {
+    let out = Command::new(tool)
+        .args(["report", "--from"])
+        .arg(rec)
+        .output()
+        .context("running percpu-trace report")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "report (text) exited {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    match v {
-        Value::Object(m) => m
-            .iter()
-            .find_map(|(k, x)| {
-                let b = x
-                    .as_bool()
-                    .or_else(|| x.get("present").and_then(Value::as_bool));
-                b.filter(|_| k.to_ascii_lowercase().contains("fix"))
-            })
-            .or_else(|| m.values().find_map(fix_present)),
-        Value::Array(a) => a.iter().find_map(fix_present),
-        _ => None,
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Checks the report's reconciled fix verdict (`kernel.fix`) against `after`, for a kernel
+/// whose check-time verdict is `static_verdict`.
+pub fn assess_after(report: &Value, static_verdict: &str, after: After, v: &mut Verdict) {
+    let fix = &report["kernel"]["fix"];
+    let got = fix["verdict"].as_str().unwrap_or("?");
+    let upgraded = fix["upgraded_by_run"].as_bool();
+    v.facts.push(format!("report verdict={got}"));
+    match after {
+        After::Any => {}
+        After::Same if got != static_verdict || upgraded != Some(false) => v.fail(format!(
+            "report: fix verdict {got} (upgraded_by_run {upgraded:?}), expected {static_verdict} unchanged by the run: {}",
+            fix["run_note"].as_str().unwrap_or("-")
+        )),
+        After::Same => {}
+        // Another verdict than the static one or the upgraded one is an error; staying at
+        // the static one is a run that did not show the patches at work (worth a boot).
+        After::Upgraded(want) if got == want && upgraded == Some(true) => {}
+        After::Upgraded(want) if got == static_verdict => v.miss(format!(
+            "report: fix verdict stayed {got}, expected the run to upgrade it to {want}"
+        )),
+        After::Upgraded(want) => v.fail(format!(
+            "report: fix verdict {got} (upgraded_by_run {upgraded:?}), expected {want} upgraded by the run: {}",
+            fix["run_note"].as_str().unwrap_or("-")
+        )),
+    }
+}
+
+/// Checks that the report shows the slow-path counts `keys` above 0 in
+/// `observation.activity`, and that the text report has its "what was seen" section.
+pub fn assess_activity(report: &Value, text: &str, keys: &[&str], v: &mut Verdict) {
+    if keys.is_empty() {
+        return;
+    }
+    let activity = report.pointer("/observation/activity");
+    let n = |k: &str| activity.and_then(|a| a[k].as_u64());
+    v.facts.push(
+        keys.iter()
+            .map(|k| format!("{k}={}", n(k).map_or("-".into(), |x| x.to_string())))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    for k in keys {
+        match n(k) {
+            Some(x) if x > 0 => {}
+            Some(_) => v.miss(format!("report: observation.activity.{k} is 0")),
+            None => v.fail(format!("report: no observation.activity.{k}")),
+        }
+    }
+    if !text.contains("\nwhat was seen:\n") {
+        v.fail("text report has no \"what was seen:\" section");
     }
 }
 
@@ -184,13 +239,13 @@ pub fn assess_check(out: &Path, spec: &KernelSpec, mode: Mode) -> Verdict {
         v.fail("check --json gave no JSON");
         return v;
     };
-    let fix = fix_present(&json);
-    let want = spec.fix == Fix::Fixed;
-    if fix != Some(want) {
+    let fix = check_verdict(&json);
+    if fix != Some(spec.verdict) {
         v.fail(format!(
-            "check must report the fix {} ({}), says {fix:?}",
-            if want { "present" } else { "absent" },
-            fix_name(spec.fix)
+            "check must give the fix verdict {} ({} kernel), says {}",
+            spec.verdict,
+            fix_name(spec.fix),
+            fix.unwrap_or("nothing (no kernel.fix.verdict)")
         ));
     }
     // PREEMPT_RT and the owner word: the BPF programs decide "holds the mutex" with
@@ -242,7 +297,8 @@ pub fn assess_check(out: &Path, spec: &KernelSpec, mode: Mode) -> Verdict {
         ));
     }
     v.facts.push(format!(
-        "check: fix={fix:?} rt={rt:?} owner_mask={:#x} mode={plan_mode}",
+        "check: verdict={} rt={rt:?} owner_mask={:#x} mode={plan_mode}",
+        fix.unwrap_or("-"),
         mask.unwrap_or(0)
     ));
     v
@@ -309,14 +365,15 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             return v;
         }
     };
-    let (findings, target, after_unlock) = match report(tool, &rec).and_then(|r| {
+    let (report_json, findings, target, after_unlock) = match report(tool, &rec).and_then(|r| {
         Ok((
             finding_counts(&r)?,
             attached_target(&r, "pcpu_alloc entry"),
             attached_target(&r, "percpu_alloc_percpu (after unlock)"),
+            r,
         ))
     }) {
-        Ok(c) => c,
+        Ok((f, t, a, r)) => (r, f, t, a),
         Err(e) => {
             v.fail(format!("{e:#}"));
             return v;
@@ -393,6 +450,11 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             v.fail(format!("`{k}` reported, not expected here: {findings:?}"));
         }
     }
+    match report_text(tool, &rec) {
+        Ok(text) => assess_activity(&report_json, &text, x.activity, &mut v),
+        Err(e) => v.fail(format!("{e:#}")),
+    }
+    assess_after(&report_json, spec.verdict, x.after, &mut v);
     for k in x.findings {
         if fi(k) == 0 {
             v.miss(format!("no `{k}` finding"));
@@ -439,12 +501,81 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fix_field_is_found() {
-        let v: Value = serde_json::json!({"kernel": {"release": "7.3"}, "facts": {"percpu_fix_present": true}});
-        assert_eq!(fix_present(&v), Some(true));
-        assert_eq!(fix_present(&serde_json::json!({"a": 1})), None);
-        let check = serde_json::json!({"kernel": {"fix": {"present": false, "detail": "x"}}});
-        assert_eq!(fix_present(&check), Some(false));
+    fn verdict_field_is_read() {
+        let check =
+            serde_json::json!({"kernel": {"fix": {"present": true, "verdict": "likely-fixed"}}});
+        assert_eq!(check_verdict(&check), Some("likely-fixed"));
+        // The old bit alone is not a verdict.
+        let old = serde_json::json!({"kernel": {"fix": {"present": true}}});
+        assert_eq!(check_verdict(&old), None);
+    }
+
+    fn report_with(verdict: &str, upgraded: bool) -> Value {
+        serde_json::json!({"kernel": {"fix": {"verdict": verdict, "static_verdict": "likely-fixed", "upgraded_by_run": upgraded}},
+            "observation": {"activity": {"constrained_took_mutex": 3, "chunk_populates_by_constrained_holder": 0}}})
+    }
+
+    #[test]
+    fn report_verdict_after_the_run() {
+        let mut v = Verdict::default();
+        assess_after(
+            &report_with("fixed", true),
+            "likely-fixed",
+            After::Upgraded("fixed"),
+            &mut v,
+        );
+        assert!(v.passed());
+        // Not upgraded: a miss (another boot may show the patches at work).
+        let mut v = Verdict::default();
+        assess_after(
+            &report_with("likely-fixed", false),
+            "likely-fixed",
+            After::Upgraded("fixed"),
+            &mut v,
+        );
+        assert!(!v.passed() && v.miss_only);
+        // Changed to something else: an error.
+        let mut v = Verdict::default();
+        assess_after(
+            &report_with("partially-fixed", false),
+            "likely-fixed",
+            After::Upgraded("fixed"),
+            &mut v,
+        );
+        assert!(!v.passed() && !v.miss_only);
+        let mut v = Verdict::default();
+        assess_after(
+            &report_with("fixed", true),
+            "likely-fixed",
+            After::Same,
+            &mut v,
+        );
+        assert!(!v.passed());
+        let mut v = Verdict::default();
+        assess_after(
+            &report_with("partially-fixed", false),
+            "vulnerable",
+            After::Any,
+            &mut v,
+        );
+        assert!(v.passed());
+    }
+
+    #[test]
+    fn slow_path_counts_must_show() {
+        let r = report_with("fixed", true);
+        let text = "x\nwhat was seen:\n  a 1\n";
+        let mut v = Verdict::default();
+        assess_activity(&r, text, &["constrained_took_mutex"], &mut v);
+        assert!(v.passed());
+        assess_activity(&r, text, &["chunk_populates_by_constrained_holder"], &mut v);
+        assert!(!v.passed() && v.miss_only);
+        let mut v = Verdict::default();
+        assess_activity(&r, "no section", &["constrained_took_mutex"], &mut v);
+        assert!(!v.passed());
+        let mut v = Verdict::default();
+        assess_activity(&r, text, &["no_such_key"], &mut v);
+        assert!(!v.miss_only);
     }
 
     #[test]
