@@ -296,12 +296,74 @@ pub fn assess_check(out: &Path, spec: &KernelSpec, mode: Mode) -> Verdict {
             "plan: pcpu_alloc entry {entry:?} (expected {want_entry}), percpu_alloc_percpu {after_unlock:?} (expected {want_tp})"
         ));
     }
+    if out.join("probe.rc").exists() {
+        assess_probe(out, spec, &mut v);
+    }
     v.facts.push(format!(
         "check: verdict={} rt={rt:?} owner_mask={:#x} mode={plan_mode}",
         fix.unwrap_or("-"),
         mask.unwrap_or(0)
     ));
     v
+}
+
+/// Checks `check --probe --json` of one boot (`probe.*`) against the line's `probe`
+/// verdict. Expecting `fixed` (an upgrade by the probe's own events) needs the populate
+/// path seen: without a chunk population the output is shown, not failed.
+fn assess_probe(out: &Path, spec: &KernelSpec, v: &mut Verdict) {
+    let Some(want) = spec.probe else { return };
+    if read_rc(&out.join("probe.rc")) != Some(0) {
+        v.fail(format!(
+            "check --probe exited {:?}: {}",
+            read_rc(&out.join("probe.rc")),
+            tail(&out.join("probe.err"), 2)
+        ));
+        return;
+    }
+    let json = fs::read(out.join("probe.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let Some(p) = json
+        .as_ref()
+        .map(|j| &j["probe"])
+        .filter(|p| p["ran"] == true)
+    else {
+        v.fail("check --probe --json has no probe object that ran");
+        return;
+    };
+    let n = |k: &str| p[k].as_u64().unwrap_or(0);
+    let obs = |k: &str| p["observed"][k].as_u64().unwrap_or(0);
+    let got = p["verdict_after"].as_str().unwrap_or("?");
+    v.facts.push(format!(
+        "probe: {}->{got} mode={} allocations={} populates={} creates={} populate_noio={} populate_io_fs={} pgtable_scope_inside={} pgtable_unscoped={}",
+        p["verdict_before"].as_str().unwrap_or("?"),
+        p["attach_mode"].as_str().unwrap_or("?"),
+        n("allocations"),
+        n("populates"),
+        n("chunk_creates"),
+        obs("populate_noio"),
+        obs("populate_io_fs"),
+        obs("pgtable_scope_inside"),
+        obs("pgtable_unscoped"),
+    ));
+    if n("allocations") == 0 {
+        v.fail("check --probe made no percpu allocation");
+    }
+    let upgrade = want != spec.verdict;
+    if got == want && (!upgrade || p["upgraded"] == true) {
+        return;
+    }
+    if upgrade && got == spec.verdict && n("populates") == 0 {
+        v.facts.push(format!(
+            "probe: populate path not seen, {got} stands: {}",
+            p["cannot_show"].as_str().unwrap_or("-")
+        ));
+        return;
+    }
+    v.fail(format!(
+        "check --probe: verdict {got}, expected {want}: {}",
+        p["note"].as_str().unwrap_or("no note")
+    ));
 }
 
 /// Paths of one run's results.
@@ -585,5 +647,30 @@ mod tests {
         assert!(v.miss_only);
         v.fail("record crashed");
         assert!(!v.miss_only);
+    }
+
+    #[test]
+    fn probe_verdicts() {
+        let spec = &crate::vm::kernels::KERNELS[1]; // 7.3: likely-fixed, probe must say fixed
+        let d = std::env::temp_dir().join(format!("pt-assess-probe-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let case = |after: &str, populates: u64| {
+            fs::write(d.join("probe.rc"), "0\n").unwrap();
+            let p = serde_json::json!({"probe": {"ran": true, "verdict_before": "likely-fixed",
+                "verdict_after": after, "upgraded": after == "fixed", "allocations": 512,
+                "populates": populates, "observed": {}}});
+            fs::write(d.join("probe.json"), p.to_string()).unwrap();
+            let mut v = Verdict::default();
+            assess_probe(&d, spec, &mut v);
+            v.passed()
+        };
+        assert!(case("fixed", 9));
+        assert!(!case("likely-fixed", 9), "populates seen: must be fixed");
+        assert!(
+            case("likely-fixed", 0),
+            "populate path not seen: shown, not failed"
+        );
+        assert!(!case("partially-fixed", 0));
+        let _ = fs::remove_dir_all(&d);
     }
 }

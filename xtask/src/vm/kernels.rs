@@ -171,6 +171,10 @@ pub struct KernelSpec {
     /// Before the 6.10 renames (pcpu_alloc, __vmalloc_node_range; no pcpu_alloc_noprof in
     /// BTF): the tool must attach by the old names.
     pub old_names: bool,
+    /// The verdict `check --probe` must reach on this kernel (None: not run). Run once per
+    /// mode, in the 1-vCPU boot; a `fixed` expectation holds when the probe saw the
+    /// populate path (chunk populations), else its output is shown instead.
+    pub probe: Option<&'static str>,
     /// PREEMPT_RT: `check` must say so and use the rt_mutex owner word (bit 0 a flag).
     pub rt: bool,
     /// Attach modes it runs in, each with the expected findings per scenario.
@@ -209,11 +213,11 @@ const ALL_MODES: &[ModeRun] = &[
 /// The matrix. Adding a kernel is one line.
 #[rustfmt::skip]
 pub const KERNELS: &[KernelSpec] = &[
-    KernelSpec { name: "7.2", image: "linux-binary-7.2.#+deb#-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: false, rt: false, runs: ALL_MODES },
-    KernelSpec { name: "7.3", image: "linux-binary-7.3.#+deb#-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Fixed, verdict: "likely-fixed", old_names: false, rt: false, runs: AUTO_FIXED },
-    KernelSpec { name: "6.1", image: "linux-image-6.1.0-#-amd64-unsigned", modules: None, ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: true, rt: false, runs: AUTO_6_1 },
-    KernelSpec { name: "6.12", image: "linux-image-6.12.#+deb13-amd64-unsigned", modules: None, ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: false, rt: false, runs: AUTO_VULNERABLE },
-    KernelSpec { name: "7.2-rt", image: "linux-binary-7.2.#+deb#-rt-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: false, rt: true, runs: AUTO_VULNERABLE },
+    KernelSpec { name: "7.2", image: "linux-binary-7.2.#+deb#-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: false, probe: Some("vulnerable"), rt: false, runs: ALL_MODES },
+    KernelSpec { name: "7.3", image: "linux-binary-7.3.#+deb#-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Fixed, verdict: "likely-fixed", old_names: false, probe: Some("fixed"), rt: false, runs: AUTO_FIXED },
+    KernelSpec { name: "6.1", image: "linux-image-6.1.0-#-amd64-unsigned", modules: None, ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: true, probe: None, rt: false, runs: AUTO_6_1 },
+    KernelSpec { name: "6.12", image: "linux-image-6.12.#+deb13-amd64-unsigned", modules: None, ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: false, probe: None, rt: false, runs: AUTO_VULNERABLE },
+    KernelSpec { name: "7.2-rt", image: "linux-binary-7.2.#+deb#-rt-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: false, probe: None, rt: true, runs: AUTO_VULNERABLE },
 ];
 
 /// Whether `sel` (a `--kernel` word) names this line: its name, `vulnerable`/`fixed`, `rt`.
