@@ -16,7 +16,10 @@ use serde::Serialize;
 use crate::{
     engine::{Engine, FindingFilter, FixObservations},
     event::{Event, Frame},
-    kernel::{plan::AttachPlan, Kernel, PatchEvidence, Verdict},
+    kernel::{
+        plan::{self, AttachPlan},
+        Kernel, PatchEvidence, Verdict,
+    },
     options::KernelOptions,
     pipeline::{Losses, Sink},
     report::ReportContext,
@@ -28,12 +31,6 @@ use crate::{
 const LOAD_TIME: Duration = Duration::from_secs(2);
 /// Hard limit on the whole traced part (attach excluded), whatever the load does.
 const TRACE_LIMIT: Duration = Duration::from_secs(8);
-/// Probe points that see the populate path with its gfp (function probes).
-const POPULATE_POINT: &str = "pcpu_populate_chunk";
-/// Tracepoints that see the percpu slow path without a gfp (tracepoint mode).
-const TRACEPOINT_POINTS: [&str; 2] = ["percpu_create_chunk", "percpu_alloc_percpu (after unlock)"];
-/// Suffix of the page-table probe points (populate-gfp is seen there).
-const PGTABLE_SUFFIX: &str = "(page tables)";
 
 /// What `check --probe` found (the `probe` object of `check --json`).
 #[derive(Clone, Debug, Serialize)]
@@ -64,7 +61,7 @@ pub struct ProbeOutcome {
     pub constrained_allocations: u64,
     /// Constrained allocations seen holding the mutex (the slow path).
     pub constrained_took_mutex: u64,
-    /// Events the probe delivered, and how many were lost.
+    /// Events the probe delivered.
     pub events: u64,
     /// Events lost (ring buffer full, ...).
     pub events_lost: u64,
@@ -86,9 +83,9 @@ fn attached(run: &RunInfo, pred: impl Fn(&str) -> bool) -> bool {
 /// Why the probe cannot run from what `run` attached (or, before attaching, planned to),
 /// or what it cannot show.
 fn coverage(run: &RunInfo) -> Result<Option<String>> {
-    let populate = attached(run, |p| p == POPULATE_POINT);
-    let pgtables = attached(run, |p| p.ends_with(PGTABLE_SUFFIX));
-    let tracepoints = attached(run, |p| TRACEPOINT_POINTS.contains(&p));
+    let populate = attached(run, |p| p == plan::POINT_POPULATE);
+    let pgtables = attached(run, |p| p.ends_with(plan::POINT_PGTABLE_SUFFIX));
+    let tracepoints = attached(run, |p| plan::POINTS_PERCPU_TRACEPOINTS.contains(&p));
     Ok(match (populate, pgtables) {
         (true, true) => None,
         (true, false) => Some(

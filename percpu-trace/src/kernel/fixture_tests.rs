@@ -225,6 +225,14 @@ fn debian_7_2_vulnerable_kprobes_mutex() {
         }]
     );
     assert_eq!(by("pgtable_alloc").len(), 3);
+    // check --probe finds the page-table points by this suffix.
+    let pgt = plan.probes.iter().filter(|p| p.program == "pgtable_alloc");
+    assert!(
+        pgt.clone().count() == 3
+            && pgt
+                .clone()
+                .all(|p| p.point.ends_with(super::plan::POINT_PGTABLE_SUFFIX))
+    );
     assert!(matches!(
         by("contention_begin")[0],
         Attachment::Tracepoint { .. }
