@@ -73,7 +73,7 @@ pub struct ProbeOutcome {
     pub done: load::LoadResult,
 }
 
-/// Whether probe point `point` of `run` attached.
+/// Whether a probe point of `run` whose name satisfies `pred` attached.
 fn attached(run: &RunInfo, pred: impl Fn(&str) -> bool) -> bool {
     run.probes
         .iter()
