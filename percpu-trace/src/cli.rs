@@ -61,6 +61,11 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Also prove the fix verdict now (root): attach the probes, make percpu chunks get
+        /// populated by an IO_FLUSHER thread and an unconstrained one (at most 64 MiB of
+        /// BPF maps for about 2 s, freed at once), and report what the kernel did.
+        #[arg(long)]
+        probe: bool,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -269,7 +274,11 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Some(Command::Check { json, kernel }) => crate::live::check(&kernel.options(), json),
+        Some(Command::Check {
+            json,
+            probe,
+            kernel,
+        }) => crate::live::check(&kernel.options(), json, probe),
         Some(Command::Record {
             duration,
             output,

@@ -3,10 +3,11 @@
 //! Layout: `kernel` (facts about the running kernel and the attach plan), `probes`
 //! (loading and attaching the embedded eBPF object), `pipeline` (ring buffer to events),
 //! `event` (decoded events), `engine` (pure detection), `record` (recordings), `report`,
-//! `tui`, `live` (the live modes), `cli`.
+//! `tui`, `live` (the live modes), `fix_probe` (`check --probe`), `cli`.
 pub mod cli;
 pub mod engine;
 pub mod event;
+pub mod fix_probe;
 pub mod kernel;
 pub mod live;
 pub mod live_recording;

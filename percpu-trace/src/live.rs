@@ -23,17 +23,23 @@ use crate::{
     session::{discover, engine_config, require_privileges, Session},
 };
 
-/// `percpu-trace check`.
-pub fn check(args: &KernelOptions, json: bool) -> Result<ExitCode> {
+/// `percpu-trace check`; with `probe`, also `check --probe` ([`crate::fix_probe`]).
+pub fn check(args: &KernelOptions, json: bool, probe: bool) -> Result<ExitCode> {
     require_privileges()?;
     let (k, plan) = discover(args)?;
     if json {
-        crate::outln!(
-            "{}",
-            serde_json::to_string_pretty(&kernel::check::render_json(&k, &plan))?
-        )?;
+        let mut v = kernel::check::render_json(&k, &plan);
+        if probe {
+            // One JSON document: the probe runs before anything is printed.
+            v["probe"] = serde_json::to_value(crate::fix_probe::run(args, &k, &plan)?)?;
+        }
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         crate::out!("{}", kernel::check::render_text(&k, &plan))?;
+        if probe {
+            let o = crate::fix_probe::run(args, &k, &plan)?;
+            crate::out!("{}", crate::fix_probe::render_text(&o))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

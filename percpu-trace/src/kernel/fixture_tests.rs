@@ -225,6 +225,14 @@ fn debian_7_2_vulnerable_kprobes_mutex() {
         }]
     );
     assert_eq!(by("pgtable_alloc").len(), 3);
+    // check --probe finds the page-table points by this suffix.
+    let pgt = plan.probes.iter().filter(|p| p.program == "pgtable_alloc");
+    assert!(
+        pgt.clone().count() == 3
+            && pgt
+                .clone()
+                .all(|p| p.point.ends_with(super::plan::POINT_PGTABLE_SUFFIX))
+    );
     assert!(matches!(
         by("contention_begin")[0],
         Attachment::Tracepoint { .. }
@@ -440,6 +448,8 @@ fn fix_verdicts_of_real_kernels() {
     assert_eq!(k.fix.patches[0].state, PatchState::Present);
     assert_eq!(k.fix.patches[3].state, PatchState::Unknown);
     assert!(k.fix.patches[3].evidence.contains("not read"));
+    // 7.2.13-rt: the same code under PREEMPT_RT (the VM matrix line expects this verdict).
+    assert_eq!(kernel("debian-7.2.13-rt").fix.verdict, Verdict::Vulnerable);
     // 7.3.4: pcpu_get_vm_areas takes a gfp; nothing says a part is missing.
     let k = kernel("debian-7.3.4");
     assert_eq!(k.fix.verdict, Verdict::LikelyFixed);

@@ -25,6 +25,15 @@ pub const TRACEPOINT_ONLY_LIMITS: &str = "tracepoint-only mode cannot produce: r
      (page tables, vmalloc, populate and pcpu_get_vm_areas are not seen); cross_task with a \
      waiter constrained by its gfp argument (only IO_FLUSHER and scope waiters are seen)";
 
+/// Probe point of pcpu_populate_chunk (its gfp shows whether backing-noio is at work).
+pub const POINT_POPULATE: &str = "pcpu_populate_chunk";
+/// Every kernel page-table probe point ends with this (populate-gfp shows there).
+pub const POINT_PGTABLE_SUFFIX: &str = " (page tables)";
+/// Tracepoint mode's view of the percpu slow path: chunk creation and, after the unlock,
+/// the constrained allocation.
+pub const POINTS_PERCPU_TRACEPOINTS: [&str; 2] =
+    ["percpu_create_chunk", "percpu_alloc_percpu (after unlock)"];
+
 /// The limits of an attach mode by name (as in recordings' `attach_mode`), if it has any.
 pub fn mode_limits(mode: &str) -> Option<&'static str> {
     (mode == "tracepoint").then_some(TRACEPOINT_ONLY_LIMITS)

@@ -4,7 +4,9 @@ use anyhow::{bail, Result};
 use percpu_trace_common::{ProbeConfig, NO_ARG};
 
 use super::{
-    plan::{AttachMode, AttachPlan, Attachment, PlannedProbe},
+    plan::{
+        AttachMode, AttachPlan, Attachment, PlannedProbe, POINTS_PERCPU_TRACEPOINTS, POINT_POPULATE,
+    },
     symbols::Resolution,
     Fentry, Kernel, ParamSource, MUTEX_LOST,
 };
@@ -51,7 +53,7 @@ impl Kernel {
             ("pcpu_alloc return", "pcpu_alloc_exit", "fexit_pcpu_alloc", "pcpu_alloc", true, vec![], pcpu),
             ("pcpu_create_chunk", "chunk_create", "fentry_chunk_create", "pcpu_create_chunk", false,
              vec![config.arg_create_gfp], create),
-            ("pcpu_populate_chunk", "chunk_populate", "fentry_chunk_populate", "pcpu_populate_chunk", false,
+            (POINT_POPULATE, "chunk_populate", "fentry_chunk_populate", "pcpu_populate_chunk", false,
              vec![config.arg_populate_gfp],
              "chunk population by a constrained caller under the mutex (pcpu_mem_zalloc GFP_KERNEL, page allocation)"),
             ("pcpu_get_vm_areas", "get_vm_areas", "fentry_get_vm_areas", "pcpu_get_vm_areas", false,
@@ -94,7 +96,7 @@ impl Kernel {
             probes.push(probe(point, program, a, disables));
         }
         probes.push(probe(
-            "percpu_alloc_percpu (after unlock)",
+            POINTS_PERCPU_TRACEPOINTS[1],
             "percpu_alloc_tp",
             if tp_mode {
                 self.tracepoint(
@@ -112,7 +114,7 @@ impl Kernel {
             "constrained percpu allocations in tracepoint mode",
         ));
         probes.push(probe(
-            "percpu_create_chunk",
+            POINTS_PERCPU_TRACEPOINTS[0],
             "chunk_create_tp",
             if tp_mode {
                 self.tracepoint("percpu", "percpu_create_chunk", &["base_addr"])

@@ -55,9 +55,9 @@ impl Arch {
 /// role-specific logic is the same code as on x86_64.
 #[rustfmt::skip]
 pub const KERNELS: &[KernelSpec] = &[
-    KernelSpec { name: "7.2", image: "linux-binary-7.2.#+deb#-arm64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, old_names: false, rt: false,
+    KernelSpec { name: "7.2", image: "linux-binary-7.2.#+deb#-arm64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: false, probe: None, rt: false,
         runs: &[ModeRun { mode: Mode::Auto, expect: VULNERABLE }, ModeRun { mode: Mode::Kprobe, expect: VULNERABLE }] },
-    KernelSpec { name: "7.3", image: "linux-binary-7.3.#+deb#-arm64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Fixed, old_names: false, rt: false,
+    KernelSpec { name: "7.3", image: "linux-binary-7.3.#+deb#-arm64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Fixed, verdict: "likely-fixed", old_names: false, probe: None, rt: false,
         runs: &[ModeRun { mode: Mode::Auto, expect: FIXED }] },
 ];
 

@@ -1,7 +1,8 @@
 //! Assertions on what a scenario left in /out, per kernel role.
 //!
 //! They read only the tool's public interface: exit statuses, the recording's event lines
-//! (`{"t":"event", ..., "kind":{"type":...}}`) and `report --format json` findings.
+//! (`{"t":"event", ..., "kind":{"type":...}}`), `report --format json` (findings, the
+//! reconciled fix verdict, the activity counts) and the text report.
 use std::{
     collections::BTreeMap,
     fs,
@@ -12,7 +13,7 @@ use std::{
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::kernels::{fix_name, Expect, Fix, KernelSpec, Mode};
+use super::kernels::{fix_name, After, Expect, KernelSpec, Mode};
 
 /// The verdict on one scenario run.
 #[derive(Default)]
@@ -128,24 +129,78 @@ pub fn attached_target(report: &Value, point: &str) -> Option<String> {
         .and_then(|p| p["target"].as_str().map(String::from))
 }
 
-/// Whether `check --json` says the fix series is present: `kernel.fix.present`, else the
-/// first boolean (or object with a boolean `present`) whose key mentions "fix".
-pub fn fix_present(v: &Value) -> Option<bool> {
-    if let Some(b) = v.pointer("/kernel/fix/present").and_then(Value::as_bool) {
-        return Some(b);
+/// The verdict `check --json` gives (`kernel.fix.verdict`).
+pub fn check_verdict(v: &Value) -> Option<&str> {
+    v.pointer("/kernel/fix/verdict").and_then(Value::as_str)
+}
+
+/// `percpu-trace report --from REC` (text), run on the host.
+pub fn report_text(tool: &Path, rec: &Path) -> Result<String> {
+    let out = Command::new(tool)
+        .args(["report", "--from"])
+        .arg(rec)
+        .output()
+        .context("running percpu-trace report")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "report (text) exited {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    match v {
-        Value::Object(m) => m
-            .iter()
-            .find_map(|(k, x)| {
-                let b = x
-                    .as_bool()
-                    .or_else(|| x.get("present").and_then(Value::as_bool));
-                b.filter(|_| k.to_ascii_lowercase().contains("fix"))
-            })
-            .or_else(|| m.values().find_map(fix_present)),
-        Value::Array(a) => a.iter().find_map(fix_present),
-        _ => None,
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Checks the report's reconciled fix verdict (`kernel.fix`) against `after`, for a kernel
+/// whose check-time verdict is `static_verdict`.
+pub fn assess_after(report: &Value, static_verdict: &str, after: After, v: &mut Verdict) {
+    let fix = &report["kernel"]["fix"];
+    let got = fix["verdict"].as_str().unwrap_or("?");
+    let upgraded = fix["upgraded_by_run"].as_bool();
+    v.facts.push(format!("report verdict={got}"));
+    match after {
+        After::Any => {}
+        After::Same if got != static_verdict || upgraded != Some(false) => v.fail(format!(
+            "report: fix verdict {got} (upgraded_by_run {upgraded:?}), expected {static_verdict} unchanged by the run: {}",
+            fix["run_note"].as_str().unwrap_or("-")
+        )),
+        After::Same => {}
+        // Another verdict than the static one or the upgraded one is an error; staying at
+        // the static one is a run that did not show the patches at work (worth a boot).
+        After::Upgraded(want) if got == want && upgraded == Some(true) => {}
+        After::Upgraded(want) if got == static_verdict => v.miss(format!(
+            "report: fix verdict stayed {got}, expected the run to upgrade it to {want}"
+        )),
+        After::Upgraded(want) => v.fail(format!(
+            "report: fix verdict {got} (upgraded_by_run {upgraded:?}), expected {want} upgraded by the run: {}",
+            fix["run_note"].as_str().unwrap_or("-")
+        )),
+    }
+}
+
+/// Checks that the report shows the slow-path counts `keys` above 0 in
+/// `observation.activity`, and that the text report has its "what was seen" section.
+pub fn assess_activity(report: &Value, text: &str, keys: &[&str], v: &mut Verdict) {
+    if keys.is_empty() {
+        return;
+    }
+    let activity = report.pointer("/observation/activity");
+    let n = |k: &str| activity.and_then(|a| a[k].as_u64());
+    v.facts.push(
+        keys.iter()
+            .map(|k| format!("{k}={}", n(k).map_or("-".into(), |x| x.to_string())))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    for k in keys {
+        match n(k) {
+            Some(x) if x > 0 => {}
+            Some(_) => v.miss(format!("report: observation.activity.{k} is 0")),
+            None => v.fail(format!("report: no observation.activity.{k}")),
+        }
+    }
+    if !text.contains("\nwhat was seen:\n") {
+        v.fail("text report has no \"what was seen:\" section");
     }
 }
 
@@ -184,13 +239,13 @@ pub fn assess_check(out: &Path, spec: &KernelSpec, mode: Mode) -> Verdict {
         v.fail("check --json gave no JSON");
         return v;
     };
-    let fix = fix_present(&json);
-    let want = spec.fix == Fix::Fixed;
-    if fix != Some(want) {
+    let fix = check_verdict(&json);
+    if fix != Some(spec.verdict) {
         v.fail(format!(
-            "check must report the fix {} ({}), says {fix:?}",
-            if want { "present" } else { "absent" },
-            fix_name(spec.fix)
+            "check must give the fix verdict {} ({} kernel), says {}",
+            spec.verdict,
+            fix_name(spec.fix),
+            fix.unwrap_or("nothing (no kernel.fix.verdict)")
         ));
     }
     // PREEMPT_RT and the owner word: the BPF programs decide "holds the mutex" with
@@ -241,11 +296,74 @@ pub fn assess_check(out: &Path, spec: &KernelSpec, mode: Mode) -> Verdict {
             "plan: pcpu_alloc entry {entry:?} (expected {want_entry}), percpu_alloc_percpu {after_unlock:?} (expected {want_tp})"
         ));
     }
+    if out.join("probe.rc").exists() {
+        assess_probe(out, spec, &mut v);
+    }
     v.facts.push(format!(
-        "check: fix={fix:?} rt={rt:?} owner_mask={:#x} mode={plan_mode}",
+        "check: verdict={} rt={rt:?} owner_mask={:#x} mode={plan_mode}",
+        fix.unwrap_or("-"),
         mask.unwrap_or(0)
     ));
     v
+}
+
+/// Checks `check --probe --json` of one boot (`probe.*`) against the line's `probe`
+/// verdict. Expecting `fixed` (an upgrade by the probe's own events) needs the populate
+/// path seen: without a chunk population the output is shown, not failed.
+fn assess_probe(out: &Path, spec: &KernelSpec, v: &mut Verdict) {
+    let Some(want) = spec.probe else { return };
+    if read_rc(&out.join("probe.rc")) != Some(0) {
+        v.fail(format!(
+            "check --probe exited {:?}: {}",
+            read_rc(&out.join("probe.rc")),
+            tail(&out.join("probe.err"), 2)
+        ));
+        return;
+    }
+    let json = fs::read(out.join("probe.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let Some(p) = json
+        .as_ref()
+        .map(|j| &j["probe"])
+        .filter(|p| p["ran"] == true)
+    else {
+        v.fail("check --probe --json has no probe object that ran");
+        return;
+    };
+    let n = |k: &str| p[k].as_u64().unwrap_or(0);
+    let obs = |k: &str| p["observed"][k].as_u64().unwrap_or(0);
+    let got = p["verdict_after"].as_str().unwrap_or("?");
+    v.facts.push(format!(
+        "probe: {}->{got} mode={} allocations={} populates={} creates={} populate_noio={} populate_io_fs={} pgtable_scope_inside={} pgtable_unscoped={}",
+        p["verdict_before"].as_str().unwrap_or("?"),
+        p["attach_mode"].as_str().unwrap_or("?"),
+        n("allocations"),
+        n("populates"),
+        n("chunk_creates"),
+        obs("populate_noio"),
+        obs("populate_io_fs"),
+        obs("pgtable_scope_inside"),
+        obs("pgtable_unscoped"),
+    ));
+    if n("allocations") == 0 {
+        v.fail("check --probe made no percpu allocation");
+    }
+    let upgrade = want != spec.verdict;
+    if got == want && (!upgrade || p["upgraded"] == true) {
+        return;
+    }
+    if upgrade && got == spec.verdict && n("populates") == 0 {
+        v.facts.push(format!(
+            "probe: populate path not seen, {got} stands: {}",
+            p["cannot_show"].as_str().unwrap_or("-")
+        ));
+        return;
+    }
+    v.fail(format!(
+        "check --probe: verdict {got}, expected {want}: {}",
+        p["note"].as_str().unwrap_or("no note")
+    ));
 }
 
 /// Paths of one run's results.
@@ -260,30 +378,6 @@ pub struct Run<'a> {
 
 /// Assesses one scenario run on the kernel of `spec`, attached in `mode`, against its
 /// matrix expectation (None: only the common assertions).
-/// Most the recorder may use at its peak (VmHWM), in a 512 MiB guest as on a host: it runs
-/// when a host is short of memory.
-pub const MAX_RSS_KIB: u64 = 50 * 1024;
-
-/// The recorder's peak RSS, from the `VmHWM` line the guest saved before stopping it.
-pub fn peak_rss_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-}
-
-fn assess_rss(d: &Path, v: &mut Verdict) {
-    let status = fs::read_to_string(d.join("rss.txt")).unwrap_or_default();
-    match peak_rss_kib(&status) {
-        Some(kib) if kib < MAX_RSS_KIB => v.facts.push(format!("VmHWM={kib}kB")),
-        Some(kib) => v.fail(format!(
-            "record peak RSS {kib} kB (VmHWM), the limit is {MAX_RSS_KIB} kB"
-        )),
-        None => v.fail("no VmHWM of the recorder (rss.txt missing or unreadable)"),
-    }
-}
-
 pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>) -> Verdict {
     let mut v = Verdict::default();
     let d = &run.dir;
@@ -325,7 +419,10 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             tail(&d.join("record.err"), 4)
         )),
     }
-    assess_rss(d, &mut v);
+    match super::rss::assess_rss(d) {
+        Ok(fact) => v.facts.push(fact),
+        Err(e) => v.fail(e),
+    }
     let rec = d.join("rec.jsonl");
     let events = match event_counts(&rec) {
         Ok(c) => c,
@@ -334,14 +431,15 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             return v;
         }
     };
-    let (findings, target, after_unlock) = match report(tool, &rec).and_then(|r| {
+    let (report_json, findings, target, after_unlock) = match report(tool, &rec).and_then(|r| {
         Ok((
             finding_counts(&r)?,
             attached_target(&r, "pcpu_alloc entry"),
             attached_target(&r, "percpu_alloc_percpu (after unlock)"),
+            r,
         ))
     }) {
-        Ok(c) => c,
+        Ok((f, t, a, r)) => (r, f, t, a),
         Err(e) => {
             v.fail(format!("{e:#}"));
             return v;
@@ -418,6 +516,11 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             v.fail(format!("`{k}` reported, not expected here: {findings:?}"));
         }
     }
+    match report_text(tool, &rec) {
+        Ok(text) => assess_activity(&report_json, &text, x.activity, &mut v),
+        Err(e) => v.fail(format!("{e:#}")),
+    }
+    assess_after(&report_json, spec.verdict, x.after, &mut v);
     for k in x.findings {
         if fi(k) == 0 {
             v.miss(format!("no `{k}` finding"));
@@ -464,20 +567,81 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peak_rss_from_proc_status() {
-        let st = "VmHWM:\t   34312 kB\nVmRSS:\t   30000 kB\n";
-        assert_eq!(peak_rss_kib(st), Some(34312));
-        assert_eq!(peak_rss_kib("VmRSS: 1 kB"), None);
-        assert_eq!(peak_rss_kib(""), None);
+    fn verdict_field_is_read() {
+        let check =
+            serde_json::json!({"kernel": {"fix": {"present": true, "verdict": "likely-fixed"}}});
+        assert_eq!(check_verdict(&check), Some("likely-fixed"));
+        // The old bit alone is not a verdict.
+        let old = serde_json::json!({"kernel": {"fix": {"present": true}}});
+        assert_eq!(check_verdict(&old), None);
+    }
+
+    fn report_with(verdict: &str, upgraded: bool) -> Value {
+        serde_json::json!({"kernel": {"fix": {"verdict": verdict, "static_verdict": "likely-fixed", "upgraded_by_run": upgraded}},
+            "observation": {"activity": {"constrained_took_mutex": 3, "chunk_populates_by_constrained_holder": 0}}})
     }
 
     #[test]
-    fn fix_field_is_found() {
-        let v: Value = serde_json::json!({"kernel": {"release": "7.3"}, "facts": {"percpu_fix_present": true}});
-        assert_eq!(fix_present(&v), Some(true));
-        assert_eq!(fix_present(&serde_json::json!({"a": 1})), None);
-        let check = serde_json::json!({"kernel": {"fix": {"present": false, "detail": "x"}}});
-        assert_eq!(fix_present(&check), Some(false));
+    fn report_verdict_after_the_run() {
+        let mut v = Verdict::default();
+        assess_after(
+            &report_with("fixed", true),
+            "likely-fixed",
+            After::Upgraded("fixed"),
+            &mut v,
+        );
+        assert!(v.passed());
+        // Not upgraded: a miss (another boot may show the patches at work).
+        let mut v = Verdict::default();
+        assess_after(
+            &report_with("likely-fixed", false),
+            "likely-fixed",
+            After::Upgraded("fixed"),
+            &mut v,
+        );
+        assert!(!v.passed() && v.miss_only);
+        // Changed to something else: an error.
+        let mut v = Verdict::default();
+        assess_after(
+            &report_with("partially-fixed", false),
+            "likely-fixed",
+            After::Upgraded("fixed"),
+            &mut v,
+        );
+        assert!(!v.passed() && !v.miss_only);
+        let mut v = Verdict::default();
+        assess_after(
+            &report_with("fixed", true),
+            "likely-fixed",
+            After::Same,
+            &mut v,
+        );
+        assert!(!v.passed());
+        let mut v = Verdict::default();
+        assess_after(
+            &report_with("partially-fixed", false),
+            "vulnerable",
+            After::Any,
+            &mut v,
+        );
+        assert!(v.passed());
+    }
+
+    #[test]
+    fn slow_path_counts_must_show() {
+        let r = report_with("fixed", true);
+        let text = "x\nwhat was seen:\n  a 1\n";
+        let mut v = Verdict::default();
+        assess_activity(&r, text, &["constrained_took_mutex"], &mut v);
+        assert!(v.passed());
+        assess_activity(&r, text, &["chunk_populates_by_constrained_holder"], &mut v);
+        assert!(!v.passed() && v.miss_only);
+        let mut v = Verdict::default();
+        assess_activity(&r, "no section", &["constrained_took_mutex"], &mut v);
+        assert!(!v.passed());
+        let mut v = Verdict::default();
+        assess_activity(&r, text, &["no_such_key"], &mut v);
+        assert!(!v.miss_only);
     }
 
     #[test]
@@ -487,5 +651,30 @@ mod tests {
         assert!(v.miss_only);
         v.fail("record crashed");
         assert!(!v.miss_only);
+    }
+
+    #[test]
+    fn probe_verdicts() {
+        let spec = &crate::vm::kernels::KERNELS[1]; // 7.3: likely-fixed, probe must say fixed
+        let d = std::env::temp_dir().join(format!("pt-assess-probe-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let case = |after: &str, populates: u64| {
+            fs::write(d.join("probe.rc"), "0\n").unwrap();
+            let p = serde_json::json!({"probe": {"ran": true, "verdict_before": "likely-fixed",
+                "verdict_after": after, "upgraded": after == "fixed", "allocations": 512,
+                "populates": populates, "observed": {}}});
+            fs::write(d.join("probe.json"), p.to_string()).unwrap();
+            let mut v = Verdict::default();
+            assess_probe(&d, spec, &mut v);
+            v.passed()
+        };
+        assert!(case("fixed", 9));
+        assert!(!case("likely-fixed", 9), "populates seen: must be fixed");
+        assert!(
+            case("likely-fixed", 0),
+            "populate path not seen: shown, not failed"
+        );
+        assert!(!case("partially-fixed", 0));
+        let _ = fs::remove_dir_all(&d);
     }
 }

@@ -56,6 +56,23 @@ pub struct Expect {
     pub events: &'static [&'static str],
     /// Event kinds that must not be recorded (the mode cannot see them).
     pub no_events: &'static [&'static str],
+    /// What `report --format json` of the recording must say about the fix verdict.
+    pub after: After,
+    /// `observation.activity` counters of the report that must be above 0 (the slow path
+    /// was exercised and the report says so), with the text report's "what was seen".
+    pub activity: &'static [&'static str],
+}
+
+/// The fix verdict the report of a scenario's recording must show (`kernel.fix`: the
+/// line's check-time verdict reconciled with what the run saw).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Not asserted: whether the scenario shows the patches at work is timing.
+    Any,
+    /// The line's check-time verdict, not changed by the run (`upgraded_by_run` false).
+    Same,
+    /// Changed by the run to this verdict (`upgraded_by_run` true); a miss is retried.
+    Upgraded(&'static str),
 }
 
 /// One attach mode a kernel runs in, with what each scenario must show there.
@@ -67,6 +84,12 @@ pub struct ModeRun {
 }
 
 const ALL: &[&str] = &["recursion", "window", "cross_task"];
+/// The slow path taken by a constrained caller, as the report counts it: the mutex taken
+/// and a chunk populated under it (issue 18: a run without findings must show them).
+const SLOW_PATH: &[&str] = &[
+    "constrained_took_mutex",
+    "chunk_populates_by_constrained_holder",
+];
 /// pcpu_alloc entry (fentry/kprobe) or after unlock (tracepoint): a constrained caller.
 const ALLOC: &str = "pcpu_alloc_enter";
 
@@ -75,19 +98,22 @@ const ALLOC: &str = "pcpu_alloc_enter";
 /// case, the IO_FLUSHER scope is recorded but is not a window.
 #[rustfmt::skip]
 pub const VULNERABLE: &[Expect] = &[
-    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[] },
-    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[] },
-    Expect { scenario: "noio-gfp", findings: &["window"], never: &[], events: &[ALLOC], no_events: &[] },
-    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[] },
+    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[], after: After::Same, activity: &[] },
+    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[], after: After::Same, activity: SLOW_PATH },
+    Expect { scenario: "noio-gfp", findings: &["window"], never: &[], events: &[ALLOC], no_events: &[], after: After::Same, activity: &[] },
+    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] },
 ];
 
 /// The fix series present: the constrained allocations are there, none of the three kinds.
+/// Contention's unconstrained holders populate (backing-noio at work) and allocate page
+/// tables in the scope the kernel sets (populate-gfp at work), so its report must say
+/// `fixed`; in noio-scope and noio-gfp that is timing, not asserted.
 #[rustfmt::skip]
 pub const FIXED: &[Expect] = &[
-    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[] },
-    Expect { scenario: "noio-scope", findings: &[], never: ALL, events: &[ALLOC], no_events: &[] },
-    Expect { scenario: "noio-gfp", findings: &[], never: ALL, events: &[ALLOC], no_events: &[] },
-    Expect { scenario: "contention", findings: &[], never: ALL, events: &[ALLOC], no_events: &[] },
+    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[], after: After::Same, activity: &[] },
+    Expect { scenario: "noio-scope", findings: &[], never: ALL, events: &[ALLOC], no_events: &[], after: After::Any, activity: SLOW_PATH },
+    Expect { scenario: "noio-gfp", findings: &[], never: ALL, events: &[ALLOC], no_events: &[], after: After::Any, activity: &[] },
+    Expect { scenario: "contention", findings: &[], never: ALL, events: &[ALLOC], no_events: &[], after: After::Upgraded("fixed"), activity: SLOW_PATH },
 ];
 
 /// 6.1.y: has 9a5b183941b5 (vulnerable) but its blkg_alloc is GFP_KERNEL, so noio-gfp
@@ -95,10 +121,10 @@ pub const FIXED: &[Expect] = &[
 /// cross-task case (contention) is what proves the kernel vulnerable.
 #[rustfmt::skip]
 pub const VULNERABLE_6_1: &[Expect] = &[
-    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[] },
-    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[] },
-    Expect { scenario: "noio-gfp", findings: &[], never: &["window"], events: &[], no_events: &[] },
-    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[] },
+    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[], after: After::Same, activity: &[] },
+    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[], after: After::Same, activity: SLOW_PATH },
+    Expect { scenario: "noio-gfp", findings: &[], never: &["window"], events: &[], no_events: &[], after: After::Same, activity: &[] },
+    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] },
 ];
 
 /// Function probes that tracepoint mode does not attach (`check` lists them unavailable).
@@ -116,12 +142,14 @@ const FUNC_EVENTS: &[&str] = &[
 /// percpu_alloc_percpu follows (the kernel known to lack the fix): allowed in noio-gfp and
 /// contention, not required (whether the writer itself creates a chunk is timing); never
 /// for a scope-constrained caller (noio-scope), whose scope narrows the nested allocations.
+/// No slow-path counts: this mode learns a caller's constraint only after the unlock, so it
+/// never sees a constrained caller holding the mutex.
 #[rustfmt::skip]
 pub const VULNERABLE_TRACEPOINT: &[Expect] = &[
-    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: FUNC_EVENTS },
-    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &["pcpu_alloc_done"], no_events: FUNC_EVENTS },
-    Expect { scenario: "noio-gfp", findings: &[], never: &["recursion"], events: &["pcpu_alloc_done"], no_events: FUNC_EVENTS },
-    Expect { scenario: "contention", findings: &["cross_task"], never: &["recursion"], events: &["contention_begin"], no_events: FUNC_EVENTS },
+    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: FUNC_EVENTS, after: After::Same, activity: &[] },
+    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &["pcpu_alloc_done"], no_events: FUNC_EVENTS, after: After::Same, activity: &[] },
+    Expect { scenario: "noio-gfp", findings: &[], never: &["recursion"], events: &["pcpu_alloc_done"], no_events: FUNC_EVENTS, after: After::Same, activity: &[] },
+    Expect { scenario: "contention", findings: &["cross_task"], never: &["recursion"], events: &["contention_begin"], no_events: FUNC_EVENTS, after: After::Same, activity: &[] },
 ];
 
 /// One line of the matrix.
@@ -135,11 +163,18 @@ pub struct KernelSpec {
     pub modules: Option<(&'static str, &'static str)>,
     /// In the CI matrix (`cargo xtask vm-test` without --kernel).
     pub ci: bool,
-    /// What `check` must say (and the BTF must agree: pcpu_get_vm_areas has a gfp or not).
+    /// The kernel's role (the BTF must agree: pcpu_get_vm_areas has a gfp or not).
     pub fix: Fix,
+    /// The verdict `check --json` must give (`kernel.fix.verdict`: not-affected, vulnerable,
+    /// partially-fixed, likely-fixed, fixed or unknown); static evidence never says `fixed`.
+    pub verdict: &'static str,
     /// Before the 6.10 renames (pcpu_alloc, __vmalloc_node_range; no pcpu_alloc_noprof in
     /// BTF): the tool must attach by the old names.
     pub old_names: bool,
+    /// The verdict `check --probe` must reach on this kernel (None: not run). Run once per
+    /// mode, in the 1-vCPU boot; a `fixed` expectation holds when the probe saw the
+    /// populate path (chunk populations), else its output is shown instead.
+    pub probe: Option<&'static str>,
     /// PREEMPT_RT: `check` must say so and use the rt_mutex owner word (bit 0 a flag).
     pub rt: bool,
     /// Attach modes it runs in, each with the expected findings per scenario.
@@ -178,11 +213,11 @@ const ALL_MODES: &[ModeRun] = &[
 /// The matrix. Adding a kernel is one line.
 #[rustfmt::skip]
 pub const KERNELS: &[KernelSpec] = &[
-    KernelSpec { name: "7.2", image: "linux-binary-7.2.#+deb#-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, old_names: false, rt: false, runs: ALL_MODES },
-    KernelSpec { name: "7.3", image: "linux-binary-7.3.#+deb#-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Fixed, old_names: false, rt: false, runs: AUTO_FIXED },
-    KernelSpec { name: "6.1", image: "linux-image-6.1.0-#-amd64-unsigned", modules: None, ci: true, fix: Fix::Vulnerable, old_names: true, rt: false, runs: AUTO_6_1 },
-    KernelSpec { name: "6.12", image: "linux-image-6.12.#+deb13-amd64-unsigned", modules: None, ci: true, fix: Fix::Vulnerable, old_names: false, rt: false, runs: AUTO_VULNERABLE },
-    KernelSpec { name: "7.2-rt", image: "linux-binary-7.2.#+deb#-rt-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, old_names: false, rt: true, runs: AUTO_VULNERABLE },
+    KernelSpec { name: "7.2", image: "linux-binary-7.2.#+deb#-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: false, probe: Some("vulnerable"), rt: false, runs: ALL_MODES },
+    KernelSpec { name: "7.3", image: "linux-binary-7.3.#+deb#-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Fixed, verdict: "likely-fixed", old_names: false, probe: Some("fixed"), rt: false, runs: AUTO_FIXED },
+    KernelSpec { name: "6.1", image: "linux-image-6.1.0-#-amd64-unsigned", modules: None, ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: true, probe: None, rt: false, runs: AUTO_6_1 },
+    KernelSpec { name: "6.12", image: "linux-image-6.12.#+deb13-amd64-unsigned", modules: None, ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: false, probe: None, rt: false, runs: AUTO_VULNERABLE },
+    KernelSpec { name: "7.2-rt", image: "linux-binary-7.2.#+deb#-rt-amd64", modules: Some(("linux-binary-", "linux-modules-")), ci: true, fix: Fix::Vulnerable, verdict: "vulnerable", old_names: false, probe: None, rt: true, runs: AUTO_VULNERABLE },
 ];
 
 /// Whether `sel` (a `--kernel` word) names this line: its name, `vulnerable`/`fixed`, `rt`.

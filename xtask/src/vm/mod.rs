@@ -15,6 +15,7 @@ mod btf_check;
 mod initramfs;
 mod kernels;
 mod qemu;
+mod rss;
 mod scenarios;
 
 use std::{
@@ -417,6 +418,7 @@ fn boot_once(
         runs: &named,
         with_tool: ctx.tool.is_some(),
         attach: ctx.mode.name(),
+        probe: ctx.tool.is_some() && k.spec.probe.is_some() && shape == Shape::Narrow,
     };
     ird.file("/init", scenarios::init_script(&plan).into_bytes(), 0o755);
     let initrd = dir.join("initrd.gz");

@@ -152,6 +152,11 @@ pub struct InitPlan<'a> {
     pub with_tool: bool,
     /// `--attach` for `check` and `record` (auto, kprobe, tracepoint).
     pub attach: &'a str,
+    /// Run `check --probe --json` after `check` (into /out/probe.*). First, before any
+    /// scenario: a fresh kernel still has to allocate page tables for new chunks, which is
+    /// what shows populate-gfp at work; its maps are freed before idle starts, and
+    /// noio-scope churns percpu memory far more before noio-gfp anyway.
+    pub probe: bool,
 }
 
 /// The guest's /init. Progress goes to the console as `@@PT ...` lines (the host prints
@@ -173,6 +178,10 @@ pub fn init_script(p: &InitPlan) -> String {
     if p.with_tool {
         s.push_str("percpu-trace check --attach $ATTACH --json > /out/check.json 2> /out/check.err\necho $? > /out/check.rc\n");
         s.push_str("say check rc=$(cat /out/check.rc)\n");
+    }
+    if p.with_tool && p.probe {
+        s.push_str("percpu-trace check --attach $ATTACH --probe --json > /out/probe.json 2> /out/probe.err\necho $? > /out/probe.rc\n");
+        s.push_str("say probe rc=$(cat /out/probe.rc)\n");
     }
     for (i, (sc, dir)) in p.runs.iter().enumerate() {
         s.push_str(&format!(

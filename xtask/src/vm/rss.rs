@@ -1,0 +1,42 @@
+//! The recorder's memory in the guests: its peak RSS (VmHWM), saved by the guest script
+//! from /proc/PID/status just before it stops the recorder, must stay under a limit.
+use std::{fs, path::Path};
+
+/// Most the recorder may use at its peak (VmHWM), in a 512 MiB guest as on a host: it runs
+/// when a host is short of memory.
+pub const MAX_RSS_KIB: u64 = 50 * 1024;
+
+/// The recorder's peak RSS, from the `VmHWM` line the guest saved before stopping it.
+pub fn peak_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// The recorder's peak RSS as a fact (`Ok`) or why it fails (`Err`): unknown, or over
+/// [`MAX_RSS_KIB`].
+pub fn assess_rss(d: &Path) -> Result<String, String> {
+    let status = fs::read_to_string(d.join("rss.txt")).unwrap_or_default();
+    match peak_rss_kib(&status) {
+        Some(kib) if kib < MAX_RSS_KIB => Ok(format!("VmHWM={kib}kB")),
+        Some(kib) => Err(format!(
+            "record peak RSS {kib} kB (VmHWM), the limit is {MAX_RSS_KIB} kB"
+        )),
+        None => Err("no VmHWM of the recorder (rss.txt missing or unreadable)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_rss_from_proc_status() {
+        let st = "VmHWM:\t   34312 kB\nVmRSS:\t   30000 kB\n";
+        assert_eq!(peak_rss_kib(st), Some(34312));
+        assert_eq!(peak_rss_kib("VmRSS: 1 kB"), None);
+        assert_eq!(peak_rss_kib(""), None);
+    }
+}
