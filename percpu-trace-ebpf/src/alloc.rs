@@ -58,7 +58,7 @@ fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
         nested: 0,
         _pad: 0,
     };
-    if TASKS.insert(pid, entry, 0).is_err() {
+    if !track(&TASKS, pid, &entry) {
         count_drop(drop_reason::TASK_MAP_FULL);
     }
     Some(0)
@@ -105,10 +105,10 @@ fn pcpu_alloc_return(ret: impl FnOnce() -> u64) -> u32 {
     // A call whose entry was never sent ends unseen, as it began.
     if sent {
         let c = Common::new(current_task());
-        let _ = TASKS.remove(pid);
+        untrack(&TASKS, pid);
         emit(&c, kind::PCPU_ALLOC_EXIT, c.caller_gfp, 0, -1, ret(), 0, 0);
     } else {
-        let _ = TASKS.remove(pid);
+        untrack(&TASKS, pid);
     }
     0
 }

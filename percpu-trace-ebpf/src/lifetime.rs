@@ -11,18 +11,21 @@ use crate::*;
 
 #[tracepoint]
 pub fn task_exit(_ctx: TracePointContext) -> u32 {
+    // Every exit on the host runs this: nothing to look up while no task is tracked.
+    if !any_live() {
+        return 0;
+    }
     let (pid, _) = pid_tgid();
-    // Every exit on the host runs this: look up first (lock-free) and delete only what
-    // exists (a delete takes the bucket lock). Each lookup is tested on its own: testing
-    // two lookups' pointers together would make the compiler OR two map-value pointers,
-    // which the verifier refuses.
+    // Look up first (lock-free) and delete only what exists (a delete takes the bucket
+    // lock). Each lookup is tested on its own: testing two lookups' pointers together
+    // would make the compiler OR two map-value pointers, which the verifier refuses.
     let mut tracked = false;
     if unsafe { TASKS.get(pid) }.is_some() {
-        let _ = TASKS.remove(pid);
+        untrack(&TASKS, pid);
         tracked = true;
     }
     if unsafe { RECLAIMING.get(pid) }.is_some() {
-        let _ = RECLAIMING.remove(pid);
+        untrack(&RECLAIMING, pid);
         tracked = true;
     }
     if !tracked {

@@ -6,6 +6,10 @@
 //! Filtering happens here: an unconstrained caller outside the slow path costs at most one
 //! map lookup and produces no ring-buffer record.
 #![no_std]
+// An atomic add on a shared map value (`live_add`): the BPF target has no RMW atomics in
+// core::sync::atomic, but LLVM lowers the intrinsic to the BPF atomic add.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 use aya_ebpf::programs::tracing::StackIdContext;
@@ -16,7 +20,7 @@ use aya_ebpf::{
         bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{FEntryContext, ProbeContext},
 };
 use percpu_trace_common::{activity, drop_reason, state, ProbeConfig, RawEvent, NO_ARG};
@@ -131,6 +135,55 @@ static SLOW_PATH: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
 static RECLAIMING: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 
 /// Lost events per reason (see `drop_reason`).
+/// Entries in `TASKS` and `RECLAIMING` together. The process-exit program runs on every
+/// exit of the host and needs to look in those maps only when this is not zero (almost
+/// never: constrained calls and reclaims are short): one array read instead of two cold
+/// hash lookups for the exits of untracked tasks. A missed return leaves it high, which
+/// costs only those lookups again.
+#[map]
+static LIVE: Array<u64> = Array::with_max_entries(1, 0);
+
+/// `LIVE += delta` (wrapping: -1 is `u64::MAX`), atomically: programs run on every CPU.
+#[inline(always)]
+fn live_add(delta: u64) {
+    if let Some(p) = LIVE.get_ptr_mut(0) {
+        // SAFETY: a map value, 8-byte aligned, valid for this program run. The result is
+        // not used, so this is the plain BPF atomic add (any kernel).
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                p, delta,
+            )
+        };
+    }
+}
+
+/// Tracked-task entries exist (see `LIVE`).
+#[inline(always)]
+fn any_live() -> bool {
+    LIVE.get(0).is_some_and(|v| *v != 0)
+}
+
+/// Inserts `v` for `pid` in a tracked-task map, counting a new key in `LIVE` (an existing
+/// key, a stale entry of a missed return, is overwritten without counting).
+#[inline(always)]
+fn track<V>(map: &HashMap<u32, V>, pid: u32, v: &V) -> bool {
+    const BPF_NOEXIST: u64 = 1;
+    if map.insert(pid, v, BPF_NOEXIST).is_ok() {
+        live_add(1);
+        true
+    } else {
+        map.insert(pid, v, 0).is_ok()
+    }
+}
+
+/// Removes `pid` from a tracked-task map, uncounting it in `LIVE` if it was there.
+#[inline(always)]
+fn untrack<V>(map: &HashMap<u32, V>, pid: u32) {
+    if map.remove(pid).is_ok() {
+        live_add(u64::MAX);
+    }
+}
+
 #[map]
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_reason::COUNT, 0);
 

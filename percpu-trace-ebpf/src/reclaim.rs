@@ -26,7 +26,7 @@ fn reclaim_begin(ctx: &TracePointContext, extra: u32) -> u32 {
     }
     let gfp: u32 = unsafe { ctx.read_at(cfg!(tp_reclaim_gfp_off) as usize) }.unwrap_or(0);
     let order: u32 = unsafe { ctx.read_at(cfg!(tp_reclaim_order_off) as usize) }.unwrap_or(0);
-    let _ = RECLAIMING.insert(c.pid, 1, 0);
+    let _ = track(&RECLAIMING, c.pid, &1);
     let st = stack(ctx);
     emit(
         &c,
@@ -57,7 +57,7 @@ fn reclaim_end(ctx: &TracePointContext, extra: u32) -> u32 {
     if unsafe { RECLAIMING.get(pid) }.is_none() {
         return 0;
     }
-    let _ = RECLAIMING.remove(pid);
+    untrack(&RECLAIMING, pid);
     let c = Common::new(current_task());
     let nr: u64 = unsafe { ctx.read_at(cfg!(tp_reclaim_nr_off) as usize) }.unwrap_or(0);
     emit(&c, kind::RECLAIM_END, 0, extra, -1, nr, 0, 0);

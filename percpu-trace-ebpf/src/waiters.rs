@@ -1,6 +1,6 @@
 //! Waiters on pcpu_alloc_mutex (lock:contention_begin/end, filtered by its address).
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use percpu_trace_common::{activity, kind, state};
+use percpu_trace_common::{activity, kind};
 
 use crate::*;
 
@@ -9,12 +9,12 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
     if !is_pcpu_alloc_mutex(&ctx) {
         return 0;
     }
-    let c = Common::new(current_task());
     // Only a constrained waiter can be the waiter of a finding; the others are counted
     // (at their contention_end) and cost no record.
-    if !waiter_constrained(&c) {
+    if !waiter_constrained() {
         return 0;
     }
+    let c = Common::new(current_task());
     let lflags: u32 = unsafe { ctx.read_at(cfg!(tp_lock_flags_off) as usize) }.unwrap_or(0);
     let st = stack(&ctx);
     emit(
@@ -35,11 +35,11 @@ pub fn contention_end(ctx: TracePointContext) -> u32 {
     if !is_pcpu_alloc_mutex(&ctx) {
         return 0;
     }
-    let c = Common::new(current_task());
-    if !waiter_constrained(&c) {
+    if !waiter_constrained() {
         count_activity(activity::UNCONSTRAINED_WAITS);
         return 0;
     }
+    let c = Common::new(current_task());
     let ret: i32 = unsafe { ctx.read_at(cfg!(tp_lock_ret_off) as usize) }.unwrap_or(0);
     emit(
         &c,
@@ -54,12 +54,17 @@ pub fn contention_end(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// A waiter whose wait can matter: inside a constrained pcpu_alloc (its gfp argument), or
-/// in a NOIO/NOFS scope (IO_FLUSHER, a filesystem section; the balance worker too, which
-/// the engine tells apart by its stack). Unchanged while it waits: it is blocked.
+/// A waiter whose wait can matter: in a NOIO/NOFS scope (IO_FLUSHER, a filesystem section;
+/// the balance worker too, which the engine tells apart by its stack), or inside a
+/// constrained pcpu_alloc (its gfp argument). Unchanged while it waits: it is blocked.
+/// Decided before anything else is read: most waiters are neither.
 #[inline(always)]
-fn waiter_constrained(c: &Common) -> bool {
-    c.state & state::IN_PCPU_ALLOC != 0 || scope_constrained(c.flags)
+fn waiter_constrained() -> bool {
+    if scope_constrained(task_flags(current_task())) {
+        return true;
+    }
+    let (pid, _) = pid_tgid();
+    any_live() && unsafe { TASKS.get(pid) }.is_some()
 }
 
 /// Whether this lock tracepoint is about pcpu_alloc_mutex (its address is known).

@@ -155,16 +155,22 @@ const OUR_NAMES: [&str; 5] = [
     "contention_begi",
 ];
 
-/// Loaded BPF programs (id, 15-char kernel name), from bpftool.
-fn loaded_programs() -> Vec<(u64, String)> {
+/// `bpftool OBJECT show --json` (OBJECT: prog, map), one value per object.
+fn bpftool_show(object: &str) -> Vec<serde_json::Value> {
     let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
+        .args([object, "show", "--json"])
         .output()
         .expect("running bpftool");
-    assert!(out.status.success(), "bpftool prog show failed");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
+    assert!(out.status.success(), "bpftool {object} show failed");
+    match serde_json::from_slice(&out.stdout).unwrap() {
+        serde_json::Value::Array(a) => a,
+        other => panic!("bpftool {object} show: {other}"),
+    }
+}
+
+/// Loaded BPF programs (id, 15-char kernel name), from bpftool.
+fn loaded_programs() -> Vec<(u64, String)> {
+    bpftool_show("prog")
         .iter()
         .filter_map(|p| Some((p["id"].as_u64()?, p["name"].as_str()?.to_string())))
         .collect()
@@ -630,14 +636,7 @@ fn a_recording_made_with_comm_carries_the_filter() {
 
 /// Names of the loaded BPF maps, from bpftool.
 fn loaded_map_names() -> Vec<String> {
-    let out = Command::new("bpftool")
-        .args(["map", "show", "--json"])
-        .output()
-        .expect("running bpftool");
-    assert!(out.status.success(), "bpftool map show failed");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
+    bpftool_show("map")
         .iter()
         .filter_map(|m| m["name"].as_str().map(String::from))
         .collect()
