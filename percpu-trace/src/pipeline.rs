@@ -48,7 +48,8 @@ pub struct Losses {
     pub consumer_full: u64,
     /// Runs of our programs the kernel skipped to avoid BPF recursion (fentry/fexit
     /// recursion protection, a probe hit inside another BPF program): a missed return
-    /// leaves a task's state stale.
+    /// leaves a task's state stale. Not the lock-contention programs' (see
+    /// [`crate::probes::MissCounters::new`]).
     pub recursion_misses: u64,
     /// Hits our kprobes/kretprobes missed (kretprobe `maxactive`; Linux 6.7+ reports it).
     pub kprobe_missed: u64,

@@ -127,9 +127,8 @@ impl Probes {
         let ids = self
             .attached
             .iter()
-            .filter_map(|a| self.ebpf.program(&a.program))
-            .filter_map(|p| p.info().ok())
-            .map(|i| i.id())
+            .filter_map(|a| Some((a, self.ebpf.program(&a.program)?)))
+            .filter_map(|(a, p)| Some((p.info().ok()?.id(), a.program.clone())))
             .collect();
         MissCounters::new(ids)
     }

@@ -74,7 +74,10 @@ fn info_by_fd(fd: &OwnedFd, buf: *mut u8, len: usize) -> bool {
 
 /// The kernel's miss counters of the programs this run attached.
 pub struct MissCounters {
+    /// Program ids whose recursion misses can be lost events.
     programs: Vec<u32>,
+    /// Program ids of every attached program (their kprobe links).
+    all: Vec<u32>,
     /// Our kprobe links, found once on the first read (`None` until then).
     kprobe_links: Option<Vec<u32>>,
 }
@@ -89,10 +92,20 @@ pub struct Misses {
 }
 
 impl MissCounters {
-    /// For the programs with these ids.
-    pub fn new(programs: Vec<u32>) -> Self {
+    /// For the programs with these ids and names. The lock-contention programs' recursion
+    /// misses are left out: pcpu_alloc_mutex sleeps, and nothing waits for a sleeping lock
+    /// inside a BPF program, so a contention tracepoint skipped there (a spinlock taken by
+    /// a helper, the ring buffer's) was never a wait the tool would have recorded.
+    pub fn new(programs: Vec<(u32, String)>) -> Self {
+        let all = programs.iter().map(|(id, _)| *id).collect();
+        let programs = programs
+            .into_iter()
+            .filter(|(_, name)| !name.starts_with("contention_"))
+            .map(|(id, _)| id)
+            .collect();
         MissCounters {
             programs,
+            all,
             kprobe_links: None,
         }
     }
@@ -114,7 +127,7 @@ impl MissCounters {
         }
         let links = self
             .kprobe_links
-            .get_or_insert_with(|| our_kprobe_links(&self.programs));
+            .get_or_insert_with(|| our_kprobe_links(&self.all));
         for &id in links.iter() {
             if let Some((_, missed)) = kprobe_link(id) {
                 m.kprobe_missed += missed;
@@ -169,9 +182,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn contention_programs_misses_are_not_losses() {
+        let m = MissCounters::new(vec![
+            (1, "contention_begin".into()),
+            (2, "contention_end".into()),
+            (3, "percpu_alloc_tp".into()),
+        ]);
+        assert_eq!(m.programs, vec![3]);
+        assert_eq!(m.all, vec![1, 2, 3]);
+    }
+
+    #[test]
     fn unknown_programs_count_nothing() {
         // Ids no program has (0 is never used): nothing to read, no error, no panic.
-        let mut m = MissCounters::new(vec![0, u32::MAX]);
+        let mut m = MissCounters::new(vec![(0, "x".into()), (u32::MAX, "y".into())]);
         assert_eq!(m.read(), Misses::default());
     }
 }
