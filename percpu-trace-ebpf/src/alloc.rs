@@ -33,7 +33,12 @@ fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
     let task = current_task();
     let flags = task_flags(task);
     if !is_constrained(effective_gfp(gfp, flags)) {
-        nest(pid);
+        // A blocking call runs in task context, never on top of another pcpu_alloc of the
+        // same task: an entry still there is stale (its return, or a nested call's, was
+        // missed) and would lend this call its constraint. Forget it.
+        if any_live() && unsafe { TASKS.get(pid) }.is_some() {
+            untrack(&TASKS, pid);
+        }
         return None;
     }
     if !tgid_wanted(tgid) {
@@ -67,9 +72,14 @@ fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
 /// Pairs entries and returns by nesting: a call that begins while this task is inside a
 /// constrained one (only an atomic call from an interrupt can) is counted, so its return
 /// is told apart from the constrained call's. One lookup, nothing written, for tasks not
-/// inside a constrained call.
+/// inside a constrained call. A missed nested return leaves the count high and swallows
+/// the constrained call's own return; the entry then lasts until the task's next blocking
+/// call (which clears it), next constrained call or exit, and the miss is counted as a loss.
 #[inline(always)]
 fn nest(pid: u32) {
+    if !any_live() {
+        return;
+    }
     if let Some(t) = TASKS.get_ptr_mut(pid) {
         // SAFETY: a value of this map, valid for this program run.
         unsafe { (*t).nested += 1 };

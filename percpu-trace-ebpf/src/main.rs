@@ -388,9 +388,11 @@ fn send_deferred_entry(c: &Common) {
     }
     t.sent = 1;
     let (ts, flags, gfp, st, size, align) = (t.ts_ns, t.flags, t.gfp, t.state, t.size, t.align);
-    // The entry record says what the call was, before anything happened in it.
+    // The entry record says what the call was, before anything happened in it. It carries
+    // no mutex state: it is sent now, not at entry, and "not holding" would end the hold
+    // the task may have taken since.
     let entry = Common {
-        state: (c.state & state::MUTEX_KNOWN) | state::IN_PCPU_ALLOC,
+        state: state::IN_PCPU_ALLOC,
         ..*c
     };
     write_event(

@@ -96,7 +96,11 @@ impl MissCounters {
     /// misses are left out: pcpu_alloc_mutex sleeps, and nothing waits for a sleeping lock
     /// inside a BPF program, so a contention tracepoint skipped there (a spinlock taken by
     /// a helper, the ring buffer's) was never a wait the tool would have recorded.
-    pub fn new(programs: Vec<(u32, String)>) -> Self {
+    pub fn new(mut programs: Vec<(u32, String)>) -> Self {
+        // One program may be attached at several points (the page-table levels): count
+        // each program once.
+        programs.sort_unstable();
+        programs.dedup_by_key(|(id, _)| *id);
         let all = programs.iter().map(|(id, _)| *id).collect();
         let programs = programs
             .into_iter()
@@ -186,9 +190,14 @@ mod tests {
         let m = MissCounters::new(vec![
             (1, "contention_begin".into()),
             (2, "contention_end".into()),
-            (3, "percpu_alloc_tp".into()),
+            (3, "pgtable_alloc".into()),
+            (3, "pgtable_alloc".into()),
         ]);
-        assert_eq!(m.programs, vec![3]);
+        assert_eq!(
+            m.programs,
+            vec![3],
+            "each program once, contention ones out"
+        );
         assert_eq!(m.all, vec![1, 2, 3]);
     }
 
