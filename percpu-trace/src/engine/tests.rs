@@ -436,6 +436,23 @@ fn the_owner_at_a_wait_replaces_a_stale_holder() {
 }
 
 #[test]
+fn a_late_entry_record_does_not_end_the_hold_its_task_took() {
+    // The kernel sends a constrained call's entry only when the call reaches the slow path,
+    // after the owner word already named the task as holder; the entry carries no mutex
+    // state, so the hold still runs from the wait that named it.
+    let mut entry = enter(5, 30, NOIO);
+    entry.holds_mutex = None;
+    let evs = vec![
+        wait_owned_by(1, 21, 30).flags(PF_NOFS),
+        entry,
+        populate(6, 30, Some(NOIO)).holding().caller(NOIO),
+    ];
+    let eng = run(EngineConfig::default(), &evs);
+    let h = eng.snapshot().holder.expect("30 holds the mutex");
+    assert_eq!((h.pid, h.since_ns), (30, 1));
+}
+
+#[test]
 fn a_task_named_as_owner_is_no_longer_waiting() {
     // 20's contention_end was lost; a later waiter's owner word names 20: it got the
     // mutex, so its wait ended.
