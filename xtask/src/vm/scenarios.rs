@@ -241,6 +241,7 @@ stop_tool() {
   sleep 2
   # Peak memory of the recorder over the whole scenario (asserted on the host).
   grep -E '^Vm(HWM|RSS):' /proc/$TP/status > $D/rss.txt
+  echo "Arch: $(uname -m)" >> $D/rss.txt
   kill -TERM $TP
   wait $TP
   echo $? > $D/record.rc
