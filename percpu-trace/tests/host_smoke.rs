@@ -378,6 +378,13 @@ fn sigterm_and_sigkill_leave_nothing_behind() {
 fn without_root_one_line_and_exit_2() {
     assert_root();
     // Drop to nobody in the child: the tool must refuse with one line, not a backtrace.
+    let err = refused_without_root(&["record", "--duration", "1s"]);
+    assert!(err.contains("needs root"), "stderr: {err}");
+}
+
+/// Runs the tool with `args` as nobody (no capabilities): it must exit 2 with one line on
+/// stderr, which is returned.
+fn refused_without_root(args: &[&str]) -> String {
     let out = Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -385,16 +392,14 @@ fn without_root_one_line_and_exit_2() {
             "--clear-groups",
             "--inh-caps=-all",
             BIN,
-            "record",
-            "--duration",
-            "1s",
         ])
+        .args(args)
         .output()
         .expect("running setpriv");
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.lines().count(), 1, "stderr: {err}");
-    assert!(err.contains("needs root"), "stderr: {err}");
+    err
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
@@ -717,19 +722,5 @@ fn check_probe_runs_bounded_and_leaves_nothing_behind() {
     assert!(text.contains("  verdict      "), "{text}");
 
     // Without root: one line, exit 2.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            BIN,
-            "check",
-            "--probe",
-        ])
-        .output()
-        .expect("running setpriv");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "stderr: {err}");
+    refused_without_root(&["check", "--probe"]);
 }
