@@ -20,16 +20,16 @@ pub fn fentry_pcpu_alloc(ctx: FEntryContext) -> u32 {
 
 #[inline(always)]
 fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
-    count_activity(activity::ALLOCS_SEEN);
     let gfp = arg_u64(ctx, cfg!(arg_pcpu_gfp)) as u32;
     let (pid, tgid) = pid_tgid();
     if gfp & cfg!(gfp_direct_reclaim) == 0 {
+        count_activity(activity::ALLOCS_SEEN);
         // Atomic: never takes the mutex. From an interrupt it may run on top of a
         // constrained call of this task: its return must not end that call.
         nest(pid);
         return None;
     }
-    count_activity(activity::BLOCKING_SEEN);
+    count_activities(activity::ALLOCS_SEEN, activity::BLOCKING_SEEN);
     let task = current_task();
     let flags = task_flags(task);
     if !is_constrained(effective_gfp(gfp, flags)) {
@@ -129,14 +129,15 @@ pub fn percpu_alloc_tp(ctx: TracePointContext) -> u32 {
 }
 
 fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
-    let atomic: u8 = unsafe { ctx.read_at(cfg!(tp_pcpu_atomic_off) as usize) }.ok()?;
-    count_activity(activity::ALLOCS_SEEN);
-    if atomic != 0 {
+    let atomic = tp_field::u8_at(ctx, cfg!(tp_pcpu_atomic_off));
+    if atomic != Some(0) {
+        // Atomic (never takes the mutex), or unreadable: seen, nothing more.
+        count_activity(activity::ALLOCS_SEEN);
         return None;
     }
-    count_activity(activity::BLOCKING_SEEN);
+    count_activities(activity::ALLOCS_SEEN, activity::BLOCKING_SEEN);
     // gfp_flags is `gfp_t` (4 bytes) or `unsigned long`: little-endian, the low word is the mask.
-    let gfp: u32 = unsafe { ctx.read_at(cfg!(tp_pcpu_gfp_off) as usize) }.ok()?;
+    let gfp = tp_field::u32_at(ctx, cfg!(tp_pcpu_gfp_off))?;
     let task = current_task();
     let flags = task_flags(task);
     if !is_constrained(effective_gfp(gfp, flags)) {

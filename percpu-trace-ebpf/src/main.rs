@@ -9,6 +9,8 @@
 // An atomic add on a shared map value (`live_add`): the BPF target has no RMW atomics in
 // core::sync::atomic, but LLVM lowers the intrinsic to the BPF atomic add.
 #![feature(core_intrinsics)]
+// Constant-offset tracepoint context loads (`tp_field`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 #![no_main]
 
@@ -187,15 +189,29 @@ fn untrack<V>(map: &HashMap<u32, V>, pid: u32) {
 #[map]
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_reason::COUNT, 0);
 
-/// Host-wide activity (see `percpu_trace_common::activity`).
+/// Host-wide activity (see `percpu_trace_common::activity`): one per-CPU value holding
+/// every counter, so a program that counts two of them (every percpu allocation counts
+/// "seen" and most "blocking") does one map lookup.
 #[map]
-static ACTIVITY: PerCpuArray<u64> = PerCpuArray::with_max_entries(activity::COUNT, 0);
+static ACTIVITY: PerCpuArray<[u64; activity::COUNT as usize]> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn count_activity(what: u32) {
-    if let Some(v) = ACTIVITY.get_ptr_mut(what) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *v += 1 };
+    count_activities(what, u32::MAX);
+}
+
+/// Counts `a` and, unless it is `u32::MAX`, `b`, with one lookup.
+#[inline(always)]
+fn count_activities(a: u32, b: u32) {
+    if let Some(v) = ACTIVITY.get_ptr_mut(0) {
+        // SAFETY: this CPU's value, no concurrent writer on this CPU; indexes checked.
+        let v = unsafe { &mut *v };
+        if let Some(x) = v.get_mut(a as usize) {
+            *x += 1;
+        }
+        if let Some(x) = v.get_mut(b as usize) {
+            *x += 1;
+        }
     }
 }
 
@@ -265,7 +281,6 @@ fn effective_gfp(gfp: u32, flags: u32) -> u32 {
 /// argument, then an IO_FLUSHER scope, a NOIO scope, a NOFS scope.
 #[inline(always)]
 fn count_constrained(gfp: u32, flags: u32) {
-    count_activity(activity::CONSTRAINED);
     let both = cfg!(gfp_io) | cfg!(gfp_fs);
     let noio = cfg!(pf_memalloc_noio);
     let flusher = noio | cfg!(pf_local_throttle);
@@ -278,7 +293,7 @@ fn count_constrained(gfp: u32, flags: u32) {
     } else {
         activity::BY_NOFS_SCOPE
     };
-    count_activity(why);
+    count_activities(activity::CONSTRAINED, why);
 }
 
 #[inline(always)]
@@ -540,6 +555,7 @@ mod alloc;
 mod chunk;
 mod lifetime;
 mod reclaim;
+mod tp_field;
 mod waiters;
 
 #[cfg(not(test))]

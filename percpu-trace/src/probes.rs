@@ -160,19 +160,22 @@ impl DropCounters {
     }
 }
 
+/// All activity counters of one CPU (the map's single value: one lookup counts two).
+type ActivityValue = [u64; percpu_trace_common::activity::COUNT as usize];
+
 /// Host-wide activity counters (see `percpu_trace_common::activity`).
-pub struct ActivityCounters(PerCpuArray<MapData, u64>);
+pub struct ActivityCounters(PerCpuArray<MapData, ActivityValue>);
 
 impl ActivityCounters {
     /// Totals over CPUs, by counter name.
     pub fn read(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         use percpu_trace_common::activity;
-        let mut out = std::collections::BTreeMap::new();
-        for (i, name) in activity::NAMES.iter().enumerate() {
-            let per_cpu = self.0.get(&(i as u32), 0).context("reading ACTIVITY")?;
-            out.insert(name.to_string(), per_cpu.iter().sum());
-        }
-        Ok(out)
+        let per_cpu = self.0.get(&0, 0).context("reading ACTIVITY")?;
+        Ok(activity::NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.to_string(), per_cpu.iter().map(|cpu| cpu[i]).sum()))
+            .collect())
     }
 }
 

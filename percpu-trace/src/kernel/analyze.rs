@@ -5,6 +5,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
+    sync::Arc,
 };
 
 use super::{
@@ -32,7 +33,8 @@ pub(crate) struct Inputs {
     pub btf: Option<Box<dyn TypeSource>>,
     pub btf_status: BtfStatus,
     pub kallsyms_path: PathBuf,
-    pub kallsyms: Result<String, String>,
+    /// /proc/kallsyms parsed (shared with the gathering side's code scan), or why not.
+    pub kallsyms: Result<Arc<SymbolTable>, String>,
     pub kptr_restrict: Option<u32>,
     /// (path, text) of System.map, or why none.
     pub system_map: Result<(String, String), String>,
@@ -55,8 +57,8 @@ pub(crate) fn analyze(inp: Inputs) -> Kernel {
     let src = inp.btf.as_deref();
 
     let (table, kallsyms_error) = match &inp.kallsyms {
-        Ok(t) => (SymbolTable::parse(t), None),
-        Err(e) => (SymbolTable::default(), Some(e.clone())),
+        Ok(t) => (t.clone(), None),
+        Err(e) => (Arc::new(SymbolTable::default()), Some(e.clone())),
     };
     let syms = resolve_roles(
         &table,
@@ -128,7 +130,12 @@ pub(crate) fn resolve_roles(
     kprobe_blacklist: Option<&str>,
     notes: &mut Vec<String>,
 ) -> BTreeMap<String, ResolvedSymbol> {
-    let ftrace = filter_functions.map(symbols::parse_filter_functions);
+    // Only the names of the roles' functions and their compiler clones are ever looked up.
+    let wanted = |name: &str| {
+        let base = symbols::split_suffix(name).0;
+        ROLES.iter().any(|(_, alts)| alts.contains(&base))
+    };
+    let ftrace = filter_functions.map(|t| symbols::parse_filter_functions(t, wanted));
     let blacklist = kprobe_blacklist.map(symbols::parse_kprobe_blacklist);
     let mut syms = BTreeMap::new();
     for (role, alts) in ROLES {

@@ -77,7 +77,9 @@ fn inputs(name: &str) -> Inputs {
         },
         btf,
         kallsyms_path: d.join("kallsyms"),
-        kallsyms: read("kallsyms").ok_or_else(|| "missing".to_string()),
+        kallsyms: read("kallsyms")
+            .map(|t| std::sync::Arc::new(super::symbols::SymbolTable::parse(&t)))
+            .ok_or_else(|| "missing".to_string()),
         kptr_restrict: misc_get("kptr_restrict").and_then(|s| s.parse().ok()),
         system_map: Err("no System.map".into()),
         filter_functions: read("available_filter_functions"),

@@ -6,7 +6,7 @@
 //! BPF syscalls are not made here: they belong to the probes side, which implements
 //! [`BpfProbe`]. Passing it in keeps `kernel` free of any dependency on `probes` (which
 //! depends on `kernel` for the plan).
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use anyhow::Result;
 
@@ -98,22 +98,30 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
         .system_map
         .clone()
         .unwrap_or_else(|| root.join(format!("boot/System.map-{}", uts.0)));
-    let system_map = std::fs::read_to_string(&system_map_path)
-        .map(|t| (system_map_path.display().to_string(), t))
-        .map_err(|e| format!("{}: {e}", system_map_path.display()));
-    let kallsyms_text = std::fs::read_to_string(&opts.kallsyms)
+    // Only the lines the KASLR-shifted lookup needs: a whole System.map is megabytes.
+    let system_map = symbols::read_lines_matching(&system_map_path, |name| {
+        SYSTEM_MAP_NAMES.contains(&name)
+    })
+    .map(|t| (system_map_path.display().to_string(), t))
+    .map_err(|e| format!("{}: {e}", system_map_path.display()));
+    // kallsyms is parsed once, into one table shared by analysis and the code scan, and
+    // its text (10 MB and more on Debian's arm64 kernels) is dropped before anything else
+    // big is read: discovery is the tool's peak memory.
+    let kallsyms = std::fs::read_to_string(&opts.kallsyms)
+        .map(|text| (Arc::new(SymbolTable::parse(&text)), function_starts(&text)))
         .map_err(|e| format!("{}: {e}", opts.kallsyms.display()));
-    let code_scan_table = match (&kallsyms_text, scan) {
-        (Ok(t), true) => Some(SymbolTable::parse(t)),
+    let code_scan_table = match (&kallsyms, scan) {
+        (Ok((t, _)), true) => Some(t.clone()),
         _ => None,
     };
-    let fix_code = match (&kallsyms_text, &code_scan_table) {
-        (Ok(text), Some(table)) => read_fix_code(text, table, &uts.1, &mut mem),
+    let fix_code = match (&kallsyms, &code_scan_table) {
+        (Ok((_, starts)), Some(table)) => read_fix_code(starts, table, &uts.1, &mut mem),
         _ => FixCode::unread(
             &uts.1,
             "code reading disabled, no privileges or no kallsyms",
         ),
     };
+    let kallsyms = kallsyms.map(|(t, _)| t);
     let inputs = Inputs {
         release: uts.0,
         build: Some(uts.2).filter(|s| !s.is_empty()),
@@ -123,7 +131,7 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
         btf,
         btf_status,
         kallsyms_path: opts.kallsyms.clone(),
-        kallsyms: kallsyms_text,
+        kallsyms,
         kptr_restrict: read(&root.join("proc/sys/kernel/kptr_restrict"))
             .and_then(|s| s.trim().parse().ok()),
         system_map,
@@ -147,7 +155,7 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
 /// `bpf`. Records the address or why not in `k.mutex`.
 fn scan_for_mutex(
     k: &mut Kernel,
-    code_scan_table: Option<SymbolTable>,
+    code_scan_table: Option<Arc<SymbolTable>>,
     mem: &mut Result<Box<dyn KernelMemory>, String>,
 ) {
     match code_scan_table {
@@ -200,18 +208,28 @@ const MAX_FUNCTION_BYTES: u64 = 16 * 1024;
 
 /// Reads the code of pcpu_alloc and pcpu_populate_chunk (from the start of each to the next
 /// kallsyms symbol) through `bpf`, for `fix_code`.
-fn read_fix_code(
-    kallsyms: &str,
-    table: &SymbolTable,
-    arch: &str,
-    mem: &mut Result<Box<dyn KernelMemory>, String>,
-) -> FixCode {
+/// System.map symbols discovery uses (the mutex and the KASLR anchors).
+const SYSTEM_MAP_NAMES: [&str; 3] = ["pcpu_alloc_mutex", "_stext", "_text"];
+
+/// Sorted start addresses of every vmlinux symbol (`__pfx_` padding included): where a
+/// function read for the fix evidence ends.
+fn function_starts(kallsyms: &str) -> Vec<u64> {
     let mut starts: Vec<u64> = symbols::kallsyms_lines(kallsyms)
         .filter(|l| l.module.is_none() && l.addr != 0)
         .map(|l| l.addr)
         .collect();
     starts.sort_unstable();
     starts.dedup();
+    starts.shrink_to_fit();
+    starts
+}
+
+fn read_fix_code(
+    starts: &[u64],
+    table: &SymbolTable,
+    arch: &str,
+    mem: &mut Result<Box<dyn KernelMemory>, String>,
+) -> FixCode {
     let mem = match mem {
         Ok(m) => m,
         Err(e) => return FixCode::unread(arch, &format!("kernel memory reader: {e}")),

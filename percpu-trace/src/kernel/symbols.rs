@@ -247,13 +247,32 @@ impl ResolvedSymbol {
     }
 }
 
-/// Names from available_filter_functions ("name" or "name [module]").
-pub fn parse_filter_functions(text: &str) -> HashSet<String> {
+/// The lines of a kallsyms-format file (System.map) whose symbol name `keep` accepts, read
+/// line by line so the whole file is never in memory.
+pub fn read_lines_matching(
+    path: &std::path::Path,
+    keep: impl Fn(&str) -> bool,
+) -> std::io::Result<String> {
+    use std::io::BufRead;
+    let mut out = String::new();
+    for line in std::io::BufReader::new(std::fs::File::open(path)?).lines() {
+        let line = line?;
+        if line.split_whitespace().nth(2).is_some_and(&keep) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// vmlinux names from available_filter_functions ("name" or "name [module]") that `keep`
+/// accepts (the file lists every traceable function: tens of thousands).
+pub fn parse_filter_functions(text: &str, keep: impl Fn(&str) -> bool) -> HashSet<String> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
             let name = it.next()?;
-            it.next().is_none().then(|| name.to_string())
+            (it.next().is_none() && keep(name)).then(|| name.to_string())
         })
         .collect()
 }
@@ -487,7 +506,7 @@ mod tests {
         let t =
             SymbolTable::parse("0000000000000000 T try_to_free_pages\n0000000000000000 T _stext\n");
         assert!(t.zeroed);
-        let ff = parse_filter_functions("try_to_free_pages\nfoo [mod]\n");
+        let ff = parse_filter_functions("try_to_free_pages\nfoo [mod]\n", |_| true);
         let bl = parse_kprobe_blacklist("0xffffffff81000000-0xffffffff81000010\tother\n");
         let r = resolve(&t, &["try_to_free_pages"], Some(&ff), Some(&bl));
         assert_eq!(r.addr, None);

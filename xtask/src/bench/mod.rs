@@ -206,6 +206,7 @@ fn run_workload(w: Workload, sz: &Sizes, tag: &str) -> Result<f64> {
             std::thread::sleep(Duration::from_secs(1));
             t
         }
+        Workload::Exits => workload::exits(sz.exits)?.as_secs_f64(),
     })
 }
 
@@ -231,6 +232,7 @@ fn one_sample(
         (None, Workload::PercpuArrays) => {
             workload::percpu_arrays(sz.maps, sz.entries, sz.value)?.as_secs_f64()
         }
+        (None, Workload::Exits) => workload::exits(sz.exits)?.as_secs_f64(),
         (None, _) => workload::netns(sz.netns)?.as_secs_f64(),
     };
     let after = match &running {

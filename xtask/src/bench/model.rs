@@ -38,11 +38,17 @@ pub(super) enum Workload {
     PercpuArrays,
     /// Unconstrained: network namespace creation.
     Netns,
+    /// Unconstrained: short-lived threads (every exit runs the process-exit program).
+    Exits,
 }
 
 impl Workload {
-    pub(super) const ALL: [Workload; 3] =
-        [Workload::Blkio, Workload::PercpuArrays, Workload::Netns];
+    pub(super) const ALL: [Workload; 4] = [
+        Workload::Blkio,
+        Workload::PercpuArrays,
+        Workload::Netns,
+        Workload::Exits,
+    ];
 
     pub(super) fn describe(self, sz: &Sizes) -> String {
         match self {
@@ -58,6 +64,10 @@ impl Workload {
                 "unconstrained: {} network namespaces (unshare CLONE_NEWNET)",
                 sz.netns
             ),
+            Workload::Exits => format!(
+                "unconstrained: {} threads started and exited one after another",
+                sz.exits
+            ),
         }
     }
 
@@ -66,6 +76,7 @@ impl Workload {
             Workload::Blkio => sz.cgroups,
             Workload::PercpuArrays => sz.maps,
             Workload::Netns => sz.netns,
+            Workload::Exits => sz.exits,
         }
     }
 }
@@ -77,6 +88,8 @@ pub(super) struct Sizes {
     pub(super) entries: u32,
     pub(super) value: u32,
     pub(super) netns: usize,
+    /// Threads of the exit workload.
+    pub(super) exits: usize,
     /// Seconds per ring-buffer rate step.
     pub(super) step_secs: u64,
 }
@@ -90,6 +103,7 @@ impl Sizes {
                 entries: 16,
                 value: 4096,
                 netns: 20,
+                exits: 200,
                 step_secs: 1,
             }
         } else {
@@ -99,6 +113,7 @@ impl Sizes {
                 entries: 16,
                 value: 4096,
                 netns: 300,
+                exits: 3000,
                 step_secs: 3,
             }
         }

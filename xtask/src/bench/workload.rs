@@ -176,3 +176,16 @@ pub fn netns(n: usize) -> Result<Duration> {
     .join()
     .map_err(|_| anyhow::anyhow!("netns thread panicked"))?
 }
+
+/// `n` threads, each started and joined before the next: `n` task exits, so the
+/// process-exit programs' cost is measured over many runs (a few dozen exits of the other
+/// workloads hit cold caches on every one).
+pub fn exits(n: usize) -> Result<Duration> {
+    let t = Instant::now();
+    for _ in 0..n {
+        std::thread::spawn(|| ())
+            .join()
+            .map_err(|_| anyhow::anyhow!("exit thread panicked"))?;
+    }
+    Ok(t.elapsed())
+}

@@ -38,10 +38,16 @@ pub fn assess_rss(d: &Path) -> Result<String, String> {
         .find_map(|l| l.strip_prefix("Arch:"))
         .map_or("x86_64", str::trim);
     let max = max_rss_kib(arch);
+    // Where the peak was reached: by the time the probes were attached, or later.
+    let at_attach = status
+        .lines()
+        .find_map(|l| l.strip_prefix("AttachVmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .map_or(String::new(), |n| format!(" ({n}kB at attach)"));
     match peak_rss_kib(&status) {
-        Some(kib) if kib < max => Ok(format!("VmHWM={kib}kB")),
+        Some(kib) if kib < max => Ok(format!("VmHWM={kib}kB{at_attach}")),
         Some(kib) => Err(format!(
-            "record peak RSS {kib} kB (VmHWM), the limit on {arch} is {max} kB"
+            "record peak RSS {kib} kB (VmHWM{at_attach}), the limit on {arch} is {max} kB"
         )),
         None => Err("no VmHWM of the recorder (rss.txt missing or unreadable)".into()),
     }

@@ -236,12 +236,15 @@ const TOOL_FNS: &str = r#"start_tool() {
   # about detection. The workloads stay killable.
   echo -1000 > /proc/$TP/oom_score_adj
   pt-workload wait-attached --before /tmp/before.$N --pid $TP > $D/attach.out 2>&1 || say FAIL attach $D
+  # The peak so far is start-up's (discovery, load, attach): told apart from the run's.
+  sed -n 's/^VmHWM:/AttachVmHWM:/p' /proc/$TP/status > $D/rss-attach.txt
 }
 stop_tool() {
   sleep 2
   # Peak memory of the recorder over the whole scenario (asserted on the host).
   grep -E '^Vm(HWM|RSS):' /proc/$TP/status > $D/rss.txt
   echo "Arch: $(uname -m)" >> $D/rss.txt
+  cat $D/rss-attach.txt >> $D/rss.txt
   kill -TERM $TP
   wait $TP
   echo $? > $D/record.rc

@@ -1,0 +1,64 @@
+//! Tracepoint fields at load-time offsets, read without a helper call where possible.
+//!
+//! The verifier accepts a tracepoint context load only at an offset fixed in the
+//! instruction, so `TracePointContext::read_at` with a CONFIG offset costs a
+//! `bpf_probe_read` helper call per field. But the offsets of the fields read on hot paths
+//! are the same on every kernel this tool supports (the tracefs formats of 6.1 to 7.3 and the
+//! host's, in the kernel fixtures), so each reader has one arm per such offset with a direct
+//! load at that constant offset, and the helper only for any other. CONFIG lives in the
+//! frozen `.rodata` map, so the verifier knows the offset and checks only the arm taken.
+//! The loads are inline assembly so LLVM cannot merge the arms back into one load at a
+//! computed offset, which the verifier would refuse.
+use aya_ebpf::{programs::TracePointContext, EbpfContext};
+
+/// One direct context load of `$size` (`u8`, `u32`, `u64`) at constant `$off`.
+macro_rules! ctx_load {
+    ($ctx:expr, $size:literal, $off:literal) => {{
+        let v: u64;
+        // SAFETY: a load from the tracepoint's own record inside its size; the verifier
+        // checks the offset and size against the context.
+        unsafe {
+            core::arch::asm!(
+                concat!("{v} = *(", $size, " *)({p} + ", $off, ")"),
+                v = out(reg) v,
+                p = in(reg) $ctx.as_ptr(),
+                options(readonly, nostack, preserves_flags),
+            )
+        };
+        v
+    }};
+}
+
+/// A `bool`/`u8` field (percpu_alloc_percpu's `is_atomic` at 17 on every supported kernel).
+#[inline(always)]
+pub fn u8_at(ctx: &TracePointContext, off: u32) -> Option<u8> {
+    match off {
+        17 => Some(ctx_load!(ctx, "u8", 17) as u8),
+        16 => Some(ctx_load!(ctx, "u8", 16) as u8),
+        // SAFETY: the helper checks the read.
+        _ => unsafe { ctx.read_at(off as usize) }.ok(),
+    }
+}
+
+/// The low 32 bits of a field (a gfp mask: `gfp_t` or `unsigned long`, little-endian):
+/// percpu_alloc_percpu's `gfp_flags` at 72, vmscan's at 8 (7.x) or 16 (6.x).
+#[inline(always)]
+pub fn u32_at(ctx: &TracePointContext, off: u32) -> Option<u32> {
+    match off {
+        72 => Some(ctx_load!(ctx, "u32", 72) as u32),
+        8 => Some(ctx_load!(ctx, "u32", 8) as u32),
+        16 => Some(ctx_load!(ctx, "u32", 16) as u32),
+        // SAFETY: the helper checks the read.
+        _ => unsafe { ctx.read_at(off as usize) }.ok(),
+    }
+}
+
+/// A 64-bit field (lock:contention_begin/end's `lock_addr` at 8 on every supported kernel).
+#[inline(always)]
+pub fn u64_at(ctx: &TracePointContext, off: u32) -> Option<u64> {
+    match off {
+        8 => Some(ctx_load!(ctx, "u64", 8)),
+        // SAFETY: the helper checks the read.
+        _ => unsafe { ctx.read_at(off as usize) }.ok(),
+    }
+}
