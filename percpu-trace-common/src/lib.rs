@@ -238,6 +238,12 @@ pub struct ProbeConfig {
     /// Byte offset of task_struct.pid (0: unknown; the owner of the mutex is then not
     /// named at contention_begin).
     pub task_pid_off: u32,
+    /// 1 when the running kernel has BTF, so the current task's `flags` can be a direct
+    /// load through `bpf_get_current_task_btf` instead of a `bpf_probe_read` (0: the
+    /// helper read; userspace also falls back to 0 when a program using it fails to load).
+    pub task_btf: u32,
+    /// Keeps the size a multiple of 8 with no implicit padding (the struct is `Pod`).
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
@@ -255,6 +261,6 @@ mod tests {
     fn layouts_have_no_holes() {
         assert_eq!(core::mem::size_of::<RawEvent>(), 88);
         assert_eq!(core::mem::size_of::<ProbeConfig>() % 8, 0);
-        assert_eq!(core::mem::size_of::<ProbeConfig>(), 16 + 36 * 4);
+        assert_eq!(core::mem::size_of::<ProbeConfig>(), 16 + 38 * 4);
     }
 }

@@ -68,6 +68,8 @@ static CONFIG: ProbeConfig = ProbeConfig {
     pf_local_throttle: 0,
     tracepoint_mode: 0,
     task_pid_off: 0,
+    task_btf: 0,
+    _pad: 0,
 };
 
 /// Reads one field of CONFIG so the verifier sees a load from .rodata, not a constant.
@@ -227,10 +229,16 @@ fn current_task() -> u64 {
     unsafe { bpf_get_current_task() }
 }
 
+/// `flags` of `task`, which is always the current task (`current_task()`).
 #[inline(always)]
 fn task_flags(task: u64) -> u32 {
-    let off = cfg!(task_flags_off) as u64;
-    unsafe { bpf_probe_read_kernel((task + off) as *const u32) }.unwrap_or(0)
+    let off = cfg!(task_flags_off);
+    if cfg!(task_btf) != 0 {
+        if let Some(v) = tp_field::current_task_u32(off) {
+            return v;
+        }
+    }
+    unsafe { bpf_probe_read_kernel((task + off as u64) as *const u32) }.unwrap_or(0)
 }
 
 /// State bits describing whether `task` holds pcpu_alloc_mutex right now.

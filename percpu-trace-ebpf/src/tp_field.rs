@@ -1,4 +1,5 @@
-//! Tracepoint fields at load-time offsets, read without a helper call where possible.
+//! Tracepoint fields and the current task's `flags` at load-time offsets, read without a
+//! helper call where possible.
 //!
 //! The verifier accepts a tracepoint context load only at an offset fixed in the
 //! instruction, so `TracePointContext::read_at` with a CONFIG offset costs a
@@ -9,7 +10,7 @@
 //! frozen `.rodata` map, so the verifier knows the offset and checks only the arm taken.
 //! The loads are inline assembly so LLVM cannot merge the arms back into one load at a
 //! computed offset, which the verifier would refuse.
-use aya_ebpf::{programs::TracePointContext, EbpfContext};
+use aya_ebpf::{helpers::bpf_get_current_task_btf, programs::TracePointContext, EbpfContext};
 
 /// One direct context load of `$size` (`u8`, `u32`, `u64`) at constant `$off`.
 macro_rules! ctx_load {
@@ -21,7 +22,7 @@ macro_rules! ctx_load {
             core::arch::asm!(
                 concat!("{v} = *(", $size, " *)({p} + ", $off, ")"),
                 v = out(reg) v,
-                p = in(reg) $ctx.as_ptr(),
+                p = in(reg) $ctx,
                 options(readonly, nostack, preserves_flags),
             )
         };
@@ -33,8 +34,8 @@ macro_rules! ctx_load {
 #[inline(always)]
 pub fn u8_at(ctx: &TracePointContext, off: u32) -> Option<u8> {
     match off {
-        17 => Some(ctx_load!(ctx, "u8", 17) as u8),
-        16 => Some(ctx_load!(ctx, "u8", 16) as u8),
+        17 => Some(ctx_load!(ctx.as_ptr(), "u8", 17) as u8),
+        16 => Some(ctx_load!(ctx.as_ptr(), "u8", 16) as u8),
         // SAFETY: the helper checks the read.
         _ => unsafe { ctx.read_at(off as usize) }.ok(),
     }
@@ -45,9 +46,9 @@ pub fn u8_at(ctx: &TracePointContext, off: u32) -> Option<u8> {
 #[inline(always)]
 pub fn u32_at(ctx: &TracePointContext, off: u32) -> Option<u32> {
     match off {
-        72 => Some(ctx_load!(ctx, "u32", 72) as u32),
-        8 => Some(ctx_load!(ctx, "u32", 8) as u32),
-        16 => Some(ctx_load!(ctx, "u32", 16) as u32),
+        72 => Some(ctx_load!(ctx.as_ptr(), "u32", 72) as u32),
+        8 => Some(ctx_load!(ctx.as_ptr(), "u32", 8) as u32),
+        16 => Some(ctx_load!(ctx.as_ptr(), "u32", 16) as u32),
         // SAFETY: the helper checks the read.
         _ => unsafe { ctx.read_at(off as usize) }.ok(),
     }
@@ -57,8 +58,32 @@ pub fn u32_at(ctx: &TracePointContext, off: u32) -> Option<u32> {
 #[inline(always)]
 pub fn u64_at(ctx: &TracePointContext, off: u32) -> Option<u64> {
     match off {
-        8 => Some(ctx_load!(ctx, "u64", 8)),
+        8 => Some(ctx_load!(ctx.as_ptr(), "u64", 8)),
         // SAFETY: the helper checks the read.
         _ => unsafe { ctx.read_at(off as usize) }.ok(),
     }
+}
+
+/// A 32-bit field of the current task (`task_struct.flags`) at `off`, a direct load through
+/// the BTF pointer `bpf_get_current_task_btf` returns (the verifier checks the offset
+/// against task_struct's BTF). `flags` sits after thread_info, `__state`, `stack` and
+/// `usage`: 44 on x86_64 from 6.1 to 7.3; the arms cover every 4-byte offset up to 128
+/// for the other architectures and configurations. None past that (the caller reads it
+/// with the helper).
+#[inline(always)]
+pub fn current_task_u32(off: u32) -> Option<u32> {
+    macro_rules! arms {
+        ($($o:literal)*) => {
+            match off {
+                $($o => {
+                    // SAFETY: a trusted, non-null pointer to the running task.
+                    let t = unsafe { bpf_get_current_task_btf() };
+                    Some(ctx_load!(t, "u32", $o) as u32)
+                })*
+                _ => None,
+            }
+        };
+    }
+    arms!(0 4 8 12 16 20 24 28 32 36 40 44 48 52 56 60 64 68 72 76 80 84 88 92 96 100 104 108
+          112 116 120 124 128)
 }

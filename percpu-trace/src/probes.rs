@@ -51,8 +51,33 @@ impl Probes {
     /// has fentry/fexit attachments, after the object is loaded, and dropped once they are
     /// attached: two parsed copies of it would be the tool's peak memory. Fails when
     /// nothing at all could be attached.
+    ///
+    /// With `task_btf` set, a program that fails to load makes the whole set load again
+    /// without it (task flags read with the helper, as on a kernel without BTF): no kernel
+    /// this tool supports is known to refuse the direct read, but one that did must still
+    /// be traced.
     pub fn attach(plan: &AttachPlan, btf_file: Option<&Path>) -> Result<Self> {
-        let mut ebpf = load_object(&plan.config, Some(plan.ring_bytes))?;
+        let first = Self::attach_with(plan, &plan.config, btf_file);
+        let retry =
+            plan.config.task_btf != 0 && first.as_ref().map_or(true, |p| !p.failed.is_empty());
+        if !retry {
+            return first;
+        }
+        // Everything the first attempt attached is detached before the second.
+        drop(first);
+        let config = percpu_trace_common::ProbeConfig {
+            task_btf: 0,
+            ..plan.config
+        };
+        Self::attach_with(plan, &config, btf_file)
+    }
+
+    fn attach_with(
+        plan: &AttachPlan,
+        config: &percpu_trace_common::ProbeConfig,
+        btf_file: Option<&Path>,
+    ) -> Result<Self> {
+        let mut ebpf = load_object(config, Some(plan.ring_bytes))?;
         let btf = kernel_btf(plan, btf_file)?;
         let btf = btf.as_ref();
         let mut attached = Vec::new();

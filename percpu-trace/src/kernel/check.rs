@@ -291,6 +291,7 @@ pub fn render_json(k: &Kernel, plan: &AttachPlan) -> Value {
         "pf_local_throttle": c.pf_local_throttle,
         "tracepoint_mode": c.tracepoint_mode,
         "task_pid_off": c.task_pid_off,
+        "task_btf": c.task_btf,
         "filter_tgid": c.filter_tgid,
         "arg_pcpu_size": c.arg_pcpu_size,
         "arg_pcpu_align": c.arg_pcpu_align,

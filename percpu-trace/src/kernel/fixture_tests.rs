@@ -131,6 +131,8 @@ fn host_6_18_no_kprobes_no_mutex_unpatched() {
     assert_eq!(plan.config.tp_reclaim_order_off, 8);
     assert_eq!(plan.config.tp_reclaim_gfp_off, 16);
     assert_eq!(plan.config.mutex_addr, 0);
+    // The kernel's own BTF: task flags are read through bpf_get_current_task_btf.
+    assert_eq!(plan.config.task_btf, 1);
     let by = |p: &str| {
         plan.probes
             .iter()
@@ -308,6 +310,7 @@ fn missing_btf_falls_back_to_tables() {
     assert_eq!(k.task.flags, None);
     let c = k.plan(AttachMode::Kprobe).unwrap().config;
     assert_eq!(c.arg_pcpu_gfp, 3);
+    assert_eq!(c.task_btf, 0, "no flags offset from BTF: the helper read");
     assert_eq!(
         c.pf_memalloc_noio, 0,
         "scope bits are off when task flags cannot be read"
@@ -318,14 +321,14 @@ fn missing_btf_falls_back_to_tables() {
 #[test]
 fn zeroed_kallsyms_hide_the_mutex() {
     let mut i = inputs("debian-7.2.13");
-    let zeroed: String = i
-        .kallsyms
-        .as_ref()
-        .unwrap()
+    let text = std::fs::read_to_string(dir("debian-7.2.13").join("kallsyms")).unwrap();
+    let zeroed: String = text
         .lines()
         .map(|l| format!("0000000000000000{}\n", &l[16..]))
         .collect();
-    i.kallsyms = Ok(zeroed);
+    i.kallsyms = Ok(std::sync::Arc::new(super::symbols::SymbolTable::parse(
+        &zeroed,
+    )));
     let k = analyze(i);
     assert!(k.kallsyms.zeroed);
     assert_eq!(k.mutex.addr, None);

@@ -99,11 +99,10 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
         .clone()
         .unwrap_or_else(|| root.join(format!("boot/System.map-{}", uts.0)));
     // Only the lines the KASLR-shifted lookup needs: a whole System.map is megabytes.
-    let system_map = symbols::read_lines_matching(&system_map_path, |name| {
-        SYSTEM_MAP_NAMES.contains(&name)
-    })
-    .map(|t| (system_map_path.display().to_string(), t))
-    .map_err(|e| format!("{}: {e}", system_map_path.display()));
+    let system_map =
+        symbols::read_lines_matching(&system_map_path, |name| SYSTEM_MAP_NAMES.contains(&name))
+            .map(|t| (system_map_path.display().to_string(), t))
+            .map_err(|e| format!("{}: {e}", system_map_path.display()));
     // kallsyms is parsed once, into one table shared by analysis and the code scan, and
     // its text (10 MB and more on Debian's arm64 kernels) is dropped before anything else
     // big is read: discovery is the tool's peak memory.

@@ -430,6 +430,10 @@ impl Kernel {
             },
             tracepoint_mode: 0,
             task_pid_off: self.task.pid.unwrap_or(0),
+            // The running kernel's own BTF (not a --btf file): the helper that returns the
+            // task as a BTF pointer needs it.
+            task_btf: u32::from(flags_known && !self.btf.from_user && self.btf.path.is_some()),
+            _pad: 0,
         }
     }
 
