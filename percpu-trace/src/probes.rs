@@ -372,9 +372,11 @@ impl kernel::BpfProbe for BpfProber {
 /// tracepoint) without attaching anything: proof that this kernel's verifier accepts them.
 /// fentry/fexit programs are verified against a function at load time, so they are listed
 /// as not checked here.
-pub fn verify_programs() -> Result<Vec<(String, std::result::Result<(), String>)>> {
+pub fn verify_programs(
+    config: &percpu_trace_common::ProbeConfig,
+) -> Result<Vec<(String, std::result::Result<(), String>)>> {
     use aya::programs::Program;
-    let mut ebpf = load_object(&percpu_trace_common::ProbeConfig::default(), None)?;
+    let mut ebpf = load_object(config, None)?;
     let names: Vec<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
     let mut out = Vec::new();
     for name in names {

@@ -412,22 +412,37 @@ fn tempfile_dir() -> std::path::PathBuf {
 #[ignore = "needs root; run by `cargo xtask test`"]
 fn every_kprobe_and_tracepoint_program_passes_this_verifier() {
     assert_root();
-    let results = percpu_trace::probes::verify_programs().expect("loading the object");
-    let mut checked = 0;
-    for (name, res) in &results {
-        match res {
-            Ok(()) => checked += 1,
-            Err(e) if e.starts_with("not checked") => assert!(
-                name.starts_with("fentry_") || name.starts_with("fexit_"),
-                "{name}: {e}"
-            ),
-            Err(e) => panic!("{name} rejected by the verifier: {e}"),
+    // Both the all-zero configuration (every offset unknown: helper reads) and this
+    // kernel's own (its tracepoint offsets and, with its BTF, task flags read through
+    // bpf_get_current_task_btf): the verifier checks only the paths CONFIG selects.
+    let k = percpu_trace::kernel::discover(
+        &percpu_trace::kernel::DiscoverOptions::default(),
+        &percpu_trace::probes::BpfProber,
+    )
+    .expect("discovery");
+    let own = k
+        .plan(percpu_trace::kernel::plan::AttachMode::Auto)
+        .expect("a plan")
+        .config;
+    assert_eq!(own.task_btf, 1, "this kernel has BTF: {own:?}");
+    for config in [percpu_trace_common::ProbeConfig::default(), own] {
+        let results = percpu_trace::probes::verify_programs(&config).expect("loading the object");
+        let mut checked = 0;
+        for (name, res) in &results {
+            match res {
+                Ok(()) => checked += 1,
+                Err(e) if e.starts_with("not checked") => assert!(
+                    name.starts_with("fentry_") || name.starts_with("fexit_"),
+                    "{name}: {e}"
+                ),
+                Err(e) => panic!("{name} rejected by the verifier with {config:?}: {e}"),
+            }
         }
+        assert!(
+            checked >= 17,
+            "only {checked} programs verified: {results:?}"
+        );
     }
-    assert!(
-        checked >= 17,
-        "only {checked} programs verified: {results:?}"
-    );
 }
 
 /// Runs `percpu-trace report FILE --format json` and returns the report.
