@@ -19,6 +19,7 @@ use crate::kernel::{
 };
 
 mod fentry_load;
+mod func_btf;
 mod misses;
 
 pub use misses::{MissCounters, Misses};
@@ -215,12 +216,19 @@ fn kernel_btf(plan: &AttachPlan, file: Option<&Path>) -> Result<Option<Btf>> {
     if !needs {
         return Ok(None);
     }
-    let btf = match file {
-        Some(p) => Btf::parse_file(p, aya::Endianness::default()),
-        None => Btf::from_sys_fs(),
-    }
-    .map_err(|e| anyhow!("reading kernel BTF for fentry: {e}"))?;
-    Ok(Some(btf))
+    let functions: Vec<&str> = plan
+        .probes
+        .iter()
+        .filter_map(|p| match &p.attachment {
+            Attachment::Fentry { symbol } | Attachment::Fexit { symbol } => Some(symbol.as_str()),
+            _ => None,
+        })
+        .collect();
+    let path = file.unwrap_or(Path::new("/sys/kernel/btf/vmlinux"));
+    // Only the ids of the attach targets, not aya's parse of every type (see func_btf).
+    func_btf::for_functions(path, &functions)
+        .map(Some)
+        .context("reading kernel BTF for fentry")
 }
 
 /// Loads the embedded object with `config` as its `CONFIG` global and, when given, that
