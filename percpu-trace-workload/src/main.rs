@@ -6,6 +6,7 @@
 mod bpf;
 mod cgroup;
 mod floor;
+mod recursion;
 mod sys;
 mod truth;
 
@@ -100,6 +101,47 @@ enum Cmd {
         #[arg(long, default_value_t = 8)]
         maps: usize,
     },
+    /// A NOIO-gfp mutex holder reclaiming with FS/IO allowed: noio-gfp's io.max writer
+    /// (CPU 0) under contention's pressure (starved kswapd, page-cache churn on CPU 1).
+    Recursion {
+        /// Large file on a real filesystem for page-cache churn.
+        #[arg(long)]
+        file: PathBuf,
+        /// vm.min_free_kbytes while the writer runs.
+        #[arg(long, default_value_t = 20000)]
+        min_free_kbytes: u64,
+        /// io.max passes, each on fresh chains.
+        #[arg(long, default_value_t = 1)]
+        passes: usize,
+        /// Chains per pass.
+        #[arg(long, default_value_t = 6)]
+        chains: usize,
+        /// Cgroups per chain.
+        #[arg(long, default_value_t = 400)]
+        depth: usize,
+        /// Disks (as for noio-gfp).
+        #[arg(long, default_value = "all", value_delimiter = ',')]
+        disks: Vec<String>,
+        /// SCHED_FIFO priority of the writer.
+        #[arg(long, default_value_t = 50)]
+        prio: i32,
+        /// Chain name prefix (unique per run).
+        #[arg(long, default_value = "r")]
+        prefix: String,
+        /// Milliseconds of churn before the first pass.
+        #[arg(long, default_value_t = 2000)]
+        settle_ms: u64,
+        /// Churn readers on CPU 1 during the passes (0: the writer alone reclaims).
+        #[arg(long, default_value_t = 0)]
+        readers: usize,
+        /// Fill the page cache with single pages (POSIX_FADV_RANDOM), not large folios.
+        #[arg(long)]
+        small_pages: bool,
+        /// Once the writer runs, set the min watermark this many pages under the free
+        /// pages (0: keep --min-free-kbytes).
+        #[arg(long, default_value_t = 1024)]
+        margin_pages: u64,
+    },
     /// Print the BPF objects and kprobes alive now, one per line (to a file with --out).
     Snapshot {
         /// Output file.
@@ -193,15 +235,7 @@ fn run(cmd: Cmd) -> Result<()> {
             root,
         } => {
             sys::set_comm("pt-noio-gfp");
-            let disks = if disks == ["all"] {
-                cgroup::all_disks()?
-            } else {
-                disks
-            };
-            let devs = disks
-                .iter()
-                .map(|d| cgroup::disk_dev(d))
-                .collect::<Result<Vec<_>>>()?;
+            let devs = devices(disks)?;
             let o = cgroup::noio_gfp(&root, &prefix, chains, depth, &devs, prio)?;
             println!(
                 "noio-gfp: writes={} blkgs={} noio_allocs~={}",
@@ -227,6 +261,40 @@ fn run(cmd: Cmd) -> Result<()> {
             min_free_kbytes,
             maps,
         } => contention(secs, &file, min_free_kbytes, maps),
+        Cmd::Recursion {
+            file,
+            min_free_kbytes,
+            passes,
+            chains,
+            depth,
+            disks,
+            prio,
+            prefix,
+            settle_ms,
+            readers,
+            small_pages,
+            margin_pages,
+        } => {
+            sys::set_comm("pt-rec-writer");
+            let devs = devices(disks)?;
+            let (writes, blkgs) = recursion::run(&recursion::Args {
+                file,
+                min_free_kbytes,
+                passes,
+                chains,
+                depth,
+                devs,
+                prio,
+                prefix,
+                root: "/sys/fs/cgroup".into(),
+                settle_ms,
+                readers,
+                small_pages,
+                margin_pages,
+            })?;
+            println!("recursion: writes={writes} blkgs={blkgs}");
+            Ok(())
+        }
         Cmd::Snapshot { out } => {
             let text: String = bpf::snapshot()?.into_iter().map(|l| l + "\n").collect();
             match out {
@@ -250,6 +318,16 @@ fn run(cmd: Cmd) -> Result<()> {
             pid,
         } => wait_attached(&before, timeout, min, pid),
     }
+}
+
+/// "MAJ:MIN" of each disk named (`all`: every virtio and null_blk disk).
+fn devices(disks: Vec<String>) -> Result<Vec<String>> {
+    let disks = if disks == ["all"] {
+        cgroup::all_disks()?
+    } else {
+        disks
+    };
+    disks.iter().map(|d| cgroup::disk_dev(d)).collect()
 }
 
 fn percpu_arrays(a: &ArraysArgs) -> Result<()> {
@@ -301,11 +379,23 @@ fn percpu_arrays(a: &ArraysArgs) -> Result<()> {
 }
 
 fn churn(file: &PathBuf, secs: u64) -> Result<u64> {
+    churn_with(file, secs, false)
+}
+
+/// Reads `file` for `secs` (0: once). `small`: POSIX_FADV_RANDOM, so the page cache is made
+/// of single pages (no readahead into large folios): reclaim then frees about
+/// SWAP_CLUSTER_MAX pages a call, not one 2 MiB folio.
+fn churn_with(file: &PathBuf, secs: u64, small: bool) -> Result<u64> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
         let mut f = fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        if small {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid open descriptor; advice only.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+        }
         loop {
             let n = f.read(&mut buf).context("reading")?;
             if n == 0 {

@@ -33,6 +33,21 @@ pub fn pin(pid: libc::pid_t, cpu: usize) -> Result<()> {
     Ok(())
 }
 
+/// Lets `pid` run on every online CPU again.
+pub fn pin_any(pid: libc::pid_t) -> Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in 0..ncpus() {
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!("sched_setaffinity({pid}): {}", io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// SCHED_FIFO at `prio` for the calling process, or SCHED_OTHER when `prio` is 0.
 pub fn set_fifo(prio: i32) -> Result<()> {
     let policy = if prio > 0 {
@@ -106,11 +121,19 @@ pub fn set_comm(name: &str) {
 /// Sets every CPU's fair-server runtime (debugfs, 6.12+) to 0; returns the old values for
 /// [`restore_knobs`]. Nothing to do on kernels without it.
 pub fn fair_server_off() -> Vec<(String, String)> {
+    fair_server_off_on(None)
+}
+
+/// [`fair_server_off`] for one CPU only (`Some(cpu)`), or every CPU (`None`).
+pub fn fair_server_off_on(cpu: Option<usize>) -> Vec<(String, String)> {
     let mut old = Vec::new();
     let Ok(dir) = fs::read_dir("/sys/kernel/debug/sched/fair_server") else {
         return old;
     };
     for e in dir.flatten() {
+        if cpu.is_some_and(|c| e.file_name().to_str() != Some(&format!("cpu{c}"))) {
+            continue;
+        }
         let p = e.path().join("runtime").to_string_lossy().into_owned();
         match write_knob(&p, "0") {
             Ok(v) => old.push((p, v)),
