@@ -6,15 +6,15 @@
 mod bpf;
 mod cgroup;
 mod floor;
+mod page_cache;
 mod recursion;
 mod sys;
 mod truth;
 
 use std::{
     fs,
-    io::Read,
     path::PathBuf,
-    process::{Child, Command, ExitCode},
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
@@ -250,7 +250,7 @@ fn run(cmd: Cmd) -> Result<()> {
             if let Some(c) = cpu {
                 sys::pin(0, c)?;
             }
-            let bytes = churn(&file, secs)?;
+            let bytes = page_cache::churn(&file, secs)?;
             println!("churn: read {} MiB", bytes >> 20);
             Ok(())
         }
@@ -378,40 +378,6 @@ fn percpu_arrays(a: &ArraysArgs) -> Result<()> {
     Ok(())
 }
 
-fn churn(file: &PathBuf, secs: u64) -> Result<u64> {
-    churn_with(file, secs, false)
-}
-
-/// Reads `file` for `secs` (0: once). `small`: POSIX_FADV_RANDOM, so the page cache is made
-/// of single pages (no readahead into large folios): reclaim then frees about
-/// SWAP_CLUSTER_MAX pages a call, not one 2 MiB folio.
-fn churn_with(file: &PathBuf, secs: u64, small: bool) -> Result<u64> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let mut f = fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-        if small {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a valid open descriptor; advice only.
-            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
-        }
-        loop {
-            let n = f.read(&mut buf).context("reading")?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            if secs > 0 && sys::remaining(deadline).is_none() {
-                return Ok(total);
-            }
-        }
-        if secs == 0 || sys::remaining(deadline).is_none() {
-            return Ok(total);
-        }
-    }
-}
-
 fn hog(cpu: usize, secs: u64, prio: i32) -> Result<()> {
     sys::set_comm("pt-hog");
     sys::pin(0, cpu)?;
@@ -427,23 +393,13 @@ fn hog(cpu: usize, secs: u64, prio: i32) -> Result<()> {
     Ok(())
 }
 
-/// Runs this binary again with `args` (children are separate processes so each can have its
-/// own scope, CPU and scheduling policy).
-fn spawn(args: &[String]) -> Result<Child> {
-    let exe = std::env::current_exe().context("current_exe")?;
-    Command::new(exe)
-        .args(args)
-        .spawn()
-        .context("spawning a workload child")
-}
-
 fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> Result<()> {
     let n = sys::ncpus();
     if n < 2 {
         bail!("contention needs at least 2 CPUs (one is given to a starved kswapd), have {n}");
     }
     // Fill the page cache first so reclaim has clean pages to take from the start.
-    let filled = churn(file, 0)?;
+    let filled = page_cache::churn(file, 0)?;
     eprintln!("contention: page cache filled with {} MiB", filled >> 20);
 
     let starve = n - 1;
@@ -497,7 +453,7 @@ fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> R
     .iter()
     .map(|x| x.to_string())
     .collect();
-    let mut children = vec![spawn(&hog_args)?];
+    let mut children = vec![sys::spawn(&hog_args)?];
     // Give the hog a moment to occupy its CPU before the pressure starts.
     std::thread::sleep(Duration::from_millis(300));
     for args in [
@@ -506,7 +462,7 @@ fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> R
         arrays("unc-b", work(1), false),
         churn_args,
     ] {
-        children.push(spawn(&args)?);
+        children.push(sys::spawn(&args)?);
     }
     let mut failed = 0;
     for mut c in children {

@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::{cgroup, spawn, sys};
+use crate::{cgroup, page_cache, sys};
 
 /// CPUs that unbound workqueues may run on (hex mask).
 const WQ_CPUMASK: &str = "/sys/devices/virtual/workqueue/cpumask";
@@ -74,7 +74,7 @@ pub fn run(a: &Args) -> Result<(usize, usize)> {
             a.depth,
         )?);
     }
-    let filled = crate::churn_with(&a.file, 0, a.small_pages)?;
+    let filled = page_cache::churn_with(&a.file, 0, a.small_pages)?;
     eprintln!("recursion: page cache filled with {} MiB", filled >> 20);
 
     let old_rt = sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", "-1")?;
@@ -96,7 +96,7 @@ pub fn run(a: &Args) -> Result<(usize, usize)> {
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut children = Vec::new();
     for _ in 0..a.readers {
-        children.push(spawn(&strs(&[
+        children.push(sys::spawn(&strs(&[
             "churn",
             "--file",
             &a.file.to_string_lossy(),

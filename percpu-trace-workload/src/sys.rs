@@ -1,5 +1,9 @@
 //! Thin wrappers over the few system calls and /proc knobs the workloads use.
-use std::{fs, io, time::Duration};
+use std::{
+    fs, io,
+    process::{Child, Command},
+    time::Duration,
+};
 
 use anyhow::{bail, Context, Result};
 
@@ -150,4 +154,14 @@ pub fn restore_knobs(saved: &[(String, String)]) {
             eprintln!("restoring {p}: {e}");
         }
     }
+}
+
+/// Runs this binary again with `args` (children are separate processes so each can have its
+/// own scope, CPU and scheduling policy).
+pub fn spawn(args: &[String]) -> Result<Child> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    Command::new(exe)
+        .args(args)
+        .spawn()
+        .context("spawning a workload child")
 }
