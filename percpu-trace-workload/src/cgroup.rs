@@ -33,6 +33,37 @@ pub fn noio_gfp(
     devs: &[String],
     prio: i32,
 ) -> Result<Outcome> {
+    let leaves = build_chains(root, prefix, chains, depth)?;
+
+    // Creating the cgroups first keeps the io.max pass purely GFP_NOIO percpu allocations.
+    let old_rt = sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", "-1")?;
+    // Since 6.12 the fair deadline server still gives normal tasks 50 ms a second under RT
+    // load (RT throttling off or not): switch it off for the pass, or the balance worker
+    // keeps preempting the writer (seen: the writer preempted ~200 times per pass at
+    // pcpu_alloc's unlock points, and the worker created the chunks).
+    let fair = sys::fair_server_off();
+    if prio > 0 {
+        sys::set_fifo(prio)?;
+    }
+    let t = Instant::now();
+    let writes = write_io_max(&leaves, devs)?;
+    let took = t.elapsed();
+    sys::set_fifo(0)?;
+    sys::restore_knobs(&fair);
+    sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", &old_rt)?;
+    eprintln!(
+        "noio-gfp: {writes} io.max writes ({} blkgs) in {took:?}",
+        writes * depth
+    );
+    Ok(Outcome {
+        writes,
+        blkgs: writes * depth,
+    })
+}
+
+/// Builds `chains` chains of `depth` cgroups under `root/<prefix>N` (io enabled all the way
+/// down); returns the leaves.
+pub fn build_chains(root: &str, prefix: &str, chains: usize, depth: usize) -> Result<Vec<PathBuf>> {
     enable_io(&PathBuf::from(root))?;
     let t = Instant::now();
     let mut leaves = Vec::new();
@@ -50,20 +81,14 @@ pub fn noio_gfp(
         "noio-gfp: {chains} chains of {depth} cgroups built in {:?}",
         t.elapsed()
     );
+    Ok(leaves)
+}
 
-    // Creating the cgroups first keeps the io.max pass purely GFP_NOIO percpu allocations.
-    let old_rt = sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", "-1")?;
-    // Since 6.12 the fair deadline server still gives normal tasks 50 ms a second under RT
-    // load (RT throttling off or not): switch it off for the pass, or the balance worker
-    // keeps preempting the writer (seen: the writer preempted ~200 times per pass at
-    // pcpu_alloc's unlock points, and the worker created the chunks).
-    let fair = sys::fair_server_off();
-    if prio > 0 {
-        sys::set_fifo(prio)?;
-    }
-    let t = Instant::now();
+/// One io.max pass: writes `MAJ:MIN rbps=...` on each leaf for each disk of `devs`, each
+/// write creating the blkgs of the whole chain with GFP_NOIO. Returns the writes made.
+pub fn write_io_max(leaves: &[PathBuf], devs: &[String]) -> Result<usize> {
     let mut writes = 0;
-    for leaf in &leaves {
+    for leaf in leaves {
         let f = leaf.join("io.max");
         for dev in devs {
             let line = format!("{dev} rbps=1000000");
@@ -71,18 +96,7 @@ pub fn noio_gfp(
             writes += 1;
         }
     }
-    let took = t.elapsed();
-    sys::set_fifo(0)?;
-    sys::restore_knobs(&fair);
-    sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", &old_rt)?;
-    eprintln!(
-        "noio-gfp: {writes} io.max writes ({} blkgs) in {took:?}",
-        writes * depth
-    );
-    Ok(Outcome {
-        writes,
-        blkgs: writes * depth,
-    })
+    Ok(writes)
 }
 
 fn mkdir(p: &PathBuf) -> Result<()> {

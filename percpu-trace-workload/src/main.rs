@@ -6,14 +6,15 @@
 mod bpf;
 mod cgroup;
 mod floor;
+mod page_cache;
+mod recursion;
 mod sys;
 mod truth;
 
 use std::{
     fs,
-    io::Read,
     path::PathBuf,
-    process::{Child, Command, ExitCode},
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
@@ -99,6 +100,47 @@ enum Cmd {
         /// Maps per creator round.
         #[arg(long, default_value_t = 8)]
         maps: usize,
+    },
+    /// A NOIO-gfp mutex holder reclaiming with FS/IO allowed: noio-gfp's io.max writer
+    /// (CPU 0) under contention's pressure (starved kswapd, page-cache churn on CPU 1).
+    Recursion {
+        /// Large file on a real filesystem for page-cache churn.
+        #[arg(long)]
+        file: PathBuf,
+        /// vm.min_free_kbytes while the writer runs.
+        #[arg(long, default_value_t = 20000)]
+        min_free_kbytes: u64,
+        /// io.max passes, each on fresh chains.
+        #[arg(long, default_value_t = 1)]
+        passes: usize,
+        /// Chains per pass.
+        #[arg(long, default_value_t = 6)]
+        chains: usize,
+        /// Cgroups per chain.
+        #[arg(long, default_value_t = 400)]
+        depth: usize,
+        /// Disks (as for noio-gfp).
+        #[arg(long, default_value = "all", value_delimiter = ',')]
+        disks: Vec<String>,
+        /// SCHED_FIFO priority of the writer.
+        #[arg(long, default_value_t = 50)]
+        prio: i32,
+        /// Chain name prefix (unique per run).
+        #[arg(long, default_value = "r")]
+        prefix: String,
+        /// Milliseconds of churn before the first pass.
+        #[arg(long, default_value_t = 2000)]
+        settle_ms: u64,
+        /// Churn readers on CPU 1 during the passes (0: the writer alone reclaims).
+        #[arg(long, default_value_t = 0)]
+        readers: usize,
+        /// Fill the page cache with single pages (POSIX_FADV_RANDOM), not large folios.
+        #[arg(long)]
+        small_pages: bool,
+        /// Once the writer runs, set the min watermark this many pages under the free
+        /// pages (0: keep --min-free-kbytes).
+        #[arg(long, default_value_t = 1024)]
+        margin_pages: u64,
     },
     /// Print the BPF objects and kprobes alive now, one per line (to a file with --out).
     Snapshot {
@@ -193,15 +235,7 @@ fn run(cmd: Cmd) -> Result<()> {
             root,
         } => {
             sys::set_comm("pt-noio-gfp");
-            let disks = if disks == ["all"] {
-                cgroup::all_disks()?
-            } else {
-                disks
-            };
-            let devs = disks
-                .iter()
-                .map(|d| cgroup::disk_dev(d))
-                .collect::<Result<Vec<_>>>()?;
+            let devs = devices(disks)?;
             let o = cgroup::noio_gfp(&root, &prefix, chains, depth, &devs, prio)?;
             println!(
                 "noio-gfp: writes={} blkgs={} noio_allocs~={}",
@@ -216,7 +250,7 @@ fn run(cmd: Cmd) -> Result<()> {
             if let Some(c) = cpu {
                 sys::pin(0, c)?;
             }
-            let bytes = churn(&file, secs)?;
+            let bytes = page_cache::churn(&file, secs)?;
             println!("churn: read {} MiB", bytes >> 20);
             Ok(())
         }
@@ -227,6 +261,40 @@ fn run(cmd: Cmd) -> Result<()> {
             min_free_kbytes,
             maps,
         } => contention(secs, &file, min_free_kbytes, maps),
+        Cmd::Recursion {
+            file,
+            min_free_kbytes,
+            passes,
+            chains,
+            depth,
+            disks,
+            prio,
+            prefix,
+            settle_ms,
+            readers,
+            small_pages,
+            margin_pages,
+        } => {
+            sys::set_comm("pt-rec-writer");
+            let devs = devices(disks)?;
+            let (writes, blkgs) = recursion::run(&recursion::Args {
+                file,
+                min_free_kbytes,
+                passes,
+                chains,
+                depth,
+                devs,
+                prio,
+                prefix,
+                root: "/sys/fs/cgroup".into(),
+                settle_ms,
+                readers,
+                small_pages,
+                margin_pages,
+            })?;
+            println!("recursion: writes={writes} blkgs={blkgs}");
+            Ok(())
+        }
         Cmd::Snapshot { out } => {
             let text: String = bpf::snapshot()?.into_iter().map(|l| l + "\n").collect();
             match out {
@@ -250,6 +318,16 @@ fn run(cmd: Cmd) -> Result<()> {
             pid,
         } => wait_attached(&before, timeout, min, pid),
     }
+}
+
+/// "MAJ:MIN" of each disk named (`all`: every virtio and null_blk disk).
+fn devices(disks: Vec<String>) -> Result<Vec<String>> {
+    let disks = if disks == ["all"] {
+        cgroup::all_disks()?
+    } else {
+        disks
+    };
+    disks.iter().map(|d| cgroup::disk_dev(d)).collect()
 }
 
 fn percpu_arrays(a: &ArraysArgs) -> Result<()> {
@@ -300,28 +378,6 @@ fn percpu_arrays(a: &ArraysArgs) -> Result<()> {
     Ok(())
 }
 
-fn churn(file: &PathBuf, secs: u64) -> Result<u64> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let mut f = fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-        loop {
-            let n = f.read(&mut buf).context("reading")?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            if secs > 0 && sys::remaining(deadline).is_none() {
-                return Ok(total);
-            }
-        }
-        if secs == 0 || sys::remaining(deadline).is_none() {
-            return Ok(total);
-        }
-    }
-}
-
 fn hog(cpu: usize, secs: u64, prio: i32) -> Result<()> {
     sys::set_comm("pt-hog");
     sys::pin(0, cpu)?;
@@ -337,23 +393,13 @@ fn hog(cpu: usize, secs: u64, prio: i32) -> Result<()> {
     Ok(())
 }
 
-/// Runs this binary again with `args` (children are separate processes so each can have its
-/// own scope, CPU and scheduling policy).
-fn spawn(args: &[String]) -> Result<Child> {
-    let exe = std::env::current_exe().context("current_exe")?;
-    Command::new(exe)
-        .args(args)
-        .spawn()
-        .context("spawning a workload child")
-}
-
 fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> Result<()> {
     let n = sys::ncpus();
     if n < 2 {
         bail!("contention needs at least 2 CPUs (one is given to a starved kswapd), have {n}");
     }
     // Fill the page cache first so reclaim has clean pages to take from the start.
-    let filled = churn(file, 0)?;
+    let filled = page_cache::churn(file, 0)?;
     eprintln!("contention: page cache filled with {} MiB", filled >> 20);
 
     let starve = n - 1;
@@ -407,7 +453,7 @@ fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> R
     .iter()
     .map(|x| x.to_string())
     .collect();
-    let mut children = vec![spawn(&hog_args)?];
+    let mut children = vec![sys::spawn(&hog_args)?];
     // Give the hog a moment to occupy its CPU before the pressure starts.
     std::thread::sleep(Duration::from_millis(300));
     for args in [
@@ -416,7 +462,7 @@ fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> R
         arrays("unc-b", work(1), false),
         churn_args,
     ] {
-        children.push(spawn(&args)?);
+        children.push(sys::spawn(&args)?);
     }
     let mut failed = 0;
     for mut c in children {

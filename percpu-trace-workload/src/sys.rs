@@ -1,5 +1,9 @@
 //! Thin wrappers over the few system calls and /proc knobs the workloads use.
-use std::{fs, io, time::Duration};
+use std::{
+    fs, io,
+    process::{Child, Command},
+    time::Duration,
+};
 
 use anyhow::{bail, Context, Result};
 
@@ -28,6 +32,21 @@ pub fn pin(pid: libc::pid_t, cpu: usize) -> Result<()> {
                 "sched_setaffinity({pid}, cpu {cpu}): {}",
                 io::Error::last_os_error()
             );
+        }
+    }
+    Ok(())
+}
+
+/// Lets `pid` run on every online CPU again.
+pub fn pin_any(pid: libc::pid_t) -> Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in 0..ncpus() {
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!("sched_setaffinity({pid}): {}", io::Error::last_os_error());
         }
     }
     Ok(())
@@ -106,11 +125,19 @@ pub fn set_comm(name: &str) {
 /// Sets every CPU's fair-server runtime (debugfs, 6.12+) to 0; returns the old values for
 /// [`restore_knobs`]. Nothing to do on kernels without it.
 pub fn fair_server_off() -> Vec<(String, String)> {
+    fair_server_off_on(None)
+}
+
+/// [`fair_server_off`] for one CPU only (`Some(cpu)`), or every CPU (`None`).
+pub fn fair_server_off_on(cpu: Option<usize>) -> Vec<(String, String)> {
     let mut old = Vec::new();
     let Ok(dir) = fs::read_dir("/sys/kernel/debug/sched/fair_server") else {
         return old;
     };
     for e in dir.flatten() {
+        if cpu.is_some_and(|c| e.file_name().to_str() != Some(&format!("cpu{c}"))) {
+            continue;
+        }
         let p = e.path().join("runtime").to_string_lossy().into_owned();
         match write_knob(&p, "0") {
             Ok(v) => old.push((p, v)),
@@ -127,4 +154,14 @@ pub fn restore_knobs(saved: &[(String, String)]) {
             eprintln!("restoring {p}: {e}");
         }
     }
+}
+
+/// Runs this binary again with `args` (children are separate processes so each can have its
+/// own scope, CPU and scheduling policy).
+pub fn spawn(args: &[String]) -> Result<Child> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    Command::new(exe)
+        .args(args)
+        .spawn()
+        .context("spawning a workload child")
 }

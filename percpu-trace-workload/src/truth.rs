@@ -140,6 +140,11 @@ fn analyze(trace: &str) -> String {
                 if io_fs && constrained_waits {
                     bump("CROSS_TASK_reclaim_io_fs_holding_while_flusher_waits");
                 }
+                // The io.max writers' gfp argument is GFP_NOIO (no scope): their own
+                // reclaim allowing IO/FS under the mutex is the recursion condition.
+                if io_fs && (comm.contains("noio-gfp") || comm.contains("rec-writer")) {
+                    bump("RECURSION_reclaim_io_fs_holding_by_noio_writer");
+                }
             }
         } else if l.contains("contention_begin:") {
             waiting.insert(comm.clone(), true);
@@ -174,5 +179,21 @@ mod tests {
         );
         assert!(s.contains("pt-unc-a direct_reclaim_holding 2"), "{s}");
         assert!(s.contains("pt-flusher contention 1"), "{s}");
+    }
+
+    #[test]
+    fn recursion_is_counted() {
+        let t = "\
+ pt-rec-writer-9 [000] ..... 1.0: populate: (pcpu_populate_chunk+0x0/0x10) owner=0xffff888002000000
+ pt-rec-writer-9 [000] ..... 1.1: ttfp: (try_to_free_pages+0x0/0x10) gfp=0x400 owner=0xffff888002000000
+ pt-rec-writer-9 [000] ..... 1.2: ttfp: (try_to_free_pages+0x0/0x10) gfp=0xcc0 owner=0xffff888002000000
+ pt-rec-writer-9 [000] ..... 1.3: ttfp: (try_to_free_pages+0x0/0x10) gfp=0xcc0 owner=0x0
+";
+        let s = analyze(t);
+        assert!(
+            s.contains("pt-rec-writer RECURSION_reclaim_io_fs_holding_by_noio_writer 1"),
+            "{s}"
+        );
+        assert!(s.contains("pt-rec-writer direct_reclaim_holding 2"), "{s}");
     }
 }
