@@ -129,7 +129,7 @@ pub fn percpu_alloc_tp(ctx: TracePointContext) -> u32 {
 }
 
 fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
-    let atomic = tp_field::u8_at(ctx, cfg!(tp_pcpu_atomic_off));
+    let atomic = direct_load::u8_at(ctx, cfg!(tp_pcpu_atomic_off));
     if atomic != Some(0) {
         // Atomic (never takes the mutex), or unreadable: seen, nothing more.
         count_activity(activity::ALLOCS_SEEN);
@@ -137,7 +137,7 @@ fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
     }
     count_activities(activity::ALLOCS_SEEN, activity::BLOCKING_SEEN);
     // gfp_flags is `gfp_t` (4 bytes) or `unsigned long`: little-endian, the low word is the mask.
-    let gfp = tp_field::u32_at(ctx, cfg!(tp_pcpu_gfp_off))?;
+    let gfp = direct_load::u32_at(ctx, cfg!(tp_pcpu_gfp_off))?;
     let task = current_task();
     let flags = task_flags(task);
     if !is_constrained(effective_gfp(gfp, flags)) {

@@ -9,7 +9,7 @@
 // An atomic add on a shared map value (`live_add`): the BPF target has no RMW atomics in
 // core::sync::atomic, but LLVM lowers the intrinsic to the BPF atomic add.
 #![feature(core_intrinsics)]
-// Constant-offset tracepoint context loads (`tp_field`).
+// Constant-offset tracepoint context loads (`direct_load`).
 #![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 #![no_main]
@@ -234,7 +234,7 @@ fn current_task() -> u64 {
 fn task_flags(task: u64) -> u32 {
     let off = cfg!(task_flags_off);
     if cfg!(task_btf) != 0 {
-        if let Some(v) = tp_field::current_task_u32(off) {
+        if let Some(v) = direct_load::current_task_u32(off) {
             return v;
         }
     }
@@ -561,9 +561,9 @@ fn arg_u64<C: Args>(ctx: &C, n: u32) -> u64 {
 
 mod alloc;
 mod chunk;
+mod direct_load;
 mod lifetime;
 mod reclaim;
-mod tp_field;
 mod waiters;
 
 #[cfg(not(test))]

@@ -24,7 +24,7 @@ fn reclaim_begin(ctx: &TracePointContext, extra: u32) -> u32 {
     if !interesting || !(c.holds() || tgid_wanted(c.tgid)) {
         return 0;
     }
-    let gfp = tp_field::u32_at(ctx, cfg!(tp_reclaim_gfp_off)).unwrap_or(0);
+    let gfp = direct_load::u32_at(ctx, cfg!(tp_reclaim_gfp_off)).unwrap_or(0);
     let order: u32 = unsafe { ctx.read_at(cfg!(tp_reclaim_order_off) as usize) }.unwrap_or(0);
     let _ = track(&RECLAIMING, c.pid, &1);
     let st = stack(ctx);

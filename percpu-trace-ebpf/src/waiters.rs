@@ -74,6 +74,6 @@ fn is_pcpu_alloc_mutex(ctx: &TracePointContext) -> bool {
     if addr == 0 {
         return false;
     }
-    let lock = tp_field::u64_at(ctx, cfg!(tp_lock_addr_off)).unwrap_or(0);
+    let lock = direct_load::u64_at(ctx, cfg!(tp_lock_addr_off)).unwrap_or(0);
     lock == addr
 }
