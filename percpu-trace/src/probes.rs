@@ -44,6 +44,9 @@ pub struct Probes {
     pub attached: Vec<Attached>,
     /// Probe points that failed to attach at run time, with the error (plan said yes).
     pub failed: Vec<(String, String)>,
+    /// Why the programs were loaded again with task flags read by the helper (the plan's
+    /// `task_btf` direct read was refused: the first attempt's first error), if they were.
+    pub task_btf_refused: Option<String>,
 }
 
 impl Probes {
@@ -64,13 +67,23 @@ impl Probes {
         if !retry {
             return first;
         }
+        let why = match &first {
+            Ok(p) => p
+                .failed
+                .first()
+                .map(|(prog, e)| format!("{prog}: {e}"))
+                .unwrap_or_default(),
+            Err(e) => format!("{e:#}"),
+        };
         // Everything the first attempt attached is detached before the second.
         drop(first);
         let config = percpu_trace_common::ProbeConfig {
             task_btf: 0,
             ..plan.config
         };
-        Self::attach_with(plan, &config, btf_file)
+        let mut second = Self::attach_with(plan, &config, btf_file)?;
+        second.task_btf_refused = Some(why);
+        Ok(second)
     }
 
     fn attach_with(
@@ -116,6 +129,7 @@ impl Probes {
             ebpf,
             attached,
             failed,
+            task_btf_refused: None,
         })
     }
 

@@ -70,6 +70,11 @@ impl Session {
     pub fn start(plan: &AttachPlan, btf_file: Option<&Path>, quiet: bool) -> Result<Self> {
         let mut probes = Probes::attach(plan, btf_file)?;
         if !quiet {
+            if let Some(why) = &probes.task_btf_refused {
+                crate::warnln!(
+                    "percpu-trace: warning: task flags are read with bpf_probe_read_kernel: the BTF task pointer was refused ({why})"
+                );
+            }
             for (prog, err) in &probes.failed {
                 crate::warnln!("percpu-trace: warning: {prog} not attached: {err}");
             }
