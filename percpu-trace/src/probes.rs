@@ -67,13 +67,15 @@ impl Probes {
         if !retry {
             return first;
         }
-        let why = match &first {
-            Ok(p) => p
-                .failed
-                .first()
-                .map(|(prog, e)| format!("{prog}: {e}"))
-                .unwrap_or_default(),
-            Err(e) => format!("{e:#}"),
+        let (why, first_failed) = match &first {
+            Ok(p) => (
+                p.failed
+                    .first()
+                    .map(|(prog, e)| format!("{prog}: {e}"))
+                    .unwrap_or_default(),
+                p.failed.len(),
+            ),
+            Err(e) => (format!("{e:#}"), usize::MAX),
         };
         // Everything the first attempt attached is detached before the second.
         drop(first);
@@ -82,7 +84,11 @@ impl Probes {
             ..plan.config
         };
         let mut second = Self::attach_with(plan, &config, btf_file)?;
-        second.task_btf_refused = Some(why);
+        // Said only when the helper reads are what made the difference: a probe that fails
+        // either way (a missing symbol, say) is not about the task pointer.
+        if second.failed.len() < first_failed {
+            second.task_btf_refused = Some(why);
+        }
         Ok(second)
     }
 

@@ -257,7 +257,7 @@ pub fn read_lines_matching(
     let mut out = String::new();
     for line in std::io::BufReader::new(std::fs::File::open(path)?).lines() {
         let line = line?;
-        if line.split_whitespace().nth(2).is_some_and(&keep) {
+        if kallsyms_lines(&line).next().is_some_and(|l| keep(l.name)) {
             out.push_str(&line);
             out.push('\n');
         }
@@ -513,6 +513,22 @@ mod tests {
         assert_eq!(r.ftrace, Some(true));
         assert_eq!(r.kprobe_blacklisted, Some(false));
         assert!(r.attachable());
+    }
+
+    #[test]
+    fn system_map_lines_are_kept_by_name() {
+        let p = std::env::temp_dir().join(format!("pt-sysmap-{}", std::process::id()));
+        std::fs::write(
+            &p,
+            "ffffffff81000000 T _stext\nffffffff82000000 d pcpu_alloc_mutex\nffffffff83000000 t other\nbad line\n",
+        )
+        .unwrap();
+        let kept = read_lines_matching(&p, |n| n == "_stext" || n == "pcpu_alloc_mutex").unwrap();
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(
+            kept,
+            "ffffffff81000000 T _stext\nffffffff82000000 d pcpu_alloc_mutex\n"
+        );
     }
 
     #[test]
