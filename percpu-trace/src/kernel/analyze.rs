@@ -9,9 +9,10 @@ use std::{
 };
 
 use super::{
+    atomic_code,
     btf::{self, TypeSource},
     decode::{GfpLayout, MutexLayout, PF_MEMALLOC_NOFS, PF_MEMALLOC_NOIO},
-    facts::{FixVerdict, PatchEvidence, PatchId, PatchState},
+    facts::{DecidedBy, FixVerdict, PatchEvidence, PatchId, PatchState},
     fix_code::{self, FixCode},
     print_fmt,
     symbols::{self, MutexSource, ResolvedSymbol, SymbolTable},
@@ -199,8 +200,9 @@ pub(crate) fn signatures(
 }
 
 /// Fix status: the verdict and every patch's evidence, strongest source first ([`vm_areas_gfp`]
-/// from BTF, [`fix_code`] from the kernel's own code, [`regression`] from the version). The
-/// old `present`/`detail` pair is the BTF answer alone.
+/// from BTF, [`fix_code`] from the kernel's own code, the regression from pcpu_alloc's code
+/// ([`atomic_code`]) with the version table ([`regression`]) as the fallback). The old
+/// `present`/`detail` pair is the BTF answer alone.
 pub(crate) fn fix_status(
     sigs: &BTreeMap<String, Signature>,
     release: &str,
@@ -216,7 +218,11 @@ pub(crate) fn fix_status(
         .iter()
         .find(|p| p.state == PatchState::Present)
         .map(|p| p.id);
-    let reg = regression(release, build, any_part);
+    let reg = decide_regression(
+        atomic_code::regression(code, gfp),
+        regression(release, build, any_part),
+        any_part.is_some(),
+    );
     let present = match vm.state {
         PatchState::Present => Some(true),
         PatchState::Absent => Some(false),
@@ -230,6 +236,67 @@ pub(crate) fn fix_status(
         detail,
         verdict,
         patches,
+    }
+}
+
+/// The regression's state: the code's when it says (a contradiction with a present fix part
+/// is unknown), else the version table's (or the fix part's implication). The evidence gives
+/// both sources, the deciding one first.
+pub(crate) fn decide_regression(
+    code: PatchEvidence,
+    table: PatchEvidence,
+    implied: bool,
+) -> PatchEvidence {
+    let id = PatchId::Regression;
+    let table_by = if implied {
+        DecidedBy::FixSeries
+    } else {
+        DecidedBy::VersionTable
+    };
+    match code.state {
+        PatchState::Unknown => {
+            let mut e = PatchEvidence::new(
+                id,
+                table.state,
+                format!(
+                    "{}: {}; code: {}",
+                    table_by.id(),
+                    table.evidence,
+                    code.evidence
+                ),
+            );
+            e.decided_by = (table.state != PatchState::Unknown).then_some(table_by);
+            e
+        }
+        PatchState::Absent if implied => PatchEvidence::new(
+            id,
+            PatchState::Unknown,
+            format!(
+                "code and fix series disagree: code: {}; {}: {}",
+                code.evidence,
+                table_by.id(),
+                table.evidence
+            ),
+        ),
+        state => {
+            let agree = match table.state {
+                PatchState::Unknown => "cannot tell",
+                s if s == state => "agrees",
+                _ => "disagrees (code wins: a backport or a vendor change)",
+            };
+            let mut e = PatchEvidence::new(
+                id,
+                state,
+                format!(
+                    "code: {}; {} {agree}: {}",
+                    code.evidence,
+                    table_by.id(),
+                    table.evidence
+                ),
+            );
+            e.decided_by = Some(DecidedBy::Code);
+            e
+        }
     }
 }
 

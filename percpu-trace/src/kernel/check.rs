@@ -108,8 +108,17 @@ pub fn render_text(k: &Kernel, plan: &AttachPlan) -> String {
     let _ = writeln!(w, "  kallsyms     {kall}");
     let _ = writeln!(
         w,
-        "  fix verdict  {}{}",
+        "  fix verdict  {}{}{}",
         k.fix.verdict,
+        match k
+            .fix
+            .fix_verdict()
+            .patch(super::PatchId::Regression)
+            .and_then(|p| p.decided_by)
+        {
+            Some(by) => format!(" (regression decided by {})", by.id()),
+            None => String::new(),
+        },
         if k.fix.verdict == super::Verdict::LikelyFixed {
             " (static evidence only: a recording upgrades it to fixed once the run shows the patches at work)"
         } else {

@@ -347,6 +347,33 @@ pub struct PatchEvidence {
     pub state: PatchState,
     /// Why, naming the source ("BTF: ...", "release ...", "code of pcpu_alloc_noprof ...").
     pub evidence: String,
+    /// Which of several sources decided the state, where there are several (the regression:
+    /// pcpu_alloc's code or the version table). Absent in recordings made before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<DecidedBy>,
+}
+
+/// The source that decided a patch state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecidedBy {
+    /// The kernel's own machine code.
+    Code,
+    /// The built-in table of versions that carry the patch.
+    VersionTable,
+    /// Implied by a part of the fix series being present (the series fixes the regression).
+    FixSeries,
+}
+
+impl DecidedBy {
+    /// `code`, `version-table`, `fix-series`.
+    pub fn id(self) -> &'static str {
+        match self {
+            DecidedBy::Code => "code",
+            DecidedBy::VersionTable => "version-table",
+            DecidedBy::FixSeries => "fix-series",
+        }
+    }
 }
 
 impl PatchEvidence {
@@ -356,6 +383,7 @@ impl PatchEvidence {
             id,
             state,
             evidence: evidence.into(),
+            decided_by: None,
         }
     }
 }

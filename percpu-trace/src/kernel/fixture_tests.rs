@@ -23,7 +23,7 @@ fn dir(name: &str) -> PathBuf {
 }
 
 /// Inputs as discovery would gather them on the kernel the fixture came from.
-fn inputs(name: &str) -> Inputs {
+pub(super) fn inputs(name: &str) -> Inputs {
     // A hand-made fixture names in `base` the real one its other files come from.
     let own = dir(name);
     let d = match std::fs::read_to_string(own.join("base")) {
@@ -55,6 +55,8 @@ fn inputs(name: &str) -> Inputs {
             .map(|bytes| FunctionCode {
                 name: name.into(),
                 bytes,
+                addr: 0,
+                source: "read_kmem".into(),
             })
             .map_err(|_| "not in the fixture".to_string())
     };
@@ -67,6 +69,8 @@ fn inputs(name: &str) -> Inputs {
             arch: "x86_64".into(),
             pcpu_alloc: code("pcpu_alloc_noprof.bin", "pcpu_alloc_noprof"),
             populate: code("pcpu_populate_chunk.bin", "pcpu_populate_chunk"),
+            map_pages: Vec::new(),
+            scope_helpers: Vec::new(),
         },
         arch: "x86_64".into(),
         privileges: privileges_from(0x1ff_feff_ffff, 0),
@@ -458,7 +462,7 @@ fn fix_verdicts_of_real_kernels() {
     // 7.3.4: pcpu_get_vm_areas takes a gfp; nothing says a part is missing.
     let k = kernel("debian-7.3.4");
     assert_eq!(k.fix.verdict, Verdict::LikelyFixed);
-    assert!(k.fix.patches[0].evidence.starts_with("implied"));
+    assert!(k.fix.patches[0].evidence.starts_with("fix-series: implied"));
     // 6.1.192 (Debian's release string hides the sublevel; uname -v has it): the backport.
     let k = kernel("debian-6.1.192");
     assert_eq!(k.fix.verdict, Verdict::Vulnerable);
@@ -504,11 +508,17 @@ fn fix_verdict_patches_1_2_only_is_partially_fixed() {
         pcpu_alloc: Ok(FunctionCode {
             name: "pcpu_alloc_noprof".into(),
             bytes: vec![0x25, 0xc0, 0x2c, 0x01, 0x00],
+            addr: 0,
+            source: "read_kmem".into(),
         }),
         populate: Ok(FunctionCode {
             name: "pcpu_populate_chunk".into(),
             bytes: vec![0x81, 0x48, 0x2c, 0x00, 0x00, 0x08, 0x00],
+            addr: 0,
+            source: "read_kmem".into(),
         }),
+        map_pages: Vec::new(),
+        scope_helpers: Vec::new(),
     };
     let k = analyze(i);
     assert_eq!(k.fix.verdict, Verdict::PartiallyFixed);

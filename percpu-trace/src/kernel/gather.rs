@@ -15,7 +15,9 @@ use super::{
     analyze::{analyze, privileges_from, Inputs},
     btf::{self, TypeSource},
     btf_file::BtfFile,
-    fix_code::{FixCode, FunctionCode},
+    fix_code::{
+        FixCode, FunctionCode, MAP_PAGES_NAMES, PCPU_ALLOC_NAMES, POPULATE_NAMES, SCOPE_HELPERS,
+    },
     mutex_scan,
     symbols::{self, MutexSource, SymbolTable},
     tables::TRACEPOINTS,
@@ -247,12 +249,24 @@ fn read_fix_code(
         Ok(FunctionCode {
             name: s.name.clone(),
             bytes: mem.read(s.addr, len)?,
+            addr: s.addr,
+            source: "read_kmem".into(),
         })
     };
     FixCode {
         arch: arch.to_string(),
-        pcpu_alloc: read(&["pcpu_alloc_noprof", "pcpu_alloc"]),
-        populate: read(&["pcpu_populate_chunk"]),
+        pcpu_alloc: read(PCPU_ALLOC_NAMES),
+        populate: read(POPULATE_NAMES),
+        // Only when they are functions of their own: inlined, populate's code holds them.
+        map_pages: MAP_PAGES_NAMES
+            .iter()
+            .filter_map(|n| read(&[n]).ok())
+            .collect(),
+        scope_helpers: SCOPE_HELPERS
+            .iter()
+            .filter_map(|n| table.get(n).filter(|s| s.addr != 0))
+            .map(|s| (s.name.clone(), s.addr))
+            .collect(),
     }
 }
 

@@ -11,15 +11,17 @@
 //! - tables (`tables`): built-in data the other two read.
 //!
 //! [`Kernel::plan`] turns the facts into an [`plan::AttachPlan`]; [`check`] renders both.
+pub mod a64;
 mod access;
 mod analyze;
+mod atomic_code;
 pub mod btf;
 pub mod btf_dump;
 pub mod btf_file;
 pub mod check;
 pub mod decode;
 mod facts;
-mod fix_code;
+pub mod fix_code;
 mod gather;
 pub mod mutex_scan;
 pub mod plan;
@@ -28,14 +30,17 @@ mod print_fmt;
 pub mod symbols;
 mod tables;
 pub mod tracefs;
+pub mod x86_alu;
 
+#[cfg(test)]
+mod code_fixture_tests;
 #[cfg(test)]
 mod fixture_tests;
 
 pub use access::{BpfProbe, KernelMemory, NoBpf};
 pub use facts::{
-    BtfStatus, DiscoverOptions, Fentry, FixStatus, FixVerdict, KallsymsStatus, Kernel, MutexInfo,
-    ParamSource, PatchEvidence, PatchId, PatchState, PfFlags, Privileges, Signature, Support,
-    TaskOffsets, Tracepoint, Verdict, MUTEX_LOST,
+    BtfStatus, DecidedBy, DiscoverOptions, Fentry, FixStatus, FixVerdict, KallsymsStatus, Kernel,
+    MutexInfo, ParamSource, PatchEvidence, PatchId, PatchState, PfFlags, Privileges, Signature,
+    Support, TaskOffsets, Tracepoint, Verdict, MUTEX_LOST,
 };
 pub use gather::discover;
