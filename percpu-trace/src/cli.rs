@@ -74,7 +74,7 @@ pub enum Command {
     #[command(after_help = EXAMPLES_RECORD)]
     Record {
         /// How long to trace (e.g. 30s, 5m); until Ctrl-C/SIGTERM/SIGHUP when absent.
-        #[arg(long, short = 'd', value_parser = parse_duration)]
+        #[arg(long, short = 'd', value_parser = crate::options::parse_duration)]
         duration: Option<Duration>,
         /// Recording file (JSON lines), created 0600; `-` writes it to stdout (finding
         /// lines then go to stderr).
@@ -92,6 +92,11 @@ pub enum Command {
         /// loopback; port 0 picks a free port and prints it).
         #[arg(long, value_parser = parse_metrics_addr)]
         metrics: Option<std::net::SocketAddr>,
+        /// Most metrics connections served at once (more get 503 and are closed), like
+        /// node_exporter's --web.max-requests.
+        #[arg(long, default_value_t = crate::metrics::http::DEFAULT_MAX_REQUESTS,
+              value_parser = crate::options::parse_max_requests)]
+        metrics_max_requests: usize,
         #[command(flatten)]
         live: LiveArgs,
     },
@@ -149,11 +154,11 @@ pub struct LiveArgs {
     #[arg(long, default_value_t = 4, value_parser = parse_ring_mib)]
     pub ring_buffer_mib: u32,
     /// Only this process (tgid, > 0); filtered in the kernel.
-    #[arg(long, short = 'p', value_parser = parse_pid)]
+    #[arg(long, short = 'p', value_parser = crate::options::parse_pid)]
     pub pid: Option<u32>,
     /// Only findings involving a task with this comm (exact; `*` matches any run of
     /// characters, e.g. 'kworker/*').
-    #[arg(long)]
+    #[arg(long, value_parser = crate::options::parse_comm)]
     pub comm: Option<String>,
     /// Only findings involving a task in this cgroup (path under /sys/fs/cgroup, or id).
     #[arg(long)]
@@ -161,15 +166,6 @@ pub struct LiveArgs {
     /// Say more at start (the attach plan).
     #[arg(long, short = 'v')]
     pub verbose: bool,
-}
-
-/// Parses a process id: a positive number (0 would mean "every process" in the kernel).
-pub fn parse_pid(s: &str) -> Result<u32, String> {
-    match s.parse::<i64>() {
-        Ok(n) if n > 0 && n <= i64::from(u32::MAX) => Ok(n as u32),
-        Ok(_) => Err(format!("{s:?} is not a process id (must be > 0)")),
-        Err(_) => Err(format!("{s:?} is not a number")),
-    }
 }
 
 /// Parses a metrics address; `:PORT` means 127.0.0.1:PORT (loopback unless told otherwise).
@@ -189,14 +185,6 @@ pub fn parse_ring_mib(s: &str) -> Result<u32, String> {
         Ok(n) if n.is_power_of_two() && n <= 1024 => Ok(n),
         _ => Err(format!("{s:?} is not a power of two between 1 and 1024")),
     }
-}
-
-/// Parses "30s", "5m", "1h30m", or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e}"))
 }
 
 /// Parses arguments and runs; the process exit code.
@@ -285,8 +273,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             max_size,
             metrics,
+            metrics_max_requests,
             live,
-        }) => crate::live::record(&live.options()?, duration, output, force, max_size, metrics),
+        }) => {
+            let metrics = metrics.map(|a| (a, metrics_max_requests));
+            crate::live::record(&live.options()?, duration, output, force, max_size, metrics)
+        }
         Some(Command::Man) => {
             use std::io::Write;
             std::io::stdout()
@@ -322,9 +314,6 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("soon").is_err());
         assert_eq!(parse_ring_mib("32"), Ok(32));
         assert!(parse_ring_mib("3").is_err());
         assert!(parse_ring_mib("2048").is_err());
@@ -354,7 +343,14 @@ mod tests {
         // pid 0 would trace everything; negative is not a pid.
         assert!(parse(&["record", "--pid", "0"]).is_err());
         assert!(parse(&["record", "--pid=-3"]).is_err());
-        assert!(parse_pid("4294967296").is_err());
+        // -d needs a unit and more than zero; --comm fits a task name.
+        for args in [
+            &["record", "-d", "1"][..],
+            &["record", "-d", "0s"],
+            &["record", "--comm", ""],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
         // report takes its file positionally, `-` for stdin, and --from still works.
         for args in [&["report", "t.jsonl"][..], &["report", "--from", "t.jsonl"]] {
             match parse(args).unwrap().command {

@@ -4,6 +4,7 @@
 //! (loading and attaching the embedded eBPF object), `pipeline` (ring buffer to events),
 //! `event` (decoded events), `engine` (pure detection), `record` (recordings), `report`,
 //! `tui`, `live` (the live modes), `fix_probe` (`check --probe`), `cli`.
+pub mod bounded;
 pub mod cli;
 pub mod engine;
 pub mod event;
@@ -20,5 +21,6 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod session;
+pub mod stop_guard;
 pub mod symbolize;
 pub mod tui;

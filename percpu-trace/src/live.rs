@@ -157,14 +157,14 @@ impl Sink for HeadlessSink {
     }
 }
 
-/// `percpu-trace record`.
+/// `percpu-trace record`; `metrics_addr`: `--metrics` and `--metrics-max-requests`.
 pub fn record(
     opts: &TraceOptions,
     duration: Option<Duration>,
     output: Option<PathBuf>,
     force: bool,
     max_size: Option<u64>,
-    metrics_addr: Option<std::net::SocketAddr>,
+    metrics_addr: Option<(std::net::SocketAddr, usize)>,
 ) -> Result<ExitCode> {
     require_privileges()?;
     let (k, mut plan) = discover(&opts.kernel)?;
@@ -179,8 +179,21 @@ pub fn record(
         .build()?;
     // Bind before attaching so a bad address fails fast, in one line.
     let listener = metrics_addr
-        .map(|addr| rt.block_on(crate::metrics::http::bind(addr)))
+        .map(|(addr, max)| {
+            rt.block_on(crate::metrics::http::bind(addr))
+                .map(|l| (l, max))
+        })
         .transpose()?;
+    // The output is opened (never blocking: a regular file or stdout, checked with fstat)
+    // before any signal handler or probe, so a bad path fails fast in one line and nothing
+    // can hold the process where a signal would not end it.
+    let out = output
+        .as_deref()
+        .map(|p| crate::output::open_output(p, force))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("cannot write recording {e}"))?;
+    // A signal always ends the run, even when the clean stop below is blocked.
+    crate::stop_guard::install()?;
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         // Signal handlers first, so a signal during attach still ends in a clean detach.
@@ -192,15 +205,18 @@ pub fn record(
         let ctx = ReportContext::live(&k, &plan, session.failed(), &opts.filter);
         let to_stdout = output.as_deref().is_some_and(crate::output::is_stdout);
         let now = Instant::now();
-        let writer = output
-            .as_deref()
-            .map(|p| {
+        let writer = match (out, output.as_deref()) {
+            (Some(out), Some(p)) => {
                 // Never through a symlink, mode 0600 (it holds kernel addresses).
                 let header = Header::with_run(cfg.clone(), ctx.run.clone());
-                LiveRecording::create(p, header, force, max_size, now)
-                    .map_err(|e| anyhow::anyhow!("cannot write recording {e}"))
-            })
-            .transpose()?;
+                Some(
+                    LiveRecording::start(out, p, header, max_size, now).map_err(|e| {
+                        anyhow::anyhow!("cannot write recording {}: {e}", p.display())
+                    })?,
+                )
+            }
+            _ => None,
+        };
         crate::warnln!("{}", start_line(&ctx, &plan, &session, output.as_deref()));
         let mut sink = HeadlessSink {
             engine: Engine::with_filter(cfg.clone(), opts.filter.clone()),
@@ -214,11 +230,15 @@ pub fn record(
             started: now,
             last_activity: None,
         };
-        if let Some(listener) = listener {
+        if let Some((listener, max_requests)) = listener {
             let m = Arc::new(Metrics::new());
             m.set_info(&ctx);
             let addr = listener.local_addr()?;
-            tokio::spawn(crate::metrics::http::serve_listener(listener, m.clone()));
+            tokio::spawn(crate::metrics::http::serve_listener(
+                listener,
+                m.clone(),
+                max_requests,
+            ));
             crate::warnln!("percpu-trace: metrics on http://{addr}/metrics");
             if addr.ip().is_unspecified() {
                 crate::warnln!(

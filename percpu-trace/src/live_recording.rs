@@ -45,6 +45,19 @@ impl LiveRecording {
         started: Instant,
     ) -> io::Result<Self> {
         let out = output::open_output(path, force)?;
+        Self::start(out, path, header, max_size, started)
+    }
+
+    /// Writes the header into `out`, already opened at `path` with
+    /// [`output::open_output`] (`record` opens it before attaching anything, so a bad
+    /// output fails before the probes are loaded).
+    pub fn start(
+        out: Output,
+        path: &Path,
+        header: Header,
+        max_size: Option<u64>,
+        started: Instant,
+    ) -> io::Result<Self> {
         let writer = RecordingWriter::new(out, &header)?;
         Ok(LiveRecording {
             writer,
@@ -68,6 +81,12 @@ impl LiveRecording {
             }
         }
         self.writer.write_event(ev)?;
+        self.rotate_if_full()
+    }
+
+    /// Rotates when the file reached `--max-size`: checked after every line written, so
+    /// a quiet host (activity, drops and run lines only) is bounded too.
+    fn rotate_if_full(&mut self) -> io::Result<()> {
         if self
             .max_size
             .is_some_and(|m| self.writer.bytes_written() >= m)
@@ -80,17 +99,20 @@ impl LiveRecording {
     /// Notes a stack (written before the first event that uses it).
     pub fn stack(&mut self, id: u32, frames: &[Frame]) -> io::Result<()> {
         self.stacks.insert(id, frames.to_vec());
-        self.writer.write_stack(id, frames)
+        self.writer.write_stack(id, frames)?;
+        self.rotate_if_full()
     }
 
     /// Writes the cumulative loss counters.
     pub fn drops(&mut self, d: &std::collections::BTreeMap<String, u64>) -> io::Result<()> {
-        self.writer.write_drops(d)
+        self.writer.write_drops(d)?;
+        self.rotate_if_full()
     }
 
     /// Writes the kernel's host-wide activity totals.
     pub fn activity(&mut self, totals: &std::collections::BTreeMap<String, u64>) -> io::Result<()> {
-        self.writer.write_activity(totals)
+        self.writer.write_activity(totals)?;
+        self.rotate_if_full()
     }
 
     /// Pushes everything to the disk; writes the run's length when due (or `now`).
@@ -99,6 +121,7 @@ impl LiveRecording {
             self.last_run_record = Instant::now();
             self.writer
                 .write_run(self.started.elapsed().as_nanos() as u64, false)?;
+            self.rotate_if_full()?;
         }
         self.writer.flush()?;
         self.writer.get_mut().map_or(Ok(()), Output::sync_data)
@@ -217,6 +240,38 @@ mod tests {
                 s.missing_stacks, 0,
                 "{f:?}: every file has the stacks it uses"
             );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A quiet host writes only activity, drops and run lines: they count toward
+    /// `--max-size` too (before: 111,905 bytes with `--max-size 64K` and no `.1`).
+    #[test]
+    fn a_quiet_recording_is_bounded_and_rotates() {
+        let dir = std::env::temp_dir().join(format!("pt-rotate-quiet-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("q.jsonl");
+        let max = 64 << 10;
+        let header = Header::new(EngineConfig::default());
+        let mut r = LiveRecording::create(&path, header, false, Some(max), Instant::now()).unwrap();
+        for i in 0..4000u64 {
+            let m: std::collections::BTreeMap<String, u64> = [
+                ("percpu_allocations".to_string(), i),
+                ("waits".to_string(), i / 3),
+            ]
+            .into();
+            r.activity(&m).unwrap();
+            r.drops(&[("ringbuf_full".to_string(), 0)].into()).unwrap();
+            r.sync(true).unwrap();
+        }
+        r.finish(&Default::default()).unwrap();
+        let old = dir.join("q.jsonl.1");
+        assert!(old.exists(), "no rotation on a quiet host");
+        for f in [&path, &old] {
+            let len = std::fs::metadata(f).unwrap().len();
+            assert!(len <= max + 4096, "{f:?} has {len} bytes");
+            crate::record::replay_file(f).unwrap();
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -8,6 +8,14 @@
 //!   existing entry, a dangling symlink included), and an existing file is replaced by
 //!   renaming a fresh file over it, which replaces the directory entry and never writes
 //!   into the old inode (so a hard link to another file is not written through either);
+//! - is reached only through directories nobody else could have redirected: a symlink
+//!   in the directory part that sits in a sticky or world-writable directory and is owned
+//!   by neither the caller nor that directory's owner is refused (what
+//!   `fs.protected_symlinks` does for the last component), see [`check_parent`];
+//! - is a regular file: a FIFO, socket or device at the path is refused (even with
+//!   `force`): opening a FIFO for writing blocks until a reader comes, and another user's
+//!   FIFO would get the data. Files are opened `O_NONBLOCK` and checked with `fstat`
+//!   before anything is written;
 //! - is mode 0600 whatever the umask (`fchmod` after creation);
 //! - does not replace a file owned by another user unless the caller passes `force`.
 //!   A symlink at the path is refused even with `force`: removing it is the user's call.
@@ -93,10 +101,10 @@ pub fn open_output(path: &Path, force: bool) -> io::Result<Output> {
 
 /// Creates `path` for writing, mode 0600, visible under its name at once (a recording
 /// must be readable after SIGKILL, so no write-then-rename here). Refuses a symlink at the
-/// path (even with `force`), a directory or block device, and an existing file or FIFO
-/// owned by another user unless `force`. An existing regular file is replaced (a new
-/// inode renamed over it), never truncated in place. A character device (`/dev/null`) is
-/// opened as is: unprivileged users cannot create one. `-` is an error here: use
+/// path, anything but a regular file (a FIFO, socket, device or directory: even with
+/// `force`), a planted symlink in the directory part ([`check_parent`]), and an existing
+/// file owned by another user unless `force`. An existing regular file is replaced (a new
+/// inode renamed over it), never truncated in place. `-` is an error here: use
 /// [`open_output`].
 pub fn create_private(path: &Path, force: bool) -> io::Result<File> {
     if is_stdout(path) {
@@ -121,7 +129,6 @@ pub fn create_private(path: &Path, force: bool) -> io::Result<File> {
             }
             Ok(f)
         }
-        Target::Special(md) => open_special(path, &md),
     }
 }
 
@@ -137,12 +144,6 @@ pub fn write_private(path: &Path, contents: &[u8], force: bool) -> io::Result<()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot write to stdout: {e}")));
     }
     let target = check_target(path, force)?;
-    if let Target::Special(md) = target {
-        let mut f = open_special(path, &md)?;
-        return f
-            .write_all(contents)
-            .map_err(|e| fail(path, e.kind(), &e.to_string()));
-    }
     let (mut f, tmp) = temp_beside(path)?;
     let done = f
         .write_all(contents)
@@ -151,7 +152,7 @@ pub fn write_private(path: &Path, contents: &[u8], force: bool) -> io::Result<()
         .and_then(|()| match target {
             // Something may have appeared at the path since the check: do not replace it.
             Target::Missing => rename_noreplace(&tmp, path).map_err(|e| create_error(path, e)),
-            _ => std::fs::rename(&tmp, path)
+            Target::Regular => std::fs::rename(&tmp, path)
                 .map_err(|e| fail(path, e.kind(), &format!("cannot replace it: {e}"))),
         });
     if done.is_err() {
@@ -164,11 +165,10 @@ pub fn write_private(path: &Path, contents: &[u8], force: bool) -> io::Result<()
 enum Target {
     Missing,
     Regular,
-    /// FIFO, socket or character device: opened in place.
-    Special(std::fs::Metadata),
 }
 
 fn check_target(path: &Path, force: bool) -> io::Result<Target> {
+    check_parent(path)?;
     let md = match std::fs::symlink_metadata(path) {
         Ok(md) => md,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -192,75 +192,114 @@ fn check_target(path: &Path, force: bool) -> io::Result<Target> {
     if ft.is_dir() {
         return Err(fail(path, io::ErrorKind::IsADirectory, "is a directory"));
     }
-    if ft.is_block_device() {
+    if !ft.is_file() {
         return Err(fail(
             path,
             io::ErrorKind::InvalidInput,
-            "is a block device: refusing to write to it",
+            &format!(
+                "is a {}, not a regular file: refusing to write to it (even with --force); \
+                 outputs are regular files, or `-` for stdout",
+                kind_name(&ft)
+            ),
         ));
     }
-    // A character device can only be made by root, so its owner says nothing about who
-    // planted it; /dev/null and ttys are owned by others legitimately.
-    if !ft.is_char_device() {
-        let me = euid();
-        if md.uid() != me && !force {
-            return Err(fail(
-                path,
-                io::ErrorKind::PermissionDenied,
-                &format!(
-                    "exists and is owned by uid {}, not by you (uid {me}): refusing to \
-                     overwrite it; use --force to replace it",
-                    md.uid()
-                ),
-            ));
-        }
+    if md.uid() != euid() && !force {
+        return Err(fail(
+            path,
+            io::ErrorKind::PermissionDenied,
+            &format!(
+                "exists and is owned by uid {}, not by you (uid {}): refusing to overwrite \
+                 it; use --force to replace it",
+                md.uid(),
+                euid()
+            ),
+        ));
     }
     // Replacing is a rename in the directory, which would succeed over a read-only file:
     // keep refusing what opening the file for writing would refuse (root may write
     // anything, as before).
-    if ft.is_file() && md.uid() == euid() && euid() != 0 && md.mode() & 0o200 == 0 && !force {
+    if md.uid() == euid() && euid() != 0 && md.mode() & 0o200 == 0 && !force {
         return Err(fail(
             path,
             io::ErrorKind::PermissionDenied,
             "permission denied (read-only file); use --force to replace it",
         ));
     }
-    if ft.is_file() {
-        Ok(Target::Regular)
+    Ok(Target::Regular)
+}
+
+/// What a non-regular file is, in words.
+fn kind_name(ft: &std::fs::FileType) -> &'static str {
+    if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
     } else {
-        Ok(Target::Special(md))
+        "special file"
     }
 }
 
-/// Opens a FIFO, socket or character device found by [`check_target`] without following
-/// a symlink, and checks it is still the same inode (nothing swapped in meanwhile).
-fn open_special(path: &Path, md: &std::fs::Metadata) -> io::Result<File> {
-    let f = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| create_error(path, e))?;
-    let now = f
-        .metadata()
-        .map_err(|e| fail(path, e.kind(), &e.to_string()))?;
-    if now.dev() != md.dev() || now.ino() != md.ino() || now.file_type() != md.file_type() {
-        return Err(fail(
-            path,
-            io::ErrorKind::Other,
-            "changed while being opened: refusing to write to it",
-        ));
+/// Refuses a path whose directory part goes through a symlink that another user could
+/// have planted: one in a sticky or world-writable directory, owned by neither the caller
+/// nor that directory's owner (`nobody` running `ln -s /root/private /tmp/d` must not make
+/// root create `/tmp/d/report.txt` inside /root/private). This is the rule the kernel's
+/// `fs.protected_symlinks` applies to the last component, applied to every directory
+/// component (the last one is never followed at all: `O_NOFOLLOW`).
+pub fn check_parent(path: &Path) -> io::Result<()> {
+    let parent = parent_dir(path);
+    let mut prefix = PathBuf::new();
+    for comp in parent.components() {
+        prefix.push(comp);
+        let Ok(md) = std::fs::symlink_metadata(&prefix) else {
+            // Missing: creating the file fails later with its own message.
+            return Ok(());
+        };
+        if !md.file_type().is_symlink() {
+            continue;
+        }
+        let dir = parent_dir(&prefix);
+        let Ok(dmd) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let shared = dmd.mode() & (libc::S_ISVTX | 0o002) != 0;
+        if shared && md.uid() != euid() && md.uid() != dmd.uid() {
+            return Err(fail(
+                path,
+                io::ErrorKind::PermissionDenied,
+                &format!(
+                    "{} is a symbolic link owned by uid {} in the shared directory {}: \
+                     refusing to follow it (as fs.protected_symlinks would); give the real \
+                     directory",
+                    prefix.display(),
+                    md.uid(),
+                    dir.display()
+                ),
+            ));
+        }
     }
-    Ok(f)
+    Ok(())
 }
 
-/// `O_CREAT|O_EXCL|O_NOFOLLOW`, then `fchmod` 0600 so the umask does not matter.
+/// `O_CREAT|O_EXCL|O_NOFOLLOW|O_NONBLOCK` (never blocks, never opens what is there),
+/// checked with `fstat` to be a regular file, then `fchmod` 0600 so the umask does not
+/// matter.
 fn open_new(path: &Path) -> io::Result<File> {
     let f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file after creating it",
+        ));
+    }
     f.set_permissions(std::fs::Permissions::from_mode(MODE))?;
     Ok(f)
 }
@@ -415,202 +454,5 @@ macro_rules! warnln {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::symlink;
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct Dir(PathBuf);
-
-    impl Dir {
-        fn new(tag: &str) -> Self {
-            static N: AtomicU32 = AtomicU32::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "percpu-trace-output-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir(&p).unwrap();
-            Dir(p)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    const NOBODY: u32 = 65534;
-
-    fn chown(p: &Path, uid: u32) -> bool {
-        std::os::unix::fs::lchown(p, Some(uid), Some(uid)).is_ok()
-    }
-
-    fn mode(p: &Path) -> u32 {
-        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
-    }
-
-    /// A 0600 "secret" owned by nobody, and a symlink to it planted at `name`.
-    fn planted(d: &Dir, name: &str) -> Option<(PathBuf, PathBuf)> {
-        let secret = d.0.join("secret");
-        std::fs::write(&secret, b"root only\n").unwrap();
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        if !chown(&secret, NOBODY) {
-            eprintln!("skipped: needs root to chown");
-            return None;
-        }
-        let link = d.0.join(name);
-        symlink(&secret, &link).unwrap();
-        Some((secret, link))
-    }
-
-    #[test]
-    fn planted_symlink_is_refused_and_its_target_unchanged() {
-        let d = Dir::new("symlink");
-        let Some((secret, link)) = planted(&d, "out.txt") else {
-            return;
-        };
-        for force in [false, true] {
-            let e = create_private(&link, force).unwrap_err();
-            let msg = e.to_string();
-            assert!(msg.starts_with(&link.display().to_string()), "{msg}");
-            assert!(msg.contains("symbolic link"), "{msg}");
-            assert!(!msg.contains('\n'));
-            let e = write_private(&link, b"report", force).unwrap_err();
-            assert!(e.to_string().contains("symbolic link"), "{e}");
-            let e = open_output(&link, force).unwrap_err();
-            assert!(e.to_string().contains("even with --force"), "{e}");
-        }
-        assert_eq!(std::fs::read(&secret).unwrap(), b"root only\n");
-        assert_eq!(mode(&secret), 0o600);
-        assert_eq!(std::fs::symlink_metadata(&secret).unwrap().uid(), NOBODY);
-        assert!(std::fs::symlink_metadata(&link)
-            .unwrap()
-            .file_type()
-            .is_symlink());
-        // A dangling symlink too (it would create the target through the link).
-        let dangling = d.0.join("dangling");
-        symlink(d.0.join("nowhere"), &dangling).unwrap();
-        assert!(create_private(&dangling, true).is_err());
-        assert!(write_private(&dangling, b"x", true).is_err());
-        assert!(!d.0.join("nowhere").exists());
-    }
-
-    const UMASK_DIR: &str = "PERCPU_TRACE_TEST_UMASK_DIR";
-
-    /// Creates files under a umask that would make them 0400, in a process of its own
-    /// (started by `new_files_are_0600_whatever_the_umask`): the umask is per process, and
-    /// changing it here would race with other tests creating files.
-    #[test]
-    #[ignore = "run in a child process by new_files_are_0600_whatever_the_umask"]
-    fn umask_child() {
-        let Some(dir) = std::env::var_os(UMASK_DIR) else {
-            return;
-        };
-        let dir = PathBuf::from(dir);
-        // SAFETY: umask has no preconditions; this process runs only this test.
-        unsafe { libc::umask(0o277) };
-        create_private(&dir.join("rec.jsonl"), false)
-            .unwrap()
-            .write_all(b"x\n")
-            .unwrap();
-        write_private(&dir.join("report.txt"), b"report\n", false).unwrap();
-    }
-
-    #[test]
-    fn new_files_are_0600_whatever_the_umask() {
-        let d = Dir::new("mode");
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["output::tests::umask_child", "--exact", "--ignored"])
-            .env(UMASK_DIR, &d.0)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let a = d.0.join("rec.jsonl");
-        let b = d.0.join("report.txt");
-        assert_eq!(mode(&a), 0o600);
-        assert_eq!(mode(&b), 0o600);
-        assert_eq!(std::fs::read(&b).unwrap(), b"report\n");
-        // Replacing an existing 0644 file of ours gives 0600 too, and no temp file stays.
-        let c = d.0.join("old.txt");
-        std::fs::write(&c, b"old").unwrap();
-        std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o644)).unwrap();
-        write_private(&c, b"new", false).unwrap();
-        assert_eq!(mode(&c), 0o600);
-        assert_eq!(std::fs::read(&c).unwrap(), b"new");
-        let mut f = create_private(&c, false).unwrap();
-        f.write_all(b"stream").unwrap();
-        assert_eq!(mode(&c), 0o600);
-        assert_eq!(std::fs::read(&c).unwrap(), b"stream");
-        let names: Vec<_> = std::fs::read_dir(&d.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 3, "{names:?}");
-    }
-
-    #[test]
-    fn a_file_owned_by_someone_else_needs_force() {
-        let d = Dir::new("owner");
-        let p = d.0.join("theirs.txt");
-        std::fs::write(&p, b"theirs").unwrap();
-        if !chown(&p, NOBODY) {
-            eprintln!("skipped: needs root to chown");
-            return;
-        }
-        let e = create_private(&p, false).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
-        assert!(e.to_string().contains("owned by uid 65534"), "{e}");
-        assert!(e.to_string().contains("--force"), "{e}");
-        assert!(write_private(&p, b"mine", false).is_err());
-        assert_eq!(std::fs::read(&p).unwrap(), b"theirs");
-
-        write_private(&p, b"mine", true).unwrap();
-        let md = std::fs::metadata(&p).unwrap();
-        assert_eq!((md.uid(), md.mode() & 0o777), (euid(), 0o600));
-        assert_eq!(std::fs::read(&p).unwrap(), b"mine");
-
-        assert!(chown(&p, NOBODY));
-        let mut f = create_private(&p, true).unwrap();
-        f.write_all(b"stream").unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().uid(), euid());
-        assert_eq!(std::fs::read(&p).unwrap(), b"stream");
-    }
-
-    #[test]
-    fn replacing_never_writes_through_a_hard_link() {
-        let d = Dir::new("hardlink");
-        let other = d.0.join("other");
-        std::fs::write(&other, b"keep").unwrap();
-        let p = d.0.join("out.txt");
-        std::fs::hard_link(&other, &p).unwrap();
-        write_private(&p, b"new", false).unwrap();
-        assert_eq!(std::fs::read(&other).unwrap(), b"keep");
-        assert_eq!(std::fs::read(&p).unwrap(), b"new");
-    }
-
-    #[test]
-    fn dash_is_stdout_and_other_refusals() {
-        assert!(matches!(
-            open_output(Path::new("-"), false).unwrap(),
-            Output::Stdout(_)
-        ));
-        assert!(is_stdout(Path::new("-")));
-        assert!(create_private(Path::new("-"), false).is_err());
-        write_private(Path::new("-"), b"", false).unwrap();
-        let d = Dir::new("misc");
-        let e = create_private(&d.0, true).unwrap_err();
-        assert!(e.to_string().ends_with("is a directory"), "{e}");
-        let e = write_private(&d.0.join("no/such/dir/x"), b"", false).unwrap_err();
-        assert!(e.to_string().contains("directory does not exist"), "{e}");
-        // A character device is written in place, not replaced.
-        write_private(Path::new("/dev/null"), b"x", false).unwrap();
-        assert!(std::fs::symlink_metadata("/dev/null")
-            .unwrap()
-            .file_type()
-            .is_char_device());
-    }
-}
+#[path = "output_tests.rs"]
+mod tests;

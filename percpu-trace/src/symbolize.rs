@@ -64,14 +64,11 @@ impl std::fmt::Debug for Symbolizer {
 impl Symbolizer {
     /// Reads a kallsyms file. Fails when every address is zero (kptr_restrict hides them).
     pub fn from_kallsyms(path: &Path) -> Result<Self> {
-        use std::io::BufRead;
-        // Line by line: the whole text (several MB) need not be in memory with the table.
-        let f = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        // Line by line: the whole text (several MB) need not be in memory with the table;
+        // bounded, so a file that is not a real kallsyms cannot grow it without end.
         let mut s = Symbolizer::default();
-        for line in std::io::BufReader::new(f).split(b'\n') {
-            let line = line.with_context(|| format!("reading {}", path.display()))?;
-            s.add_lines(&String::from_utf8_lossy(&line));
-        }
+        crate::bounded::kallsyms_lines(path, |line| s.add_lines(&String::from_utf8_lossy(line)))
+            .with_context(|| format!("reading {}", path.display()))?;
         s.finish();
         if s.syms.is_empty() {
             bail!(

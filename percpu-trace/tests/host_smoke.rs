@@ -486,6 +486,26 @@ fn sigkill_keeps_what_was_recorded() {
     );
     // The wall-clock length was written before the kill (the first run record).
     assert!(report["observation"]["duration_ns"].as_u64().unwrap() > 0);
+    // And the report says the run did not end cleanly (before: nothing said it).
+    assert!(
+        report["observation"]["ended_uncleanly_at_ns"]
+            .as_u64()
+            .is_some(),
+        "{report:#}"
+    );
+    let out = Command::new(BIN)
+        .args(["report", rec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let flat = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        flat.contains("recording ended uncleanly at")
+            && flat.contains("the tracer was killed or the host stopped"),
+        "{flat}"
+    );
     // Private: it holds kernel addresses.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&rec).unwrap().permissions().mode() & 0o777;
@@ -595,7 +615,7 @@ fn a_quiet_run_counts_what_it_saw() {
     LINES.lock().unwrap().clear();
     let dir = tempfile_dir();
     let rec = dir.join("quiet.jsonl");
-    let child = start_tool(&["-d", "8", "-o", rec.to_str().unwrap()]);
+    let child = start_tool(&["-d", "8s", "-o", rec.to_str().unwrap()]);
     std::thread::spawn(|| {
         for _ in 0..150 {
             // SAFETY: moves this thread into a fresh network namespace; no other effect.
@@ -643,7 +663,7 @@ fn a_recording_made_with_comm_carries_the_filter() {
     assert_root();
     let dir = tempfile_dir();
     let rec = dir.join("comm.jsonl");
-    let child = start_tool(&["-d", "2", "--comm", "pt-*", "-o", rec.to_str().unwrap()]);
+    let child = start_tool(&["-d", "2s", "--comm", "pt-*", "-o", rec.to_str().unwrap()]);
     let _ = child.wait_with_output().unwrap();
     let report = report_json(&rec);
     assert_eq!(
@@ -738,4 +758,497 @@ fn check_probe_runs_bounded_and_leaves_nothing_behind() {
 
     // Without root: one line, exit 2.
     refused_without_root(&["check", "--probe"]);
+}
+
+/// Runs the tool with `args` and waits at most `limit` for it (then SIGKILL and fail): the
+/// exit status, stderr, and the peak RSS in KiB (from wait4).
+fn run_bounded(args: &[&str], limit: Duration) -> (Option<i32>, String, i64) {
+    let child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting percpu-trace");
+    let pid = child.id() as i32;
+    let mut stderr = child.stderr.unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let started = Instant::now();
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid out buffer; pid is our child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            break;
+        }
+        if started.elapsed() > limit {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+            panic!("percpu-trace {args:?} still running after {limit:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, reader.join().unwrap(), ru.ru_maxrss)
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel; run by `cargo xtask test`"]
+fn a_fifo_or_a_planted_directory_link_as_output_is_refused_at_once() {
+    use std::os::unix::fs::{lchown, symlink, PermissionsExt};
+    assert_root();
+    let dir = tempfile_dir().join("outputs");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("f");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    let rec = dir.join("header-only.jsonl");
+    std::fs::write(
+        &rec,
+        "{\"format\":\"percpu-trace-recording\",\"version\":1}\n",
+    )
+    .unwrap();
+    let rec = rec.to_str().unwrap();
+    let f = fifo.to_str().unwrap();
+    // Before: record attached the probes, then blocked in open() for good (SIGTERM, SIGINT
+    // and SIGHUP ignored); with --force it wrote into the FIFO; report blocked too.
+    for args in [
+        &["record", "-d", "1s", "-o", f][..],
+        &["record", "-d", "1s", "-o", f, "--force"],
+        &["report", rec, "-o", f],
+        &["report", rec, "-o", f, "--force"],
+    ] {
+        let (code, err, _) = run_bounded(args, Duration::from_secs(20));
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("is a FIFO, not a regular file"), "{err}");
+        assert!(!err.contains("probes attached"), "{err}");
+    }
+    assert_no_programs_left();
+    // `nobody` plants STICKY/d -> a root-only directory: root's report is refused and
+    // nothing is created inside.
+    let sticky = dir.join("sticky");
+    let private = dir.join("root-only");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = sticky.join("d");
+    symlink(&private, &link).unwrap();
+    lchown(&link, Some(65534), Some(65534)).unwrap();
+    let out = link.join("r.txt");
+    let (code, err, _) = run_bounded(
+        &["report", rec, "-o", out.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("fs.protected_symlinks"), "{err}");
+    assert!(!private.join("r.txt").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs root; run by `cargo xtask test`"]
+fn endless_inputs_are_refused_with_bounded_memory() {
+    assert_root();
+    // Before: `check --btf /dev/zero` reached 4 GB RSS in 4 s.
+    let (code, err, max_rss_kib) =
+        run_bounded(&["check", "--btf", "/dev/zero"], Duration::from_secs(60));
+    eprintln!("check --btf /dev/zero: exit {code:?}, peak RSS {max_rss_kib} KiB: {err}");
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("which no real BTF is"), "{err}");
+    assert!(max_rss_kib < 200 << 10, "peak RSS {max_rss_kib} KiB");
+    // Inputs that are accepted no more: one line, exit 2, naming the valid form.
+    for (args, form) in [
+        (&["record", "-d", "0s"][..], "like 30s, 5m or 1h30m"),
+        (&["record", "-d", "1"], "like 30s, 5m or 1h30m"),
+        (
+            &["record", "-d", "18446744073709551615s"],
+            "like 30s, 5m or 1h30m",
+        ),
+        (&["record", "-p", "99999999"], "give a number from 1 to"),
+        (&["record", "--comm", "abcdefghijklmnop"], "at most 15"),
+        (&["record", "--comm", ""], "at most 15"),
+        (
+            &["record", "-d", "1s", "--cgroup", "/etc"],
+            "cgroup v2 directory",
+        ),
+        (
+            &["record", "-d", "1s", "--cgroup", "../../../etc/passwd"],
+            "cgroup v2 directory",
+        ),
+    ] {
+        let (code, err, _) = run_bounded(args, Duration::from_secs(30));
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(form), "{args:?}: {err}");
+    }
+    if Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+        let (code, err, _) = run_bounded(
+            &["record", "-d", "1s", "--cgroup", "/sys/fs/cgroup/memory"],
+            Duration::from_secs(30),
+        );
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("cgroup v1"), "{err}");
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback (no client crate needed): status line and body.
+fn http_get(addr: &str, target: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (head.lines().next().unwrap_or("").to_string(), body)
+}
+
+/// The body of a chunked HTTP response.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// `query` for a URL.
+fn urlencode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An instant PromQL query against the Prometheus at `addr`: the result vector.
+fn promql(addr: &str, q: &str) -> Vec<serde_json::Value> {
+    let (status, body) = http_get(addr, &format!("/api/v1/query?query={}", urlencode(q)));
+    assert!(status.contains(" 200 "), "{q}: {status} {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "success", "{q}: {v}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// A free loopback port (bound and released: good enough for a test).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real Prometheus (Debian's `prometheus`) on loopback, killed on drop.
+struct Prometheus {
+    child: Child,
+    addr: String,
+    dir: std::path::PathBuf,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Self {
+        let dir = tempfile_dir().join("prometheus");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  \
+                 - job_name: percpu-trace\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start prometheus ({e}): install Debian's `prometheus` package \
+                     (`cargo xtask setup` does)"
+                )
+            });
+        Prometheus { child, addr, dir }
+    }
+
+    /// Waits until `q` returns a non-empty vector (at most `limit`).
+    fn wait_for(&self, q: &str, limit: Duration) -> Vec<serde_json::Value> {
+        let started = Instant::now();
+        loop {
+            if std::net::TcpStream::connect(&self.addr).is_ok() {
+                let r = promql(&self.addr, q);
+                if !r.is_empty() {
+                    return r;
+                }
+            }
+            assert!(
+                started.elapsed() < limit,
+                "Prometheus returned nothing for {q} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The value of an instant-vector sample.
+fn value(sample: &serde_json::Value) -> f64 {
+    sample["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+#[ignore = "needs root, a BPF-capable kernel and Debian's prometheus; run by `cargo xtask test`"]
+fn a_real_prometheus_scrapes_the_recorder() {
+    assert_root();
+    let started = Instant::now();
+    LINES.lock().unwrap().clear();
+    let mut child = start_tool(&["-d", "60s", "--metrics", "127.0.0.1:0"]);
+    let named = || {
+        LINES.lock().unwrap().iter().find_map(|l| {
+            l.split("metrics on http://")
+                .nth(1)
+                .map(|r| r.trim_end_matches("/metrics").to_string())
+        })
+    };
+    let waited = Instant::now();
+    while named().is_none() && waited.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let target = named().expect("the recorder names its metrics address");
+    let prom = Prometheus::start(&target);
+    prom.wait_for("up{job=\"percpu-trace\"} == 1", Duration::from_secs(60));
+    // Real constrained allocations while the mutex is busy: holds, counts.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = mutex_traffic(stop.clone());
+    constrained_percpu_allocations(200);
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    busy.join().unwrap();
+
+    // The counters as Prometheus stored them.
+    let r = prom.wait_for(
+        "percpu_trace_activity_total{kind=\"constrained_allocations\"} >= 200",
+        Duration::from_secs(30),
+    );
+    eprintln!("prometheus: constrained allocations {}", value(&r[0]));
+    let findings = prom.wait_for("sum(percpu_trace_findings_total)", Duration::from_secs(10));
+    assert!(value(&findings[0]) >= 0.0, "{findings:?}");
+    let kinds = promql(&prom.addr, "percpu_trace_findings_total");
+    assert_eq!(kinds.len(), 3, "one findings series per kind: {kinds:?}");
+    // The histogram has a +Inf bucket, so its quantile is a number (before: NaN).
+    let q = prom.wait_for(
+        "histogram_quantile(0.99, sum by (le) (percpu_trace_mutex_hold_seconds_bucket)) >= 0",
+        Duration::from_secs(30),
+    );
+    let p99 = value(&q[0]);
+    assert!(p99.is_finite(), "p99 hold {p99}");
+    eprintln!("prometheus: p99 pcpu_alloc_mutex hold {p99} s");
+    // The verdict label, as `check` says it.
+    let info = prom.wait_for("percpu_trace_info", Duration::from_secs(10));
+    let verdict = info[0]["metric"]["fix_verdict"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        [
+            "not-affected",
+            "vulnerable",
+            "partially-fixed",
+            "likely-fixed",
+            "fixed",
+            "unknown"
+        ]
+        .contains(&verdict.as_str()),
+        "{info:?}"
+    );
+    let vulnerable = promql(&prom.addr, "percpu_trace_info{fix_verdict=\"vulnerable\"}");
+    assert_eq!(vulnerable.is_empty(), verdict != "vulnerable");
+
+    // promtool accepts the scrape as it is served to any client.
+    let (status, text) = http_get(&target, "/metrics");
+    assert!(status.contains(" 200 "), "{status}");
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package)");
+    std::io::Write::write_all(p.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Many idle connections: at most --metrics-max-requests are held, the rest are
+    // answered 503 and closed, and the recorder stays under the README's 50 MiB (before:
+    // ~14k connections took it to 69.5 MB, never returned).
+    let mut idle = Vec::new();
+    for _ in 0..14_000 {
+        match std::net::TcpStream::connect(&target) {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connection {}: {e}", idle.len()),
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let rss = vm_rss_kib(child.id());
+    eprintln!(
+        "recorder RSS with {} idle metrics connections: {rss} KiB",
+        idle.len()
+    );
+    assert!(
+        rss < 50 << 10,
+        "recorder RSS {rss} KiB with idle connections"
+    );
+    drop(idle);
+    // The held ones time out (10 s); then scrapes work again.
+    let again = Instant::now();
+    loop {
+        let (status, _) = http_get(&target, "/metrics");
+        if status.contains(" 200 ") {
+            break;
+        }
+        assert!(again.elapsed() < Duration::from_secs(20), "{status}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let rss_after = vm_rss_kib(child.id());
+    eprintln!("recorder RSS after: {rss_after} KiB");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(
+        status.code().is_some_and(|c| c == 0 || c == 1),
+        "{status:?}"
+    );
+    drop(prom);
+    assert_no_programs_left();
+    eprintln!("prometheus test took {:?}", started.elapsed());
+}
+
+/// VmRSS of a process, in KiB.
+fn vm_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel; run by `cargo xtask test`"]
+fn a_signal_ends_the_recorder_even_while_its_output_is_blocked() {
+    use std::os::fd::FromRawFd;
+    assert_root();
+    // `record -o -` into a pipe that is full and never read: the recorder blocks writing.
+    // Before, SIGTERM, SIGINT and SIGHUP were then ignored for good (only SIGKILL worked).
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid out array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (r, w) = (fds[0], fds[1]);
+    // SAFETY: our own descriptors; filling the pipe without blocking.
+    unsafe {
+        libc::fcntl(w, libc::F_SETPIPE_SZ, 4096);
+        let flags = libc::fcntl(w, libc::F_GETFL);
+        libc::fcntl(w, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        let block = [b'x'; 4096];
+        while libc::write(w, block.as_ptr().cast(), block.len()) > 0 {}
+        libc::fcntl(w, libc::F_SETFL, flags);
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: the child gets its own copy of the write end.
+        let stdout = unsafe { Stdio::from_raw_fd(libc::dup(w)) };
+        let mut child = Command::new(BIN)
+            .args(["record", "-o", "-"])
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[percpu-trace] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        // The start line comes after the header write was attempted (blocked).
+        let _ = rx.recv_timeout(Duration::from_secs(30));
+        // The buffered header reaches the pipe at the first flush (each second): blocked.
+        std::thread::sleep(Duration::from_secs(2));
+        let sent = Instant::now();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let limit = percpu_trace::stop_guard::GRACE + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                eprintln!("signal {sig}: ended after {:?} ({st:?})", sent.elapsed());
+                break;
+            }
+            if sent.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("signal {sig} did not end the blocked recorder within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // SAFETY: our own descriptors.
+    unsafe {
+        libc::close(r);
+        libc::close(w);
+    }
+    assert_no_programs_left();
 }

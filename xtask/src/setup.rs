@@ -6,7 +6,7 @@ use std::{path::Path, process::Command};
 use anyhow::{bail, Context, Result};
 
 /// Debian packages: the eBPF toolchain, then what the tests use (qemu, initramfs tools,
-/// tmux for the TUI end-to-end test, bpftool for detach checks).
+/// tmux for the TUI end-to-end test, bpftool for detach checks, prometheus for the metrics).
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("rustc-web", "/usr/bin/rustc"),
     (
@@ -25,6 +25,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("zstd", "/usr/bin/zstd"),
     ("tmux", "/usr/bin/tmux"),
     ("bpftool", "/usr/sbin/bpftool"),
+    // The real Prometheus server and promtool: the host smoke test scrapes the recorder
+    // with it, and tests/prometheus_rules.rs checks the shipped rules.
+    ("prometheus", "/usr/bin/promtool"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -99,13 +99,22 @@ impl BtfFile {
             let (off, size) = elf_section(&read_at, ".BTF").with_context(|| {
                 format!("{} is an ELF file without a .BTF section", path.display())
             })?;
+            if size > crate::bounded::MAX_BTF {
+                return Err(crate::bounded::too_large(
+                    path,
+                    ".BTF section",
+                    crate::bounded::MAX_BTF,
+                )
+                .into());
+            }
             let size = usize::try_from(size)
                 .ok()
                 .context("ELF .BTF section too large")?;
             read_at(off, size)
                 .with_context(|| format!("{}: .BTF section out of the file", path.display()))?
         } else {
-            std::fs::read(path).with_context(what)?
+            // Bounded: a path like /dev/zero must not be read until memory runs out.
+            crate::bounded::read_file(path, "BTF", crate::bounded::MAX_BTF).with_context(what)?
         };
         Self::from_bytes(data).with_context(|| format!("parsing BTF {}", path.display()))
     }

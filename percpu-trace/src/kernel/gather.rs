@@ -108,9 +108,10 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
     // kallsyms is parsed once, into one table shared by analysis and the code scan, and
     // its text (10 MB and more on Debian's arm64 kernels) is dropped before anything else
     // big is read: discovery is the tool's peak memory.
-    let kallsyms = std::fs::read_to_string(&opts.kallsyms)
-        .map(|text| (Arc::new(SymbolTable::parse(&text)), function_starts(&text)))
-        .map_err(|e| format!("{}: {e}", opts.kallsyms.display()));
+    let kallsyms =
+        crate::bounded::read_text(&opts.kallsyms, "kallsyms", crate::bounded::MAX_KALLSYMS)
+            .map(|text| (Arc::new(SymbolTable::parse(&text)), function_starts(&text)))
+            .map_err(|e| format!("{}: {e}", opts.kallsyms.display()));
     let code_scan_table = match (&kallsyms, scan) {
         (Ok((t, _)), true) => Some(t.clone()),
         _ => None,

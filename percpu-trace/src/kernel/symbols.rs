@@ -253,15 +253,15 @@ pub fn read_lines_matching(
     path: &std::path::Path,
     keep: impl Fn(&str) -> bool,
 ) -> std::io::Result<String> {
-    use std::io::BufRead;
     let mut out = String::new();
-    for line in std::io::BufReader::new(std::fs::File::open(path)?).lines() {
-        let line = line?;
+    // Bounded line by line and in total (a System.map is ~10 MB, its lines short).
+    crate::bounded::kallsyms_lines(path, |line| {
+        let line = String::from_utf8_lossy(line);
         if kallsyms_lines(&line).next().is_some_and(|l| keep(l.name)) {
             out.push_str(&line);
             out.push('\n');
         }
-    }
+    })?;
     Ok(out)
 }
 

@@ -36,9 +36,13 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-/// Content type of the exposition (prometheus-client writes OpenMetrics text, which
-/// Prometheus negotiates and parses).
+/// Content type of the OpenMetrics exposition (prometheus-client writes it; Prometheus asks
+/// for it in its Accept header).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Content type of the classic Prometheus text format, for every other client (curl,
+/// `promtool check metrics`), see [`exposition::classic_text`].
+pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
@@ -73,7 +77,9 @@ impl EncodeMetric for HoldHistogram {
             .zip(h.buckets)
             .map(|(&b, n)| (b as f64 / 1e9, n))
             .collect();
-        buckets.push((f64::MAX, h.buckets[HOLD_BUCKETS_NS.len()]));
+        // The top bucket is `le="+Inf"` (the encoder writes it for infinity): Prometheus'
+        // histogram_quantile and OpenMetrics parsers need it.
+        buckets.push((f64::INFINITY, h.buckets[HOLD_BUCKETS_NS.len()]));
         encoder.encode_histogram::<NoLabelSet>(h.sum_ns as f64 / 1e9, h.count, &buckets, None)
     }
 
@@ -343,6 +349,11 @@ impl Metrics {
         let _ = encode(&mut s, &self.registry);
         s
     }
+
+    /// The exposition in the classic Prometheus text format (version 0.0.4).
+    pub fn encode_text(&self) -> String {
+        exposition::classic_text(&self.encode())
+    }
 }
 
 /// Raises `counter` so that it equals `total` (a cumulative value from elsewhere). A total
@@ -355,6 +366,7 @@ fn advance(st: &mut State, key: &str, total: u64, counter: &Counter) {
     }
 }
 
+mod exposition;
 pub mod http;
 #[cfg(test)]
 mod tests;

@@ -196,9 +196,19 @@ fn fix_verdict_label_follows_the_run() {
     assert_eq!(text.matches("percpu_trace_info{").count(), 1, "{text}");
 }
 
+/// A GET asking for OpenMetrics, as Prometheus does.
 async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    get_accepting(
+        addr,
+        path,
+        "application/openmetrics-text;version=1.0.0,*/*;q=0.1",
+    )
+    .await
+}
+
+async fn get_accepting(addr: SocketAddr, path: &str, accept: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: {accept}\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
@@ -211,7 +221,7 @@ async fn scrape_over_loopback() {
     let m = Arc::new(Metrics::new());
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(serve_listener(listener, m.clone()));
+    let server = tokio::spawn(serve_listener(listener, m.clone(), 40));
 
     let mut engine = Engine::new(EngineConfig::default());
     for e in stream() {
@@ -240,6 +250,41 @@ async fn scrape_over_loopback() {
     );
     assert_eq!(v["percpu_trace_drops_total{reason=\"stack\"}"], 7.0);
     assert_eq!(v["percpu_trace_mutex_hold_seconds_count"], 1.0);
+    // The top bucket is +Inf (was le="1.7976931348623157e308": histogram_quantile gave NaN).
+    assert_eq!(
+        v["percpu_trace_mutex_hold_seconds_bucket{le=\"+Inf\"}"],
+        1.0
+    );
+    assert!(!body.contains("e308"), "{body}");
+
+    // Without an OpenMetrics Accept header: the classic text format, every family with
+    // HELP and TYPE under the name its samples carry (`promtool check metrics` said "no
+    // help text" for the 7 counters).
+    let (head, text) = get_accepting(addr, "/metrics", "*/*").await;
+    assert!(head.contains(CONTENT_TYPE_TEXT), "{head}");
+    assert!(
+        !text.contains("# EOF") && !text.contains("# UNIT"),
+        "{text}"
+    );
+    for sample in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = sample.split(['{', ' ']).next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|_| name.contains("hold_seconds"))
+            })
+            .unwrap_or(name);
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "no help for {name}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "no type for {name}"
+        );
+    }
+    assert_eq!(parse(&text), v, "the same values in both formats");
 
     // Counters move between scrapes.
     engine.process(&ev(9, 3, None, EventKind::TaskExit));
@@ -270,6 +315,41 @@ async fn scrape_over_loopback() {
 
     let (head, _) = get(addr, "/nope").await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    server.abort();
+}
+
+/// At most `max_requests` connections are held (idle ones included); one more gets 503 at
+/// once and is closed, and a scrape works again when a slot frees.
+#[tokio::test]
+async fn idle_connections_are_capped_and_the_rest_refused_at_once() {
+    let m = Arc::new(Metrics::new());
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(serve_listener(listener, m, 4));
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // Let the server accept them.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        // Read without sending (a request the server never reads would make its close a
+        // reset, racing with the answer): the 503 comes at once, then the close.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+        assert!(
+            out.ends_with("\r\n\r\ntoo many concurrent metrics requests\n"),
+            "{out}"
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(idle.pop());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (head, _) = get(addr, "/metrics").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     server.abort();
 }
 

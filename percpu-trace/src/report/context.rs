@@ -69,6 +69,10 @@ pub struct ReportContext {
     /// What the run's events showed about the fix series ([`Engine::fix_observations`]).
     #[serde(default)]
     pub fix_observed: FixObservations,
+    /// A recording without its final `run` line (the tracer was killed or the host
+    /// stopped): how far into the run its last `run` line was written.
+    #[serde(default)]
+    pub ended_uncleanly_at_ns: Option<u64>,
 }
 
 impl ReportContext {
@@ -88,6 +92,7 @@ impl ReportContext {
             skipped_lines: 0,
             first_skipped: None,
             fix_observed: FixObservations::default(),
+            ended_uncleanly_at_ns: None,
         }
     }
 
@@ -121,6 +126,8 @@ impl ReportContext {
         ctx.skipped_lines = summary.skipped_lines;
         ctx.first_skipped = summary.first_skipped;
         ctx.duration_is_wall_clock = summary.wall_ns.is_some();
+        // Recordings with `run` lines end with one saying `ended`; older ones have none.
+        ctx.ended_uncleanly_at_ns = summary.wall_ns.filter(|_| !summary.ended);
         ctx.duration_ns = summary
             .wall_ns
             .or(match (summary.first_ns, summary.last_ns) {
@@ -158,6 +165,18 @@ impl ReportContext {
             Source::Recording { .. } => self.run.tool_version.as_deref(),
             Source::Live => None,
         }
+    }
+
+    /// "recording ended uncleanly at 12.3 s: ..." for a recording without its final
+    /// `run` line, the one wording every report format uses.
+    pub fn unclean_end(&self) -> Option<String> {
+        self.ended_uncleanly_at_ns.map(|ns| {
+            format!(
+                "recording ended uncleanly at {:.1} s: the tracer was killed or the host \
+                 stopped (what was written until then is reported)",
+                ns as f64 / 1e9
+            )
+        })
     }
 
     /// The run's filters as given on the command line (`--comm x`).

@@ -105,6 +105,8 @@ struct Observation<'a> {
     skipped_lines: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     first_skipped: Option<Skipped>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_uncleanly_at_ns: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -290,6 +292,7 @@ fn report<'a>(
             first_skipped: ctx
                 .first_skipped
                 .map(|(line, offset)| Skipped { line, offset }),
+            ended_uncleanly_at_ns: ctx.ended_uncleanly_at_ns,
         },
         summary: Summary {
             findings: findings.len(),

@@ -270,6 +270,9 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             ctx.skipped_lines
         );
     }
+    if let Some(u) = ctx.unclean_end() {
+        let _ = writeln!(s, "- **Warning:** {u}");
+    }
     if !ctx.filters().is_empty() {
         let _ = writeln!(s, "- **Filters:** {}", code(&ctx.filters().join(" ")));
     }

@@ -159,6 +159,9 @@ pub fn report_from_recording_with(path: &Path, format: Format, redact: bool) -> 
         crate::warnln!("percpu-trace: warning: {}: {w}", path.display());
     }
     let mut ctx = ReportContext::from_replay(path, &summary);
+    if let Some(u) = ctx.unclean_end() {
+        crate::warnln!("percpu-trace: warning: {}: {u}", path.display());
+    }
     ctx.set_fix_observed(&engine);
     let snap = engine.snapshot();
     ctx.findings_dropped = snap.counters.findings_dropped;

@@ -493,6 +493,22 @@ fn report_from_a_recording() {
     let md = report_from_recording(&path, Format::Markdown).unwrap();
     assert!(md.contains("| 1 | `recursion` | critical |"));
 
+    // No final `run` line (ended: true): the tracer was killed or the host stopped, and
+    // every format says so (before: nothing did). With the line, nothing is said.
+    let flat = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    let unclean = "recording ended uncleanly at 5.0 s: the tracer was killed or the host stopped";
+    assert!(flat(&text).contains(unclean), "{text}");
+    assert!(flat(&md).contains(unclean), "{md}");
+    assert_eq!(v["observation"]["ended_uncleanly_at_ns"], 5_000_000_000u64);
+    let clean = dir.join("clean.jsonl");
+    let mut data = std::fs::read(&path).unwrap();
+    data.extend_from_slice(b"{\"t\":\"run\",\"elapsed_ns\":5100000000,\"ended\":true}\n");
+    std::fs::write(&clean, &data).unwrap();
+    for f in [Format::Text, Format::Markdown, Format::Json] {
+        let r = report_from_recording(&clean, f).unwrap();
+        assert!(!r.contains("uncleanly"), "{r}");
+    }
+
     // A recording cut mid-line (was an error; now the report comes, saying what was
     // skipped and where): the last line here is the drops record.
     let data = std::fs::read(&path).unwrap();

@@ -354,6 +354,9 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             ),
         );
     }
+    if let Some(u) = ctx.unclean_end() {
+        kv(s, "warning:     ", &u);
+    }
     if !ctx.filters().is_empty() {
         kv(s, "filters:     ", &ctx.filters().join(" "));
     }
