@@ -763,6 +763,8 @@ fn check_probe_runs_bounded_and_leaves_nothing_behind() {
 /// Runs the tool with `args` and waits at most `limit` for it (then SIGKILL and fail): the
 /// exit status, stderr, and the peak RSS in KiB (from wait4).
 fn run_bounded(args: &[&str], limit: Duration) -> (Option<i32>, String, i64) {
+    // Reaped with wait4 below (for its rusage), not Child::wait.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(BIN)
         .args(args)
         .stdout(Stdio::null())
@@ -1064,8 +1066,13 @@ fn a_real_prometheus_scrapes_the_recorder() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let target = named().expect("the recorder names its metrics address");
+    let attached = started.elapsed();
     let prom = Prometheus::start(&target);
     prom.wait_for("up{job=\"percpu-trace\"} == 1", Duration::from_secs(60));
+    eprintln!(
+        "timing: recorder attached after {attached:?}, Prometheus scraping after {:?}",
+        started.elapsed()
+    );
     // Real constrained allocations while the mutex is busy: holds, counts.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let busy = mutex_traffic(stop.clone());
@@ -1135,6 +1142,10 @@ fn a_real_prometheus_scrapes_the_recorder() {
     // Many idle connections: at most --metrics-max-requests are held, the rest are
     // answered 503 and closed, and the recorder stays under the README's 50 MiB (before:
     // ~14k connections took it to 69.5 MB, never returned).
+    eprintln!(
+        "timing: PromQL and promtool checks done after {:?}",
+        started.elapsed()
+    );
     let mut idle = Vec::new();
     for _ in 0..14_000 {
         match std::net::TcpStream::connect(&target) {
