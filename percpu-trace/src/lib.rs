@@ -5,6 +5,7 @@
 //! `event` (decoded events), `engine` (pure detection), `record` (recordings), `report`,
 //! `tui`, `live` (the live modes), `fix_probe` (`check --probe`), `cli`.
 pub mod cli;
+pub mod debuginfo;
 pub mod engine;
 pub mod event;
 pub mod fix_probe;

@@ -69,6 +69,10 @@ pub struct ReportContext {
     /// What the run's events showed about the fix series ([`Engine::fix_observations`]).
     #[serde(default)]
     pub fix_observed: FixObservations,
+    /// Where the frames' source lines came from, or how to get them (one line; `None`:
+    /// not looked for, e.g. a live run).
+    #[serde(default)]
+    pub source_lines: Option<String>,
 }
 
 impl ReportContext {
@@ -88,6 +92,7 @@ impl ReportContext {
             skipped_lines: 0,
             first_skipped: None,
             fix_observed: FixObservations::default(),
+            source_lines: None,
         }
     }
 
