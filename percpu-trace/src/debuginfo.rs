@@ -15,11 +15,10 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use blazesym::{helper::read_elf_build_id, inspect, symbolize};
+use blazesym::{inspect, symbolize};
 
 use crate::{
     event::{Frame, InlinedFrame},
-    kernel::identity::hex,
     report::StackTable,
 };
 
@@ -32,11 +31,45 @@ pub struct DebugFile {
     pub verified: bool,
 }
 
-/// The build id of an ELF file, lowercase hex (`None`: the file has none).
+/// The build id of an ELF file, lowercase hex (`None`: the file has none): the GNU note
+/// in its SHT_NOTE sections. Read here rather than with blazesym's `read_elf_build_id`,
+/// which on Debian's 7.2.13 vmlinux returns 8 bytes of another note (`00000080ffffffff`;
+/// the kernel's `.notes` section holds Xen and Linux notes besides the build id).
 pub fn file_build_id(path: &Path) -> Result<Option<String>> {
-    let id = read_elf_build_id(path)
-        .with_context(|| format!("{}: not a readable ELF file", path.display()))?;
-    Ok(id.map(|b| hex(&b)))
+    use std::io::{Read, Seek, SeekFrom};
+    let bad = || anyhow::anyhow!("{}: not a 64-bit little-endian ELF file", path.display());
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut eh = [0u8; 64];
+    f.read_exact(&mut eh).map_err(|_| bad())?;
+    if &eh[..4] != b"\x7fELF" || eh[4] != 2 || eh[5] != 1 {
+        return Err(bad());
+    }
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let (shoff, shentsize, shnum) = (u64_at(&eh, 0x28), u16_at(&eh, 0x3a), u16_at(&eh, 0x3c));
+    if shentsize != 64 {
+        return Err(bad());
+    }
+    let mut shdrs = vec![0u8; usize::from(shnum) * 64];
+    f.seek(SeekFrom::Start(shoff))?;
+    f.read_exact(&mut shdrs).map_err(|_| bad())?;
+    const SHT_NOTE: u32 = 7;
+    for sh in shdrs.chunks_exact(64) {
+        let (ty, off, size) = (u32_at(sh, 4), u64_at(sh, 0x18), u64_at(sh, 0x20));
+        // Note sections are small; a huge one is a corrupt header.
+        if ty != SHT_NOTE || size > 1 << 20 {
+            continue;
+        }
+        let mut notes = vec![0u8; size as usize];
+        f.seek(SeekFrom::Start(off))?;
+        if f.read_exact(&mut notes).is_ok() {
+            if let Some(id) = crate::kernel::identity::gnu_build_id(&notes) {
+                return Ok(Some(id));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The paths a debug vmlinux is looked for, in order: by build id
@@ -390,6 +423,9 @@ mod tests {
         let Some(own) = file_build_id(&exe).unwrap() else {
             panic!("the test binary has no build id; cannot test refusal");
         };
+        let blazesym = blazesym::helper::read_elf_build_id(&exe).unwrap().unwrap();
+        assert_eq!(own, crate::kernel::identity::hex(&blazesym));
+        assert!(file_build_id(Path::new("/proc/self/status")).is_err());
         assert!(check(&exe, Some(&own)).unwrap().verified);
         let other = "00".repeat(20);
         let e = check(&exe, Some(&other)).unwrap_err().to_string();

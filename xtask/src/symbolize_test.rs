@@ -72,18 +72,17 @@ pub fn run() -> Result<()> {
 
     let tool = vm::build_tool()?;
     let started = Instant::now();
-    let report = report(&tool, &rec, &dbg)?;
-    ensure!(report.0, "report failed: {}", report.2);
+    let (ok, text_report, stderr) = report(&tool, &rec, &dbg)?;
+    ensure!(ok, "report failed: {stderr}");
     println!(
         "report --debug-vmlinux: {:.2} s; {}",
         started.elapsed().as_secs_f64(),
-        report
-            .1
+        text_report
             .lines()
             .find(|l| l.starts_with("source lines:"))
             .unwrap_or("no source-lines line")
     );
-    check_frame(&text, &report.1, &dbg)?;
+    check_frame(&text_report, &dbg)?;
 
     // Identity from the header: another build's id is refused, the right one accepted.
     let other = "00".repeat(20);
@@ -133,18 +132,22 @@ fn with_build_id(text: &str, id: &str) -> Result<String> {
     Ok(format!("{h}\n{rest}"))
 }
 
-/// Compares the report's lines for the first `pcpu_alloc_noprof` frame of the recording
-/// with `addr2line -f -i` at its link-time address.
-fn check_frame(recording: &str, report: &str, dbg: &Path) -> Result<()> {
-    let frame = recording
+/// Compares the report's lines for the first `pcpu_alloc_noprof` frame it prints in a
+/// call trace with `addr2line -f -i` at that frame's link-time address (the function's
+/// address in the -dbg symbol table plus the recorded offset).
+fn check_frame(report: &str, dbg: &Path) -> Result<()> {
+    let prefix = format!("{FUNCTION}+0x");
+    let (off, len) = report
         .lines()
-        .filter(|l| l.contains("\"t\":\"stack\""))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .flat_map(|v| v["frames"].as_array().cloned().unwrap_or_default())
-        .find(|f| f["function"] == FUNCTION)
-        .context("no pcpu_alloc_noprof frame in the fixture")?;
-    let off = frame["offset"].as_u64().context("offset")?;
-    let len = frame["len"].as_u64().context("len")?;
+        .map(str::trim)
+        .filter(|l| l.starts_with(&prefix) && l.contains(' '))
+        .find_map(|l| {
+            let pcs = l.split(' ').next()?.strip_prefix(&format!("{FUNCTION}+"))?;
+            let (o, n) = pcs.split_once('/')?;
+            let hex = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok();
+            Some((hex(o)?, hex(n)?))
+        })
+        .context("the report prints no pcpu_alloc_noprof frame with a source line")?;
     let nm = Command::new("nm").arg(dbg).output().context("running nm")?;
     let start = String::from_utf8_lossy(&nm.stdout)
         .lines()
@@ -164,7 +167,10 @@ fn check_frame(recording: &str, report: &str, dbg: &Path) -> Result<()> {
         .context("running addr2line")?;
     let a2l = String::from_utf8_lossy(&a2l.stdout).into_owned();
     let lines: Vec<&str> = a2l.lines().collect();
-    ensure!(lines.len() >= 2 && lines.len() % 2 == 0, "addr2line: {a2l}");
+    ensure!(
+        lines.len() >= 2 && lines.len().is_multiple_of(2),
+        "addr2line: {a2l}"
+    );
     // Innermost first, as the report prints them.
     let n = lines.len() / 2;
     let expected: Vec<String> = (0..n)

@@ -157,7 +157,12 @@ const ENTRIES: &[(&str, &str)] = &[
 /// The trigger seen, in words: who, with what constraint, doing what (from the stacks).
 pub fn trigger_seen(ctx: &ReportContext, f: &Finding, table: &StackTable) -> String {
     let l = &ctx.run.gfp_layout;
-    let label = |i: usize| f.tasks.get(i).map(d::task_label).unwrap_or_else(|| "?".into());
+    let label = |i: usize| {
+        f.tasks
+            .get(i)
+            .map(d::task_label)
+            .unwrap_or_else(|| "?".into())
+    };
     // The constrained task: the caller, or for a cross-task finding the waiter.
     let constrained = usize::from(f.kind == FindingKind::CrossTask);
     let scope = f
