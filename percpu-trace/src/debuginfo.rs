@@ -17,10 +17,11 @@ use std::{
 use anyhow::{bail, Context, Result};
 use blazesym::{inspect, symbolize};
 
-use crate::{
-    event::{Frame, InlinedFrame},
-    report::StackTable,
-};
+use crate::event::{Frame, InlinedFrame};
+
+/// Stack id to frames, as recordings keep them (the report's `StackTable`; named here so
+/// this file does not import the report that uses it).
+pub type StackTable = std::collections::BTreeMap<u32, Vec<Frame>>;
 
 /// Where the debug vmlinux was found, and whether its build id was checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
