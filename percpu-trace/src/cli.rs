@@ -127,6 +127,11 @@ pub enum Command {
         /// posted where the KASLR offset must not leak.
         #[arg(long)]
         redact_addresses: bool,
+        /// Debug vmlinux (with DWARF) of the recorded kernel, for file:line in stack
+        /// frames; refused when its build id is not the recorded one. Without it, looked for
+        /// under /usr/lib/debug by build id and release.
+        #[arg(long, value_name = "FILE")]
+        debug_vmlinux: Option<PathBuf>,
     },
     /// Print the manual page (roff), generated from this command line.
     #[command(hide = true)]
@@ -293,10 +298,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             force,
             redact_addresses,
+            debug_vmlinux,
         }) => {
             // clap guarantees exactly one of them.
             let from = file.or(from).unwrap_or_else(|| PathBuf::from("-"));
-            let text = crate::report::report_from_recording_with(&from, format, redact_addresses)?;
+            let opts = crate::report::ReportOptions {
+                redact: redact_addresses,
+                debug_vmlinux,
+                debug_root: None,
+            };
+            let text = crate::report::report_from_recording_opts(&from, format, &opts)?;
             let out = output.unwrap_or_else(|| PathBuf::from("-"));
             crate::report::write_report_with(&out, &text, force)?;
             Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@
 //! `tui`, `live` (the live modes), `fix_probe` (`check --probe`), `cli`.
 pub mod bounded;
 pub mod cli;
+pub mod debuginfo;
 pub mod engine;
 pub mod event;
 pub mod fix_probe;

@@ -10,6 +10,7 @@ use crate::{
     engine::FindingFilter,
     kernel::{
         decode::GfpLayout,
+        identity::KernelIdentity,
         plan::{AttachPlan, Attachment},
         FixVerdict, Kernel,
     },
@@ -71,6 +72,10 @@ pub struct RunInfo {
     /// see [`RunInfo::fix_verdict`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<FixVerdict>,
+    /// Build id, taint flags and analysis-relevant config of the traced kernel (`None` in
+    /// recordings made before they were recorded: reports say what they lack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<KernelIdentity>,
     /// How probes were attached ("kprobe", "fentry", "tracepoint").
     #[serde(default)]
     pub attach_mode: Option<String>,
@@ -100,6 +105,7 @@ impl Default for RunInfo {
             fix_present: None,
             fix_detail: None,
             fix: None,
+            identity: None,
             attach_mode: None,
             probes: Vec::new(),
             probes_from_plan: false,
@@ -126,6 +132,7 @@ impl RunInfo {
             fix_present: kernel.fix.present,
             fix_detail: Some(kernel.fix.detail.clone()),
             fix: Some(kernel.fix.fix_verdict()),
+            identity: Some(kernel.identity.clone()),
             attach_mode: serde_json::to_value(plan.mode)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string)),

@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use blazesym::{inspect, symbolize};
 
 use crate::{
+    debuginfo::tree_path,
     event::{Frame, InlinedFrame},
     kernel::symbols::kallsyms_lines,
 };
@@ -223,7 +224,7 @@ impl DebugInfo {
             return;
         };
         if let Some(ci) = &sym.code_info {
-            f.file = Some(ci.to_path().display().to_string());
+            f.file = Some(tree_path(&ci.to_path().display().to_string()));
             f.line = ci.line;
         }
         f.inlined = sym
@@ -234,7 +235,7 @@ impl DebugInfo {
                 file: i
                     .code_info
                     .as_ref()
-                    .map(|c| c.to_path().display().to_string()),
+                    .map(|c| tree_path(&c.to_path().display().to_string())),
                 line: i.code_info.as_ref().and_then(|c| c.line),
             })
             .collect();

@@ -6,6 +6,7 @@ mod bench;
 mod build;
 mod import_graph;
 mod setup;
+mod symbolize_test;
 mod test;
 mod vm;
 
@@ -36,6 +37,9 @@ enum Command {
     Test(test::TestArgs),
     /// Real-kernel tests under qemu.
     VmTest(vm::VmTestArgs),
+    /// `report` on a real 7.2.13 recording against Debian's real -dbg vmlinux, checked
+    /// with addr2line (downloads 1.2 GB once; not part of `test`).
+    SymbolizeTest,
     /// Overhead benchmarks against bpftrace; writes BENCHMARKS.md (root, several minutes).
     Bench(bench::BenchArgs),
 }
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Test(a) => test::run(&a),
         Command::VmTest(a) => setup::ensure().and_then(|_| vm::vm_test(a)),
         Command::Bench(a) => bench::run(&a),
+        Command::SymbolizeTest => setup::ensure().and_then(|_| symbolize_test::run()),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -119,6 +119,7 @@ pub(crate) fn analyze(inp: Inputs) -> Kernel {
         pf,
         tracepoints: tps,
         fix,
+        identity: Default::default(),
         notes,
     }
 }

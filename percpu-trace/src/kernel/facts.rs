@@ -536,6 +536,8 @@ pub struct Kernel {
     pub tracepoints: BTreeMap<String, Tracepoint>,
     /// Fix series status.
     pub fix: FixStatus,
+    /// Build id, taint and analysis-relevant config, as a report names the build.
+    pub identity: super::identity::KernelIdentity,
     /// Other things worth saying (fallbacks taken, clones, ...).
     pub notes: Vec<String>,
 }

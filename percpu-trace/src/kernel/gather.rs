@@ -147,6 +147,7 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
         realtime: read(&root.join("sys/kernel/realtime")),
     };
     let mut k = analyze(inputs);
+    k.identity = super::identity::read(root, &k.release);
     if k.mutex.addr.is_none() {
         scan_for_mutex(&mut k, code_scan_table, &mut mem);
     }

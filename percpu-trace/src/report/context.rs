@@ -73,6 +73,10 @@ pub struct ReportContext {
     /// stopped): how far into the run its last `run` line was written.
     #[serde(default)]
     pub ended_uncleanly_at_ns: Option<u64>,
+    /// Where the frames' source lines came from, or how to get them (one line; `None`:
+    /// not looked for, e.g. a live run).
+    #[serde(default)]
+    pub source_lines: Option<String>,
 }
 
 impl ReportContext {
@@ -93,6 +97,7 @@ impl ReportContext {
             first_skipped: None,
             fix_observed: FixObservations::default(),
             ended_uncleanly_at_ns: None,
+            source_lines: None,
         }
     }
 

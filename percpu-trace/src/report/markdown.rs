@@ -6,6 +6,7 @@ use std::fmt::Write;
 use crate::{engine::Finding, kernel::plan::mode_limits, run::ProbeState};
 
 use super::{
+    bugmail,
     context::{ReportContext, Source, StackTable},
     wording as d,
 };
@@ -60,6 +61,14 @@ pub(super) fn render(ctx: &ReportContext, findings: &[&Finding], stacks: &StackT
     let _ = writeln!(s, "- **Kernel:** {} ({})", code(rel), esc(arch));
     if let Some(b) = &ctx.run.kernel_build {
         let _ = writeln!(s, "- **Build:** {}", code(b));
+    }
+    for (label, value) in bugmail::identity_lines(ctx) {
+        let mut l = label.to_string();
+        l[..1].make_ascii_uppercase();
+        let _ = writeln!(s, "- **{l}:** {}", esc(&value));
+    }
+    if let Some(l) = &ctx.source_lines {
+        let _ = writeln!(s, "- **Source lines:** {}", esc(l));
     }
     let fix = ctx.fix();
     let _ = writeln!(
@@ -202,13 +211,25 @@ fn finding(s: &mut String, ctx: &ReportContext, f: &Finding, n: usize, table: &S
         match st.frames {
             Some(frames) if !frames.is_empty() => {
                 for fr in frames {
-                    let _ = writeln!(s, "{}", d::ascii(&fr.to_string()));
+                    for line in crate::debuginfo::frame_lines(fr) {
+                        let _ = writeln!(s, "{}", d::ascii(&line));
+                    }
                 }
             }
             _ => s.push_str("(stack not in the recording's stack table)\n"),
         }
         s.push_str("```\n\n</details>\n\n");
     }
+
+    s.push_str("How to reproduce:\n\n");
+    let r = bugmail::reproducer(ctx, f, table);
+    let _ = writeln!(s, "{}\n\n{}\n", esc(&r.trigger), esc(&r.note));
+    let _ = writeln!(s, "```sh\n{}\n```", r.command);
+    s.push_str("\n```text\n");
+    for line in bugmail::tags(ctx, f) {
+        let _ = writeln!(s, "{}", d::ascii(&line));
+    }
+    s.push_str("```\n\n");
 }
 
 fn observed(s: &mut String, ctx: &ReportContext) {

@@ -12,12 +12,16 @@
 //! Files: `context` (the context types and where they come from), `wording` (every phrase
 //! about a finding, shared with the TUI), one file per format. Imports run one way:
 //! formats -> wording -> context, and this file only re-exports and dispatches.
+mod bugmail;
 mod context;
+mod email;
 mod json;
 mod markdown;
 mod text;
 pub mod wording;
 
+#[cfg(test)]
+mod email_tests;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +51,9 @@ pub enum Format {
     Json,
     /// Markdown for issue trackers.
     Markdown,
+    /// Plain text for a mailing list: a `Subject: [BUG] mm/percpu: ...` line, then the text
+    /// report wrapped at 72 columns (tags are never wrapped), for git send-email or mutt.
+    Email,
 }
 
 impl Format {
@@ -56,6 +63,7 @@ impl Format {
             Format::Text => "txt",
             Format::Json => "json",
             Format::Markdown => "md",
+            Format::Email => "eml",
         }
     }
 }
@@ -72,6 +80,7 @@ pub fn render(
         Format::Text => text::render(ctx, &ordered, stacks),
         Format::Json => json::render(ctx, &ordered, stacks),
         Format::Markdown => markdown::render(ctx, &ordered, stacks),
+        Format::Email => email::render(ctx, &ordered, stacks),
     }
 }
 
@@ -151,7 +160,40 @@ pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
 /// with 0, for a report posted where a KASLR offset must not leak. Function names and
 /// offsets stay: they are what a maintainer reads, as in the kernel's own splats.
 pub fn report_from_recording_with(path: &Path, format: Format, redact: bool) -> Result<String> {
+    report_from_recording_opts(
+        path,
+        format,
+        &ReportOptions {
+            redact,
+            ..ReportOptions::default()
+        },
+    )
+}
+
+/// How `report` renders a recording besides the format.
+#[derive(Clone, Debug, Default)]
+pub struct ReportOptions {
+    /// See [`report_from_recording_with`].
+    pub redact: bool,
+    /// `--debug-vmlinux`: the debug vmlinux to take source lines from (refused, as an
+    /// error, when its build id is not the recorded kernel's).
+    pub debug_vmlinux: Option<std::path::PathBuf>,
+    /// Where the automatic lookup of a debug vmlinux starts (`None`: `/`); tests point it
+    /// at a directory of their own.
+    pub debug_root: Option<std::path::PathBuf>,
+}
+
+/// [`report_from_recording`] with [`ReportOptions`]: source lines are added to the
+/// recorded frames from a debug vmlinux of the recorded build when one is found
+/// ([`crate::debuginfo`]), and the report says where they came from or how to get them.
+pub fn report_from_recording_opts(
+    path: &Path,
+    format: Format,
+    opts: &ReportOptions,
+) -> Result<String> {
     let (engine, mut summary) = crate::record::replay_file(path).map_err(|e| anyhow!("{e}"))?;
+    let source_lines = add_source_lines(&summary.header.run, &mut summary.stacks, opts)?;
+    let redact = opts.redact;
     if redact {
         redact_addresses(&mut summary.stacks);
     }
@@ -162,6 +204,7 @@ pub fn report_from_recording_with(path: &Path, format: Format, redact: bool) -> 
     if let Some(u) = ctx.unclean_end() {
         crate::warnln!("percpu-trace: warning: {}: {u}", path.display());
     }
+    ctx.source_lines = Some(source_lines);
     ctx.set_fix_observed(&engine);
     let snap = engine.snapshot();
     ctx.findings_dropped = snap.counters.findings_dropped;
@@ -169,6 +212,40 @@ pub fn report_from_recording_with(path: &Path, format: Format, redact: bool) -> 
     // The findings the run selected (its `--comm`/`--cgroup`/`--pid`, named in the report).
     let selected: Vec<_> = engine.selected().map(|(_, f)| f.clone()).collect();
     Ok(render(format, &ctx, &selected, &summary.stacks))
+}
+
+/// Finds the debug vmlinux of the recorded build and adds source lines to `stacks`;
+/// returns the report's one line about it. An explicit file of another build is an error.
+fn add_source_lines(
+    run: &crate::run::RunInfo,
+    stacks: &mut StackTable,
+    opts: &ReportOptions,
+) -> Result<String> {
+    use crate::debuginfo;
+    let release = run.kernel_release.as_deref();
+    let build_id = run.identity.as_ref().and_then(|i| i.build_id.as_deref());
+    let root = opts.debug_root.as_deref().unwrap_or(Path::new("/"));
+    let (found, refused) = debuginfo::find(opts.debug_vmlinux.as_deref(), root, release, build_id)
+        .map_err(|e| anyhow!("--debug-vmlinux {e:#}"))?;
+    let Some(file) = found else {
+        let mut line = debuginfo::how_to_get(release, build_id);
+        for r in refused {
+            line.push_str("; ");
+            line.push_str(&r);
+        }
+        return Ok(line);
+    };
+    let (located, total) = debuginfo::annotate(stacks, &file.path)
+        .map_err(|e| anyhow!("{}: {e:#}", file.path.display()))?;
+    let check = if file.verified {
+        "build id matches"
+    } else {
+        "NOT checked: the recording has no build id"
+    };
+    Ok(format!(
+        "{located} of {total} kernel frame(s) from {} ({check}); module frames have none",
+        file.path.display()
+    ))
 }
 
 /// Zeroes every frame address in a stack table (see [`report_from_recording_with`]).

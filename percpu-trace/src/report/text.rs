@@ -1,6 +1,6 @@
 //! The text report: one lockdep/syzbot-style splat per finding, plus how the run observed
 //! the kernel. Plain ASCII, at most [`TEXT_WIDTH`] columns except unbreakable symbols.
-use std::fmt::Write;
+use std::{cell::Cell, fmt::Write};
 
 use crate::{
     engine::{Finding, FindingKind, TaskRole},
@@ -9,6 +9,7 @@ use crate::{
 };
 
 use super::{
+    bugmail,
     context::{ReportContext, Source, StackTable},
     wording::{self as d, LabeledStack},
 };
@@ -18,6 +19,28 @@ pub const TEXT_WIDTH: usize = 76;
 
 const RULE_HEAVY: &str = "======================================================";
 const RULE_LIGHT: &str = "------------------------------------------------------";
+
+thread_local! {
+    /// The width [`render`] wraps at: [`TEXT_WIDTH`], or the email's for [`render_width`].
+    static WIDTH: Cell<usize> = const { Cell::new(TEXT_WIDTH) };
+}
+
+fn width() -> usize {
+    WIDTH.with(Cell::get)
+}
+
+/// [`render`] wrapped at `w` columns (the email report's 72).
+pub(super) fn render_width(
+    ctx: &ReportContext,
+    findings: &[&Finding],
+    stacks: &StackTable,
+    w: usize,
+) -> String {
+    let old = WIDTH.replace(w);
+    let out = render(ctx, findings, stacks);
+    WIDTH.set(old);
+    out
+}
 
 /// The whole text report.
 pub(super) fn render(ctx: &ReportContext, findings: &[&Finding], stacks: &StackTable) -> String {
@@ -35,7 +58,7 @@ pub(super) fn render(ctx: &ReportContext, findings: &[&Finding], stacks: &StackT
 /// A "label: value" line, wrapped with continuation lines aligned under the value.
 fn kv(s: &mut String, label: &str, value: &str) {
     let indent = " ".repeat(label.len());
-    s.push_str(&d::wrap_labeled(label, value, TEXT_WIDTH, &indent));
+    s.push_str(&d::wrap_labeled(label, value, width(), &indent));
 }
 
 fn kernel_line(ctx: &ReportContext) -> String {
@@ -60,6 +83,17 @@ fn summary(s: &mut String, ctx: &ReportContext, findings: &[&Finding]) {
         .unwrap_or_default();
     let _ = writeln!(s, "percpu-trace {} report{host}", ctx.tool_version);
     kv(s, "kernel: ", &kernel_line(ctx));
+    for (label, value) in bugmail::identity_lines(ctx) {
+        // Whole when it fits: the taint columns must keep their spaces.
+        if label.len() + 2 + value.len() <= width() {
+            let _ = writeln!(s, "{label}: {value}");
+        } else {
+            kv(s, &format!("{label}: "), &value);
+        }
+    }
+    if let Some(l) = &ctx.source_lines {
+        kv(s, "source lines: ", l);
+    }
     let fix = ctx.fix();
     kv(s, "fix verdict: ", &d::fix_verdict(&fix));
     for p in &fix.fix.patches {
@@ -114,10 +148,14 @@ fn splat(
         .as_deref()
         .unwrap_or("unknown kernel");
     match &ctx.run.kernel_build {
-        Some(b) => s.push_str(&d::wrap(&format!("{rel} {b}"), TEXT_WIDTH, "")),
+        Some(b) => s.push_str(&d::wrap(&format!("{rel} {b}"), width(), "")),
         None => {
             let _ = writeln!(s, "{rel}");
         }
+    }
+    // On a line of its own: wrapping would squeeze the kernel's one column per flag.
+    if let Some(t) = bugmail::taint_word(ctx) {
+        let _ = writeln!(s, "{t}");
     }
     let fix = ctx.fix();
     let _ = writeln!(
@@ -129,7 +167,7 @@ fn splat(
         f.severity
     );
     if let Some(note) = d::finding_fix_note(&fix, f) {
-        s.push_str(&d::wrap(&note, TEXT_WIDTH, ""));
+        s.push_str(&d::wrap(&note, width(), ""));
     }
     let _ = writeln!(s, "{RULE_LIGHT}");
 
@@ -142,7 +180,7 @@ fn splat(
     match f.kind {
         FindingKind::Recursion => {
             let _ = writeln!(s, "{who} is trying to acquire lock:");
-            s.push_str(&d::wrap(&format!("({reclaim}) by {trig}"), TEXT_WIDTH, " "));
+            s.push_str(&d::wrap(&format!("({reclaim}) by {trig}"), width(), " "));
             let _ = writeln!(s, "\nbut task is already holding lock:");
             let _ = writeln!(s, " (pcpu_alloc_mutex){held_at}");
             let _ = writeln!(s, "\nwhile its allocation forbids that reclaim:");
@@ -154,7 +192,7 @@ fn splat(
                 s,
                 "\nand allocates with a gfp that may acquire ({reclaim}):"
             );
-            s.push_str(&d::wrap(&trig, TEXT_WIDTH, " "));
+            s.push_str(&d::wrap(&trig, width(), " "));
             let _ = writeln!(s, "\nwhile the allocation it serves forbids that reclaim:");
         }
         FindingKind::CrossTask => {
@@ -166,7 +204,7 @@ fn splat(
             let _ = writeln!(s, "{who} is holding lock:");
             let _ = writeln!(s, " (pcpu_alloc_mutex){held_at}");
             let _ = writeln!(s, "\nand is trying to acquire lock:");
-            s.push_str(&d::wrap(&format!("({reclaim}) by {trig}"), TEXT_WIDTH, " "));
+            s.push_str(&d::wrap(&format!("({reclaim}) by {trig}"), width(), " "));
             let _ = writeln!(
                 s,
                 "\nwhile {waiter} waits for pcpu_alloc_mutex and forbids that reclaim:"
@@ -204,7 +242,7 @@ fn splat(
         s.push_str("\nevidence:\n");
     }
     for line in evidence {
-        s.push_str(&d::wrap(&line, TEXT_WIDTH, " "));
+        s.push_str(&d::wrap(&line, width(), " "));
     }
 
     s.push_str("\ndurations:\n");
@@ -213,7 +251,7 @@ fn splat(
         s.push_str(" none measured\n");
     }
     for line in durs {
-        s.push_str(&d::wrap(&line, TEXT_WIDTH, " "));
+        s.push_str(&d::wrap(&line, width(), " "));
     }
     let _ = writeln!(
         s,
@@ -242,7 +280,7 @@ fn splat(
     );
 
     s.push_str("\nexplanation:\n");
-    s.push_str(&d::wrap(&f.explanation, TEXT_WIDTH, " "));
+    s.push_str(&d::wrap(&f.explanation, width(), " "));
 
     if stacks.is_empty() {
         s.push_str("\nno kernel stack was taken for this finding.\n");
@@ -250,6 +288,16 @@ fn splat(
     for st in &stacks {
         s.push('\n');
         call_trace(s, st);
+    }
+
+    s.push_str("\nhow to reproduce:\n");
+    let r = bugmail::reproducer(ctx, f, table);
+    s.push_str(&d::wrap(&r.trigger, width(), " "));
+    s.push_str(&d::wrap(&r.note, width(), " "));
+    let _ = writeln!(s, "   {}", r.command);
+    s.push('\n');
+    for line in bugmail::tags(ctx, f) {
+        let _ = writeln!(s, "{line}");
     }
 }
 
@@ -259,7 +307,9 @@ fn call_trace(s: &mut String, st: &LabeledStack<'_>) {
     match st.frames {
         Some(frames) if !frames.is_empty() => {
             for fr in frames {
-                let _ = writeln!(s, " {fr}");
+                for line in crate::debuginfo::frame_lines(fr) {
+                    let _ = writeln!(s, " {line}");
+                }
             }
         }
         _ => s.push_str(" (stack not in the recording's stack table)\n"),
@@ -366,7 +416,7 @@ fn observed(s: &mut String, ctx: &ReportContext) {
         ctx.run.attach_mode.as_deref().unwrap_or("unknown")
     );
     if let Some(l) = ctx.run.attach_mode.as_deref().and_then(mode_limits) {
-        s.push_str(&d::wrap(l, TEXT_WIDTH, "             "));
+        s.push_str(&d::wrap(l, width(), "             "));
     }
     if ctx.run.probes.is_empty() {
         s.push_str("probes:      not recorded\n");
@@ -385,7 +435,7 @@ fn observed(s: &mut String, ctx: &ReportContext) {
         };
         let _ = writeln!(s, " {:<11} {} ({})", state, p.point, p.target);
         if let Some(why) = &p.detail {
-            s.push_str(&d::wrap(why, TEXT_WIDTH, "             "));
+            s.push_str(&d::wrap(why, width(), "             "));
         }
     }
 }

@@ -326,7 +326,7 @@ pub fn match_pattern(pattern: &str, name: &str) -> Option<Vec<u64>> {
     rest.is_empty().then_some(nums)
 }
 
-pub(super) fn run(cmd: &mut Command, what: &str) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let st = cmd.status().with_context(|| format!("running {what}"))?;
     if !st.success() {
         bail!("{what} failed ({st})");
@@ -349,7 +349,7 @@ fn deb_in(dir: &Path, pkg: &str) -> Option<PathBuf> {
 /// Downloads (apt verifies it against the signed Release file) unless already cached.
 /// `pkg` may carry an architecture (`libc6:arm64`); the .deb's name does not, so keep
 /// other architectures' packages of the same name in another `debs` directory.
-pub(super) fn download(pkg: &str, debs: &Path) -> Result<PathBuf> {
+pub(crate) fn download(pkg: &str, debs: &Path) -> Result<PathBuf> {
     let name = pkg.split(':').next().unwrap_or(pkg);
     if let Some(p) = deb_in(debs, name) {
         return Ok(p);
@@ -501,7 +501,7 @@ fn check_role(k: &Kernel) -> Result<()> {
 
 /// The BTF of a Debian bzImage as `bpftool btf dump format raw` text: the vmlinux (with
 /// .BTF) is the zstd frame inside the bzImage. The vmlinux is cached at `vmlinux`.
-pub(super) fn btf_dump(vmlinuz: &Path, vmlinux: &Path) -> Result<String> {
+pub(crate) fn btf_dump(vmlinuz: &Path, vmlinux: &Path) -> Result<String> {
     if !vmlinux.exists() {
         let data = fs::read(vmlinuz)?;
         // 7.x bzImages carry a zstd-compressed vmlinux, 6.1 an xz one; take the first

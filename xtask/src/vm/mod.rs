@@ -13,7 +13,7 @@ mod arm64;
 mod assess;
 mod btf_check;
 mod initramfs;
-mod kernels;
+pub(crate) mod kernels;
 mod qemu;
 mod rss;
 mod scenarios;
@@ -605,7 +605,7 @@ fn summarize(
 }
 
 /// Workspace root.
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask is inside the workspace")
@@ -627,7 +627,7 @@ fn run_cmd(cmd: &mut Command, what: &str) -> Result<()> {
 }
 
 /// The release tool (glibc-linked; its libraries go into the initramfs).
-fn build_tool() -> Result<PathBuf> {
+pub(crate) fn build_tool() -> Result<PathBuf> {
     run_cmd(
         Command::new("cargo").current_dir(root()).args([
             "build",
