@@ -5,6 +5,8 @@
 mod bench;
 mod build;
 mod import_graph;
+mod kernel_table;
+mod offline;
 mod setup;
 mod test;
 mod vm;
@@ -38,6 +40,11 @@ enum Command {
     VmTest(vm::VmTestArgs),
     /// Overhead benchmarks against bpftrace; writes BENCHMARKS.md (root, several minutes).
     Bench(bench::BenchArgs),
+    /// Offline verdicts (`check --kernel`) of every VM-matrix kernel's package must equal
+    /// the booted ones, patch by patch; prints time and peak RSS per package.
+    OfflineCheck,
+    /// The README table of offline verdicts of the newest Debian kernels.
+    KernelTable(kernel_table::KernelTableArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +56,8 @@ fn main() -> ExitCode {
         Command::Test(a) => test::run(&a),
         Command::VmTest(a) => setup::ensure().and_then(|_| vm::vm_test(a)),
         Command::Bench(a) => bench::run(&a),
+        Command::OfflineCheck => setup::ensure().and_then(|_| offline::offline_check()),
+        Command::KernelTable(a) => setup::ensure().and_then(|_| kernel_table::run(&a)),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

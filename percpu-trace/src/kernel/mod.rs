@@ -23,6 +23,7 @@ pub mod decode;
 mod facts;
 pub mod fix_code;
 mod gather;
+pub mod image;
 pub mod mutex_scan;
 pub mod plan;
 mod planner;

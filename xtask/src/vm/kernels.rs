@@ -292,7 +292,7 @@ pub fn ensure_apt_sources() -> Result<()> {
     Ok(())
 }
 
-fn apt_names(prefix: &str) -> Vec<String> {
+pub(crate) fn apt_names(prefix: &str) -> Vec<String> {
     Command::new("apt-cache")
         .args(["pkgnames", prefix])
         .output()
@@ -349,7 +349,7 @@ fn deb_in(dir: &Path, pkg: &str) -> Option<PathBuf> {
 /// Downloads (apt verifies it against the signed Release file) unless already cached.
 /// `pkg` may carry an architecture (`libc6:arm64`); the .deb's name does not, so keep
 /// other architectures' packages of the same name in another `debs` directory.
-pub(super) fn download(pkg: &str, debs: &Path) -> Result<PathBuf> {
+pub(crate) fn download(pkg: &str, debs: &Path) -> Result<PathBuf> {
     let name = pkg.split(':').next().unwrap_or(pkg);
     if let Some(p) = deb_in(debs, name) {
         return Ok(p);

@@ -13,7 +13,7 @@ mod arm64;
 mod assess;
 mod btf_check;
 mod initramfs;
-mod kernels;
+pub(crate) mod kernels;
 mod qemu;
 mod rss;
 mod scenarios;
@@ -627,7 +627,7 @@ fn run_cmd(cmd: &mut Command, what: &str) -> Result<()> {
 }
 
 /// The release tool (glibc-linked; its libraries go into the initramfs).
-fn build_tool() -> Result<PathBuf> {
+pub(crate) fn build_tool() -> Result<PathBuf> {
     run_cmd(
         Command::new("cargo").current_dir(root()).args([
             "build",
