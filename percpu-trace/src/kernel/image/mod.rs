@@ -136,7 +136,12 @@ pub fn inspect(file: &Path, opts: &ImageOptions) -> Result<Offline, String> {
     let mut kernel = analyze(inputs);
     // Every piece of evidence names where it came from: here, the image.
     for p in &mut kernel.fix.patches {
-        p.evidence = format!("image: {}", p.evidence.replace("read_kmem", "image"));
+        p.evidence = format!(
+            "image: {}",
+            p.evidence
+                .replace("read_kmem", "image")
+                .replace("uname -v ", "linux_banner ")
+        );
     }
     if let Some(vm) = kernel.fix.patches.iter().find(|p| p.id == super::PatchId::VmAreasGfp) {
         kernel.fix.detail = vm.evidence.clone();

@@ -91,7 +91,7 @@ fn deb(path: &Path) -> Result<Unpacked, String> {
                 continue;
             }
             let data = decompress::read_capped(&mut e, MAX_FILE)
-                .map_err(|e| format!("{name}: {p}: {e}"))?;
+                .map_err(|e| format!("{name}: {p}: {e} (truncated package?)"))?;
             let mut steps = vec![format!("package member {name}: {p}")];
             let image = kernel_bytes(data, &mut steps, 0)?;
             return Ok(Unpacked {
