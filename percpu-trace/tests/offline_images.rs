@@ -112,12 +112,13 @@ fn decoded_symbols_match_dbg_system_map() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "map"))
+        .filter(|p| p.to_str().is_some_and(|n| n.ends_with(".System.map")))
         .collect();
     files.sort();
     assert!(files.len() >= 3, "{files:?}");
     for f in files {
-        let stem = f.file_stem().unwrap().to_str().unwrap().to_string();
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let stem = name.strip_suffix(".System.map").unwrap().to_string();
         let truth = std::fs::read_to_string(&f).unwrap();
         check(&package(&stem), &truth, "-dbg System.map");
     }
