@@ -66,7 +66,9 @@ pub fn run(args: &KernelTableArgs) -> Result<()> {
     wanted.push(("6.1 plain".into(), "amd64", "oldest", oldest));
     for (what, arch, which, cands) in wanted {
         if cands.is_empty() {
-            rows.push(format!("| {arch} | {what} ({which}) | none in apt | | | | | | | | |"));
+            rows.push(format!(
+                "| {arch} | {what} ({which}) | none in apt | | | | | | | | |"
+            ));
             continue;
         }
         // The first downloadable one in order (apt may still list a removed package).

@@ -182,7 +182,9 @@ mod tests {
         let z = e.finish().unwrap();
         assert_eq!(Codec::sniff(&z), Some(Codec::Gzip));
         assert_eq!(decode(Codec::Gzip, &z, 1 << 20).unwrap().len(), 10_000);
-        assert!(decode(Codec::Gzip, &z, 100).unwrap_err().contains("larger than"));
+        assert!(decode(Codec::Gzip, &z, 100)
+            .unwrap_err()
+            .contains("larger than"));
     }
 
     #[test]

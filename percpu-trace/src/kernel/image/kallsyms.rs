@@ -71,11 +71,15 @@ pub trait AddressMap {
 }
 
 fn u32_at(d: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(d.get(o..o.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        d.get(o..o.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn u64_at(d: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(d.get(o..o.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        d.get(o..o.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// The 256 tokens: (table start, offsets of each token, end of the index).
@@ -88,7 +92,10 @@ struct Tokens {
 impl Tokens {
     fn token<'a>(&self, d: &'a [u8], i: u8) -> &'a [u8] {
         let s = self.table + self.offsets[i as usize] as usize;
-        let e = d[s..].iter().position(|&b| b == 0).map_or(d.len(), |p| s + p);
+        let e = d[s..]
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(d.len(), |p| s + p);
         &d[s..e]
     }
 }
@@ -300,7 +307,11 @@ fn addresses(
                 false,
             ),
         };
-        let last = if absolute { &mut last_abs } else { &mut last_rel };
+        let last = if absolute {
+            &mut last_abs
+        } else {
+            &mut last_rel
+        };
         if a < *last {
             return None;
         }
@@ -312,12 +323,18 @@ fn addresses(
 
 /// Decodes the kallsyms tables found in `d`. Err says which table was not found.
 pub fn decode(d: &[u8], map: &dyn AddressMap) -> Result<Kallsyms, String> {
-    let tokens = find_tokens(d).ok_or("no kallsyms token table (kernel built without CONFIG_KALLSYMS?)")?;
+    let tokens =
+        find_tokens(d).ok_or("no kallsyms token table (kernel built without CONFIG_KALLSYMS?)")?;
     let (markers_at, markers) =
         find_markers(d, tokens.table).ok_or("kallsyms token table found but no markers")?;
     let (num_at, n) = find_names(d, markers_at, &markers)
         .ok_or("kallsyms markers found but no names table agreeing with them")?;
-    let names_start = num_at + if u32_at(d, num_at + 4) == Some(0) { 8 } else { 4 };
+    let names_start = num_at
+        + if u32_at(d, num_at + 4) == Some(0) {
+            8
+        } else {
+            4
+        };
     let names = names(d, &tokens, names_start, n).ok_or("kallsyms names do not decode")?;
     let text = names.iter().position(|(_, nm)| nm == "_text");
     // Candidates: (offsets at, relative_base at) in the two layouts, at each alignment.

@@ -50,7 +50,11 @@ impl Image {
         let arch = match f.architecture() {
             object::Architecture::X86_64 => "x86_64",
             object::Architecture::Aarch64 => "aarch64",
-            a => return Err(format!("ELF for {a:?}: only x86_64 and aarch64 kernels are read")),
+            a => {
+                return Err(format!(
+                    "ELF for {a:?}: only x86_64 and aarch64 kernels are read"
+                ))
+            }
         };
         let mut segments: Vec<Segment> = f
             .segments()

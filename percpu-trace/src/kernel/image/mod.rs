@@ -16,8 +16,8 @@ use std::{
 
 use super::{
     analyze::{analyze, Inputs},
-    btf_file::BtfFile,
     btf::TypeSource,
+    btf_file::BtfFile,
     gather::{function_starts, read_fix_code},
     symbols::{self, SymbolTable},
     tracefs::Tracefs,
@@ -101,7 +101,16 @@ pub fn inspect(file: &Path, opts: &ImageOptions) -> Result<Offline, String> {
     drop(text);
     let arch = image.arch.clone();
     let mem: Box<dyn KernelMemory> = Box::new(move |addr: u64, len: usize| image.read(addr, len));
-    let fix_code = read_fix_code(&starts, &table, &arch, &mut Ok(mem));
+    let mut fix_code = read_fix_code(&starts, &table, &arch, &mut Ok(mem));
+    // The same reader as live; the bytes came from the image, and the evidence says so.
+    let read = [fix_code.pcpu_alloc.as_mut(), fix_code.populate.as_mut()];
+    for f in read
+        .into_iter()
+        .flatten()
+        .chain(fix_code.map_pages.iter_mut())
+    {
+        f.source = "image text".into();
+    }
     let offline = |what: &str| format!("offline image: {what} not probed");
     let inputs = Inputs {
         release,
@@ -138,12 +147,15 @@ pub fn inspect(file: &Path, opts: &ImageOptions) -> Result<Offline, String> {
     for p in &mut kernel.fix.patches {
         p.evidence = format!(
             "image: {}",
-            p.evidence
-                .replace("read_kmem", "image")
-                .replace("uname -v ", "linux_banner ")
+            p.evidence.replace("uname -v ", "linux_banner ")
         );
     }
-    if let Some(vm) = kernel.fix.patches.iter().find(|p| p.id == super::PatchId::VmAreasGfp) {
+    if let Some(vm) = kernel
+        .fix
+        .patches
+        .iter()
+        .find(|p| p.id == super::PatchId::VmAreasGfp)
+    {
         kernel.fix.detail = vm.evidence.clone();
     }
     Ok(Offline {
@@ -203,7 +215,11 @@ fn looks_like_kernel(p: &Path) -> bool {
 }
 
 /// Where System.map symbols agree with the decoded ones: (agreeing, differing names).
-pub fn compare_with_system_map(decoded: &str, system_map: &str, names: &[&str]) -> (usize, Vec<String>) {
+pub fn compare_with_system_map(
+    decoded: &str,
+    system_map: &str,
+    names: &[&str],
+) -> (usize, Vec<String>) {
     let pick = |text: &str| -> Vec<(String, u64)> {
         symbols::kallsyms_lines(text)
             .filter(|l| names.contains(&l.name))

@@ -150,7 +150,8 @@ fn kernel_bytes(data: Vec<u8>, steps: &mut Vec<String>, depth: u32) -> Result<Ve
         let payload = data
             .get(off..off.saturating_add(size))
             .ok_or("EFI zboot image with its payload out of the file")?;
-        let codec = Codec::sniff(payload).ok_or("EFI zboot payload in an unsupported compression")?;
+        let codec =
+            Codec::sniff(payload).ok_or("EFI zboot payload in an unsupported compression")?;
         steps.push(format!("EFI zboot {} payload at {off:#x}", codec.name()));
         let inner = decompress::decode(codec, payload, MAX_IMAGE)?;
         return kernel_bytes(inner, steps, depth + 1);
@@ -197,7 +198,10 @@ fn kernel_bytes(data: Vec<u8>, steps: &mut Vec<String>, depth: u32) -> Result<Ve
             }
         }
     }
-    Err("not a kernel image: no ELF, arm64 Image, bzImage, zboot or compressed kernel inside".into())
+    Err(
+        "not a kernel image: no ELF, arm64 Image, bzImage, zboot or compressed kernel inside"
+            .into(),
+    )
 }
 
 #[cfg(test)]
@@ -218,7 +222,9 @@ mod tests {
         assert!(e.contains("not a kernel image"), "{e}");
         let e = open(&tmp("initrd", b"070701000000")).err().unwrap();
         assert!(e.contains("initramfs"), "{e}");
-        let e = open(&tmp("trunc.deb", b"!<arch>\ndebian-binary   0")).err().unwrap();
+        let e = open(&tmp("trunc.deb", b"!<arch>\ndebian-binary   0"))
+            .err()
+            .unwrap();
         assert!(e.contains(".deb") || e.contains("package"), "{e}");
         assert!(open(Path::new("/nonexistent/vmlinuz")).is_err());
     }
@@ -226,8 +232,12 @@ mod tests {
     #[test]
     fn image_paths() {
         assert!(is_image_path("./boot/vmlinuz-6.1.0-57-amd64"));
-        assert!(is_image_path("./usr/lib/modules/7.2.13+deb14-amd64/vmlinuz"));
+        assert!(is_image_path(
+            "./usr/lib/modules/7.2.13+deb14-amd64/vmlinuz"
+        ));
         assert!(!is_image_path("./boot/System.map-6.1.0-57-amd64"));
-        assert!(!is_image_path("./usr/lib/modules/7.2.13+deb14-amd64/kernel/fs/x.ko"));
+        assert!(!is_image_path(
+            "./usr/lib/modules/7.2.13+deb14-amd64/kernel/fs/x.ko"
+        ));
     }
 }
