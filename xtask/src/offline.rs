@@ -110,8 +110,7 @@ pub const PATCHES: [&str; 4] = ["regression", "vm-areas-gfp", "populate-gfp", "b
 ///   arm64 alike (BTF for vm-areas-gfp; `fix_code`'s x86_64 and A64 scans for
 ///   populate-gfp, including the memalloc scope 7.3.4 enters in a callee, and for the
 ///   backing-noio mask 0x12cc0/0x12c00).
-fn expected(spec: &KernelSpec, arch: Arch) -> [&'static str; 4] {
-    let _ = arch;
+fn expected(spec: &KernelSpec, _arch: Arch) -> [&'static str; 4] {
     match spec.fix {
         Fix::Vulnerable => ["present", "absent", "absent", "absent"],
         Fix::Fixed => ["present", "present", "present", "present"],

@@ -424,7 +424,7 @@ mod tests {
             d.push(n.len() as u8);
             d.extend_from_slice(n.as_bytes()); // every byte is its own token
         }
-        while d.len() % 8 != 0 {
+        while !d.len().is_multiple_of(8) {
             d.push(0);
         }
         for m in &markers {
@@ -451,7 +451,7 @@ mod tests {
             };
             d.extend_from_slice(&v.to_le_bytes());
         }
-        while d.len() % 8 != 0 {
+        while !d.len().is_multiple_of(8) {
             d.push(0);
         }
         d.extend_from_slice(&if place_relative { 0 } else { base }.to_le_bytes());
