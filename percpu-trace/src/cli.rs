@@ -39,7 +39,10 @@ const EXAMPLES_TOP: &str = "EXAMPLES:
 const EXAMPLES_CHECK: &str = "EXAMPLES:
     sudo percpu-trace check
     sudo percpu-trace check --json | jq .kernel.fix
-    sudo percpu-trace check --attach kprobe    would kprobes work here?";
+    sudo percpu-trace check --attach kprobe    would kprobes work here?
+    percpu-trace check --kernel linux-image-6.1.0-57-amd64-unsigned_6.1.192-3_amd64.deb
+    percpu-trace check --kernel /boot/vmlinuz-* --json | jq '.[].kernel.fix.verdict'
+    percpu-trace check --kernel ./debs/       every kernel package in a directory, offline";
 
 const EXAMPLES_RECORD: &str = "EXAMPLES:
     sudo percpu-trace record -d 5m -o /var/tmp/pt.jsonl
@@ -64,8 +67,19 @@ pub enum Command {
         /// Also prove the fix verdict now (root): attach the probes, make percpu chunks get
         /// populated by an IO_FLUSHER thread and an unconstrained one (at most 64 MiB of
         /// BPF maps for about 2 s, freed at once), and report what the kernel did.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "kernel_files")]
         probe: bool,
+        /// Judge these kernels offline instead of the running one (no root): Debian kernel
+        /// packages (.deb), vmlinuz/bzImage (zstd, xz, gzip, lz4), vmlinux ELF, arm64
+        /// Image/Image.gz or EFI zboot images, or directories of them. One line per kernel
+        /// (`--json`: an array of what `check --json` says, one per kernel); exit 2 if any
+        /// could not be read.
+        #[arg(long = "kernel", value_name = "FILE", num_args = 1.., id = "kernel_files")]
+        kernel_files: Vec<PathBuf>,
+        /// With --kernel: take symbol addresses from this System.map instead of the image's
+        /// own kallsyms tables.
+        #[arg(long, value_name = "FILE", requires = "kernel_files")]
+        system_map: Option<PathBuf>,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -269,8 +283,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Check {
             json,
+            kernel_files,
+            system_map,
+            kernel,
+            ..
+        }) if !kernel_files.is_empty() => {
+            let opts = crate::kernel::image::ImageOptions {
+                system_map,
+                btf: kernel.btf.clone(),
+            };
+            crate::live::check_offline(&kernel_files, &opts, kernel.attach, json)
+        }
+        Some(Command::Check {
+            json,
             probe,
             kernel,
+            ..
         }) => crate::live::check(&kernel.options(), json, probe),
         Some(Command::Record {
             duration,

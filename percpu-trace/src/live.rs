@@ -44,6 +44,59 @@ pub fn check(args: &KernelOptions, json: bool, probe: bool) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// `percpu-trace check --kernel FILE...`: the verdict of each kernel read offline, one line
+/// each (one file: with the evidence), or a JSON array of `check --json` documents. A file
+/// that cannot be read is one line on stderr, the others still run, and the exit is 2.
+pub fn check_offline(
+    files: &[PathBuf],
+    opts: &kernel::image::ImageOptions,
+    attach: kernel::plan::AttachMode,
+    json: bool,
+) -> Result<ExitCode> {
+    let files = kernel::image::kernel_files(files).map_err(anyhow::Error::msg)?;
+    let mut docs = Vec::new();
+    let mut failed = false;
+    for f in &files {
+        let o = match kernel::image::inspect(f, opts) {
+            Ok(o) => o,
+            Err(e) => {
+                crate::warnln!("percpu-trace: {}: {e}", f.display());
+                failed = true;
+                continue;
+            }
+        };
+        if json {
+            let plan = o.kernel.plan(attach)?;
+            let mut v = kernel::check::render_json(&o.kernel, &plan);
+            v["image"] = serde_json::json!({
+                "file": o.file,
+                "package": o.package.as_ref().map(|(p, _)| p),
+                "package_version": o.package.as_ref().map(|(_, v)| v),
+                "steps": o.steps,
+            });
+            docs.push(v);
+        } else {
+            crate::outln!("{}", kernel::image::summary_line(&o))?;
+            if files.len() == 1 {
+                for s in &o.steps {
+                    crate::outln!("  read: {s}")?;
+                }
+                for p in &o.kernel.fix.patches {
+                    crate::outln!("  {:<13} {:<8} {}", p.id.id(), p.state.id(), p.evidence)?;
+                }
+            }
+        }
+    }
+    if json {
+        crate::outln!("{}", serde_json::to_string_pretty(&docs)?)?;
+    }
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// The headless consumer: engine, recording, one line per new finding.
 struct HeadlessSink {
     engine: Engine,

@@ -5,6 +5,8 @@
 mod bench;
 mod build;
 mod import_graph;
+mod kernel_table;
+mod offline;
 mod setup;
 mod symbolize_test;
 mod test;
@@ -42,6 +44,11 @@ enum Command {
     SymbolizeTest,
     /// Overhead benchmarks against bpftrace; writes BENCHMARKS.md (root, several minutes).
     Bench(bench::BenchArgs),
+    /// Offline verdicts (`check --kernel`) of every VM-matrix kernel's package must equal
+    /// the booted ones, patch by patch; prints time and peak RSS per package.
+    OfflineCheck,
+    /// The README table of offline verdicts of the newest Debian kernels.
+    KernelTable(kernel_table::KernelTableArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +61,8 @@ fn main() -> ExitCode {
         Command::VmTest(a) => setup::ensure().and_then(|_| vm::vm_test(a)),
         Command::Bench(a) => bench::run(&a),
         Command::SymbolizeTest => setup::ensure().and_then(|_| symbolize_test::run()),
+        Command::OfflineCheck => setup::ensure().and_then(|_| offline::offline_check()),
+        Command::KernelTable(a) => setup::ensure().and_then(|_| kernel_table::run(&a)),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,6 +42,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
             "percpu-trace-ebpf",
         ],
     )?;
+    println!("==> offline verdicts of the VM-matrix packages (no boot)");
+    crate::offline::offline_check()?;
     if !setup::is_root() {
         bail!("the host smoke test loads real eBPF programs and needs root: run `sudo cargo xtask test`");
     }

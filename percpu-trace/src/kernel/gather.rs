@@ -216,7 +216,7 @@ const SYSTEM_MAP_NAMES: [&str; 3] = ["pcpu_alloc_mutex", "_stext", "_text"];
 
 /// Sorted start addresses of every vmlinux symbol (`__pfx_` padding included): where a
 /// function read for the fix evidence ends.
-fn function_starts(kallsyms: &str) -> Vec<u64> {
+pub(super) fn function_starts(kallsyms: &str) -> Vec<u64> {
     let mut starts: Vec<u64> = symbols::kallsyms_lines(kallsyms)
         .filter(|l| l.module.is_none() && l.addr != 0)
         .map(|l| l.addr)
@@ -227,7 +227,7 @@ fn function_starts(kallsyms: &str) -> Vec<u64> {
     starts
 }
 
-fn read_fix_code(
+pub(super) fn read_fix_code(
     starts: &[u64],
     table: &SymbolTable,
     arch: &str,

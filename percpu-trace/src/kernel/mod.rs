@@ -24,6 +24,7 @@ mod facts;
 pub mod fix_code;
 mod gather;
 pub mod identity;
+pub mod image;
 pub mod mutex_scan;
 pub mod plan;
 mod planner;

@@ -292,7 +292,7 @@ pub fn ensure_apt_sources() -> Result<()> {
     Ok(())
 }
 
-fn apt_names(prefix: &str) -> Vec<String> {
+pub(crate) fn apt_names(prefix: &str) -> Vec<String> {
     Command::new("apt-cache")
         .args(["pkgnames", prefix])
         .output()

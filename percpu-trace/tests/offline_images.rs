@@ -1,0 +1,125 @@
+//! The kernel's symbol table decoded from real Debian packages (`check --kernel`) against
+//! ground truth: the booted kernels' /proc/kallsyms (fixtures/kernels/*/kallsyms, minus the
+//! KASLR offset measured on `_stext`) and the real System.map from the `-dbg` packages
+//! (fixtures/offline/*.System.map: the lines of every function the analysis reads, the
+//! symbol after each function whose code it reads, `_text`/`_stext`/`_etext` and the mutex).
+//!
+//! Needs the packages (tens of MB each), so it is `#[ignore]`d for plain `cargo test`;
+//! `cargo xtask offline-check` (part of `cargo xtask test`) downloads them into
+//! target/vm-cache/debs and runs it with `--ignored`. A missing package fails the test.
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+};
+
+use percpu_trace::kernel::{
+    image::{kallsyms, layout::Image, unpack},
+    symbols::kallsyms_lines,
+};
+
+fn manifest() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn debs() -> PathBuf {
+    std::env::var_os("PT_OFFLINE_DEBS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest().join("../target/vm-cache/debs"))
+}
+
+/// The package whose file name starts with `prefix` (`name_` or the full stem).
+fn package(prefix: &str) -> PathBuf {
+    let dir = debs();
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask offline-check`)", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".deb"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {prefix}*.deb in {} (run `cargo xtask offline-check`)",
+                dir.display()
+            )
+        })
+}
+
+/// (name, address) of every symbol decoded from the package.
+fn decoded(deb: &Path) -> HashSet<(String, u64)> {
+    let u = unpack::open(deb).unwrap_or_else(|e| panic!("{}: {e}", deb.display()));
+    let img = Image::parse(u.image).unwrap();
+    let (d, map) = img.rodata();
+    let k = kallsyms::decode(d, &map).unwrap_or_else(|e| panic!("{}: {e}", deb.display()));
+    k.symbols.into_iter().map(|s| (s.name, s.addr)).collect()
+}
+
+fn check(deb: &Path, truth: &str, what: &str) -> usize {
+    let syms = decoded(deb);
+    let lines: Vec<_> = kallsyms_lines(truth).collect();
+    let stext = |set: &HashSet<(String, u64)>| {
+        set.iter()
+            .find(|(n, _)| n == "_stext")
+            .map(|(_, a)| *a)
+            .unwrap()
+    };
+    let truth_stext = lines.iter().find(|l| l.name == "_stext").unwrap().addr;
+    let kaslr = truth_stext.wrapping_sub(stext(&syms));
+    let mut bad = Vec::new();
+    for l in &lines {
+        if !syms.contains(&(l.name.to_string(), l.addr.wrapping_sub(kaslr))) {
+            bad.push(format!("{:x} {}", l.addr, l.name));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{}: {} of {} {what} lines not found decoded (KASLR offset {kaslr:#x}): {bad:?}",
+        deb.display(),
+        bad.len(),
+        lines.len()
+    );
+    println!(
+        "{}: {} {what} lines agree (KASLR offset {kaslr:#x})",
+        deb.display(),
+        lines.len()
+    );
+    lines.len()
+}
+
+#[test]
+#[ignore = "needs the Debian packages: cargo xtask offline-check"]
+fn decoded_symbols_match_booted_kallsyms() {
+    let fx = manifest().join("tests/fixtures/kernels");
+    let mut n = 0;
+    for (dir, pkg) in [
+        ("debian-7.2.13", "linux-binary-7.2.13+deb14-amd64_"),
+        ("debian-7.3.4", "linux-binary-7.3.4+deb13-amd64_"),
+        ("debian-7.2.13-rt", "linux-binary-7.2.13+deb14-rt-amd64_"),
+    ] {
+        let truth = std::fs::read_to_string(fx.join(dir).join("kallsyms")).unwrap();
+        n += check(&package(pkg), &truth, "booted kallsyms");
+    }
+    assert!(n > 60, "{n}");
+}
+
+#[test]
+#[ignore = "needs the Debian packages: cargo xtask offline-check"]
+fn decoded_symbols_match_dbg_system_map() {
+    let fx = manifest().join("tests/fixtures/offline");
+    let mut files: Vec<_> = std::fs::read_dir(&fx)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_str().is_some_and(|n| n.ends_with(".System.map")))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for f in files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let stem = name.strip_suffix(".System.map").unwrap().to_string();
+        let truth = std::fs::read_to_string(&f).unwrap();
+        check(&package(&stem), &truth, "-dbg System.map");
+    }
+}
