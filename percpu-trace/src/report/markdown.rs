@@ -202,7 +202,7 @@ fn finding(s: &mut String, ctx: &ReportContext, f: &Finding, n: usize, table: &S
         match st.frames {
             Some(frames) if !frames.is_empty() => {
                 for fr in frames {
-                    let _ = writeln!(s, "{}", d::ascii(&fr.to_string()));
+                    let _ = writeln!(s, "{}", d::ascii(&d::frame_line(fr)));
                 }
             }
             _ => s.push_str("(stack not in the recording's stack table)\n"),

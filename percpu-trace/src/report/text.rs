@@ -259,7 +259,7 @@ fn call_trace(s: &mut String, st: &LabeledStack<'_>) {
     match st.frames {
         Some(frames) if !frames.is_empty() => {
             for fr in frames {
-                let _ = writeln!(s, " {fr}");
+                let _ = writeln!(s, " {}", d::frame_line(fr));
             }
         }
         _ => s.push_str(" (stack not in the recording's stack table)\n"),
