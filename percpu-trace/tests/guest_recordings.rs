@@ -284,7 +284,9 @@ fn replay_as_tracepoint_only(name: &str) -> Engine {
                 engine.process(&ev);
             }
             Record::Stack { id, frames } => engine.stack(id, &frames),
-            Record::Drops(d) => engine.set_losses(d),
+            Record::Drops(d) => {
+                engine.set_losses(d);
+            }
             Record::Run { .. } => {}
             Record::Activity(a) => engine.set_kernel_activity(&a),
         }
