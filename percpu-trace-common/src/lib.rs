@@ -67,10 +67,21 @@ pub mod drop_reason {
     pub const STACK: u32 = 1;
     /// The per-task state map was full.
     pub const TASK_MAP_FULL: u32 = 2;
+    /// The reclaim map was full: a reclaim begin was sent whose end never will be.
+    pub const RECLAIM_MAP_FULL: u32 = 3;
+    /// Tracepoint mode: the slow-path mark map was full, so a call that did something under
+    /// the mutex will not send its completion (the engine cannot pair the two).
+    pub const SLOW_PATH_FULL: u32 = 4;
     /// Number of reasons.
-    pub const COUNT: u32 = 3;
-    /// Names, indexed by reason.
-    pub const NAMES: [&str; COUNT as usize] = ["ringbuf_full", "stack", "task_map_full"];
+    pub const COUNT: u32 = 5;
+    /// Names, indexed by reason (recordings made before a reason existed lack its key).
+    pub const NAMES: [&str; COUNT as usize] = [
+        "ringbuf_full",
+        "stack",
+        "task_map_full",
+        "reclaim_map_full",
+        "slow_path_full",
+    ];
 }
 
 /// Host-wide activity counted in the kernel (per-CPU counters, never a ring-buffer record):

@@ -41,10 +41,13 @@ fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
         }
         return None;
     }
-    if !tgid_wanted(tgid) {
-        return None;
+    // `--pid` narrows what is counted, not what is tracked: a constrained caller of another
+    // process may wait for the mutex a selected holder reclaims under (or hold it while a
+    // selected task waits), and the engine needs its gfp to judge that. It is sent only
+    // if it goes on to such an event.
+    if tgid_wanted(tgid) {
+        count_constrained(gfp, flags);
     }
-    count_constrained(gfp, flags);
     let reserved = if arg_u64(ctx, cfg!(arg_pcpu_reserved)) & 1 != 0 {
         state::RESERVED
     } else {
@@ -140,19 +143,17 @@ fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
     let gfp = direct_load::u32_at(ctx, cfg!(tp_pcpu_gfp_off))?;
     let task = current_task();
     let flags = task_flags(task);
-    if !is_constrained(effective_gfp(gfp, flags)) {
-        return None;
-    }
     let (pid, tgid) = pid_tgid();
-    if !tgid_wanted(tgid) {
+    let constrained = is_constrained(effective_gfp(gfp, flags));
+    if constrained && tgid_wanted(tgid) {
+        count_constrained(gfp, flags);
+    }
+    // Sent only after a slow-path event of this task (see SLOW_PATH), whatever its gfp and
+    // process: it completes the call that event belongs to. The rest are counted.
+    if !any_live() || unsafe { SLOW_PATH.get(pid) }.is_none() {
         return None;
     }
-    count_constrained(gfp, flags);
-    // Sent only after a slow-path event of this task (see SLOW_PATH); the rest are counted.
-    if unsafe { SLOW_PATH.get(pid) }.is_none() {
-        return None;
-    }
-    let _ = SLOW_PATH.remove(pid);
+    untrack(&SLOW_PATH, pid);
     let reserved: u8 = unsafe { ctx.read_at(cfg!(tp_pcpu_reserved_off) as usize) }.unwrap_or(0);
     let size: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_size_off) as usize) }.unwrap_or(0);
     let align: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_align_off) as usize) }.unwrap_or(0);

@@ -28,6 +28,10 @@ pub fn task_exit(_ctx: TracePointContext) -> u32 {
         untrack(&RECLAIMING, pid);
         tracked = true;
     }
+    if unsafe { SLOW_PATH.get(pid) }.is_some() {
+        // A mark only: the engine needs no exit for it.
+        untrack(&SLOW_PATH, pid);
+    }
     if !tracked {
         return 0;
     }

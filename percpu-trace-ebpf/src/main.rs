@@ -22,7 +22,7 @@ use aya_ebpf::{
         bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{FEntryContext, ProbeContext},
 };
 use percpu_trace_common::{activity, drop_reason, state, ProbeConfig, RawEvent, NO_ARG};
@@ -127,14 +127,16 @@ static STACKS: StackTrace = StackTrace::with_max_entries(2048, 0);
 #[map]
 static TASKS: HashMap<u32, TaskState> = HashMap::with_max_entries(16384, 0);
 
-/// Tasks whose reclaim begin was reported, so the matching end is reported too.
-/// Tracepoint mode: tasks that made an event since their last constrained
-/// percpu_alloc_percpu (a chunk created under the mutex, a wait, reclaim). Only their next
-/// constrained allocation is sent: it is the one the engine pairs with that event. LRU, so
-/// a mark left by a task that never allocates again needs no delete at exit.
+/// Tracepoint mode: tasks that made an event since their last blocking
+/// percpu_alloc_percpu (a chunk created under the mutex, a wait, reclaim). Their next
+/// blocking allocation is sent, constrained or not: it is the completion of the call the
+/// engine pairs with that event, and it clears the mark (so no later call is paired with
+/// it). Not LRU: an evicted mark would be lost silently; a full map is counted
+/// (`SLOW_PATH_FULL`), and marks are counted in `LIVE` so the exit program deletes them.
 #[map]
-static SLOW_PATH: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
+static SLOW_PATH: HashMap<u32, u32> = HashMap::with_max_entries(8192, 0);
 
+/// Tasks whose reclaim begin was reported, so the matching end is reported too.
 #[map]
 static RECLAIMING: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 
@@ -380,8 +382,10 @@ fn emit(
     if cfg!(tracepoint_mode) != 0
         && kind != percpu_trace_common::kind::PCPU_ALLOC_TP
         && kind != percpu_trace_common::kind::TASK_EXIT
+        && unsafe { SLOW_PATH.get(c.pid) }.is_none()
+        && !track(&SLOW_PATH, c.pid, &1)
     {
-        let _ = SLOW_PATH.insert(c.pid, 1, 0);
+        count_drop(drop_reason::SLOW_PATH_FULL);
     }
     write_event(
         c,

@@ -1,6 +1,6 @@
 //! Direct and memcg reclaim begin/end (vmscan tracepoints).
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use percpu_trace_common::{kind, state};
+use percpu_trace_common::{drop_reason, kind, state};
 
 use crate::*;
 
@@ -26,7 +26,10 @@ fn reclaim_begin(ctx: &TracePointContext, extra: u32) -> u32 {
     }
     let gfp = direct_load::u32_at(ctx, cfg!(tp_reclaim_gfp_off)).unwrap_or(0);
     let order: u32 = unsafe { ctx.read_at(cfg!(tp_reclaim_order_off) as usize) }.unwrap_or(0);
-    let _ = track(&RECLAIMING, c.pid, &1);
+    if !track(&RECLAIMING, c.pid, &1) {
+        // Its reclaim_end will not be sent: a loss the engine must hear of.
+        count_drop(drop_reason::RECLAIM_MAP_FULL);
+    }
     let st = stack(ctx);
     emit(
         &c,

@@ -1,6 +1,6 @@
 //! From the ring buffer to decoded events: reading, decoding, stack symbolization and loss
 //! accounting. Every lost or undecodable record is counted by reason.
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf, StackTraceMap};
@@ -40,6 +40,10 @@ pub struct Losses {
     pub stack: u64,
     /// Per-task map full in the kernel.
     pub task_map_full: u64,
+    /// Reclaim map full in the kernel (a reclaim whose end is never sent).
+    pub reclaim_map_full: u64,
+    /// Tracepoint mode: slow-path mark map full (a call whose completion is not sent).
+    pub slow_path_full: u64,
     /// Records userspace could not decode.
     pub undecodable: u64,
     /// Stacks userspace could not read back.
@@ -81,7 +85,8 @@ pub struct Decoder {
     misses: MissCounters,
     activity: ActivityCounters,
     symbolizer: Symbolizer,
-    seen_stacks: HashSet<u32>,
+    /// Stacks sent so far, by id: their return addresses.
+    seen_stacks: HashMap<u32, Vec<u64>>,
     /// Events delivered.
     pub events: u64,
     /// Losses so far.
@@ -103,7 +108,7 @@ impl Pipeline {
             misses: probes.miss_counters(),
             activity: probes.take_activity()?,
             symbolizer,
-            seen_stacks: HashSet::new(),
+            seen_stacks: HashMap::new(),
             events: 0,
             losses: Losses::default(),
             kernel_activity: BTreeMap::new(),
@@ -156,20 +161,24 @@ impl Decoder {
         n
     }
 
+    /// Reads the stack behind `id` and deletes it from the kernel map, so the map (a hash
+    /// table that is never cleared otherwise) never fills: a later event with the same id
+    /// is read again, and its stack is sent again only if it differs (an id is a hash
+    /// bucket; a deleted one may hold another stack later). An id already deleted by an
+    /// earlier event of the same stack keeps the stack read then.
     fn resolve_stack(&mut self, id: u32, sink: &mut dyn Sink) {
-        if self.seen_stacks.contains(&id) {
-            return;
-        }
         match self.stacks.get(&id, 0) {
             Ok(trace) => {
-                let frames: Vec<Frame> = trace
-                    .frames()
-                    .iter()
-                    .map(|f| self.symbolizer.frame(f.ip))
-                    .collect();
-                self.seen_stacks.insert(id);
+                let ips: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
+                let _ = self.stacks.remove(&id);
+                if self.seen_stacks.get(&id) == Some(&ips) {
+                    return;
+                }
+                let frames: Vec<Frame> = ips.iter().map(|&ip| self.symbolizer.frame(ip)).collect();
+                self.seen_stacks.insert(id, ips);
                 sink.stack(id, &frames);
             }
+            Err(_) if self.seen_stacks.contains_key(&id) => {}
             Err(_) => self.losses.stack_read += 1,
         }
     }
@@ -180,6 +189,8 @@ impl Decoder {
         self.losses.ringbuf_full = k[drop_reason::RINGBUF_FULL as usize];
         self.losses.stack = k[drop_reason::STACK as usize];
         self.losses.task_map_full = k[drop_reason::TASK_MAP_FULL as usize];
+        self.losses.reclaim_map_full = k[drop_reason::RECLAIM_MAP_FULL as usize];
+        self.losses.slow_path_full = k[drop_reason::SLOW_PATH_FULL as usize];
         let m = self.misses.read();
         self.losses.recursion_misses = m.recursion_misses;
         self.losses.kprobe_missed = m.kprobe_missed;

@@ -5,18 +5,29 @@
 use std::{collections::BTreeMap, fs::File, io::BufReader, path::PathBuf};
 
 use percpu_trace::{
-    engine::{Engine, Finding, FindingKind, Severity, Trigger, WaiterReason},
+    engine::{Engine, EngineConfig, Finding, FindingKind, Severity, Trigger, WaiterReason},
     event::EventKind,
     record::{replay_reader, Record, RecordingReader, ReplaySummary},
 };
 
 fn replay_full(name: &str) -> (Engine, ReplaySummary) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/recordings/guests")
-        .join(name);
-    let gz = flate2::read::GzDecoder::new(File::open(&path).expect("fixture"));
-    let reader = RecordingReader::new(BufReader::new(gz)).expect("recording header");
-    let mut engine = Engine::new(reader.header().engine_config());
+    replay_with(name, |_| {})
+}
+
+/// Replays a guest recording (or, for a name ending in `.jsonl`, a synthetic one one
+/// directory up) with its engine configuration changed by `change`.
+fn replay_with(name: &str, change: impl FnOnce(&mut EngineConfig)) -> (Engine, ReplaySummary) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recordings");
+    let input: Box<dyn std::io::Read> = if name.ends_with(".gz") {
+        let f = File::open(dir.join("guests").join(name)).expect("fixture");
+        Box::new(flate2::read::GzDecoder::new(f))
+    } else {
+        Box::new(File::open(dir.join(name)).expect("fixture"))
+    };
+    let reader = RecordingReader::new(BufReader::new(input)).expect("recording header");
+    let mut cfg = reader.header().engine_config();
+    change(&mut cfg);
+    let mut engine = Engine::new(cfg);
     let summary = replay_reader(reader, &mut engine).expect("replay");
     (engine, summary)
 }
@@ -204,10 +215,12 @@ fn fixed_7_3_shows_the_same_load_and_no_finding() {
 #[test]
 #[ignore]
 fn print_counts() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recordings/guests");
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recordings");
+    let mut names: Vec<_> = std::fs::read_dir(dir.join("guests"))
         .unwrap()
+        .chain(std::fs::read_dir(&dir).unwrap())
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".jsonl") || n.ends_with(".jsonl.gz"))
         .collect();
     names.sort();
     for name in names {
@@ -271,7 +284,9 @@ fn replay_as_tracepoint_only(name: &str) -> Engine {
                 engine.process(&ev);
             }
             Record::Stack { id, frames } => engine.stack(id, &frames),
-            Record::Drops(d) => engine.set_losses(d),
+            Record::Drops(d) => {
+                engine.set_losses(d);
+            }
             Record::Run { .. } => {}
             Record::Activity(a) => engine.set_kernel_activity(&a),
         }
@@ -313,4 +328,30 @@ fn the_run_upgrades_the_fixed_kernel_and_not_the_vulnerable_one() {
         Verdict::Vulnerable
     );
     assert_ne!(verdict("debian-7.2.13-noio-gfp.jsonl.gz"), Verdict::Fixed);
+}
+
+/// The fixed kernel's runs replayed as if the task_struct.flags offset had been unknown:
+/// the evidence that reads scopes says nothing, so the verdict stays what the kernel image
+/// shows (never partially-fixed from zeroed flags read as "no scope").
+#[test]
+fn fixed_7_3_replayed_without_task_flags_is_not_partially_fixed() {
+    use percpu_trace::engine::reconcile;
+    use percpu_trace::kernel::Verdict;
+    for name in [
+        "debian-7.3.4-noio-gfp.jsonl.gz",
+        "debian-7.3.4-contention.jsonl.gz",
+    ] {
+        let (engine, summary) = replay_with(name, |c| c.task_flags_known = false);
+        let fix = summary.header.run.fix_verdict();
+        let v = reconcile(&fix, engine.fix_observations()).fix.verdict;
+        assert!(
+            matches!(v, Verdict::Fixed | Verdict::LikelyFixed),
+            "{name}: {v}"
+        );
+        assert!(
+            engine.findings().is_empty(),
+            "{name}: {:?}",
+            engine.findings()
+        );
+    }
 }

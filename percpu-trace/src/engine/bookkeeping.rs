@@ -25,6 +25,7 @@ impl Engine {
             reclaim: None,
             wait: None,
             pending_create: None,
+            pending_reclaim: None,
         });
         t.tgid = ev.tgid;
         if t.comm != ev.comm {
@@ -97,6 +98,9 @@ impl Engine {
             // reclaim_end was lost if it is still open).
             if let Some(t) = self.tasks.get_mut(&pid) {
                 t.reclaim.take_if(|r| r.held_mutex);
+                // Its call ended: what it did under the mutex belongs to no later call.
+                t.pending_create = None;
+                t.pending_reclaim = None;
             }
         }
     }

@@ -52,6 +52,12 @@ pub struct EngineConfig {
     pub max_counter_keys: usize,
     /// Findings a single open reclaim or wait can still update when it ends.
     pub max_pending_links: usize,
+    /// Age past which never-closed engine state (a wait, a reclaim, a hold, a tracepoint
+    /// mode chunk creation or reclaim waiting for its call's completion) is not evidence:
+    /// longer than any plausible wait or reclaim, so its closing event was lost uncounted.
+    /// Written to recordings only when not the default (older readers ignore it).
+    #[serde(skip_serializing_if = "is_default_open_state")]
+    pub max_open_state_ns: u64,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +69,13 @@ impl Default for EngineConfig {
             None,
         )
     }
+}
+
+/// Default of [`EngineConfig::max_open_state_ns`]: 10 s.
+const DEFAULT_OPEN_STATE_NS: u64 = 10_000_000_000;
+
+fn is_default_open_state(v: &u64) -> bool {
+    *v == DEFAULT_OPEN_STATE_NS
 }
 
 impl EngineConfig {
@@ -104,6 +117,7 @@ impl EngineConfig {
             max_recent_reclaims: 64,
             max_counter_keys: 256,
             max_pending_links: 16,
+            max_open_state_ns: DEFAULT_OPEN_STATE_NS,
         }
     }
 

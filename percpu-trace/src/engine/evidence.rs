@@ -55,20 +55,20 @@ pub(super) fn classify(
     if !cfg.scope_constrained(flags) {
         return None;
     }
-    let balance_worker = match stack {
-        Some(s) => s.balance_worker,
-        None => {
-            flags & cfg.pf_wq_worker != 0
-                && flags & cfg.pf_memalloc_noio != 0
-                && caller_gfp.is_none()
-        }
-    };
-    if balance_worker {
-        None
-    } else if cfg.io_flusher(flags) {
-        Some(WaiterReason::IoFlusher)
-    } else {
-        Some(WaiterReason::Scope)
+    // PF_LOCAL_THROTTLE (IO_FLUSHER) is never the balance worker.
+    if cfg.io_flusher(flags) {
+        return Some(WaiterReason::IoFlusher);
+    }
+    let balance_worker_flags = flags & cfg.pf_wq_worker != 0
+        && flags & cfg.pf_memalloc_noio != 0
+        && flags & cfg.pf_local_throttle == 0
+        && caller_gfp.is_none();
+    match stack {
+        Some(s) if s.balance_worker => None,
+        Some(_) => Some(WaiterReason::Scope),
+        // Flags that fit the balance worker and no stack to tell: said, not dropped.
+        None if balance_worker_flags => Some(WaiterReason::Unclassified),
+        None => Some(WaiterReason::Scope),
     }
 }
 
@@ -84,6 +84,7 @@ fn doubted(s: Severity) -> Severity {
 /// gfp-constrained or IO_FLUSHER waiter, and lowered when anything is in doubt.
 pub(super) fn grade(kind: FindingKind, reason: Option<WaiterReason>, doubts: &[Doubt]) -> Severity {
     let base = match (kind, reason) {
+        (FindingKind::CrossTask, Some(WaiterReason::Unclassified)) => Severity::Info,
         (FindingKind::CrossTask, Some(WaiterReason::Scope) | None) => Severity::Warning,
         _ => kind.severity(),
     };
@@ -117,7 +118,15 @@ mod tests {
             Some(WaiterReason::IoFlusher)
         );
         assert_eq!(classify(&c, None, WQ_NOIO, bw), None);
-        assert_eq!(classify(&c, None, WQ_NOIO, None), None);
+        assert_eq!(
+            classify(&c, None, WQ_NOIO, None),
+            Some(WaiterReason::Unclassified)
+        );
+        // A loop worker (IO_FLUSHER kworker) is never the balance worker.
+        assert_eq!(
+            classify(&c, None, WQ_NOIO | 0x100000, None),
+            Some(WaiterReason::IoFlusher)
+        );
         assert_eq!(
             classify(&c, None, WQ_NOIO, other),
             Some(WaiterReason::Scope)

@@ -191,6 +191,10 @@ pub struct Durations {
     /// Longest wait of a constrained waiter (ContentionBegin to ContentionEnd, or to the
     /// trigger when the wait had not ended).
     pub wait_ns: Option<u64>,
+    /// Whether `wait_ns` was measured to a seen ContentionEnd (`false`: a lower bound, the
+    /// wait's end was not seen).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait_end_seen: bool,
 }
 
 /// One deduplicated finding.
@@ -298,6 +302,9 @@ pub enum WaiterReason {
     /// A NOFS/NOIO memalloc scope of unknown origin (a filesystem transaction, a frozen
     /// queue...).
     Scope,
+    /// A workqueue worker in a NOIO scope whose stack was not taken: it may be the balance
+    /// worker (which does not count) or not; said, never dropped, and only Info.
+    Unclassified,
 }
 
 impl WaiterReason {
@@ -307,6 +314,7 @@ impl WaiterReason {
             WaiterReason::GfpConstrained => "gfp_constrained",
             WaiterReason::IoFlusher => "io_flusher",
             WaiterReason::Scope => "scope",
+            WaiterReason::Unclassified => "unclassified",
         }
     }
 }
@@ -321,4 +329,8 @@ pub enum Doubt {
     /// The task_struct.flags offset was unknown: memalloc scopes and PF_MEMALLOC could not
     /// be seen.
     TaskFlagsUnknown,
+    /// It rests on the engine's memory of earlier events, and the loss counters covering
+    /// it have not arrived yet: capped until they do (then removed, or made
+    /// [`Doubt::EventsLost`]).
+    LossCheckPending,
 }

@@ -232,13 +232,21 @@ impl Engine {
     /// Replaces the loss totals with the latest cumulative counters by reason (from the
     /// pipeline once a second, or a recording's `drops` record).
     /// Occurrences resting on state older than the latest rise are marked
-    /// [`Doubt::EventsLost`].
-    pub fn set_losses(&mut self, by_reason: BTreeMap<String, u64>) {
+    /// [`Doubt::EventsLost`]; occurrences seen since the previous counters (their loss check
+    /// pending, [`Doubt::LossCheckPending`]) are settled: lost if the count rose, re-graded
+    /// to what they earn if not. Returns the findings that changed.
+    pub fn set_losses(&mut self, by_reason: BTreeMap<String, u64>) -> Vec<FindingUpdate> {
         let new = LossTotals { by_reason };
-        if new.events_lost() > self.losses.events_lost() {
+        let rose = new.events_lost() > self.losses.events_lost();
+        if rose {
             self.loss_seen_ns = Some(self.now_ns);
         }
         self.losses = new;
+        self.store
+            .settle(rose)
+            .into_iter()
+            .map(|index| FindingUpdate::Updated { index })
+            .collect()
     }
 
     /// A kernel stack, symbolized (from the pipeline or a recording's stack table, before
@@ -247,17 +255,33 @@ impl Engine {
         self.stacks.insert(id, StackFacts::of(frames));
     }
 
-    /// What an occurrence cannot be sure of. `state_since`: when the oldest engine-side
-    /// state it rests on began (`None`: the triggering event carries all of it).
-    fn doubts(&self, state_since: Option<u64>) -> Vec<Doubt> {
+    /// What an occurrence of `kind` cannot be sure of. `state_since`: when the oldest
+    /// engine-side state it rests on began (`None`: the triggering event carries all of it).
+    /// State from before the latest rise of the loss count is in doubt; any other state
+    /// waits for the next counters (a loss reported then may have made it stale). Unknown
+    /// task flags matter only to a window: the nested allocation's gfp is narrowed by the
+    /// scope and PF_MEMALLOC forbids its reclaim, while a reclaim's reported gfp is already
+    /// narrowed (current_gfp_context() before the vmscan tracepoint) and a caller's gfp
+    /// argument comes from the probe.
+    fn doubts(&self, kind: FindingKind, state_since: Option<u64>) -> Vec<Doubt> {
         let mut d = Vec::new();
-        if state_since.is_some_and(|s| self.loss_seen_ns.is_some_and(|l| s <= l)) {
-            d.push(Doubt::EventsLost);
+        if let Some(s) = state_since {
+            if self.loss_seen_ns.is_some_and(|l| s <= l) {
+                d.push(Doubt::EventsLost);
+            } else {
+                d.push(Doubt::LossCheckPending);
+            }
         }
-        if !self.cfg.task_flags_known {
+        if !self.cfg.task_flags_known && kind == FindingKind::Window {
             d.push(Doubt::TaskFlagsUnknown);
         }
         d
+    }
+
+    /// Whether state begun at `since` is still evidence at `ts` (see
+    /// [`EngineConfig::max_open_state_ns`]).
+    fn fresh(&self, since: u64, ts: u64) -> bool {
+        ts.saturating_sub(since) <= self.cfg.max_open_state_ns
     }
 
     /// Sets the kernel's host-wide activity totals (cumulative, by name).
@@ -343,6 +367,15 @@ impl Engine {
             return out;
         }
         self.touch(ev);
+        // Tracepoint mode: what this call did under the mutex, paired with its completion
+        // below (taken before the hold ends: any other end of the hold forgets it).
+        let (pending_create, pending_reclaim) = match ev.kind {
+            EventKind::PcpuAllocDone { .. } => {
+                let t = self.task_mut(ev.pid);
+                (t.pending_create.take(), t.pending_reclaim.take())
+            }
+            _ => (None, None),
+        };
         if !matches!(
             ev.kind,
             EventKind::ContentionBegin { .. } | EventKind::ContentionEnd { .. }
@@ -365,9 +398,12 @@ impl Engine {
         if ev.holds_mutex.is_some() {
             self.tables.mutex_known = true;
         }
-        let alloc = self.tasks.get(&ev.pid).and_then(|t| t.alloc.as_ref());
-        self.fix
-            .observe(ev, alloc.map(|a| (a.gfp, a.entry_flags)), &self.cfg);
+        // Fix evidence reads scopes: without the task flags it shows nothing either way.
+        if self.cfg.task_flags_known {
+            let alloc = self.tasks.get(&ev.pid).and_then(|t| t.alloc.as_ref());
+            self.fix
+                .observe(ev, alloc.map(|a| (a.gfp, a.entry_flags)), &self.cfg);
+        }
 
         let gfp_kernel = self.cfg.gfp_kernel;
         let fix_present = self.cfg.fix_present;
@@ -392,16 +428,21 @@ impl Engine {
                 // Reclaim inside the call ended before it returned.
                 t.reclaim = None;
                 t.pending_create = None;
+                t.pending_reclaim = None;
             }
             EventKind::PcpuAllocDone { gfp, call_site, .. } => {
                 // The tracepoint fires after the unlock. A call whose entry was seen was
                 // counted there.
                 let counted = self.tasks.get(&ev.pid).is_some_and(|t| t.alloc.is_some());
-                if !counted {
+                // The kernel also sends the completion of an unconstrained call that did
+                // something under the mutex, so that it is not paired with a later call.
+                let constrained = self.cfg.forbidden(gfp) != 0;
+                if !counted && constrained {
                     self.count_constrained(ev, gfp, Some(call_site));
                 }
-                if let Some(c) = self.task_mut(ev.pid).pending_create.take() {
-                    self.tracepoint_window(ev, gfp, c, &mut out);
+                let reclaim_seen = self.tracepoint_recursion(ev, gfp, pending_reclaim, &mut out);
+                if let Some(c) = pending_create {
+                    self.tracepoint_window(ev, gfp, c, reclaim_seen, &mut out);
                 }
                 let t = self.task_mut(ev.pid);
                 t.hold_since_ns = None;
@@ -426,12 +467,12 @@ impl Engine {
                 if nested.is_some() && gfp.is_none() && unseen_entry && ev.holds_mutex == Some(true)
                 {
                     // Tracepoint-only: the caller's gfp comes with its percpu_alloc_percpu.
-                    let t = self.task_mut(ev.pid);
-                    t.pending_create = Some(task::PendingCreate {
+                    let hold_ns = self.hold_ns(self.tasks[&ev.pid].hold_since_ns, ev.ts_ns);
+                    self.task_mut(ev.pid).pending_create = Some(task::PendingCreate {
                         ts_ns: ev.ts_ns,
                         flags: ev.task_flags,
                         stack_id: ev.stack_id,
-                        hold_ns: t.hold_since_ns.map(|s| ev.ts_ns.saturating_sub(s)),
+                        hold_ns,
                     });
                 }
             }
@@ -583,3 +624,5 @@ impl Engine {
 mod evidence_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod truth_tests;

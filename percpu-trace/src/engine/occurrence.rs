@@ -21,4 +21,6 @@ pub(super) struct Occurrence<'a> {
     pub(super) reason: Option<WaiterReason>,
     /// What was in doubt.
     pub(super) doubts: Vec<Doubt>,
+    /// The same call was seen entering reclaim (a window reported with its recursion).
+    pub(super) reclaim_seen: bool,
 }

@@ -1,6 +1,6 @@
 //! The rules: `window`, `recursion` and `cross_task` (see the module documentation of
 //! [`crate::engine`] for what each one means), and the reclaim/wait bookkeeping they use.
-use super::task::{AllocState, OpenReclaim, OpenWait, PendingCreate};
+use super::task::{AllocState, OpenReclaim, OpenWait, PendingCreate, PendingReclaim};
 use super::{
     evidence, occurrence::Occurrence, Engine, FindingKind, FindingUpdate, ReclaimRecord, TaskRole,
     Trigger,
@@ -44,13 +44,73 @@ impl Engine {
             violated,
             ts_ns: ev.ts_ns,
             parts: [Some((t, TaskRole::Caller, ev.stack_id)), None],
-            hold_ns: t.hold_since_ns.map(|s| ev.ts_ns.saturating_sub(s)),
+            hold_ns: self.hold_ns(t.hold_since_ns, ev.ts_ns),
             wait_ns: None,
             reason: None,
-            doubts: self.doubts(None),
+            doubts: self.doubts(FindingKind::Window, None),
+            reclaim_seen: false,
         };
         let up = self.store.report(&self.cfg, occ);
         out.extend(up);
+    }
+
+    /// How long a hold begun at `since` had lasted at `ts`, when that is evidence (a hold
+    /// older than any plausible one had its end lost: no "held for at least" from it).
+    pub(super) fn hold_ns(&self, since: Option<u64>, ts: u64) -> Option<u64> {
+        since
+            .filter(|&s| self.fresh(s, ts))
+            .map(|s| ts.saturating_sub(s))
+    }
+
+    /// Tracepoint-only mode: a reclaim begun under the mutex by a task whose call's gfp
+    /// arrives with its percpu_alloc_percpu (`gfp`, already narrowed by the scope it had):
+    /// the same call, so a recursion when the reclaim allowed what `gfp` forbids. Returns
+    /// whether such a reclaim was seen (whatever it allowed).
+    pub(super) fn tracepoint_recursion(
+        &mut self,
+        ev: &Event,
+        gfp: u32,
+        r: Option<PendingReclaim>,
+        out: &mut Vec<FindingUpdate>,
+    ) -> bool {
+        let Some(r) = r.filter(|r| self.fresh(r.ts_ns, ev.ts_ns)) else {
+            return false;
+        };
+        let violated = self.cfg.forbidden(gfp) & r.effective_gfp;
+        if violated == 0 {
+            return true;
+        }
+        let doubts = self.doubts(FindingKind::Recursion, Some(r.ts_ns));
+        let t = self.task_mut(ev.pid);
+        let saved = t.alloc.replace(AllocState {
+            gfp,
+            entry_flags: r.flags,
+            since_ns: r.ts_ns,
+            took_mutex: false,
+        });
+        let t = &self.tasks[&ev.pid];
+        let occ = Occurrence {
+            kind: FindingKind::Recursion,
+            trigger: Trigger::Reclaim {
+                gfp: r.gfp,
+                order: r.order,
+                memcg: r.memcg,
+            },
+            trigger_effective_gfp: Some(r.effective_gfp),
+            constraint_gfp: gfp,
+            violated,
+            ts_ns: r.ts_ns,
+            parts: [Some((t, TaskRole::Caller, r.stack_id)), None],
+            hold_ns: r.hold_ns,
+            wait_ns: None,
+            reason: None,
+            doubts,
+            reclaim_seen: true,
+        };
+        let up = self.store.report(&self.cfg, occ);
+        out.extend(up);
+        self.task_mut(ev.pid).alloc = saved;
+        true
     }
 
     /// Tracepoint-only mode: a chunk created under the mutex by a task that then reports a
@@ -62,9 +122,10 @@ impl Engine {
         ev: &Event,
         gfp: u32,
         c: PendingCreate,
+        reclaim_seen: bool,
         out: &mut Vec<FindingUpdate>,
     ) {
-        if c.flags & self.cfg.pf_memalloc != 0 {
+        if c.flags & self.cfg.pf_memalloc != 0 || !self.fresh(c.ts_ns, ev.ts_ns) {
             return;
         }
         let nested = self.cfg.effective_gfp(self.cfg.gfp_kernel, c.flags);
@@ -72,7 +133,7 @@ impl Engine {
         if nested & self.cfg.gfp_direct_reclaim == 0 || violated == 0 {
             return;
         }
-        let doubts = self.doubts(Some(c.ts_ns));
+        let doubts = self.doubts(FindingKind::Window, Some(c.ts_ns));
         let t = self
             .tasks
             .get_mut(&ev.pid)
@@ -97,6 +158,7 @@ impl Engine {
             wait_ns: None,
             reason: None,
             doubts,
+            reclaim_seen,
         };
         let up = self.store.report(&self.cfg, occ);
         out.extend(up);
@@ -160,12 +222,31 @@ impl Engine {
             return;
         }
         let trigger = Trigger::Reclaim { gfp, order, memcg };
+        let hold_ns = {
+            let t = &self.tasks[&ev.pid];
+            self.hold_ns(t.hold_since_ns, ev.ts_ns)
+        };
         let mut links = Vec::new();
 
         // recursion: the holder itself is constrained.
         {
             let t = &self.tasks[&ev.pid];
             let in_scope = self.cfg.scope_constrained(ev.task_flags);
+            if t.alloc.is_none() && !in_scope && eff & self.cfg.reclaim_bits() != 0 {
+                // Its call's gfp is not known yet (tracepoint-only mode: it comes with the
+                // call's percpu_alloc_percpu, see `tracepoint_recursion`).
+                self.task_mut(ev.pid).pending_reclaim = Some(PendingReclaim {
+                    ts_ns: ev.ts_ns,
+                    gfp,
+                    effective_gfp: eff,
+                    order,
+                    memcg,
+                    flags: ev.task_flags,
+                    stack_id: ev.stack_id,
+                    hold_ns,
+                });
+            }
+            let t = &self.tasks[&ev.pid];
             if t.alloc.is_some() || in_scope {
                 let constraint = self.constraint_of(t);
                 let violated = self.cfg.forbidden(constraint) & eff;
@@ -178,10 +259,11 @@ impl Engine {
                         violated,
                         ts_ns: ev.ts_ns,
                         parts: [Some((t, TaskRole::Caller, ev.stack_id)), None],
-                        hold_ns: t.hold_since_ns.map(|s| ev.ts_ns.saturating_sub(s)),
+                        hold_ns,
                         wait_ns: None,
                         reason: None,
-                        doubts: self.doubts(None),
+                        doubts: self.doubts(FindingKind::Recursion, None),
+                        reclaim_seen: true,
                     };
                     if let Some(u) = self.store.report(&self.cfg, occ) {
                         links.push(u.index());
@@ -229,6 +311,10 @@ impl Engine {
         if violated == 0 {
             return None;
         }
+        // A wait or reclaim open longer than any plausible one lost its end: not evidence.
+        if !self.fresh(w.since_ns, ts) || !self.fresh(r.since_ns, ts) {
+            return None;
+        }
         let rec = self
             .recent
             .iter()
@@ -257,11 +343,14 @@ impl Engine {
                 Some((h, TaskRole::Holder, r.stack_id)),
                 Some((wt, TaskRole::Waiter, w.stack_id)),
             ],
-            hold_ns: h.hold_since_ns.map(|s| ts.saturating_sub(s)),
-            wait_ns: Some(ts.saturating_sub(w.since_ns)),
+            hold_ns: self.hold_ns(h.hold_since_ns, ts),
+            // Waited so far (a lower bound; its contention_end completes it): nothing when
+            // the wait begins at the trigger.
+            wait_ns: Some(ts.saturating_sub(w.since_ns)).filter(|&n| n > 0),
             reason: Some(reason),
             // Both the wait and the reclaim are the engine's memory of earlier events.
-            doubts: self.doubts(Some(w.since_ns.min(r.since_ns))),
+            doubts: self.doubts(FindingKind::CrossTask, Some(w.since_ns.min(r.since_ns))),
+            reclaim_seen: true,
         };
         let u = self.store.report(&self.cfg, occ)?;
         out.push(u);
@@ -364,6 +453,7 @@ impl Engine {
         for idx in w.links {
             let f = &mut self.store.findings[idx];
             f.durations.wait_ns = Some(f.durations.wait_ns.unwrap_or(0).max(dur));
+            f.durations.wait_end_seen = true;
             out.push(FindingUpdate::Updated { index: idx });
         }
     }

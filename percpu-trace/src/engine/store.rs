@@ -1,10 +1,13 @@
 //! The finding store: occurrences merged into deduplicated findings (by kind and a stable
 //! signature of the tasks, roles and stacks involved), bounded by `max_findings`.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    evidence::grade, occurrence::Occurrence, Durations, EngineConfig, Finding, FindingKind,
-    FindingUpdate, TaskInfo, TaskRole,
+    evidence::grade,
+    finding::{Doubt, WaiterReason},
+    occurrence::Occurrence,
+    Durations, EngineConfig, Finding, FindingKind, FindingUpdate, Severity, TaskInfo, TaskRole,
+    Trigger,
 };
 
 /// FNV-1a, for finding signatures that must be stable across runs and builds.
@@ -38,6 +41,40 @@ pub(super) struct FindingStore {
     pub(super) occurrences: [u64; 3],
     /// Occurrences not kept because `max_findings` distinct findings exist.
     pub(super) dropped: u64,
+    /// By finding index: the best occurrence still waiting for its loss check (see
+    /// [`Doubt::LossCheckPending`]), with the severity it earns if no loss is reported.
+    pending: BTreeMap<usize, Earned>,
+    /// By finding index, for findings with an occurrence waiting for its loss check: the
+    /// doubts the finding has if the check finds losses (its `doubts` are those it has if
+    /// not, plus [`Doubt::LossCheckPending`]).
+    if_lost: BTreeMap<usize, Vec<Doubt>>,
+}
+
+/// What an occurrence shows in a finding: the occurrence that earned the finding's
+/// severity is the one its words, tasks and gfps describe.
+#[derive(Clone)]
+struct Earned {
+    severity: Severity,
+    explanation: String,
+    tasks: Vec<TaskInfo>,
+    trigger: Trigger,
+    trigger_effective_gfp: Option<u32>,
+    constraint_gfp: u32,
+    violated: u32,
+    reason: Option<WaiterReason>,
+}
+
+impl Earned {
+    fn apply(self, f: &mut Finding) {
+        f.severity = self.severity;
+        f.explanation = self.explanation;
+        f.tasks = self.tasks;
+        f.trigger = self.trigger;
+        f.trigger_effective_gfp = self.trigger_effective_gfp;
+        f.constraint_gfp = self.constraint_gfp;
+        f.violated_bits = self.violated;
+        f.waiter_reason = self.reason;
+    }
 }
 
 impl FindingStore {
@@ -52,6 +89,8 @@ impl FindingStore {
             index,
             occurrences,
             dropped,
+            pending,
+            if_lost,
         } = self;
         occurrences[occ.kind as usize] += 1;
         let mut h = Fnv::new();
@@ -66,6 +105,22 @@ impl FindingStore {
             }
         }
         let sig = h.0;
+        let now = grade(occ.kind, occ.reason, &occ.doubts);
+        // What it earns once its loss check passes.
+        let cleared: Vec<Doubt> = occ
+            .doubts
+            .iter()
+            .copied()
+            .filter(|d| *d != Doubt::LossCheckPending)
+            .collect();
+        let is_pending = cleared.len() < occ.doubts.len();
+        let later = is_pending.then(|| grade(occ.kind, occ.reason, &cleared));
+        // Its doubts if the check finds losses.
+        let mut lost = cleared.clone();
+        if is_pending && !lost.contains(&Doubt::EventsLost) {
+            lost.push(Doubt::EventsLost);
+            lost.sort();
+        }
         if let Some(&idx) = index.get(&(occ.kind, sig)) {
             let f = &mut findings[idx];
             f.count += 1;
@@ -73,11 +128,33 @@ impl FindingStore {
             f.last_seen_ns = f.last_seen_ns.max(occ.ts_ns);
             max_opt(&mut f.durations.hold_ns, occ.hold_ns);
             max_opt(&mut f.durations.wait_ns, occ.wait_ns);
-            // Doubts that every occurrence had; severity the best evidence earned.
-            f.doubts.retain(|d| occ.doubts.contains(d));
-            f.severity = f.severity.max(grade(occ.kind, occ.reason, &occ.doubts));
-            if f.waiter_reason.is_none() {
-                f.waiter_reason = occ.reason;
+            // Doubts that every occurrence had; severity the best evidence earned, and the
+            // words of the occurrence that earned it.
+            match if_lost.get_mut(&idx) {
+                Some(l) => l.retain(|d| lost.contains(d)),
+                None if is_pending => {
+                    let l = f.doubts.iter().copied().filter(|d| lost.contains(d));
+                    if_lost.insert(idx, l.collect());
+                }
+                None => {}
+            }
+            let had_pending = f.doubts.contains(&Doubt::LossCheckPending);
+            f.doubts
+                .retain(|d| *d != Doubt::LossCheckPending && cleared.contains(d));
+            if had_pending || is_pending {
+                f.doubts.push(Doubt::LossCheckPending);
+                f.doubts.sort();
+            }
+            if now > f.severity {
+                earned(cfg, &occ, now).apply(f);
+            }
+            if let Some(later) = later {
+                let best = pending
+                    .get(&idx)
+                    .map_or(f.severity, |e| e.severity.max(f.severity));
+                if later > best {
+                    pending.insert(idx, earned(cfg, &occ, later));
+                }
             }
             return Some(FindingUpdate::Repeated { index: idx });
         }
@@ -85,47 +162,25 @@ impl FindingStore {
             *dropped += 1;
             return None;
         }
-        let tasks: Vec<TaskInfo> = occ
-            .parts
-            .iter()
-            .flatten()
-            .map(|(t, role, _)| {
-                let (gfp, eff) = match (&t.alloc, role) {
-                    (Some(a), _) => (
-                        Some(a.gfp),
-                        cfg.effective_gfp(a.gfp, a.entry_flags | t.task_flags),
-                    ),
-                    (None, TaskRole::Waiter) => (
-                        t.wait.as_ref().and_then(|w| w.caller_gfp),
-                        t.wait.as_ref().map_or(cfg.gfp_kernel, |w| w.constraint),
-                    ),
-                    (None, _) => (None, cfg.effective_gfp(cfg.gfp_kernel, t.task_flags)),
-                };
-                TaskInfo {
-                    pid: t.pid,
-                    tgid: t.tgid,
-                    comm: t.comm.clone(),
-                    cgroup_id: t.cgroup_id,
-                    role: *role,
-                    gfp,
-                    effective_gfp: Some(eff),
-                    task_flags: t.task_flags,
-                }
-            })
-            .collect();
+        let e = earned(cfg, &occ, now);
+        let idx = findings.len();
+        if let Some(later) = later.filter(|l| *l > now) {
+            pending.insert(idx, earned(cfg, &occ, later));
+        }
+        if is_pending {
+            if_lost.insert(idx, lost);
+        }
         let stack_ids = occ
             .parts
             .iter()
             .flatten()
             .filter_map(|(_, _, s)| *s)
             .collect();
-        let explanation = super::wording::explain(cfg, &occ, &tasks);
-        let idx = findings.len();
         findings.push(Finding {
             kind: occ.kind,
-            severity: grade(occ.kind, occ.reason, &occ.doubts),
-            explanation,
-            tasks,
+            severity: e.severity,
+            explanation: e.explanation,
+            tasks: e.tasks,
             trigger: occ.trigger,
             trigger_effective_gfp: occ.trigger_effective_gfp,
             constraint_gfp: occ.constraint_gfp,
@@ -138,15 +193,91 @@ impl FindingStore {
                 reclaim_ns: None,
                 reclaim_total_ns: 0,
                 wait_ns: occ.wait_ns,
+                wait_end_seen: false,
             },
             stack_ids,
             signature: sig,
             fix_present: cfg.fix_present,
             waiter_reason: occ.reason,
-            doubts: occ.doubts.clone(),
+            doubts: {
+                let mut d = occ.doubts.clone();
+                d.sort();
+                d
+            },
         });
         index.insert((occ.kind, sig), idx);
         Some(FindingUpdate::New { index: idx })
+    }
+
+    /// The loss counters covering every pending occurrence arrived: `lost` says whether
+    /// they rose. Pending doubts become [`Doubt::EventsLost`] or go, and a finding whose
+    /// pending occurrence now earns more is re-graded (shown as that occurrence). Returns
+    /// the indexes of the findings changed.
+    pub(super) fn settle(&mut self, lost: bool) -> Vec<usize> {
+        let mut changed = Vec::new();
+        for (idx, doubts) in std::mem::take(&mut self.if_lost) {
+            let f = &mut self.findings[idx];
+            if lost {
+                f.doubts = doubts;
+            } else {
+                f.doubts.retain(|d| *d != Doubt::LossCheckPending);
+            }
+            changed.push(idx);
+        }
+        for (idx, e) in std::mem::take(&mut self.pending) {
+            let f = &mut self.findings[idx];
+            if !lost && e.severity > f.severity {
+                e.apply(f);
+                if !changed.contains(&idx) {
+                    changed.push(idx);
+                }
+            }
+        }
+        changed.sort_unstable();
+        changed
+    }
+}
+
+/// The view of a finding `occ` gives, graded `severity`.
+fn earned(cfg: &EngineConfig, occ: &Occurrence<'_>, severity: Severity) -> Earned {
+    let tasks: Vec<TaskInfo> = occ
+        .parts
+        .iter()
+        .flatten()
+        .map(|(t, role, _)| {
+            let (gfp, eff) = match (&t.alloc, role) {
+                (Some(a), _) => (
+                    Some(a.gfp),
+                    cfg.effective_gfp(a.gfp, a.entry_flags | t.task_flags),
+                ),
+                (None, TaskRole::Waiter) => (
+                    t.wait.as_ref().and_then(|w| w.caller_gfp),
+                    t.wait.as_ref().map_or(cfg.gfp_kernel, |w| w.constraint),
+                ),
+                (None, _) => (None, cfg.effective_gfp(cfg.gfp_kernel, t.task_flags)),
+            };
+            TaskInfo {
+                pid: t.pid,
+                tgid: t.tgid,
+                comm: t.comm.clone(),
+                cgroup_id: t.cgroup_id,
+                role: *role,
+                gfp,
+                effective_gfp: Some(eff),
+                task_flags: t.task_flags,
+            }
+        })
+        .collect();
+    let explanation = super::wording::explain(cfg, occ, &tasks);
+    Earned {
+        severity,
+        explanation,
+        tasks,
+        trigger: occ.trigger,
+        trigger_effective_gfp: occ.trigger_effective_gfp,
+        constraint_gfp: occ.constraint_gfp,
+        violated: occ.violated,
+        reason: occ.reason,
     }
 }
 

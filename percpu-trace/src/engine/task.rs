@@ -76,6 +76,20 @@ pub(super) struct PendingCreate {
     pub(super) hold_ns: Option<u64>,
 }
 
+/// A reclaim begun under the mutex by a task whose pcpu_alloc entry is not observed
+/// (tracepoint-only mode): judged at its percpu_alloc_percpu, which tells the caller's gfp.
+#[derive(Clone, Debug)]
+pub(super) struct PendingReclaim {
+    pub(super) ts_ns: u64,
+    pub(super) gfp: u32,
+    pub(super) effective_gfp: u32,
+    pub(super) order: u32,
+    pub(super) memcg: bool,
+    pub(super) flags: u32,
+    pub(super) stack_id: Option<u32>,
+    pub(super) hold_ns: Option<u64>,
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct TaskState {
     pub(super) pid: u32,
@@ -91,12 +105,14 @@ pub(super) struct TaskState {
     pub(super) reclaim: Option<OpenReclaim>,
     pub(super) wait: Option<OpenWait>,
     pub(super) pending_create: Option<PendingCreate>,
+    pub(super) pending_reclaim: Option<PendingReclaim>,
 }
 
 impl TaskState {
     pub(super) fn idle(&self) -> bool {
         self.alloc.is_none()
             && self.pending_create.is_none()
+            && self.pending_reclaim.is_none()
             && self.reclaim.is_none()
             && self.wait.is_none()
             && self.hold_since_ns.is_none()

@@ -38,20 +38,32 @@ pub(super) fn explain(cfg: &EngineConfig, occ: &Occurrence<'_>, tasks: &[TaskInf
         FindingKind::Window => format!(
             "{} holds pcpu_alloc_mutex while serving a pcpu_alloc with gfp {:#x}, which \
              forbids {bits} reclaim; under the mutex {op} allocates with effective gfp \
-             {eff:#x} (task flags {:#x}), which allows it. No reclaim was seen here, but \
-             under memory pressure this allocation can enter {bits} reclaim with the mutex \
-             held (the gap the percpu fix series closes).",
+             {eff:#x} (task flags {:#x}), which allows it. {}",
             who(first),
             first.gfp.unwrap_or(occ.constraint_gfp),
-            first.task_flags
+            first.task_flags,
+            if occ.reclaim_seen {
+                "The same call then entered reclaim under the mutex (see its recursion \
+                 finding): the gap the percpu fix series closes was used."
+            } else {
+                "No reclaim had begun at this allocation, but under memory pressure it can \
+                 enter that reclaim with the mutex held (the gap the percpu fix series \
+                 closes)."
+            }
         ),
         FindingKind::CrossTask => {
             let waiter = tasks.get(1).map(who).unwrap_or_default();
+            let unclassified = if occ.reason == Some(super::WaiterReason::Unclassified) {
+                " Waiter unclassified (no stack): a workqueue worker in a NOIO scope, which \
+                 may be the percpu balance worker (then it does not matter) or not."
+            } else {
+                ""
+            };
             format!(
                 "{} holds pcpu_alloc_mutex and is in {op} with effective gfp {eff:#x}, which \
                  may do {bits} reclaim, while {waiter}, constrained to gfp {:#x}, waits for \
                  the mutex: if that reclaim waits on {bits} work that depends on the waiter, \
-                 neither makes progress.",
+                 neither makes progress.{unclassified}",
                 who(first),
                 occ.constraint_gfp
             )

@@ -16,14 +16,16 @@ pub enum AttachMode {
     Tracepoint,
 }
 
-/// What tracepoint-only mode cannot produce, by finding kind: the one wording `check`, the
+/// What tracepoint-only mode sees less of, by finding kind: the one wording `check`, the
 /// TUI and every report show (the engine's rules are in `engine`; this says which of their
 /// inputs the mode lacks).
-pub const TRACEPOINT_ONLY_LIMITS: &str = "tracepoint-only mode cannot produce: recursion \
-     (a caller constrained by its gfp argument is not seen inside pcpu_alloc); window, except \
-     a chunk created under the mutex by a constrained caller on a kernel known to lack the fix \
-     (page tables, vmalloc, populate and pcpu_get_vm_areas are not seen); cross_task with a \
-     waiter constrained by its gfp argument (only IO_FLUSHER and scope waiters are seen)";
+pub const TRACEPOINT_ONLY_LIMITS: &str = "tracepoint-only mode sees less: recursion only \
+     after the fact (reclaim under the mutex paired with the same call's percpu_alloc_percpu, \
+     which tells the caller's gfp; uncertain until the loss counters arrive); window only for \
+     a chunk created under the mutex by a constrained caller on a kernel known to lack the \
+     fix (page tables, vmalloc, populate and pcpu_get_vm_areas are not seen); cross_task \
+     never with a waiter constrained by its gfp argument (only IO_FLUSHER and scope waiters \
+     are seen)";
 
 /// Probe point of pcpu_populate_chunk (its gfp shows whether backing-noio is at work).
 pub const POINT_POPULATE: &str = "pcpu_populate_chunk";

@@ -162,6 +162,8 @@ struct JDurations {
     reclaim_ns: Option<u64>,
     reclaim_total_ns: u64,
     wait_ns: Option<u64>,
+    /// `wait_ns` was measured to the wait's end (else a lower bound).
+    wait_end_seen: bool,
 }
 
 #[derive(Serialize)]
@@ -328,7 +330,7 @@ fn frame(f: &Frame) -> JFrame<'_> {
         offset: f.offset,
         len: f.len,
         module: f.module.as_deref(),
-        text: f.to_string(),
+        text: d::frame_line(f),
     }
 }
 
@@ -369,6 +371,7 @@ fn finding<'a>(
             reclaim_ns: f.durations.reclaim_ns,
             reclaim_total_ns: f.durations.reclaim_total_ns,
             wait_ns: f.durations.wait_ns,
+            wait_end_seen: f.durations.wait_end_seen,
         },
         waiter_reason: f.waiter_reason,
         doubts: &f.doubts,

@@ -211,7 +211,7 @@ fn finding(s: &mut String, ctx: &ReportContext, f: &Finding, n: usize, table: &S
         match st.frames {
             Some(frames) if !frames.is_empty() => {
                 for fr in frames {
-                    for line in crate::debuginfo::frame_lines(fr) {
+                    for line in d::frame_lines_marked(fr) {
                         let _ = writeln!(s, "{}", d::ascii(&line));
                     }
                 }

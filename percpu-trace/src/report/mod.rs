@@ -137,8 +137,14 @@ pub fn finding_line_with(f: &Finding, layout: &GfpLayout) -> String {
             )
         }
     };
+    // Printed at detection: a severity still waiting for the loss counters says so.
+    let pending = if f.doubts.contains(&crate::engine::Doubt::LossCheckPending) {
+        ", pending loss check"
+    } else {
+        ""
+    };
     let line = format!(
-        "{} ({}): {what}; allows {} it forbids [sig {:016x}]",
+        "{} ({}{pending}): {what}; allows {} it forbids [sig {:016x}]",
         f.kind,
         f.severity,
         g(f.violated_bits),

@@ -162,6 +162,7 @@ pub(super) fn findings() -> Vec<Finding> {
                 reclaim_ns: Some(3_400_000),
                 reclaim_total_ns: 3_400_000,
                 wait_ns: None,
+                wait_end_seen: false,
             },
             stack_ids: vec![7],
             signature: 0xdead_beef_0123_4567,
@@ -203,6 +204,7 @@ pub(super) fn findings() -> Vec<Finding> {
                 reclaim_ns: Some(7_000_000),
                 reclaim_total_ns: 4_100_000_000,
                 wait_ns: Some(12_500_000),
+                wait_end_seen: true,
             },
             stack_ids: vec![11, 12],
             signature: 0x0123_4567_89ab_cdef,
@@ -837,6 +839,22 @@ fn the_tracers_own_frames_are_dropped_from_the_top_of_stacks() {
     f.stack_ids = vec![3];
     let st = wording::stacks(&f, &table);
     assert_eq!(st[0].frames.map(<[_]>::len), Some(4));
+    // The one left in the middle is marked, never printed as kernel code.
+    let lines: Vec<String> = st[0]
+        .frames
+        .unwrap()
+        .iter()
+        .map(wording::frame_line)
+        .collect();
+    assert!(
+        lines[2].starts_with("bpf_trampoline_6442552041"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].ends_with("(percpu-trace's own probe, not kernel code)"),
+        "{lines:?}"
+    );
+    assert!(!lines[1].contains("percpu-trace"), "{lines:?}");
 }
 
 #[test]

@@ -307,7 +307,7 @@ fn call_trace(s: &mut String, st: &LabeledStack<'_>) {
     match st.frames {
         Some(frames) if !frames.is_empty() => {
             for fr in frames {
-                for line in crate::debuginfo::frame_lines(fr) {
+                for line in d::frame_lines_marked(fr) {
                     let _ = writeln!(s, " {line}");
                 }
             }

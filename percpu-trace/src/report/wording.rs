@@ -242,8 +242,16 @@ pub fn durations(f: &Finding) -> Vec<String> {
     } else if matches!(f.trigger, Trigger::Reclaim { .. }) {
         out.push("reclaim end not seen".into());
     }
-    if let Some(w) = d.wait_ns {
-        out.push(format!("longest wait for the mutex {}", dur(w)));
+    match (d.wait_ns, d.wait_end_seen) {
+        (Some(w), true) => out.push(format!("longest wait for the mutex {}", dur(w))),
+        (Some(w), false) => out.push(format!(
+            "waited for the mutex at least {} (end of the wait not seen)",
+            dur(w)
+        )),
+        (None, _) if f.kind == FindingKind::CrossTask => {
+            out.push("end of the wait not seen".into())
+        }
+        (None, _) => {}
     }
     out
 }
@@ -263,6 +271,10 @@ pub fn waiter_reason(r: WaiterReason) -> &'static str {
             "it is in a NOFS/NOIO memalloc scope of unknown origin (a filesystem transaction, a \
              frozen queue?); the scope alone does not prove FS/IO waits for it"
         }
+        WaiterReason::Unclassified => {
+            "waiter unclassified (no stack): a workqueue worker in a NOIO scope, maybe the \
+             percpu balance worker (which does not count)"
+        }
     }
 }
 
@@ -276,6 +288,10 @@ pub fn doubt(d: Doubt) -> &'static str {
         Doubt::TaskFlagsUnknown => {
             "task flags could not be read (no task_struct.flags offset): memalloc scopes and \
              PF_MEMALLOC were not seen"
+        }
+        Doubt::LossCheckPending => {
+            "pending loss check: it rests on earlier events and the loss counters covering \
+             them have not arrived yet"
         }
     }
 }
@@ -345,6 +361,30 @@ fn own_frame(f: &Frame) -> bool {
         "arch_rethook_",
     ];
     PREFIXES.iter().any(|p| n.starts_with(p))
+}
+
+/// One frame as a report prints it: the kernel's way, and a frame of the tracer's own
+/// (the fentry trampoline left in the middle of a stack, between a caller and the probed
+/// function) marked so that no reader takes it for kernel code.
+pub fn frame_line(f: &Frame) -> String {
+    if own_frame(f) {
+        format!("{f} (percpu-trace's own probe, not kernel code)")
+    } else {
+        f.to_string()
+    }
+}
+
+/// A frame's report lines (inlined calls first, then the frame with its source line when
+/// debug info gave one), the tracer's own trampoline marked as in [`frame_line`]: own
+/// frames never have source lines, so only a bare frame line can be one.
+pub fn frame_lines_marked(f: &Frame) -> Vec<String> {
+    let mut lines = crate::debuginfo::frame_lines(f);
+    if let Some(last) = lines.last_mut() {
+        if *last == f.to_string() {
+            *last = frame_line(f);
+        }
+    }
+    lines
 }
 
 /// `frames` without the tracer's own frames at the top (innermost first); frames below the

@@ -827,6 +827,7 @@ fn rate_and_losses() {
             consumer_full: 5,
             recursion_misses: 4,
             kprobe_missed: 0,
+            ..Default::default()
         },
     });
     // Missed program runs are lost events too.

@@ -129,7 +129,7 @@ fn stacks_lines(app: &App, f: &Finding, l: &mut Vec<Line<'static>>) {
         match st.frames {
             Some(frames) if !frames.is_empty() => {
                 for fr in frames {
-                    l.push(Line::from(format!("  {fr}")));
+                    l.push(Line::from(format!("  {}", w::frame_line(fr))));
                 }
             }
             _ => l.push(Line::from(Span::styled(

@@ -86,7 +86,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     ];
     if h.degraded() {
         l1.push(Span::styled(
-            " (degraded: tracepoints only, no recursion findings; see the findings pane)",
+            " (degraded: tracepoints only, fewer findings; see the findings pane)",
             t.warn(),
         ));
     }
