@@ -44,7 +44,7 @@ fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
     if !tgid_wanted(tgid) {
         return None;
     }
-    count_constrained(gfp, flags);
+    count_constrained(gfp, flags, tgid);
     let reserved = if arg_u64(ctx, cfg!(arg_pcpu_reserved)) & 1 != 0 {
         state::RESERVED
     } else {
@@ -147,7 +147,7 @@ fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
     if !tgid_wanted(tgid) {
         return None;
     }
-    count_constrained(gfp, flags);
+    count_constrained(gfp, flags, tgid);
     // Sent only after a slow-path event of this task (see SLOW_PATH); the rest are counted.
     if unsafe { SLOW_PATH.get(pid) }.is_none() {
         return None;

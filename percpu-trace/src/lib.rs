@@ -9,6 +9,7 @@ pub mod cli;
 pub mod engine;
 pub mod event;
 pub mod fix_probe;
+pub mod hex;
 pub mod kernel;
 pub mod live;
 pub mod live_recording;

@@ -10,7 +10,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::{
     event::{Event, Frame},
-    probes::{ActivityCounters, DropCounters, MissCounters, Probes},
+    probes::{ActivityCounters, DropCounters, MissCounters, Probes, ProcessCounters},
     symbolize::Symbolizer,
 };
 
@@ -80,6 +80,7 @@ pub struct Decoder {
     drops: DropCounters,
     misses: MissCounters,
     activity: ActivityCounters,
+    processes: ProcessCounters,
     symbolizer: Symbolizer,
     seen_stacks: HashSet<u32>,
     /// Events delivered.
@@ -102,6 +103,7 @@ impl Pipeline {
             drops: probes.take_drops()?,
             misses: probes.miss_counters(),
             activity: probes.take_activity()?,
+            processes: probes.take_processes()?,
             symbolizer,
             seen_stacks: HashSet::new(),
             events: 0,
@@ -184,6 +186,8 @@ impl Decoder {
         self.losses.recursion_misses = m.recursion_misses;
         self.losses.kprobe_missed = m.kprobe_missed;
         self.kernel_activity = self.activity.read()?;
+        // Who made the constrained calls, with the totals (see `engine::process_key`).
+        self.kernel_activity.extend(self.processes.read());
         Ok(())
     }
 }

@@ -151,6 +151,12 @@ pub fn report_from_recording(path: &Path, format: Format) -> Result<String> {
 /// with 0, for a report posted where a KASLR offset must not leak. Function names and
 /// offsets stay: they are what a maintainer reads, as in the kernel's own splats.
 pub fn report_from_recording_with(path: &Path, format: Format, redact: bool) -> Result<String> {
+    report_with_count(path, format, redact).map(|(text, _)| text)
+}
+
+/// [`report_from_recording_with`], and how many findings the report holds (the run's
+/// selected ones): `report`'s exit status comes from it ([`crate::cli::exit_status`]).
+pub fn report_with_count(path: &Path, format: Format, redact: bool) -> Result<(String, usize)> {
     let (engine, mut summary) = crate::record::replay_file(path).map_err(|e| anyhow!("{e}"))?;
     if redact {
         redact_addresses(&mut summary.stacks);
@@ -168,7 +174,10 @@ pub fn report_from_recording_with(path: &Path, format: Format, redact: bool) -> 
     ctx.activity = Some(snap.activity);
     // The findings the run selected (its `--comm`/`--cgroup`/`--pid`, named in the report).
     let selected: Vec<_> = engine.selected().map(|(_, f)| f.clone()).collect();
-    Ok(render(format, &ctx, &selected, &summary.stacks))
+    Ok((
+        render(format, &ctx, &selected, &summary.stacks),
+        selected.len(),
+    ))
 }
 
 /// Zeroes every frame address in a stack table (see [`report_from_recording_with`]).
