@@ -546,11 +546,11 @@ fn fix_verdict_unknown_without_btf_or_code() {
 /// Every number in a JSON value, with its path, that a double cannot hold exactly.
 fn numbers_past_2_53(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
     match v {
-        serde_json::Value::Number(n) => {
-            if n.as_u64().is_some_and(|x| x > 1 << 53) || n.as_i64().is_some_and(|x| x < -(1 << 53))
-            {
-                out.push(format!("{path} = {n}"));
-            }
+        serde_json::Value::Number(n)
+            if n.as_u64().is_some_and(|x| x > 1 << 53)
+                || n.as_i64().is_some_and(|x| x < -(1 << 53)) =>
+        {
+            out.push(format!("{path} = {n}"));
         }
         serde_json::Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
