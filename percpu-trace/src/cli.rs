@@ -57,17 +57,6 @@ const EXAMPLES_REPORT: &str = "EXAMPLES:
 EXIT STATUS:
     0 no findings, 1 findings, 2 error (bad arguments, no privileges, I/O).";
 
-/// The exit contract of `record` and `report` (and every error): 0 when there is no
-/// finding, 1 when there are findings, 2 on an error. The help's EXIT STATUS text says the
-/// same (a test holds the two together).
-pub fn exit_status(findings: usize) -> ExitCode {
-    if findings > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
 /// Subcommands; without one, the live terminal UI starts.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -315,7 +304,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::report::report_with_count(&from, format, redact_addresses)?;
             let out = output.unwrap_or_else(|| PathBuf::from("-"));
             crate::report::write_report_with(&out, &text, force)?;
-            Ok(exit_status(findings))
+            Ok(crate::live::exit_status(findings))
         }
         None => match cli.replay {
             Some(path) => crate::tui::run_replay(&path).map(|()| ExitCode::SUCCESS),
@@ -417,8 +406,8 @@ mod tests {
                 );
             }
         }
-        assert_eq!(exit_status(0), ExitCode::SUCCESS);
-        assert_eq!(exit_status(3), ExitCode::from(1));
+        assert_eq!(crate::live::exit_status(0), ExitCode::SUCCESS);
+        assert_eq!(crate::live::exit_status(3), ExitCode::from(1));
         let man = String::from_utf8(man_page().unwrap()).unwrap();
         assert!(man.contains(".TH percpu-trace"), "{man}");
         assert!(man.contains("record"));

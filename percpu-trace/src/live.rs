@@ -48,6 +48,17 @@ pub fn check(args: &KernelOptions, json: bool, probe: bool) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// The exit contract of `record` and `report` (and every error): 0 when there is no
+/// finding, 1 when there are findings, 2 on an error. The help's EXIT STATUS text (`cli`) says
+/// the same (a test holds the two together).
+pub fn exit_status(findings: usize) -> ExitCode {
+    if findings > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// The headless consumer: engine, recording, one line per new finding.
 struct HeadlessSink {
     engine: Engine,
@@ -359,7 +370,7 @@ fn finish(mut sink: HeadlessSink, losses: &Losses, events: u64) -> Result<ExitCo
     if let Some(e) = sink.io_error {
         bail!("writing the recording failed, tracing stopped: {e}");
     }
-    Ok(crate::cli::exit_status(sink.shown))
+    Ok(exit_status(sink.shown))
 }
 
 /// The summary `record` ends with: events, time, losses as perf says them, findings (or

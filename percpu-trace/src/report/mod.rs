@@ -155,7 +155,7 @@ pub fn report_from_recording_with(path: &Path, format: Format, redact: bool) -> 
 }
 
 /// [`report_from_recording_with`], and how many findings the report holds (the run's
-/// selected ones): `report`'s exit status comes from it ([`crate::cli::exit_status`]).
+/// selected ones): `report`'s exit status comes from it (0 none, 1 findings).
 pub fn report_with_count(path: &Path, format: Format, redact: bool) -> Result<(String, usize)> {
     let (engine, mut summary) = crate::record::replay_file(path).map_err(|e| anyhow!("{e}"))?;
     if redact {
