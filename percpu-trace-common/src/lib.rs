@@ -121,6 +121,21 @@ pub mod activity {
     ];
 }
 
+/// Constrained allocations of one process (tgid), counted in the kernel: the value of the
+/// `PROCS` map (an LRU hash keyed by tgid, at most [`PROCS_MAX`] processes), so the tool
+/// can say who made the constrained calls it counted without sending a record for each.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcCount {
+    /// Constrained (NOFS/NOIO) blocking percpu allocations (added atomically).
+    pub constrained: u64,
+    /// comm of the thread that made the first one (NUL-padded).
+    pub comm: [u8; 16],
+}
+
+/// Processes the `PROCS` map keeps (least recently counted ones are evicted first).
+pub const PROCS_MAX: u32 = 1024;
+
 /// Marker for "this function has no such argument" in [`ProbeConfig`] argument positions.
 pub const NO_ARG: u32 = 0xff;
 
@@ -263,6 +278,9 @@ unsafe impl aya::Pod for RawEvent {}
 #[cfg(feature = "user")]
 // SAFETY: plain integers, no padding holes, valid for any bit pattern.
 unsafe impl aya::Pod for ProbeConfig {}
+#[cfg(feature = "user")]
+// SAFETY: integers and a byte array, no padding holes, valid for any bit pattern.
+unsafe impl aya::Pod for ProcCount {}
 
 #[cfg(test)]
 mod tests {

@@ -46,7 +46,7 @@ fn try_pcpu_alloc_enter<C: Args>(ctx: &C) -> Option<u32> {
     // selected task waits), and the engine needs its gfp to judge that. It is sent only
     // if it goes on to such an event.
     if tgid_wanted(tgid) {
-        count_constrained(gfp, flags);
+        count_constrained(gfp, flags, tgid);
     }
     let reserved = if arg_u64(ctx, cfg!(arg_pcpu_reserved)) & 1 != 0 {
         state::RESERVED
@@ -146,7 +146,7 @@ fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
     let (pid, tgid) = pid_tgid();
     let constrained = is_constrained(effective_gfp(gfp, flags));
     if constrained && tgid_wanted(tgid) {
-        count_constrained(gfp, flags);
+        count_constrained(gfp, flags, tgid);
     }
     // Sent only after a slow-path event of this task (see SLOW_PATH), whatever its gfp and
     // process: it completes the call that event belongs to. The rest are counted.

@@ -22,10 +22,12 @@ use aya_ebpf::{
         bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{FEntryContext, ProbeContext},
 };
-use percpu_trace_common::{activity, drop_reason, state, ProbeConfig, RawEvent, NO_ARG};
+use percpu_trace_common::{
+    activity, drop_reason, state, ProbeConfig, ProcCount, RawEvent, NO_ARG, PROCS_MAX,
+};
 
 /// Load-time configuration (see `ProbeConfig`). Userspace sets it with `set_global`.
 #[no_mangle]
@@ -199,6 +201,34 @@ static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_reason::COUN
 #[map]
 static ACTIVITY: PerCpuArray<[u64; activity::COUNT as usize]> = PerCpuArray::with_max_entries(1, 0);
 
+/// Constrained allocations by process (see `ProcCount`): one lookup and an atomic add per
+/// constrained call, an insert for a process's first.
+#[map]
+static PROCS: LruHashMap<u32, ProcCount> = LruHashMap::with_max_entries(PROCS_MAX, 0);
+
+/// Counts a constrained call of process `tgid` in `PROCS`.
+#[inline(always)]
+fn count_process(tgid: u32) {
+    if let Some(v) = PROCS.get_ptr_mut(&tgid) {
+        // SAFETY: the value `get_ptr_mut` returned (its first field, 8-byte aligned), valid
+        // for this program run. The result is unused: the plain BPF atomic add (any kernel).
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                core::ptr::addr_of_mut!((*v).constrained),
+                1,
+            )
+        };
+        return;
+    }
+    let v = ProcCount {
+        constrained: 1,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    };
+    // BPF_NOEXIST: a thread of the same process that inserted first is not overwritten
+    // (this one call is then not counted: a race of two first calls).
+    let _ = PROCS.insert(&tgid, &v, 1);
+}
+
 #[inline(always)]
 fn count_activity(what: u32) {
     count_activities(what, u32::MAX);
@@ -290,7 +320,7 @@ fn effective_gfp(gfp: u32, flags: u32) -> u32 {
 /// Counts a constrained allocation by its first reason, in the engine's order: the gfp
 /// argument, then an IO_FLUSHER scope, a NOIO scope, a NOFS scope.
 #[inline(always)]
-fn count_constrained(gfp: u32, flags: u32) {
+fn count_constrained(gfp: u32, flags: u32, tgid: u32) {
     let both = cfg!(gfp_io) | cfg!(gfp_fs);
     let noio = cfg!(pf_memalloc_noio);
     let flusher = noio | cfg!(pf_local_throttle);
@@ -304,6 +334,7 @@ fn count_constrained(gfp: u32, flags: u32) {
         activity::BY_NOFS_SCOPE
     };
     count_activities(activity::CONSTRAINED, why);
+    count_process(tgid);
 }
 
 #[inline(always)]

@@ -48,12 +48,17 @@ const EXAMPLES_RECORD: &str = "EXAMPLES:
     sudo percpu-trace record -d 5m -o /var/tmp/pt.jsonl
     sudo percpu-trace record -p 1234 -d 30s -o -  > pt.jsonl   (recording on stdout)
     sudo percpu-trace record --comm 'kworker/*' --metrics 127.0.0.1:9752
-EXIT STATUS: 0 no findings, 1 findings, 2 error.";
+
+EXIT STATUS:
+    0 no findings, 1 findings, 2 error (bad arguments, no privileges, I/O).";
 
 const EXAMPLES_REPORT: &str = "EXAMPLES:
     percpu-trace report pt.jsonl
     percpu-trace report pt.jsonl --format markdown -o pt.md
-    ssh host cat /var/lib/percpu-trace/trace-X.jsonl | percpu-trace report -";
+    ssh host cat /var/lib/percpu-trace/trace-X.jsonl | percpu-trace report -
+
+EXIT STATUS:
+    0 no findings, 1 findings, 2 error (bad arguments, no privileges, I/O).";
 
 /// Subcommands; without one, the live terminal UI starts.
 #[derive(Debug, Subcommand)]
@@ -84,7 +89,6 @@ pub enum Command {
         kernel: KernelArgs,
     },
     /// Trace headless: print findings as they appear, write a replayable recording.
-    /// Exit status: 0 no findings, 1 findings, 2 error.
     #[command(after_help = EXAMPLES_RECORD)]
     Record {
         /// How long to trace (e.g. 30s, 5m); until Ctrl-C/SIGTERM/SIGHUP when absent.
@@ -335,10 +339,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 debug_vmlinux,
                 debug_root: None,
             };
-            let text = crate::report::report_from_recording_opts(&from, format, &opts)?;
+            let (text, findings) = crate::report::report_with_count(&from, format, &opts)?;
             let out = output.unwrap_or_else(|| PathBuf::from("-"));
             crate::report::write_report_with(&out, &text, force)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(crate::live::exit_status(findings))
         }
         None => match cli.replay {
             Some(path) => crate::tui::run_replay(&path).map(|()| ExitCode::SUCCESS),
@@ -432,7 +436,16 @@ mod tests {
                 .render_long_help()
                 .to_string();
             assert!(help.contains("EXAMPLES:"), "{sub}: {help}");
+            if sub != "check" {
+                // One contract for both, said where the man page can carry it.
+                assert!(
+                    help.contains("EXIT STATUS:\n    0 no findings, 1 findings, 2 error"),
+                    "{sub}: {help}"
+                );
+            }
         }
+        assert_eq!(crate::live::exit_status(0), ExitCode::SUCCESS);
+        assert_eq!(crate::live::exit_status(3), ExitCode::from(1));
         let man = String::from_utf8(man_page().unwrap()).unwrap();
         assert!(man.contains(".TH percpu-trace"), "{man}");
         assert!(man.contains("record"));

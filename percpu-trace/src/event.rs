@@ -48,6 +48,7 @@ pub enum EventKind {
     /// That pcpu_alloc returned.
     PcpuAllocExit {
         /// Returned pointer, 0 on failure.
+        #[serde(with = "crate::hex")]
         ptr: u64,
     },
     /// percpu:percpu_alloc_percpu for a constrained non-atomic caller (after the unlock;
@@ -62,6 +63,7 @@ pub enum EventKind {
         /// gfp (already narrowed by current_gfp_context()).
         gfp: u32,
         /// Caller address.
+        #[serde(with = "crate::hex")]
         call_site: u64,
     },
     /// A chunk is being created.
@@ -69,6 +71,7 @@ pub enum EventKind {
         /// gfp passed to pcpu_create_chunk, when probed by kprobe/fentry.
         gfp: Option<u32>,
         /// Chunk base address, when seen through the tracepoint.
+        #[serde(with = "crate::hex")]
         base: u64,
     },
     /// pcpu_populate_chunk.
@@ -116,6 +119,7 @@ pub enum EventKind {
     /// The task starts waiting for pcpu_alloc_mutex.
     ContentionBegin {
         /// Lock address.
+        #[serde(with = "crate::hex")]
         lock: u64,
         /// lock:contention_begin flags.
         flags: u32,
@@ -127,6 +131,7 @@ pub enum EventKind {
     /// The task stops waiting.
     ContentionEnd {
         /// Lock address.
+        #[serde(with = "crate::hex")]
         lock: u64,
         /// 0 when acquired, negative errno otherwise.
         ret: i64,
@@ -232,6 +237,8 @@ impl TryFrom<&RawEvent> for Event {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Frame {
     /// Instruction address (as the kernel reported it; may be hashed if kptr_restrict).
+    /// JSON: a hex string (a number in version-1 recordings, still read).
+    #[serde(with = "crate::hex")]
     pub addr: u64,
     /// Function name, if resolved.
     pub function: Option<String>,
@@ -346,10 +353,16 @@ mod tests {
 
     #[test]
     fn frames_without_debug_info_keep_the_old_json() {
-        let old = r#"{"addr":1,"function":"f","offset":2,"len":null,"module":null}"#;
+        // Version 1 wrote the address as a number; version 2 as a hex string. Both read.
+        let old =
+            r#"{"addr":18446744071579000000,"function":"f","offset":2,"len":null,"module":null}"#;
         let f: Frame = serde_json::from_str(old).unwrap();
+        assert_eq!(f.addr, 18446744071579000000);
         assert_eq!(f.function.as_deref(), Some("f"));
         assert!(f.file.is_none() && f.line.is_none() && f.inlined.is_empty());
-        assert_eq!(serde_json::to_string(&f).unwrap(), old);
+        let new =
+            r#"{"addr":"0xffffffff81025cc0","function":"f","offset":2,"len":null,"module":null}"#;
+        assert_eq!(serde_json::to_string(&f).unwrap(), new);
+        assert_eq!(serde_json::from_str::<Frame>(new).unwrap(), f);
     }
 }

@@ -10,6 +10,7 @@ pub mod debuginfo;
 pub mod engine;
 pub mod event;
 pub mod fix_probe;
+pub mod hex;
 pub mod kernel;
 pub mod live;
 pub mod live_recording;

@@ -24,8 +24,12 @@ use crate::{
 };
 
 /// `percpu-trace check`; with `probe`, also `check --probe` ([`crate::fix_probe`]).
+/// Without root it prints what this user can learn and what root adds (`--probe`, which
+/// attaches programs, still needs root).
 pub fn check(args: &KernelOptions, json: bool, probe: bool) -> Result<ExitCode> {
-    require_privileges()?;
+    if probe {
+        require_privileges()?;
+    }
     let (k, plan) = discover(args)?;
     if json {
         let mut v = kernel::check::render_json(&k, &plan);
@@ -95,6 +99,17 @@ pub fn check_offline(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The exit contract of `record` and `report` (and every error): 0 when there is no
+/// finding, 1 when there are findings, 2 on an error. The help's EXIT STATUS text (`cli`) says
+/// the same (a test holds the two together).
+pub fn exit_status(findings: usize) -> ExitCode {
+    if findings > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// The headless consumer: engine, recording, one line per new finding.
@@ -258,10 +273,12 @@ pub fn record(
         let ctx = ReportContext::live(&k, &plan, session.failed(), &opts.filter);
         let to_stdout = output.as_deref().is_some_and(crate::output::is_stdout);
         let now = Instant::now();
+        let mut run = ctx.run.clone();
+        run.clock_start_ns = crate::run::monotonic_ns();
         let writer = match (out, output.as_deref()) {
             (Some(out), Some(p)) => {
                 // Never through a symlink, mode 0600 (it holds kernel addresses).
-                let header = Header::with_run(cfg.clone(), ctx.run.clone());
+                let header = Header::with_run(cfg.clone(), run.clone());
                 Some(
                     LiveRecording::start(out, p, header, max_size, now).map_err(|e| {
                         anyhow::anyhow!("cannot write recording {}: {e}", p.display())
@@ -270,7 +287,16 @@ pub fn record(
             }
             _ => None,
         };
-        crate::warnln!("{}", start_line(&ctx, &plan, &session, output.as_deref()));
+        crate::warnln!(
+            "{}",
+            start_line(
+                &ctx,
+                &plan,
+                session.attached(),
+                session.failed(),
+                output.as_deref()
+            )
+        );
         let mut sink = HeadlessSink {
             engine: Engine::with_filter(cfg.clone(), opts.filter.clone()),
             writer,
@@ -321,9 +347,11 @@ pub fn record(
 fn start_line(
     ctx: &ReportContext,
     plan: &crate::kernel::plan::AttachPlan,
-    session: &Session,
+    attached: usize,
+    failed: &[(String, String)],
     output: Option<&std::path::Path>,
 ) -> String {
+    let unseen = plan.unseen().len();
     let planned = plan
         .probes
         .iter()
@@ -334,26 +362,27 @@ fn start_line(
             )
         })
         .count();
-    let failed = session.failed();
     let failed_text = if failed.is_empty() {
         String::new()
     } else {
         let names: Vec<&str> = failed.iter().map(|(p, _)| p.as_str()).collect();
         format!(" (failed: {}; -v for why)", names.join(", "))
     };
-    let off = plan.probes.len() - planned;
     format!(
-        "percpu-trace: recording {} on {}: {} mode, {}/{planned} probes attached{failed_text}{}, fix {}, filter {}, output {}",
+        "percpu-trace: recording {} on {}: {} mode, {}/{planned} probes attached{failed_text}{}, fix verdict {}, filter {}, output {}",
         ctx.run.kernel_release.as_deref().unwrap_or("?"),
         ctx.run.hostname.as_deref().unwrap_or("?"),
         ctx.run.attach_mode.as_deref().unwrap_or("?"),
-        session.attached(),
-        if off > 0 {
-            format!(", {off} probe point(s) unavailable on this kernel")
+        attached,
+        if unseen > 0 {
+            format!(
+                ", cannot see {} (`check` lists them)",
+                kernel::check::unseen_count(unseen)
+            )
         } else {
             String::new()
         },
-        crate::report::wording::fix_words(ctx.run.fix_present),
+        ctx.run.fix_verdict().verdict,
         if ctx.run.filter.is_empty() {
             "none".to_string()
         } else {
@@ -390,14 +419,23 @@ fn finish(mut sink: HeadlessSink, losses: &Losses, events: u64) -> Result<ExitCo
         );
     }
     sink.engine.set_losses(by_reason);
-    let counts = sink.engine.selected_counts();
-    let snap = sink.engine.snapshot();
+    crate::warnln!("{}", summary_line(&sink.engine, events, elapsed));
+    if let Some(e) = sink.io_error {
+        bail!("writing the recording failed, tracing stopped: {e}");
+    }
+    Ok(exit_status(sink.shown))
+}
+
+/// The summary `record` ends with: events, time, losses as perf says them, findings (or
+/// what was seen when there were none).
+fn summary_line(engine: &Engine, events: u64, elapsed: Duration) -> String {
+    let counts = engine.selected_counts();
+    let snap = engine.snapshot();
     let dropped = snap.counters.findings_dropped;
-    crate::warnln!(
-        "percpu-trace: summary: {events} events in {:.1}s, {} lost {}, findings: {}{}",
+    format!(
+        "percpu-trace: summary: {events} events in {:.1}s, {}, findings: {}{}",
         elapsed.as_secs_f64(),
-        sink.engine.losses().events_lost(),
-        serde_json::to_string(&sink.engine.losses().by_reason).unwrap_or_default(),
+        engine.losses().describe(),
         if counts.is_empty() {
             let a = &snap.activity;
             format!(
@@ -419,15 +457,7 @@ fn finish(mut sink: HeadlessSink, losses: &Losses, events: u64) -> Result<ExitCo
         } else {
             String::new()
         }
-    );
-    if let Some(e) = sink.io_error {
-        bail!("writing the recording failed, tracing stopped: {e}");
-    }
-    Ok(if sink.shown > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    )
 }
 
 /// `percpu-trace` without a subcommand: the live terminal UI.
@@ -455,4 +485,53 @@ pub fn tui(opts: &TraceOptions) -> Result<ExitCode> {
         res
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{fixture_tests::kernel, plan::AttachMode};
+
+    #[test]
+    fn record_says_what_check_says() {
+        // record said "fix absent" and "9 probe point(s) unavailable" where check said
+        // "vulnerable" and "cannot see 7 probe point(s)".
+        let k = kernel("host-6.18");
+        let plan = k.plan(AttachMode::Auto).unwrap();
+        let ctx = ReportContext::live(&k, &plan, &[], &Default::default());
+        let line = start_line(&ctx, &plan, 5, &[], None);
+        let check = kernel::check::render_text(&k, &plan);
+        let verdict = k.fix.verdict.to_string();
+        assert!(
+            check.contains(&format!("fix verdict  {verdict}")),
+            "{check}"
+        );
+        assert!(line.contains(&format!("fix verdict {verdict}")), "{line}");
+        assert!(!line.contains("fix absent"), "{line}");
+        let count = kernel::check::unseen_count(plan.unseen().len());
+        assert!(line.contains(&format!("cannot see {count}")), "{line}");
+        assert!(
+            check.contains(&format!("cannot see on this host ({count})")),
+            "{check}"
+        );
+    }
+
+    #[test]
+    fn summary_says_losses_like_perf() {
+        let mut e = Engine::new(crate::engine::EngineConfig::default());
+        e.set_losses(
+            [
+                ("ringbuf_full".to_string(), 7),
+                ("task_map_full".to_string(), 2),
+                ("stack".to_string(), 0),
+            ]
+            .into(),
+        );
+        let line = summary_line(&e, 100, Duration::from_millis(1020));
+        assert!(
+            line.contains("100 events in 1.0s, 9 events lost (ringbuf_full: 7, task_map_full: 2), findings: none"),
+            "{line}"
+        );
+        assert!(!line.contains('{') && !line.contains('"'), "{line}");
+    }
 }

@@ -10,7 +10,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::{
     event::{Event, Frame},
-    probes::{ActivityCounters, DropCounters, MissCounters, Probes},
+    probes::{ActivityCounters, DropCounters, MissCounters, Probes, ProcessCounters},
     symbolize::Symbolizer,
 };
 
@@ -84,6 +84,7 @@ pub struct Decoder {
     drops: DropCounters,
     misses: MissCounters,
     activity: ActivityCounters,
+    processes: ProcessCounters,
     symbolizer: Symbolizer,
     /// Stacks sent so far, by id: their return addresses.
     seen_stacks: HashMap<u32, Vec<u64>>,
@@ -107,6 +108,7 @@ impl Pipeline {
             drops: probes.take_drops()?,
             misses: probes.miss_counters(),
             activity: probes.take_activity()?,
+            processes: probes.take_processes()?,
             symbolizer,
             seen_stacks: HashMap::new(),
             events: 0,
@@ -195,6 +197,8 @@ impl Decoder {
         self.losses.recursion_misses = m.recursion_misses;
         self.losses.kprobe_missed = m.kprobe_missed;
         self.kernel_activity = self.activity.read()?;
+        // Who made the constrained calls, with the totals (see `engine::process_key`).
+        self.kernel_activity.extend(self.processes.read());
         Ok(())
     }
 }

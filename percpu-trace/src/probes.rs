@@ -168,6 +168,17 @@ impl Probes {
         ))
     }
 
+    /// Takes the per-process constrained-allocation counts (once).
+    pub fn take_processes(&mut self) -> Result<ProcessCounters> {
+        let map = self
+            .ebpf
+            .take_map("PROCS")
+            .context("PROCS map missing or already taken")?;
+        Ok(ProcessCounters(
+            aya::maps::HashMap::try_from(map).context("PROCS is not a hash map")?,
+        ))
+    }
+
     /// The kernel's miss counters of the attached programs (see [`MissCounters`]).
     pub fn miss_counters(&self) -> MissCounters {
         let ids = self
@@ -222,6 +233,28 @@ impl ActivityCounters {
             .enumerate()
             .map(|(i, name)| (name.to_string(), per_cpu.iter().map(|cpu| cpu[i]).sum()))
             .collect())
+    }
+}
+
+/// Constrained allocations by process, counted in the kernel (`PROCS`, an LRU hash keyed
+/// by tgid; see `percpu_trace_common::ProcCount`).
+pub struct ProcessCounters(aya::maps::HashMap<MapData, u32, percpu_trace_common::ProcCount>);
+
+impl ProcessCounters {
+    /// The processes with the most constrained allocations, as activity totals
+    /// ([`crate::engine::process_key`]), at most [`crate::engine::TOP_PROCESSES`].
+    pub fn read(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut all: Vec<(u32, percpu_trace_common::ProcCount)> =
+            self.0.iter().filter_map(|r| r.ok()).collect();
+        all.sort_by(|a, b| b.1.constrained.cmp(&a.1.constrained).then(a.0.cmp(&b.0)));
+        all.truncate(crate::engine::TOP_PROCESSES);
+        all.into_iter()
+            .map(|(tgid, c)| {
+                let end = c.comm.iter().position(|&b| b == 0).unwrap_or(c.comm.len());
+                let comm = String::from_utf8_lossy(&c.comm[..end]);
+                (crate::engine::process_key(tgid, &comm), c.constrained)
+            })
+            .collect()
     }
 }
 

@@ -92,6 +92,11 @@ pub struct RunInfo {
     /// gfp bit layout of the traced kernel, for decoding gfp masks.
     #[serde(default = "GfpLayout::default_for_6x")]
     pub gfp_layout: GfpLayout,
+    /// CLOCK_MONOTONIC nanoseconds (the clock of event timestamps) when the run started:
+    /// what `run` records' `elapsed_ns` count from, so a replay places events on the
+    /// recording's own clock (`None` in recordings made before it: replay estimates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_start_ns: Option<u64>,
 }
 
 impl Default for RunInfo {
@@ -111,8 +116,26 @@ impl Default for RunInfo {
             probes_from_plan: false,
             filter: FindingFilter::default(),
             gfp_layout: GfpLayout::default_for_6x(),
+            clock_start_ns: None,
         }
     }
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock BPF's `bpf_ktime_get_ns` stamps events
+/// with (and `Instant`'s on Linux).
+pub fn monotonic_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer given.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (r == 0).then(|| {
+        u64::try_from(ts.tv_sec)
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
+    })
 }
 
 impl RunInfo {

@@ -38,6 +38,58 @@ pub struct ActivityCounts {
     /// Waits on the mutex, by waiter class (`gfp_constrained`, `io_flusher`, `scope`,
     /// `balance_worker_or_unconstrained`).
     pub waits_by_class: BTreeMap<String, u64>,
+    /// Who made the constrained allocations: the processes with the most, as the kernel
+    /// counted them (at most [`TOP_PROCESSES`], most first; empty when not counted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_processes: Vec<ProcessActivity>,
+}
+
+/// Constrained allocations of one process, counted in the kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessActivity {
+    /// Process id.
+    pub tgid: u32,
+    /// comm of the thread that made its first constrained allocation.
+    pub comm: String,
+    /// Its constrained (NOFS/NOIO) blocking percpu allocations.
+    pub constrained_allocations: u64,
+}
+
+/// Processes [`ActivityCounts::top_processes`] keeps.
+pub const TOP_PROCESSES: usize = 16;
+
+/// Prefix of the kernel activity totals that count one process's constrained allocations:
+/// `process:TGID:COMM` (so they travel, and are recorded, with the other totals; readers
+/// that do not know them ignore them).
+pub const PROCESS_KEY: &str = "process:";
+
+/// The activity-totals key of process `tgid` named `comm`.
+pub fn process_key(tgid: u32, comm: &str) -> String {
+    format!("{PROCESS_KEY}{tgid}:{comm}")
+}
+
+/// The processes in kernel activity totals, most constrained allocations first (ties by
+/// tgid), at most [`TOP_PROCESSES`].
+pub fn top_processes(totals: &BTreeMap<String, u64>) -> Vec<ProcessActivity> {
+    let mut v: Vec<ProcessActivity> = totals
+        .range(PROCESS_KEY.to_string()..)
+        .take_while(|(k, _)| k.starts_with(PROCESS_KEY))
+        .filter_map(|(k, &n)| {
+            let (tgid, comm) = k[PROCESS_KEY.len()..].split_once(':')?;
+            Some(ProcessActivity {
+                tgid: tgid.parse().ok()?,
+                comm: comm.to_string(),
+                constrained_allocations: n,
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.constrained_allocations
+            .cmp(&a.constrained_allocations)
+            .then(a.tgid.cmp(&b.tgid))
+    });
+    v.truncate(TOP_PROCESSES);
+    v
 }
 
 impl ActivityCounts {
@@ -45,6 +97,7 @@ impl ActivityCounts {
     pub(super) fn set_kernel(&mut self, totals: &BTreeMap<String, u64>) {
         self.percpu_allocations = totals.get("percpu_allocations").copied();
         self.blocking_percpu_allocations = totals.get("blocking_percpu_allocations").copied();
+        self.top_processes = top_processes(totals);
     }
 
     /// The constrained allocations and their causes, and the unconstrained waits, as the
@@ -92,12 +145,26 @@ impl ActivityCounts {
         self.waits_by_class.values().sum()
     }
 
-    /// Why there was no finding, in one sentence, from what was seen (for reports).
-    pub fn why_no_finding(&self) -> String {
+    /// Why there was no finding, in one sentence, from what was seen (for reports), under
+    /// the run's attach mode (`"tracepoint"` sees no chunk population and no allocation
+    /// nested under the mutex, so it says nothing about them).
+    pub fn why_no_finding(&self, attach_mode: Option<&str>) -> String {
         if self.constrained_allocations == 0 {
             return "no constrained (NOFS/NOIO) blocking percpu allocation happened while \
                     tracing, so nothing could take the slow path: the hazard was not exercised"
                 .into();
+        }
+        if attach_mode == Some("tracepoint") {
+            return format!(
+                "{} constrained allocation(s) were seen; {} seen holding pcpu_alloc_mutex, {} \
+                 chunk creation(s) by a constrained holder, {} reclaim(s) by a holder. \
+                 Tracepoint mode does not see chunk population or allocations nested under \
+                 the mutex, so it cannot tell whether the slow path allowed FS/IO reclaim",
+                self.constrained_allocations,
+                self.constrained_took_mutex,
+                self.chunk_creates_by_constrained_holder,
+                self.reclaims_by_holder
+            );
         }
         if self.constrained_took_mutex == 0 {
             return format!(

@@ -40,6 +40,32 @@ impl LossTotals {
             .sum()
     }
 
+    /// What was lost, as perf says it: "N events lost (reason: count, ...)", then the
+    /// stacks lost the same way when any were; "no events lost" when none.
+    pub fn describe(&self) -> String {
+        let part = |n: u64, what: &str, detail: bool| {
+            let reasons: Vec<String> = self
+                .by_reason
+                .iter()
+                .filter(|(k, v)| **v > 0 && DETAIL_ONLY.contains(&k.as_str()) == detail)
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            format!("{n} {what} lost ({})", reasons.join(", "))
+        };
+        let events = self.events_lost();
+        let mut s = if events == 0 {
+            "no events lost".to_string()
+        } else {
+            part(events, "events", false)
+        };
+        let stacks = self.detail_lost();
+        if stacks > 0 {
+            s.push_str(", ");
+            s.push_str(&part(stacks, "stacks", true));
+        }
+        s
+    }
+
     /// Nothing lost at all.
     pub fn is_clean(&self) -> bool {
         self.by_reason.values().all(|&v| v == 0)
@@ -64,5 +90,13 @@ mod tests {
         assert_eq!(l.events_lost(), 5);
         assert_eq!(l.detail_lost(), 6);
         assert!(!l.is_clean());
+        assert_eq!(
+            l.describe(),
+            "5 events lost (consumer_full: 2, ringbuf_full: 3), 6 stacks lost (stack: 5, stack_read: 1)"
+        );
+        let none = LossTotals {
+            by_reason: [("ringbuf_full".to_string(), 0)].into(),
+        };
+        assert_eq!(none.describe(), "no events lost");
     }
 }

@@ -79,7 +79,7 @@ mod wording;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-pub use activity::ActivityCounts;
+pub use activity::{process_key, top_processes, ActivityCounts, ProcessActivity, TOP_PROCESSES};
 pub use config::EngineConfig;
 pub use evidence::StackFacts;
 pub use filter::FindingFilter;

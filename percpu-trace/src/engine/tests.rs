@@ -924,9 +924,9 @@ fn activity_says_what_was_seen_without_a_finding() {
     assert!(a.chunk_populates_by_constrained_holder >= 1, "{a:?}");
     assert_eq!(a.nested_allocations_allowing_fs_io, 0, "{a:?}");
     assert!(
-        a.why_no_finding().contains("kept the constraint"),
+        a.why_no_finding(None).contains("kept the constraint"),
         "{}",
-        a.why_no_finding()
+        a.why_no_finding(None)
     );
 
     // The vulnerable kernel's stream: nested allocations that allow FS/IO are counted, a
@@ -948,6 +948,70 @@ fn activity_says_what_was_seen_without_a_finding() {
     assert!(none
         .snapshot()
         .activity
-        .why_no_finding()
+        .why_no_finding(None)
         .contains("not exercised"));
+}
+
+#[test]
+fn why_none_in_tracepoint_mode_says_only_what_it_saw() {
+    // 12,012 constrained calls counted in the kernel, none seen on the slow path: tracepoint
+    // mode cannot see populated chunks serve them, so it must not claim it did.
+    let a = ActivityCounts {
+        constrained_allocations: 12_012,
+        ..ActivityCounts::default()
+    };
+    let kprobe = a.why_no_finding(Some("kprobe"));
+    assert!(kprobe.contains("already populated chunks"), "{kprobe}");
+    let tp = a.why_no_finding(Some("tracepoint"));
+    assert!(
+        tp.starts_with("12012 constrained allocation(s) were seen"),
+        "{tp}"
+    );
+    assert!(!tp.contains("populated chunks"), "{tp}");
+    assert!(tp.contains("does not see chunk population"), "{tp}");
+    // Nor that the kernel kept the constraint under the mutex: nested allocations are unseen.
+    let b = ActivityCounts {
+        constrained_allocations: 5,
+        constrained_took_mutex: 2,
+        ..ActivityCounts::default()
+    };
+    assert!(b.why_no_finding(None).contains("kept the constraint"));
+    assert!(!b
+        .why_no_finding(Some("tracepoint"))
+        .contains("kept the constraint"));
+}
+
+#[test]
+fn the_kernels_per_process_counts_say_who_made_the_constrained_calls() {
+    // 12,012 constrained calls, none sent (all served from populated chunks): the callers
+    // table was empty. The kernel's per-process counts travel with the activity totals.
+    let mut eng = Engine::new(EngineConfig::default());
+    let mut totals: std::collections::BTreeMap<String, u64> =
+        [("constrained_allocations".to_string(), 12_015)].into();
+    totals.insert(process_key(4242, "fio"), 12_012);
+    totals.insert(process_key(88, "iscsid"), 3);
+    for i in 0..40 {
+        totals.insert(process_key(10_000 + i, "w:x"), 0);
+    }
+    eng.set_kernel_activity(&totals);
+    let a = eng.snapshot().activity;
+    assert_eq!(a.top_processes.len(), TOP_PROCESSES);
+    assert_eq!(
+        (a.top_processes[0].tgid, a.top_processes[0].comm.as_str()),
+        (4242, "fio")
+    );
+    assert_eq!(a.top_processes[0].constrained_allocations, 12_012);
+    assert_eq!(a.top_processes[1].comm, "iscsid");
+    // A comm with ':' survives the key.
+    assert_eq!(a.top_processes[2].comm, "w:x");
+    let words = crate::report::wording::activity_lines(&a);
+    let who = words
+        .iter()
+        .find(|(l, _)| *l == "constrained, by whom")
+        .unwrap();
+    assert!(
+        who.1.starts_with("fio/4242 12012, iscsid/88 3"),
+        "{}",
+        who.1
+    );
 }

@@ -258,38 +258,76 @@ pub fn render_text(k: &Kernel, plan: &AttachPlan) -> String {
         let _ = writeln!(w, "note: {n}");
     }
     // Last, so it is what a reader sees: what this host cannot observe, and what it costs.
-    let mut lost: Vec<(&str, &str, &str)> = Vec::new();
-    for p in &plan.probes {
-        if let Attachment::Unavailable { reason } = &p.attachment {
-            if !lost.iter().any(|(prog, _, _)| *prog == p.program) {
-                lost.push((p.program.as_str(), reason.as_str(), p.disables.as_str()));
-            }
-        }
-    }
+    let lost = plan.unseen();
     if lost.is_empty() {
         let _ = writeln!(
             w,
             "cannot see: nothing; every probe point has a way to attach"
         );
     } else {
+        let _ = writeln!(w, "cannot see on this host ({}):", unseen_count(lost.len()));
+        for u in lost {
+            let _ = writeln!(w, "  {}: {}; costs: {}", u.point, u.reason, u.costs);
+        }
+    }
+    let adds = root_adds(k);
+    if !adds.is_empty() {
         let _ = writeln!(
             w,
-            "cannot see on this host ({} probe point(s)):",
-            lost.len()
+            "without root: the facts above are what this user can read; run as root \
+             (sudo percpu-trace check) for:"
         );
-        for (prog, reason, disables) in lost {
-            let _ = writeln!(w, "  {prog}: {reason}; costs: {disables}");
+        for a in adds {
+            let _ = writeln!(w, "  {a}");
         }
     }
     o
 }
 
-/// Machine-readable form: `{"kernel": ..., "plan": {...}, "config": {...}}`.
+/// What running as root would add to what this process learned: empty when it may trace.
+/// `check` without root prints what it can (release, BTF, the verdict parts read from
+/// BTF and kallsyms names), then this.
+pub fn root_adds(k: &Kernel) -> Vec<&'static str> {
+    if k.privileges.can_trace() {
+        return Vec::new();
+    }
+    let mut out = vec![
+        "loading and attaching the probes (tracing itself, and whether this kernel's \
+         verifier accepts them)",
+    ];
+    if k.kallsyms.zeroed || k.kallsyms.error.is_some() {
+        out.push("kernel addresses in kallsyms (the pcpu_alloc_mutex address, stack symbols)");
+    }
+    if k.tracefs.path.is_none() {
+        out.push("tracefs (tracepoint formats, which functions kprobes may attach to)");
+    }
+    if matches!(k.fentry, Fentry::NotProbed { .. }) {
+        out.push("the fentry load test (whether fentry/fexit can be used)");
+    }
+    out.push(
+        "reading the kernel's code through a BPF program: the fix verdict's code evidence \
+         and, without CONFIG_KALLSYMS_ALL, the mutex address",
+    );
+    out
+}
+
+/// "N probe point(s)": the count of [`AttachPlan::unseen`] in the words `check` and
+/// `record` both use.
+pub fn unseen_count(n: usize) -> String {
+    format!("{n} probe point(s)")
+}
+
+/// Value of `check --json`'s `schema` field. v2: kernel addresses and masks are hex
+/// strings (`"0xffffffff82a4b816"`; v1, unnamed, printed them as numbers, which jq and
+/// JavaScript round).
+pub const CHECK_SCHEMA_ID: &str = "percpu-trace-check/v2";
+
+/// Machine-readable form: `{"schema": ..., "kernel": ..., "plan": {...}, "config": {...}}`.
 pub fn render_json(k: &Kernel, plan: &AttachPlan) -> Value {
     let c = &plan.config;
     let config = json!({
-        "mutex_addr": c.mutex_addr,
-        "mutex_owner_mask": c.mutex_owner_mask,
+        "mutex_addr": crate::hex::format(c.mutex_addr),
+        "mutex_owner_mask": crate::hex::format(c.mutex_owner_mask),
         "mutex_owner_off": c.mutex_owner_off,
         "task_flags_off": c.task_flags_off,
         "gfp_io": c.gfp_io,
@@ -329,11 +367,13 @@ pub fn render_json(k: &Kernel, plan: &AttachPlan) -> Value {
         "tp_lock_ret_off": c.tp_lock_ret_off,
     });
     json!({
+        "schema": CHECK_SCHEMA_ID,
         "kernel": k,
         "plan": plan,
         "config": config,
         "mutex_losses": k.mutex_losses(),
         "can_trace": k.privileges.can_trace(),
+        "root_adds": root_adds(k),
         "limits": super::plan::mode_limits(super::planner::mode_name(plan.mode)),
     })
 }

@@ -301,7 +301,8 @@ pub fn format_task_flags(flags: u32) -> String {
 pub struct MutexLayout {
     /// Byte offset of the owner word in struct mutex.
     pub owner_off: u32,
-    /// Mask giving the task pointer.
+    /// Mask giving the task pointer (JSON: a hex string).
+    #[serde(with = "crate::hex")]
     pub owner_mask: u64,
     /// PREEMPT_RT (rt_mutex based: only bit 0, RT_MUTEX_HAS_WAITERS, is a flag).
     pub rt: bool,
@@ -330,7 +331,8 @@ impl MutexLayout {
 /// A decoded mutex owner word.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MutexOwner {
-    /// task_struct pointer of the owner, 0 when unlocked.
+    /// task_struct pointer of the owner, 0 when unlocked (JSON: a hex string).
+    #[serde(with = "crate::hex")]
     pub task: u64,
     /// Flag names set in the low bits.
     pub flags: Vec<String>,

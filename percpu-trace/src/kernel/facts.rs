@@ -147,7 +147,8 @@ impl Signature {
 /// pcpu_alloc_mutex: address and owner-word layout.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MutexInfo {
-    /// Address, when known.
+    /// Address, when known (JSON: a hex string).
+    #[serde(with = "crate::hex::opt")]
     pub addr: Option<u64>,
     /// Where the address came from.
     pub source: Option<MutexSource>,

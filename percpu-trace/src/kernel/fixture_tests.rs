@@ -106,7 +106,7 @@ pub(super) fn inputs(name: &str) -> Inputs {
     }
 }
 
-fn kernel(name: &str) -> Kernel {
+pub(crate) fn kernel(name: &str) -> Kernel {
     analyze(inputs(name))
 }
 
@@ -541,4 +541,111 @@ fn fix_verdict_unknown_without_btf_or_code() {
     let k = analyze(i);
     assert_eq!(k.fix.verdict, Verdict::Unknown);
     assert_eq!(k.fix.present, None);
+}
+
+/// Every number in a JSON value, with its path, that a double cannot hold exactly.
+fn numbers_past_2_53(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Number(n)
+            if n.as_u64().is_some_and(|x| x > 1 << 53)
+                || n.as_i64().is_some_and(|x| x < -(1 << 53)) =>
+        {
+            out.push(format!("{path} = {n}"));
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                numbers_past_2_53(x, &format!("{path}[{i}]"), out);
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                numbers_past_2_53(x, &format!("{path}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn check_json_writes_addresses_as_hex_strings() {
+    // jq turned 0xffffffff82a4b816 into 18446744071611494000: no JSON number may hold an
+    // address; each is a "0x..." string.
+    for name in [
+        "debian-7.2.13",
+        "debian-7.2.13-rt",
+        "host-6.18",
+        "debian-6.1.192",
+    ] {
+        let k = kernel(name);
+        let plan = k.plan(AttachMode::Auto).unwrap();
+        let v = super::check::render_json(&k, &plan);
+        assert_eq!(v["schema"], super::check::CHECK_SCHEMA_ID);
+        let mut big = Vec::new();
+        numbers_past_2_53(&v, "", &mut big);
+        assert!(big.is_empty(), "{name}: {big:?}");
+        let mask = v["config"]["mutex_owner_mask"].as_str().unwrap();
+        assert!(mask.starts_with("0xffffffffffff"), "{name}: {mask}");
+    }
+    let k = kernel("debian-7.2.13");
+    let v = super::check::render_json(&k, &k.plan(AttachMode::Auto).unwrap());
+    let addr = k.mutex.addr.unwrap();
+    assert_eq!(v["kernel"]["mutex"]["addr"], format!("{addr:#x}"));
+    assert_eq!(v["config"]["mutex_addr"], format!("{addr:#x}"));
+    let sym = &v["kernel"]["symbols"]["pcpu_alloc"]["addr"];
+    assert!(
+        sym.as_str().is_some_and(|s| s.starts_with("0xffffffff")),
+        "{sym}"
+    );
+}
+
+#[test]
+fn check_and_record_count_the_same_unseen_points() {
+    // check said "cannot see 7 probe point(s)" and listed 9; record said 9.
+    let k = kernel("host-6.18");
+    let plan = k.plan(AttachMode::Auto).unwrap();
+    let n = plan.unseen().len();
+    let text = super::check::render_text(&k, &plan);
+    let head = format!(
+        "cannot see on this host ({}):",
+        super::check::unseen_count(n)
+    );
+    let at = text.find(&head).unwrap_or_else(|| panic!("{head}\n{text}"));
+    let listed = text[at..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .count();
+    assert_eq!(listed, n, "{text}");
+    for p in &plan.probes {
+        if matches!(p.attachment, Attachment::Unavailable { .. }) {
+            assert!(
+                text[at..].contains(&format!("  {}: ", p.point)),
+                "{}",
+                p.point
+            );
+        }
+    }
+}
+
+#[test]
+fn check_without_root_says_what_root_adds() {
+    let mut k = kernel("debian-7.2.13");
+    let plan = k.plan(AttachMode::Auto).unwrap();
+    let text = super::check::render_text(&k, &plan);
+    assert!(!text.contains("without root"), "{text}");
+    k.privileges = Default::default();
+    k.kallsyms.zeroed = true;
+    let text = super::check::render_text(&k, &plan);
+    let at = text.find("without root: ").expect(&text);
+    assert!(
+        text[at..].contains("loading and attaching the probes"),
+        "{text}"
+    );
+    assert!(text[at..].contains("pcpu_alloc_mutex address"), "{text}");
+    assert_eq!(
+        super::check::render_json(&k, &plan)["root_adds"]
+            .as_array()
+            .map(Vec::len),
+        Some(super::check::root_adds(&k).len())
+    );
 }

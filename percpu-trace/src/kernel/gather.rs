@@ -80,6 +80,10 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
         Fentry::NotProbed {
             reason: "disabled by the caller".into(),
         }
+    } else if !privileges.can_trace() {
+        Fentry::NotProbed {
+            reason: "loading the test program needs root".into(),
+        }
     } else if from_user {
         // Ids in a user-given BTF need not match the running kernel: probe with its own.
         match BtfFile::open(&root.join("sys/kernel/btf/vmlinux")) {

@@ -37,7 +37,7 @@ pub mod x86_alu;
 #[cfg(test)]
 mod code_fixture_tests;
 #[cfg(test)]
-mod fixture_tests;
+pub(crate) mod fixture_tests;
 
 pub use access::{BpfProbe, KernelMemory, NoBpf};
 pub use facts::{

@@ -108,3 +108,35 @@ pub struct AttachPlan {
 
 /// Default event ring buffer size: 4 MiB.
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
+
+/// A probe point this host cannot observe: what is not seen, why, and what it costs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unseen<'a> {
+    /// The probe point, for humans ("pcpu_alloc entry").
+    pub point: &'a str,
+    /// Why it is not observed, in one line.
+    pub reason: &'a str,
+    /// What detection is lost.
+    pub costs: &'a str,
+}
+
+impl AttachPlan {
+    /// The probe points this plan cannot observe, one entry per point (a program attached
+    /// at several points counts once per point): the one list `check` prints and `record`
+    /// counts, so both say the same number.
+    pub fn unseen(&self) -> Vec<Unseen<'_>> {
+        let mut out: Vec<Unseen<'_>> = Vec::new();
+        for p in &self.probes {
+            if let Attachment::Unavailable { reason } = &p.attachment {
+                if !out.iter().any(|u| u.point == p.point) {
+                    out.push(Unseen {
+                        point: &p.point,
+                        reason,
+                        costs: &p.disables,
+                    });
+                }
+            }
+        }
+        out
+    }
+}

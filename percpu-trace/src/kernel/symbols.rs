@@ -229,7 +229,8 @@ pub struct ResolvedSymbol {
     pub wanted: String,
     /// The kallsyms name to attach to, when usable.
     pub symbol: Option<String>,
-    /// Its address (None when unknown or hidden).
+    /// Its address (None when unknown or hidden; JSON: a hex string).
+    #[serde(with = "crate::hex::opt")]
     pub addr: Option<u64>,
     /// How it was found.
     pub resolution: Resolution,

@@ -11,8 +11,12 @@ use crate::{
 
 /// Value of the header's `format` field.
 pub const FORMAT: &str = "percpu-trace-recording";
-/// The version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this code writes (and the newest it reads). Version 2 writes kernel
+/// addresses (frame addresses, lock, call site, chunk base, returned pointer) as hex
+/// strings; version 1 wrote them as numbers and is still read ([`crate::hex`]).
+pub const VERSION: u32 = 2;
+/// The oldest version this code reads.
+pub const OLDEST_VERSION: u32 = 1;
 /// Longest line accepted, so a corrupt file without newlines cannot exhaust memory.
 pub const MAX_LINE: usize = 16 << 20;
 
@@ -153,7 +157,8 @@ impl std::fmt::Display for RecordError {
             RecordErrorKind::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "recording version {v} is not supported (this tool reads {VERSION})"
+                    "recording version {v} is not supported (this tool reads \
+                     {OLDEST_VERSION} to {VERSION})"
                 )
             }
             RecordErrorKind::Corrupt(why) => write!(f, "corrupt record: {why}"),

@@ -1,7 +1,8 @@
 //! Recordings: the live event stream as JSON lines, and replay through the engine.
 //!
-//! Format (version 1), one JSON object per line:
-//! 1. a header: `{"format":"percpu-trace-recording","version":1,"engine":{EngineConfig},
+//! Format (version 2; version 1 is still read: it wrote addresses as numbers), one JSON
+//! object per line:
+//! 1. a header: `{"format":"percpu-trace-recording","version":2,"engine":{EngineConfig},
 //!    ...RunInfo fields (kernel_release, arch, fix_present, hostname, probes, filter...)}`;
 //! 2. then records tagged by `"t"`:
 //!    - `{"t":"event", ...Event fields...}` (the [`Event`] flattened next to the tag),
@@ -25,7 +26,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use format::{Header, Record, RecordError, RecordErrorKind, FORMAT, MAX_LINE, VERSION};
+pub use format::{
+    Header, Record, RecordError, RecordErrorKind, FORMAT, MAX_LINE, OLDEST_VERSION, VERSION,
+};
 pub use reader::RecordingReader;
 pub use replay::{replay, replay_file, replay_reader, ReplaySummary};
 pub use writer::RecordingWriter;

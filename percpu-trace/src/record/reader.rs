@@ -5,7 +5,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::format::{Header, Record, RecordError, RecordErrorKind, FORMAT, MAX_LINE, VERSION};
+use super::format::{
+    Header, Record, RecordError, RecordErrorKind, FORMAT, MAX_LINE, OLDEST_VERSION, VERSION,
+};
 use crate::engine::EngineConfig;
 
 /// Reads a recording: the header on construction, then records as an iterator.
@@ -77,7 +79,7 @@ impl<R: BufRead> RecordingReader<R> {
             ))));
         }
         let version = v.get("version").and_then(|x| x.as_u64()).unwrap_or(0);
-        if version != u64::from(VERSION) {
+        if !(u64::from(OLDEST_VERSION)..=u64::from(VERSION)).contains(&version) {
             return Err(r.err(RecordErrorKind::UnsupportedVersion(
                 u32::try_from(version).unwrap_or(u32::MAX),
             )));

@@ -453,10 +453,10 @@ fn header_errors() {
         read_all(b"{\"t\":\"event\"}\n").unwrap_err().kind,
         RecordErrorKind::NotARecording(_)
     ));
-    let v2 = b"{\"format\":\"percpu-trace-recording\",\"version\":2}\n";
+    let v3 = b"{\"format\":\"percpu-trace-recording\",\"version\":3}\n";
     assert!(matches!(
-        read_all(v2).unwrap_err().kind,
-        RecordErrorKind::UnsupportedVersion(2)
+        read_all(v3).unwrap_err().kind,
+        RecordErrorKind::UnsupportedVersion(3)
     ));
     assert!(matches!(
         read_all(b"\xff\xfe garbage\n").unwrap_err().kind,
@@ -504,4 +504,25 @@ mod props {
             }
         }
     }
+}
+
+#[test]
+fn a_version_1_recording_with_numeric_addresses_still_replays() {
+    // Version 1 wrote kernel addresses as JSON numbers (which jq rounds); version 2 writes
+    // "0x..." strings. The old file replays to the same findings and the same stacks.
+    let old = fixture_dir().join("v1-numbers-7.2-cross-task.jsonl");
+    let new = fixture_dir().join("synthetic-7.2-cross-task.jsonl");
+    let old_text = std::fs::read_to_string(&old).unwrap();
+    assert!(old_text.starts_with(r#"{"format":"percpu-trace-recording","version":1,"#));
+    assert!(old_text.contains(r#""addr":18446744"#));
+    let new_text = std::fs::read_to_string(&new).unwrap();
+    assert!(new_text.contains(r#""version":2"#));
+    assert!(new_text.contains(r#""addr":"0xffffffff"#), "{new_text}");
+    assert!(!new_text.contains(r#""addr":1"#));
+    let (a, sa) = replay_file(&old).unwrap_or_else(|e| panic!("{e}"));
+    let (b, sb) = replay_file(&new).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!a.findings().is_empty());
+    assert_eq!(a.findings(), b.findings());
+    assert_eq!(sa.stacks, sb.stacks);
+    assert_eq!(sa.events, sb.events);
 }

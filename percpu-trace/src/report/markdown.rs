@@ -274,7 +274,11 @@ fn observed(s: &mut String, ctx: &ReportContext) {
             let _ = writeln!(s, "  - {}: {}", label.trim(), value);
         }
         if a.constrained_took_mutex == 0 || a.nested_allocations_allowing_fs_io == 0 {
-            let _ = writeln!(s, "  - *{}*", a.why_no_finding());
+            let _ = writeln!(
+                s,
+                "  - *{}*",
+                a.why_no_finding(ctx.run.attach_mode.as_deref())
+            );
         }
     }
     if ctx.findings_dropped > 0 {

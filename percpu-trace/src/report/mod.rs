@@ -197,6 +197,16 @@ pub fn report_from_recording_opts(
     format: Format,
     opts: &ReportOptions,
 ) -> Result<String> {
+    report_with_count(path, format, opts).map(|(text, _)| text)
+}
+
+/// [`report_from_recording_opts`], and how many findings the report holds (the run's
+/// selected ones): `report`'s exit status comes from it (0 none, 1 findings).
+pub fn report_with_count(
+    path: &Path,
+    format: Format,
+    opts: &ReportOptions,
+) -> Result<(String, usize)> {
     let (engine, mut summary) = crate::record::replay_file(path).map_err(|e| anyhow!("{e}"))?;
     let source_lines = add_source_lines(&summary.header.run, &mut summary.stacks, opts)?;
     let redact = opts.redact;
@@ -217,7 +227,10 @@ pub fn report_from_recording_opts(
     ctx.activity = Some(snap.activity);
     // The findings the run selected (its `--comm`/`--cgroup`/`--pid`, named in the report).
     let selected: Vec<_> = engine.selected().map(|(_, f)| f.clone()).collect();
-    Ok(render(format, &ctx, &selected, &summary.stacks))
+    Ok((
+        render(format, &ctx, &selected, &summary.stacks),
+        selected.len(),
+    ))
 }
 
 /// Finds the debug vmlinux of the recorded build and adds source lines to `stacks`;

@@ -106,7 +106,11 @@ fn summary(s: &mut String, ctx: &ReportContext, findings: &[&Finding]) {
     if findings.is_empty() {
         s.push_str("findings: none\n");
         if let Some(a) = &ctx.activity {
-            kv(s, "why none: ", &a.why_no_finding());
+            kv(
+                s,
+                "why none: ",
+                &a.why_no_finding(ctx.run.attach_mode.as_deref()),
+            );
         }
         return;
     }

@@ -640,5 +640,24 @@ pub fn activity_lines(a: &crate::engine::ActivityCounts) -> Vec<(&'static str, S
             .join(", ")
     };
     v.push(("waits on the mutex", waits));
+    if !a.top_processes.is_empty() {
+        v.push(("constrained, by whom", processes_words(&a.top_processes)));
+    }
     v
+}
+
+/// Who made the constrained allocations: "fio/1234 12012, iscsid/88 3" (the kernel's
+/// per-process counts, most first).
+pub fn processes_words(p: &[crate::engine::ProcessActivity]) -> String {
+    p.iter()
+        .map(|p| {
+            format!(
+                "{}/{} {}",
+                ascii(&p.comm),
+                p.tgid,
+                p.constrained_allocations
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

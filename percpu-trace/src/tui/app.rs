@@ -619,7 +619,8 @@ impl App {
     /// The replay keys: speed, and jumps (a jump back restarts the engine, see
     /// [`Effect::Restart`]: the engine cannot run backwards).
     fn update_transport(&mut self, action: Action) -> Option<Effect> {
-        let now = self.engine.now_ns();
+        let clock = self.transport.as_ref().map_or(0, |t| t.clock_ns);
+        let now = self.engine.now_ns().max(clock);
         let ended = self.ended.is_some();
         let Some(t) = self.transport.as_mut() else {
             self.set_error("replay keys work with --replay FILE");

@@ -16,6 +16,7 @@ pub mod export;
 pub mod header;
 pub mod keys;
 pub mod replay;
+pub mod replay_clock;
 pub mod terminal;
 pub mod theme;
 pub mod transport;

@@ -9,7 +9,7 @@
 //! answered within a slice.
 use std::{
     fs::File,
-    io::{BufReader, Read, Seek, SeekFrom},
+    io::BufReader,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -18,6 +18,8 @@ use crate::{
     pipeline::LiveItem,
     record::{Header as RecordingHeader, Record, RecordError, RecordingReader},
 };
+
+use super::replay_clock::{recording_clock, RecordingClock};
 
 use super::{
     app::App,
@@ -29,8 +31,6 @@ pub const SLICE: Duration = Duration::from_millis(30);
 /// Records between two looks at the clock inside a slice (reading the clock per record
 /// would cost more than some records).
 const CLOCK_EVERY: u32 = 256;
-/// How much of the file's end is read at open to find the last event's time.
-const TAIL_BYTES: u64 = 1 << 20;
 
 /// How a recording is replayed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,6 +71,9 @@ pub struct Replay {
     /// The pace and pause the anchor was set for: a change sets a new anchor.
     anchored_for: (Option<u64>, bool),
     max_gap: Duration,
+    /// The recording's own clock ([`recording_clock`]): `run` records are placed on it,
+    /// so idle stretches and the activity lines written in them replay in time.
+    clock: RecordingClock,
 }
 
 impl Replay {
@@ -82,6 +85,7 @@ impl Replay {
     ) -> Result<(Replay, RecordingHeader), RecordError> {
         let reader = RecordingReader::open(path)?;
         let header = reader.header().clone();
+        let clock = recording_clock(path, &header);
         let r = Replay {
             path: path.to_path_buf(),
             reader: Some(reader),
@@ -92,18 +96,30 @@ impl Replay {
             anchor: None,
             anchored_for: (None, false),
             max_gap: opts.max_gap,
+            clock,
         };
         Ok((r, header))
     }
 
-    /// Sets up `app`'s transport for this recording: the start speed and the span (first
-    /// and last event times, read from the file's two ends; unknown ends stay `None`).
+    /// Sets up `app`'s transport for this recording: the start speed and the span (the
+    /// run's start and end on the recording's own clock; unknown ends stay `None`).
     pub fn prepare(&self, app: &mut App, opts: ReplayOptions) {
-        let (first_ns, last_ns) = event_span(&self.path);
         let t = app.transport.get_or_insert_with(Transport::default);
         t.speed = opts.speed.min(super::transport::SPEEDS.len() - 1);
-        t.first_ns = first_ns;
-        t.last_ns = last_ns;
+        t.first_ns = self.clock.start_ns;
+        t.last_ns = self.clock.end_ns;
+    }
+
+    /// When a record happened on the recording's clock: an event at its timestamp, a
+    /// `run` record at the start plus its length; other records follow the one before.
+    fn time_of(&self, rec: &Record) -> Option<u64> {
+        match rec {
+            Record::Event(ev) => Some(ev.ts_ns),
+            Record::Run { elapsed_ns, .. } => {
+                self.clock.start_ns.map(|s| s.saturating_add(*elapsed_ns))
+            }
+            _ => None,
+        }
     }
 
     /// Whether records are left to feed.
@@ -114,6 +130,9 @@ impl Replay {
     /// Starts over from the first record with a fresh engine in `app` (a jump back).
     pub fn restart(&mut self, app: &mut App) {
         app.restart_replay();
+        if let Some(t) = app.transport.as_mut() {
+            t.clock_ns = 0;
+        }
         self.pending = None;
         self.skew_ns = 0;
         self.last_read_ns = None;
@@ -138,11 +157,10 @@ impl Replay {
         let Some(speed) = app.transport.as_ref().and_then(Transport::pace) else {
             return Some(now);
         };
-        match (&self.pending, self.anchor) {
-            (Some(Record::Event(ev)), Some((wall, at)))
-                if self.anchored_for == (Some(speed), false) =>
-            {
-                let ahead = ev.ts_ns.saturating_sub(self.skew_ns).saturating_sub(at);
+        let ts = self.pending.as_ref().and_then(|r| self.time_of(r));
+        match (ts, self.anchor) {
+            (Some(ts), Some((wall, at))) if self.anchored_for == (Some(speed), false) => {
+                let ahead = ts.saturating_sub(self.skew_ns).saturating_sub(at);
                 // Never far (idle gaps are cut), but a bad timestamp must not overflow.
                 Some(
                     wall.checked_add(Duration::from_nanos(ahead / speed))
@@ -172,8 +190,8 @@ impl Replay {
             if self.pending.is_none() && !self.read_next(app, pace) {
                 return true;
             }
-            if let Some(Record::Event(ev)) = &self.pending {
-                let ts = ev.ts_ns;
+            let timed = self.pending.as_ref().and_then(|r| self.time_of(r));
+            if let Some(ts) = timed {
                 let arrived = match app.transport.as_ref().map(|t| t.goal) {
                     Some(Goal::Start) => Some("at the start, paused (p play, n next finding)"),
                     Some(Goal::Until(to)) if ts > to => {
@@ -191,7 +209,12 @@ impl Replay {
                 }
                 let eff = ts.saturating_sub(self.skew_ns);
                 if let Some(speed) = pace {
-                    let (wall, at) = *self.anchor.get_or_insert((now, eff));
+                    // Paced from the run's start when nothing was fed yet.
+                    let from = self
+                        .last_fed_ns
+                        .or(self.clock.start_ns)
+                        .map_or(eff, |t| t.min(eff));
+                    let (wall, at) = *self.anchor.get_or_insert((now, from));
                     let ahead = Duration::from_nanos(eff.saturating_sub(at) / speed);
                     let not_yet = wall
                         .checked_add(ahead)
@@ -201,6 +224,9 @@ impl Replay {
                     }
                 }
                 self.last_fed_ns = Some(eff);
+                if let Some(t) = app.transport.as_mut() {
+                    t.clock_ns = t.clock_ns.max(ts);
+                }
             }
             if let Some(rec) = self.pending.take() {
                 feed(app, rec);
@@ -223,18 +249,19 @@ impl Replay {
         };
         match reader.next() {
             Some(Ok(rec)) => {
-                if let Record::Event(ev) = &rec {
-                    // Idle stretches are cut to `max_gap` of wall time at this pace.
+                if let Some(ts) = self.time_of(&rec) {
+                    // Idle stretches are cut to `max_gap` of wall time at this pace (a
+                    // recording's `run` records, a second apart, leave none to cut).
                     let cap = u64::try_from(self.max_gap.as_nanos())
                         .unwrap_or(u64::MAX)
                         .saturating_mul(pace.unwrap_or(1));
                     if let Some(prev) = self.last_read_ns {
-                        let gap = ev.ts_ns.saturating_sub(prev);
+                        let gap = ts.saturating_sub(prev);
                         if gap > cap {
                             self.skew_ns += gap - cap;
                         }
                     }
-                    self.last_read_ns = Some(ev.ts_ns);
+                    self.last_read_ns = Some(self.last_read_ns.map_or(ts, |p| p.max(ts)));
                 }
                 self.pending = Some(rec);
                 true
@@ -280,41 +307,4 @@ fn feed(app: &mut App, rec: Record) {
         Record::Run { .. } => {}
         Record::Activity(a) => app.ingest(LiveItem::Activity(a)),
     }
-}
-
-/// The first event's time (from the head) and the last one's (from the last
-/// MiB of the file), without reading the whole recording. Either is `None` when
-/// it cannot be found; never fails.
-pub fn event_span(path: &Path) -> (Option<u64>, Option<u64>) {
-    let first = RecordingReader::open(path).ok().and_then(|r| {
-        r.take(100_000)
-            .find_map(|rec| match rec {
-                Ok(Record::Event(ev)) => Some(Some(ev.ts_ns)),
-                Err(_) => Some(None),
-                Ok(_) => None,
-            })
-            .flatten()
-    });
-    (first, last_event_ns(path))
-}
-
-fn last_event_ns(path: &Path) -> Option<u64> {
-    let mut f = File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    let start = len.saturating_sub(TAIL_BYTES);
-    f.seek(SeekFrom::Start(start)).ok()?;
-    let mut buf = Vec::new();
-    f.take(TAIL_BYTES).read_to_end(&mut buf).ok()?;
-    let mut lines = buf.split(|&b| b == b'\n');
-    if start > 0 {
-        // Most likely the middle of a line.
-        lines.next();
-    }
-    lines
-        .rev()
-        .filter_map(|l| serde_json::from_slice::<Record>(l).ok())
-        .find_map(|rec| match rec {
-            Record::Event(ev) => Some(ev.ts_ns),
-            _ => None,
-        })
 }

@@ -1376,7 +1376,7 @@ fn activity_tab_says_what_was_seen_in_the_reports_words() {
             "{line}"
         );
     }
-    let why = a.snap.activity.why_no_finding();
+    let why = a.snap.activity.why_no_finding(None);
     assert_eq!(shown.last().unwrap(), &format!("why no finding: {why}"));
     let text = screen_text(&a);
     assert!(text.contains("5 activity"), "{text}");
@@ -1447,5 +1447,97 @@ fn paced_replay_follows_the_recorded_times_at_the_chosen_factor() {
     assert_eq!(a.events, 3);
     let text = screen_text(&a);
     assert!(text.contains("replay 0.2 s / 1.9 s, 1x, paused"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------- the recording's clock
+
+/// A recording as `record` writes one: a `run` record and the kernel's activity totals
+/// every second for `secs` seconds, and `events` constrained calls from `from_s` on, 100 ms
+/// apart. `clock_start`: the header's CLOCK_MONOTONIC start (None: an older recording).
+fn clocked_recording(
+    dir: &Path,
+    secs: u64,
+    from_s: u64,
+    events: u64,
+    clock_start: Option<u64>,
+) -> PathBuf {
+    const S: u64 = 1_000_000_000;
+    let start = 50 * S;
+    let path = dir.join("clocked.jsonl");
+    let mut h = RecordingHeader::new(EngineConfig::default());
+    h.run.clock_start_ns = clock_start.map(|_| start);
+    let mut w = RecordingWriter::new(std::fs::File::create(&path).unwrap(), &h).unwrap();
+    let mut next_event = 0;
+    for sec in 1..=secs {
+        while next_event < events && from_s * S + next_event * S / 10 < sec * S {
+            let ts = start + from_s * S + next_event * S / 10;
+            w.write_event(&ev(
+                ts,
+                40,
+                "w",
+                PF_NOIO,
+                None,
+                None,
+                None,
+                EventKind::PcpuAllocDone {
+                    size: 8,
+                    align: 8,
+                    reserved: false,
+                    gfp: NOIO,
+                    call_site: 0xffffffff81000000,
+                },
+            ))
+            .unwrap();
+            next_event += 1;
+        }
+        // As the recorder writes them each second: the run's length, then the totals.
+        w.write_run(sec * S, sec == secs).unwrap();
+        w.write_activity(&[("percpu_allocations".to_string(), sec * 100)].into())
+            .unwrap();
+    }
+    w.finish().unwrap();
+    path
+}
+
+#[test]
+fn replay_runs_on_the_recordings_own_clock() {
+    let dir = scratch_dir("clock");
+    // An idle 120 s recording: 120 s long, not 0.0 s.
+    let path = clocked_recording(&dir, 120, 0, 0, Some(0));
+    let (mut a, mut r) = replay_of(&path);
+    assert_eq!(
+        a.transport.as_ref().unwrap().span_ns(),
+        Some(120_000_000_000)
+    );
+    // Paced at 1x: the activity totals arrive second by second, not all at once.
+    let t0 = Instant::now();
+    r.pump(&mut a, t0);
+    a.refresh();
+    let first = a.snap.activity.percpu_allocations.unwrap_or(0);
+    assert!(first <= 100, "at the start: {first}");
+    r.pump(&mut a, t0 + Duration::from_millis(10_050));
+    a.refresh();
+    assert_eq!(a.snap.activity.percpu_allocations, Some(1_000));
+    press(&mut a, &[KeyCode::Char('p')]);
+    let text = screen_text(&a);
+    assert!(text.contains("replay 10.0 s / 120.0 s"), "{text}");
+
+    // 20.7 s with events only from 5.0 to 8.6 s: 20.7 s, not 3.6 s; events on that clock.
+    std::fs::remove_file(&path).unwrap();
+    let path = clocked_recording(&dir, 21, 5, 37, Some(0));
+    let (a, _r) = replay_of(&path);
+    let t = a.transport.as_ref().unwrap();
+    assert_eq!(t.span_ns(), Some(21_000_000_000));
+    assert_eq!(t.first_ns, Some(50_000_000_000));
+
+    // An older recording (no clock start in its header): the start is estimated from its
+    // run records, within a second.
+    std::fs::remove_file(&path).unwrap();
+    let path = clocked_recording(&dir, 21, 5, 37, None);
+    let (a, _r) = replay_of(&path);
+    let t = a.transport.as_ref().unwrap();
+    let span = t.span_ns().unwrap();
+    assert!((20_000_000_000..=21_000_000_000).contains(&span), "{span}");
     let _ = std::fs::remove_dir_all(&dir);
 }

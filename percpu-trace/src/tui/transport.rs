@@ -33,6 +33,9 @@ pub struct Transport {
     pub first_ns: Option<u64>,
     /// Timestamp of its last event, if it could be read from the file's tail at open.
     pub last_ns: Option<u64>,
+    /// The recording's clock where the replay is (the latest timed record fed: an event,
+    /// or a `run` record on the recording's own clock); 0 before the first.
+    pub clock_ns: u64,
 }
 
 impl Default for Transport {
@@ -43,6 +46,7 @@ impl Default for Transport {
             goal: Goal::Play,
             first_ns: None,
             last_ns: None,
+            clock_ns: 0,
         }
     }
 }
@@ -87,6 +91,8 @@ impl Transport {
     /// The status text, e.g. "replay 12.3 s / 75.0 s, 10x, paused", for the engine's clock
     /// `now_ns` (0: no event yet).
     pub fn describe(&self, now_ns: u64, paused: bool, ended: bool) -> String {
+        // An idle stretch moves the recording's clock, not the engine's.
+        let now_ns = now_ns.max(self.clock_ns);
         let pos = match self.first_ns {
             Some(first) if now_ns > 0 => now_ns.saturating_sub(first),
             _ => 0,

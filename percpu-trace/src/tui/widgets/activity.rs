@@ -32,7 +32,7 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
     if app.no_finding() {
         out.push(Line::from(vec![
             Span::styled("why no finding: ", t.title()),
-            Span::raw(a.why_no_finding()),
+            Span::raw(a.why_no_finding(Some(app.header.attach_mode()))),
         ]));
     }
     out

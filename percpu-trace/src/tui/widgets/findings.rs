@@ -54,7 +54,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             lines.push(Line::from(Span::styled(
                 format!(
                     "so far: {} (5: what was seen)",
-                    app.snap.activity.why_no_finding()
+                    app.snap
+                        .activity
+                        .why_no_finding(Some(app.header.attach_mode()))
                 ),
                 t.text(),
             )));

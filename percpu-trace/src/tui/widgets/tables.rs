@@ -53,6 +53,28 @@ fn empty(app: &App, frame: &mut Frame, area: Rect, text: &'static str) {
     );
 }
 
+/// The kernel's per-process counts of constrained calls, most first.
+fn processes(app: &App, frame: &mut Frame, area: Rect, who: &[crate::engine::ProcessActivity]) {
+    let t = &app.theme;
+    let mut lines = vec![Line::from(Span::styled(
+        "constrained calls by process (counted in the kernel)",
+        t.dim(),
+    ))];
+    lines.push(Line::from(Span::styled(
+        format!("{:<16} {:>8} {:>10}", "comm", "pid", "calls"),
+        t.dim().add_modifier(Modifier::BOLD),
+    )));
+    for p in who {
+        lines.push(Line::from(Span::raw(format!(
+            "{:<16} {:>8} {:>10}",
+            w::ascii(&p.comm),
+            p.tgid,
+            fmt_count(p.constrained_allocations)
+        ))));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
 /// The tables pane.
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
@@ -69,6 +91,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     match app.tab {
         Tab::Callers => {
             let all = app.caller_rows();
+            let who = &app.snap.activity.top_processes;
+            if all.is_empty() && !who.is_empty() {
+                // No constrained call went on to the slow path (none was sent), but the
+                // kernel counted them by process: say who made them.
+                return processes(app, frame, inner, who);
+            }
             if all.is_empty() {
                 return empty(
                     app,
