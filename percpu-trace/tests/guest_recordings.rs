@@ -314,3 +314,75 @@ fn the_run_upgrades_the_fixed_kernel_and_not_the_vulnerable_one() {
     );
     assert_ne!(verdict("debian-7.2.13-noio-gfp.jsonl.gz"), Verdict::Fixed);
 }
+
+/// The `recursion` scenario on Debian 7.2.13 (issue 25's recipe, fentry): the GFP_NOIO
+/// io.max writer, holding pcpu_alloc_mutex, entered direct reclaim allowing IO and FS from a
+/// kernel page-table allocation for a new chunk. Critical, with the whole path on its stack;
+/// the unscoped page tables it allocated show populate-gfp missing (the static verdict
+/// stands: `vulnerable`). The recording is trimmed (see the fixture's note in the VM
+/// README), and its reclaims are counted exactly: as many occurrences as `truth` counted.
+#[test]
+fn vulnerable_7_2_recursion_is_found_with_its_stack() {
+    use percpu_trace::engine::reconcile;
+    use percpu_trace::kernel::{PatchId, PatchState, Verdict};
+    let (engine, s) = replay_full("debian-7.2.13-recursion.jsonl.gz");
+    assert_eq!(
+        s.header.run.kernel_release.as_deref(),
+        Some("7.2.13+deb14-amd64")
+    );
+    let rec: Vec<_> = engine
+        .findings()
+        .iter()
+        .filter(|f| f.kind == FindingKind::Recursion)
+        .collect();
+    assert!(!rec.is_empty(), "{:?}", engine.findings());
+    let occurrences: u64 = rec.iter().map(|f| f.count).sum();
+    assert_eq!(occurrences, RECURSION_RAW_HITS, "every raw hit, none other");
+    for f in &rec {
+        assert_eq!(f.severity, Severity::Critical, "{f:?}");
+        assert!(f.doubts.is_empty(), "{f:?}");
+        assert_eq!(f.tasks[0].comm, "pt-rec-writer");
+        assert_eq!(f.tasks[0].gfp, Some(0xc00), "blkg_alloc(GFP_NOIO)");
+        assert!(matches!(f.trigger, Trigger::Reclaim { memcg: false, .. }));
+        let frames = s.stacks.get(&f.stack_ids[0]).expect("the reclaim's stack");
+        let names: Vec<&str> = frames
+            .iter()
+            .filter_map(|x| x.function.as_deref())
+            .collect();
+        // Innermost first: reclaim, entered from a page-table page for the chunk being
+        // mapped, inside pcpu_alloc under blkg_conf_prep.
+        let path = [
+            "try_to_free_pages",
+            "__pte_alloc_kernel",
+            "pcpu_populate_chunk",
+            "pcpu_alloc_noprof",
+            "blkg_alloc",
+            "blkg_conf_prep",
+        ];
+        let mut at = 0;
+        for want in path {
+            at += names[at..]
+                .iter()
+                .position(|n| *n == want)
+                .unwrap_or_else(|| panic!("{want} missing after {at} in {names:?}"));
+        }
+        // The holder's flags carry PF_MEMALLOC (the allocator sets it around reclaim), and
+        // the explanation says why rather than leave it unexplained.
+        assert_ne!(f.tasks[0].task_flags & 0x800, 0);
+        assert!(
+            f.explanation.contains("PF_MEMALLOC is set because"),
+            "{}",
+            f.explanation
+        );
+    }
+    let fix = reconcile(&s.header.run.fix_verdict(), engine.fix_observations());
+    assert_eq!(fix.fix.verdict, Verdict::Vulnerable);
+    assert_eq!(fix.fix.state(PatchId::PopulateGfp), PatchState::Absent);
+    let p = fix
+        .fix
+        .patches
+        .iter()
+        .find(|p| p.id == PatchId::PopulateGfp)
+        .unwrap();
+    assert!(p.evidence.starts_with("run: "), "{p:?}");
+}
