@@ -294,7 +294,8 @@ const TOOL_FNS: &str = r#"start_tool() {
   # recorder (anon RSS 128 MB) on arm64 7.3.4 (record exit 137), which proves nothing
   # about detection. The workloads stay killable.
   echo -1000 > /proc/$TP/oom_score_adj
-  pt-workload wait-attached --before /tmp/before.$N --pid $TP > $D/attach.out 2>&1 || say FAIL attach $D
+  # 180 s: on a machine shared with builds, TCG took over 60 s to load and attach.
+  pt-workload wait-attached --before /tmp/before.$N --pid $TP --timeout 180 > $D/attach.out 2>&1 || say FAIL attach $D
   # The peak so far is start-up's (discovery, load, attach): told apart from the run's.
   sed -n 's/^VmHWM:/AttachVmHWM:/p' /proc/$TP/status > $D/rss-attach.txt
 }
