@@ -154,14 +154,16 @@ stop_tool
     },
     // The issue-25 recipe (README.md, "recursion"): the GFP_NOIO io.max writer reclaims
     // with FS/IO allowed while it holds pcpu_alloc_mutex. tracefs ground truth runs beside
-    // the tool, and the tool's count must equal it.
+    // the tool, and the tool's count must equal it. Not in the default run until its hit
+    // rate is measured with this harness (README.md: no boot finished on a loaded machine);
+    // `--scenario recursion` runs it with the 7.2/7.3 matrix expectations.
     Scenario {
         name: "recursion",
         shape: Shape::Many,
         // 100-120 s of TCG alone; a machine shared with builds slows TCG three- to fourfold.
         limit: Duration::from_secs(600),
         timing: true,
-        default: true,
+        default: false,
         where_expected: true,
         body: r#"
 for f in /sys/devices/system/cpu/cpu*/online; do echo 0 > $f 2>/dev/null; done
