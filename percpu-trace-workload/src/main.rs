@@ -6,6 +6,7 @@
 mod bpf;
 mod cgroup;
 mod floor;
+mod jitter;
 mod page_cache;
 mod recursion;
 mod sys;
@@ -101,20 +102,20 @@ enum Cmd {
         #[arg(long, default_value_t = 8)]
         maps: usize,
     },
-    /// A NOIO-gfp mutex holder reclaiming with FS/IO allowed: noio-gfp's io.max writer
-    /// (CPU 0) under contention's pressure (starved kswapd, page-cache churn on CPU 1).
+    /// A NOIO-gfp mutex holder reclaiming with FS/IO allowed: noio-gfp's io.max writer on
+    /// the only online CPU under its own memory pressure (the issue-25 recipe).
     Recursion {
-        /// Large file on a real filesystem for page-cache churn.
+        /// Large file on a real filesystem (page cache to fill with single pages).
         #[arg(long)]
         file: PathBuf,
-        /// vm.min_free_kbytes while the writer runs.
-        #[arg(long, default_value_t = 20000)]
-        min_free_kbytes: u64,
-        /// io.max passes, each on fresh chains.
-        #[arg(long, default_value_t = 1)]
-        passes: usize,
-        /// Chains per pass.
-        #[arg(long, default_value_t = 6)]
+        /// Balloon file on a tmpfs.
+        #[arg(long, default_value = "/balloon/fill")]
+        balloon: PathBuf,
+        /// MemFree (MiB) the balloon leaves before the page cache is filled.
+        #[arg(long, default_value_t = 1060)]
+        free_mib: u64,
+        /// Chains.
+        #[arg(long, default_value_t = 4)]
         chains: usize,
         /// Cgroups per chain.
         #[arg(long, default_value_t = 400)]
@@ -125,22 +126,27 @@ enum Cmd {
         /// SCHED_FIFO priority of the writer.
         #[arg(long, default_value_t = 50)]
         prio: i32,
+        /// SCHED_FIFO priority of the jitter task (0: none).
+        #[arg(long, default_value_t = 90)]
+        jitter_prio: i32,
         /// Chain name prefix (unique per run).
         #[arg(long, default_value = "r")]
         prefix: String,
-        /// Milliseconds of churn before the first pass.
-        #[arg(long, default_value_t = 2000)]
-        settle_ms: u64,
-        /// Churn readers on CPU 1 during the passes (0: the writer alone reclaims).
-        #[arg(long, default_value_t = 0)]
-        readers: usize,
-        /// Fill the page cache with single pages (POSIX_FADV_RANDOM), not large folios.
-        #[arg(long)]
-        small_pages: bool,
-        /// Once the writer runs, set the min watermark this many pages under the free
-        /// pages (0: keep --min-free-kbytes).
-        #[arg(long, default_value_t = 1024)]
-        margin_pages: u64,
+    },
+    /// Map or unmap 1..=max-pages random anonymous pages every period at SCHED_FIFO.
+    Jitter {
+        /// SCHED_FIFO priority.
+        #[arg(long, default_value_t = 90)]
+        prio: i32,
+        /// Milliseconds between steps.
+        #[arg(long, default_value_t = 2)]
+        period_ms: u64,
+        /// Most pages mapped or unmapped in one step.
+        #[arg(long, default_value_t = 64)]
+        max_pages: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
     },
     /// Print the BPF objects and kprobes alive now, one per line (to a file with --out).
     Snapshot {
@@ -263,38 +269,38 @@ fn run(cmd: Cmd) -> Result<()> {
         } => contention(secs, &file, min_free_kbytes, maps),
         Cmd::Recursion {
             file,
-            min_free_kbytes,
-            passes,
+            balloon,
+            free_mib,
             chains,
             depth,
             disks,
             prio,
+            jitter_prio,
             prefix,
-            settle_ms,
-            readers,
-            small_pages,
-            margin_pages,
         } => {
             sys::set_comm("pt-rec-writer");
             let devs = devices(disks)?;
             let (writes, blkgs) = recursion::run(&recursion::Args {
                 file,
-                min_free_kbytes,
-                passes,
+                balloon,
+                free_mib,
                 chains,
                 depth,
                 devs,
                 prio,
+                jitter_prio,
                 prefix,
                 root: "/sys/fs/cgroup".into(),
-                settle_ms,
-                readers,
-                small_pages,
-                margin_pages,
             })?;
             println!("recursion: writes={writes} blkgs={blkgs}");
             Ok(())
         }
+        Cmd::Jitter {
+            prio,
+            period_ms,
+            max_pages,
+            secs,
+        } => jitter::run(prio, period_ms, max_pages, secs),
         Cmd::Snapshot { out } => {
             let text: String = bpf::snapshot()?.into_iter().map(|l| l + "\n").collect();
             match out {

@@ -2,19 +2,23 @@
 //!
 //! The io.max writer of `noio-gfp` calls pcpu_alloc with GFP_NOIO as an *argument* (no
 //! scope), so on a kernel without the fix the allocations pcpu_alloc makes for it under
-//! pcpu_alloc_mutex when it creates a chunk (pcpu_get_vm_areas' metadata, kernel page
-//! tables) are GFP_KERNEL. Under memory pressure one of them reclaims directly, with FS and
-//! IO allowed, while the NOIO caller holds the mutex: the `recursion` condition. (An
-//! IO_FLUSHER task never can: its scope makes the nested allocations NOIO as well.)
+//! pcpu_alloc_mutex when it creates or maps a chunk (kernel page tables, GFP_PGTABLE_KERNEL;
+//! pcpu_get_vm_areas' metadata, GFP_KERNEL) may reclaim with FS and IO allowed while the
+//! NOIO caller holds the mutex: the `recursion` condition. (An IO_FLUSHER task never can:
+//! its scope makes the nested allocations NOIO as well.)
 //!
-//! The pressure (what was tried is in xtask/src/vm/README.md, "recursion"): the page cache
-//! filled with single pages, then, with the writer at SCHED_FIFO on CPU 0 (RT throttling
-//! and CPU 0's fair server off), kswapd and the unbound workqueues (the percpu balance
-//! work) pinned to CPU 0 so neither runs while the writer does, and the min watermark set
-//! just under the free pages: the writer reclaims for itself. Optional churn readers on
-//! CPU 1. No recursion has been seen yet: the writer's GFP_KERNEL allocations under the
-//! mutex are a few dozen a run and none of them has reclaimed.
+//! The recipe (issue 25; each knob was needed, why is in xtask/src/vm/README.md,
+//! "recursion"): one online CPU of many possible (the shell offlines them: chunks of 32
+//! units need 4 page-table pages each); many blkgs per write (`chains` x `depth` cgroups,
+//! every disk); throttling activated on every disk before the pass, so the writer never
+//! sleeps in blk_throtl_init; free memory brought down by a tmpfs balloon and the rest filled
+//! with single-page page cache; MGLRU off and tight watermarks, so the writer itself reclaims
+//! often and a little each time; the writer at SCHED_FIFO with CPU 0's fair server off (it
+//! shuts out kswapd and the percpu balance worker); and [`crate::jitter`] at a higher
+//! priority, which moves where in the pass the reclaims fall.
 use std::{
+    fs,
+    io::Write,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -23,17 +27,14 @@ use anyhow::{bail, Context, Result};
 
 use crate::{cgroup, page_cache, sys};
 
-/// CPUs that unbound workqueues may run on (hex mask).
-const WQ_CPUMASK: &str = "/sys/devices/virtual/workqueue/cpumask";
-
 /// Knobs of one run.
 pub struct Args {
-    /// Large file on a real filesystem (page cache to fill and churn).
+    /// Large file on a real filesystem (page cache to fill).
     pub file: PathBuf,
-    /// vm.min_free_kbytes while the writer runs.
-    pub min_free_kbytes: u64,
-    /// io.max passes (each on its own fresh chains).
-    pub passes: usize,
+    /// File on a tmpfs that holds the balloon (unreclaimable without swap).
+    pub balloon: PathBuf,
+    /// MemFree (MiB) the balloon leaves before the page cache is filled.
+    pub free_mib: u64,
     /// Chains per pass.
     pub chains: usize,
     /// Cgroups per chain.
@@ -42,155 +43,128 @@ pub struct Args {
     pub devs: Vec<String>,
     /// SCHED_FIFO priority of the writer.
     pub prio: i32,
+    /// SCHED_FIFO priority of the jitter task (0: no jitter task).
+    pub jitter_prio: i32,
     /// Chain name prefix (unique per run).
     pub prefix: String,
     /// cgroup v2 mount point.
     pub root: String,
-    /// Milliseconds between starting the readers and the first pass.
-    pub settle_ms: u64,
-    /// Churn readers on CPU 1 during the passes (0: the writer alone reclaims).
-    pub readers: usize,
-    /// Set the min watermark this many pages under the free pages once the writer runs
-    /// (0: keep `min_free_kbytes`).
-    pub margin_pages: u64,
-    /// Fill the page cache with single pages (POSIX_FADV_RANDOM), not large folios.
-    pub small_pages: bool,
 }
 
-/// Runs the passes under pressure; returns (writes, blkgs).
+/// VM knobs of the recipe: (path, value). MGLRU off: each reclaim then frees 32-46 pages
+/// instead of whole generations; a small min_free_kbytes with watermark_scale_factor 1
+/// keeps min, low and high close, and no watermark boost.
+const VM_KNOBS: &[(&str, &str)] = &[
+    ("/sys/kernel/mm/lru_gen/enabled", "0"),
+    ("/proc/sys/vm/min_free_kbytes", "4096"),
+    ("/proc/sys/vm/watermark_scale_factor", "1"),
+    ("/proc/sys/vm/watermark_boost_factor", "0"),
+    ("/proc/sys/kernel/sched_rt_runtime_us", "-1"),
+];
+
+/// Runs the recipe; returns (writes, blkgs).
 pub fn run(a: &Args) -> Result<(usize, usize)> {
     let n = sys::ncpus();
-    if n < 2 {
-        bail!("recursion needs 2 CPUs (the writer's, with kswapd, and the rest), have {n}");
+    if n != 1 {
+        bail!("recursion wants exactly one online CPU (offline the others first), have {n}");
     }
-    // Built first, at normal priority and without pressure: mkdir's own percpu allocations
-    // are GFP_KERNEL and must not be what creates the chunks during the passes.
-    let mut passes = Vec::new();
-    for p in 0..a.passes {
-        passes.push(cgroup::build_chains(
-            &a.root,
-            &format!("{}{p}-", a.prefix),
-            a.chains,
-            a.depth,
-        )?);
+    let mut saved = Vec::new();
+    for (p, v) in VM_KNOBS {
+        match sys::write_knob(p, v) {
+            Ok(old) => saved.push((p.to_string(), old)),
+            // MGLRU is a config option; the others exist on every kernel of the matrix.
+            Err(e) if p.contains("lru_gen") => eprintln!("recursion: {e:#}"),
+            Err(e) => {
+                sys::restore_knobs(&saved);
+                return Err(e);
+            }
+        }
     }
-    let filled = page_cache::churn_with(&a.file, 0, a.small_pages)?;
-    eprintln!("recursion: page cache filled with {} MiB", filled >> 20);
+    let result = prepared(a);
+    let _ = fs::remove_file(&a.balloon);
+    sys::restore_knobs(&saved);
+    result
+}
 
-    let old_rt = sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", "-1")?;
-    let old_min = sys::write_knob(
-        "/proc/sys/vm/min_free_kbytes",
-        &a.min_free_kbytes.to_string(),
-    )?;
-    let kswapd = sys::find_task("kswapd0").context("no kswapd0 task")?;
-    // kswapd on the writer's CPU: it cannot run while the writer does (fair server off
-    // there), so the writer reclaims for itself, and whenever the writer sleeps (throttled
-    // in reclaim, waiting for kswapd) kswapd can run and nothing hangs.
-    sys::pin(kswapd, 0)?;
-    // Unbound workqueues (the percpu balance work is queued on one) onto CPU 0 too: on the
-    // other CPUs the balance worker took the mutex from the writer ~46,000 times a run,
-    // and each of those sleeps let kswapd refill the free pages (ground truth, 7.2.13).
-    let old_wq = sys::write_knob(WQ_CPUMASK, "1")
-        .map_err(|e| eprintln!("recursion: {e:#}"))
-        .ok();
-    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let mut children = Vec::new();
-    for _ in 0..a.readers {
-        children.push(sys::spawn(&strs(&[
-            "churn",
-            "--file",
-            &a.file.to_string_lossy(),
+fn prepared(a: &Args) -> Result<(usize, usize)> {
+    // Built first, at normal priority: mkdir's own percpu allocations are GFP_KERNEL and
+    // must not be what creates the chunks during the pass.
+    let leaves = cgroup::build_chains(&a.root, &a.prefix, a.chains, a.depth)?;
+    // Throttling on every disk now (blk_throtl_init freezes the queue and waits for RCU:
+    // a sleep in which kswapd would refill the free pages), from a one-level cgroup.
+    let prime = cgroup::build_chains(&a.root, &format!("{}prime-", a.prefix), 1, 1)?;
+    cgroup::write_io_max(&prime, &a.devs)?;
+    let free = balloon(&a.balloon, a.free_mib)?;
+    eprintln!("recursion: balloon leaves MemFree {free} MiB");
+    let filled = page_cache::churn_with(&a.file, 0, true)?;
+    eprintln!(
+        "recursion: page cache filled with {} MiB (single pages); MemFree {} MiB",
+        filled >> 20,
+        mem_free_mib()?
+    );
+    let mut jitter = None;
+    if a.jitter_prio > 0 {
+        let args: Vec<String> = [
+            "jitter",
+            "--prio",
+            &a.jitter_prio.to_string(),
             "--secs",
             "3600",
-            "--cpu",
-            "1",
-        ]))?);
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        jitter = Some(sys::spawn(&args)?);
     }
-    std::thread::sleep(Duration::from_millis(a.settle_ms));
-
-    let result = writer(a, &passes);
-    for c in &mut children {
+    let result = writer(a, &leaves);
+    if let Some(mut c) = jitter {
+        // SIGTERM would do as well; the jitter task holds nothing worth a clean exit.
         let _ = c.kill();
-    }
-    for mut c in children {
         let _ = c.wait();
-    }
-    sys::write_knob("/proc/sys/vm/min_free_kbytes", &old_min)?;
-    sys::write_knob("/proc/sys/kernel/sched_rt_runtime_us", &old_rt)?;
-    let _ = sys::pin_any(kswapd);
-    if let Some(v) = old_wq {
-        sys::write_knob(WQ_CPUMASK, &v)?;
     }
     result
 }
 
-/// min_free_kbytes that puts the largest zone's min watermark `margin` pages under its free
-/// pages now (the watermarks split min_free_kbytes by managed pages), from /proc/zoneinfo.
-fn min_free_near_free(margin: u64) -> Result<u64> {
-    let text = std::fs::read_to_string("/proc/zoneinfo").context("reading /proc/zoneinfo")?;
-    // (free, managed) per zone.
-    let mut zones: Vec<(u64, u64)> = Vec::new();
-    for l in text.lines() {
-        let mut it = l.split_whitespace();
-        match (it.next(), it.next(), it.next()) {
-            (Some("Node"), _, _) => zones.push((0, 0)),
-            (Some("pages"), Some("free"), Some(v)) => {
-                if let Some(z) = zones.last_mut() {
-                    z.0 = v.parse().unwrap_or(0);
-                }
-            }
-            (Some("managed"), Some(v), None) => {
-                if let Some(z) = zones.last_mut() {
-                    z.1 = v.parse().unwrap_or(0);
-                }
-            }
-            _ => {}
-        }
-    }
-    let total: u64 = zones.iter().map(|z| z.1).sum();
-    let (free, managed) = zones
-        .iter()
-        .copied()
-        .max_by_key(|z| z.1)
-        .filter(|z| z.1 > 0)
-        .context("no zone with managed pages in /proc/zoneinfo")?;
-    let zone_min = free.saturating_sub(margin).max(128);
-    Ok(zone_min * 4 * total / managed)
+/// MemFree from /proc/meminfo, MiB.
+fn mem_free_mib() -> Result<u64> {
+    let text = fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemFree:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kb| kb >> 10)
+        .context("no MemFree in /proc/meminfo")
 }
 
-/// The io.max passes, on CPU 0 at SCHED_FIFO with the fair server off.
-fn writer(a: &Args, passes: &[Vec<PathBuf>]) -> Result<(usize, usize)> {
-    sys::pin(0, 0)?;
-    // Only on the writer's CPU: with the fair server off on the hog's CPU too, kswapd never
-    // ran at all and a task throttled in direct reclaim (which waits for kswapd) hung the
-    // guest; with it on, kswapd gets 50 ms a second there, as in `contention`.
-    let fair = sys::fair_server_off_on(Some(0));
-    sys::set_fifo(a.prio)?;
-    // Now that kswapd cannot run: the min watermark just under what is free, so the
-    // writer's own allocations soon go under it and reclaim directly.
-    if a.margin_pages > 0 {
-        let min = min_free_near_free(a.margin_pages)?;
-        sys::write_knob("/proc/sys/vm/min_free_kbytes", &min.to_string())?;
-        eprintln!("recursion: min_free_kbytes {min}");
-    }
-    let t = Instant::now();
-    let mut writes = 0;
-    let mut err = None;
-    for leaves in passes {
-        match cgroup::write_io_max(leaves, &a.devs) {
-            Ok(w) => writes += w,
-            Err(e) => {
-                err = Some(e);
-                break;
-            }
+/// Writes `path` (on a tmpfs) until MemFree is at most `free_mib`; returns MemFree then.
+fn balloon(path: &PathBuf, free_mib: u64) -> Result<u64> {
+    let mut f = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let chunk = vec![0x5au8; 1 << 20];
+    loop {
+        let free = mem_free_mib()?;
+        if free <= free_mib {
+            return Ok(free);
+        }
+        // Big steps while far off, then 1 MiB at a time.
+        let steps = ((free - free_mib) / 2).max(1);
+        for _ in 0..steps {
+            f.write_all(&chunk)
+                .with_context(|| format!("writing the balloon {}", path.display()))?;
         }
     }
+}
+
+/// The io.max pass at SCHED_FIFO with CPU 0's fair server off.
+fn writer(a: &Args, leaves: &[PathBuf]) -> Result<(usize, usize)> {
+    let fair = sys::fair_server_off_on(Some(0));
+    sys::set_fifo(a.prio)?;
+    let t = Instant::now();
+    let res = cgroup::write_io_max(leaves, &a.devs);
     let took = t.elapsed();
     sys::set_fifo(0)?;
     sys::restore_knobs(&fair);
-    if let Some(e) = err {
-        return Err(e);
-    }
+    let writes = res?;
+    // Let kswapd and the balance worker catch up before the tool is stopped.
+    std::thread::sleep(Duration::from_millis(500));
     eprintln!(
         "recursion: {writes} io.max writes ({} blkgs) in {took:?}",
         writes * a.depth

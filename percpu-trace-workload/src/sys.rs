@@ -37,21 +37,6 @@ pub fn pin(pid: libc::pid_t, cpu: usize) -> Result<()> {
     Ok(())
 }
 
-/// Lets `pid` run on every online CPU again.
-pub fn pin_any(pid: libc::pid_t) -> Result<()> {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for c in 0..ncpus() {
-            libc::CPU_SET(c, &mut set);
-        }
-        if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            bail!("sched_setaffinity({pid}): {}", io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// SCHED_FIFO at `prio` for the calling process, or SCHED_OTHER when `prio` is 0.
 pub fn set_fifo(prio: i32) -> Result<()> {
     let policy = if prio > 0 {

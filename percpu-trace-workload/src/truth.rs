@@ -36,12 +36,33 @@ fn kallsym(name: &str) -> Result<u64> {
         .with_context(|| format!("{name} not in /proc/kallsyms"))
 }
 
+/// Online CPUs, from the kernel's range list ("0", "0-2,4").
+fn online_cpus() -> Result<Vec<usize>> {
+    let text = fs::read_to_string("/sys/devices/system/cpu/online")
+        .context("reading /sys/devices/system/cpu/online")?;
+    parse_cpu_list(text.trim())
+}
+
+fn parse_cpu_list(list: &str) -> Result<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (a.parse()?, b.parse()?);
+        cpus.extend(a..=b);
+    }
+    Ok(cpus)
+}
+
 /// Arms the probes and lock tracepoints and starts tracing.
 pub fn start() -> Result<()> {
     let mutex = kallsym("pcpu_alloc_mutex")?;
     fs::write(format!("{T}/tracing_on"), "0")?;
     fs::write(format!("{T}/trace"), "")?;
-    fs::write(format!("{T}/buffer_size_kb"), "16384")?;
+    // Per online CPU: the global knob sizes the buffer of every CPU ever online, which on
+    // `recursion`'s 32-vCPU guest (31 offlined) would be 512 MiB of a 2 GiB guest.
+    for cpu in online_cpus()? {
+        fs::write(format!("{T}/per_cpu/cpu{cpu}/buffer_size_kb"), "16384")?;
+    }
     for p in PROBES {
         // Append: each line is one probe.
         if let Err(e) = fs::OpenOptions::new()
@@ -179,6 +200,13 @@ mod tests {
         );
         assert!(s.contains("pt-unc-a direct_reclaim_holding 2"), "{s}");
         assert!(s.contains("pt-flusher contention 1"), "{s}");
+    }
+
+    #[test]
+    fn cpu_lists_are_parsed() {
+        assert_eq!(parse_cpu_list("0").unwrap(), vec![0]);
+        assert_eq!(parse_cpu_list("0-2,5").unwrap(), vec![0, 1, 2, 5]);
+        assert!(parse_cpu_list("x").is_err());
     }
 
     #[test]

@@ -12,6 +12,20 @@ pub(super) fn bits_words(cfg: &EngineConfig, bits: u32) -> &'static str {
     }
 }
 
+/// Why a reclaiming task's flags show PF_MEMALLOC: the page allocator sets it around direct
+/// reclaim (so reclaim's own allocations do not reclaim again). It is not a memalloc scope
+/// and does not narrow the caller's constraint; without this a maintainer reading the flags
+/// of a recursion's holder would wonder where it came from.
+fn in_reclaim_note(task_flags: u32, trigger: &Trigger) -> &'static str {
+    if matches!(trigger, Trigger::Reclaim { .. })
+        && task_flags & crate::kernel::decode::PF_MEMALLOC != 0
+    {
+        "; PF_MEMALLOC is set because the task is inside that reclaim"
+    } else {
+        ""
+    }
+}
+
 pub(super) fn explain(cfg: &EngineConfig, occ: &Occurrence<'_>, tasks: &[TaskInfo]) -> String {
     let who = |t: &TaskInfo| format!("{} (pid {})", t.comm, t.pid);
     let bits = bits_words(cfg, occ.violated);
@@ -27,13 +41,14 @@ pub(super) fn explain(cfg: &EngineConfig, occ: &Occurrence<'_>, tasks: &[TaskInf
     match occ.kind {
         FindingKind::Recursion => format!(
             "{} holds pcpu_alloc_mutex while its allocation is constrained to gfp {:#x} \
-             (task flags {:#x}), and entered {op} with effective gfp {eff:#x}, which allows \
-             {bits} reclaim the constraint forbade: reclaim can now wait on {bits} work that \
-             needs this allocation or pcpu_alloc_mutex (the recursion NOFS/NOIO exists to \
-             prevent).",
+             (task flags {:#x}{}), and entered {op} with effective gfp {eff:#x}, which \
+             allows {bits} reclaim the constraint forbade: reclaim can now wait on {bits} \
+             work that needs this allocation or pcpu_alloc_mutex (the recursion NOFS/NOIO \
+             exists to prevent).",
             who(first),
             occ.constraint_gfp,
-            first.task_flags
+            first.task_flags,
+            in_reclaim_note(first.task_flags, &occ.trigger)
         ),
         FindingKind::Window => format!(
             "{} holds pcpu_alloc_mutex while serving a pcpu_alloc with gfp {:#x}, which \

@@ -234,6 +234,9 @@ fn splat(
             kv(s, "   constraint:     ", &d::gfp(l, e));
         }
         kv(s, "   task flags:     ", &d::task_flags(t.task_flags));
+        if let Some(note) = d::task_flags_note(f, t) {
+            let _ = writeln!(s, "                   ({note})");
+        }
         let _ = writeln!(
             s,
             "   memalloc scope: {}",

@@ -40,6 +40,16 @@ pub fn scope(flags: u32) -> Option<&'static str> {
     }
 }
 
+/// What a reader should know about task flags seen at a finding's trigger: PF_MEMALLOC on a
+/// task whose trigger is its own reclaim is the page allocator's marker for "inside direct
+/// reclaim", not a scope the caller entered (it neither narrows nor widens the gfp).
+pub fn task_flags_note(f: &Finding, t: &TaskInfo) -> Option<&'static str> {
+    let reclaiming = matches!(f.trigger, Trigger::Reclaim { .. })
+        && matches!(t.role, TaskRole::Caller | TaskRole::Holder);
+    (reclaiming && t.task_flags & decode::PF_MEMALLOC != 0)
+        .then_some("PF_MEMALLOC: set by the page allocator while the task is inside reclaim")
+}
+
 /// "NOIO" when the constraint forbids __GFP_IO, "NOFS" when it forbids only __GFP_FS.
 pub fn constraint_word(layout: &GfpLayout, f: &Finding) -> &'static str {
     if f.constraint_gfp & layout.io() == 0 {

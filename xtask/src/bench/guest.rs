@@ -184,6 +184,7 @@ pub fn run(tool: &Path, quick: bool) -> Result<GuestResult> {
         // Each mode runs the workload twice (the tool, then the floor).
         limit: Duration::from_secs(if quick { 900 } else { 1800 }),
         log: &log,
+        kernel_args: "",
     })?;
     if boot.timed_out {
         bail!("guest ran past its limit; console tail:\n{}", boot.tail(30));

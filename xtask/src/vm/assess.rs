@@ -495,6 +495,13 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             ev(NOT_HOLDING)
         ));
     }
+    // Ground truth beside the tool (recursion): the counts must agree, hit or not.
+    if d.join("truth.err").exists() {
+        match super::truth_check::compare(d, &report_json) {
+            Ok(fact) => v.facts.push(fact),
+            Err(p) => v.fail(p),
+        }
+    }
     let Some(x) = expect else { return v };
     // Errors first, then misses: a miss alone is worth another boot, an error is not.
     for k in x.events {

@@ -26,6 +26,8 @@ pub struct Machine<'a> {
     pub limit: Duration,
     /// Console log file.
     pub log: &'a Path,
+    /// Kernel parameters of this machine shape (e.g. `maxcpus=1`), added to the common ones.
+    pub kernel_args: &'a str,
 }
 
 /// How a boot ended.
@@ -82,7 +84,10 @@ pub fn boot_with(m: &Machine, mut cmd: Command, kernel_args: &str) -> Result<Boo
     .arg("-initrd")
     .arg(m.initrd)
     .arg("-append")
-    .arg(format!("{kernel_args} quiet panic=-1 oops=panic"));
+    .arg(format!(
+        "{kernel_args} quiet panic=-1 oops=panic {}",
+        m.kernel_args
+    ));
     for (disk, snapshot) in &m.disks {
         let snap = if *snapshot { ",snapshot=on" } else { "" };
         cmd.arg("-drive").arg(format!(
