@@ -11,6 +11,7 @@ pub mod fix_probe;
 pub mod kernel;
 pub mod live;
 pub mod live_recording;
+pub mod manual;
 pub mod metrics;
 pub mod options;
 pub mod output;

@@ -4,7 +4,7 @@ use std::{process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{build::root, setup, vm};
+use crate::{build::root, dist_check, setup, vm};
 
 /// `cargo xtask test` options.
 #[derive(Debug, clap::Args)]
@@ -73,6 +73,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
             "--test-threads=1",
         ],
     )?;
+    // The shipped artefacts, built once here (cargo-zigbuild, target/dist-build) and the
+    // very binaries the VM matrix below boots.
+    println!("==> dist: glibc 2.17 artefacts, Debian 11 chroots, .deb/.rpm");
+    let t = Instant::now();
+    dist_check::run()?;
+    println!("test: dist checks: {:.0} s", t.elapsed().as_secs_f64());
     if args.no_vm {
         println!("test: VM tests left out (--no-vm): this run is NOT a full test run");
         return Ok(());

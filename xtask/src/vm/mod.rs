@@ -626,19 +626,10 @@ fn run_cmd(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The release tool (glibc-linked; its libraries go into the initramfs).
+/// The shipped x86_64 binary (`cargo xtask dist`: glibc 2.17 floor), so the matrix tests
+/// what users install; its libraries go into the initramfs.
 fn build_tool() -> Result<PathBuf> {
-    run_cmd(
-        Command::new("cargo").current_dir(root()).args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "percpu-trace",
-        ]),
-        "cargo build percpu-trace",
-    )?;
-    Ok(target_dir().join("release/percpu-trace"))
+    crate::dist::binary(crate::dist::Target::of("x86_64")?)
 }
 
 /// The workload, linked statically so the initramfs needs no libc for it. An explicit
