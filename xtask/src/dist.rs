@@ -126,7 +126,7 @@ pub fn binary(t: Target) -> Result<PathBuf> {
         setup::ensure_cross_aarch64()?;
         cmd.env("RUSTC", "/usr/bin/rustc");
     }
-    run(&mut cmd, &format!("cargo zigbuild ({})", t.arch))?;
+    exec(&mut cmd, &format!("cargo zigbuild ({})", t.arch))?;
     let built = target_dir.join(t.triple).join("release/percpu-trace");
     fs::create_dir_all(dist_dir())?;
     let out = t.binary();
@@ -168,7 +168,7 @@ fn stage(t: Target, bin: &Path, host: &Path) -> Result<()> {
         let path = r.join(format!("share/man/man1/{page}.1"));
         fs::write(&path, roff)?;
         // -n: no name or time stamp inside, so the packages are reproducible.
-        run(Command::new("gzip").args(["-9nf"]).arg(&path), "gzip")?;
+        exec(Command::new("gzip").args(["-9nf"]).arg(&path), "gzip")?;
     }
     for (shell, rel) in [
         ("bash", "share/bash-completion/completions/percpu-trace"),
@@ -215,7 +215,7 @@ fn count(dir: &Path) -> Result<usize> {
 /// Tarball, .deb and .rpm of the staged tree.
 fn package(t: Target) -> Result<()> {
     let top = format!("percpu-trace-{VERSION}-{}", t.arch);
-    run(
+    exec(
         Command::new("tar")
             .arg("-C")
             .arg(stage_dir())
@@ -227,7 +227,7 @@ fn package(t: Target) -> Result<()> {
             .arg("root"),
         "tar",
     )?;
-    run(
+    exec(
         Command::new("cargo")
             .current_dir(root())
             .args(["deb", "-p", "percpu-trace", "--no-build", "--no-strip"])
@@ -235,7 +235,7 @@ fn package(t: Target) -> Result<()> {
             .arg(t.deb()),
         "cargo deb",
     )?;
-    run(
+    exec(
         Command::new("cargo")
             .current_dir(root())
             .args(["generate-rpm", "-p", "percpu-trace", "--arch", t.arch])
@@ -276,7 +276,7 @@ fn sums() -> Result<()> {
 }
 
 /// Runs `cmd`, failing with `what` when it fails.
-pub fn run(cmd: &mut Command, what: &str) -> Result<()> {
+pub fn exec(cmd: &mut Command, what: &str) -> Result<()> {
     let st = cmd.status().with_context(|| format!("running {what}"))?;
     if !st.success() {
         bail!("{what} failed ({st})");

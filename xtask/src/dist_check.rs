@@ -23,7 +23,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::{
     build::root,
-    dist::{self, output, run as run_cmd, Target, GLIBC_FLOOR},
+    dist::{self, exec as run_cmd, output, Target, GLIBC_FLOOR},
 };
 
 /// The suite of the old userland.

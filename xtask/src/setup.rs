@@ -156,7 +156,10 @@ pub fn ensure_dist() -> Result<()> {
         apt(&args)?;
     }
     let venv = zigbuild_venv();
-    if !tool_has_version(&venv.join("bin/cargo-zigbuild").to_string_lossy(), ZIGBUILD_VERSION) {
+    if !tool_has_version(
+        &venv.join("bin/cargo-zigbuild").to_string_lossy(),
+        ZIGBUILD_VERSION,
+    ) {
         // A venv of its own: Debian's python refuses `pip install` into the system
         // (PEP 668), and the pinned version stays independent of anything else.
         println!(
@@ -172,7 +175,11 @@ pub fn ensure_dist() -> Result<()> {
             bail!("python3 -m venv failed ({st}); python3-venv is needed");
         }
         let st = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", &format!("cargo-zigbuild=={ZIGBUILD_VERSION}")])
+            .args([
+                "install",
+                "-q",
+                &format!("cargo-zigbuild=={ZIGBUILD_VERSION}"),
+            ])
             .status()
             .context("running pip")?;
         if !st.success() {
