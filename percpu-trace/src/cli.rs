@@ -215,6 +215,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses arguments and runs; the process exit code.
 pub fn main() -> ExitCode {
+    crate::manual::set_command(<Cli as clap::CommandFactory>::command);
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return clap_error(e),

@@ -4,9 +4,7 @@
 //! There is one page per subcommand, named as `man` looks them up (`percpu-trace-record`
 //! is percpu-trace-record(1)), the way git and perf ship theirs. Every page has EXAMPLES
 //! (the `--help` examples) and EXIT STATUS sections.
-use clap::{Command, CommandFactory};
-
-use crate::cli::Cli;
+use clap::Command;
 
 /// Exit status of every command: errors of any kind exit 2, as usage errors do.
 const EXIT_STATUS: &[(&str, &str)] = &[
@@ -25,10 +23,23 @@ const EXIT_STATUS: &[(&str, &str)] = &[
 ];
 
 /// The command tree as `man` and the completion scripts see it: `help` is not a page.
+/// The caller hands in the clap definition (cli.rs owns it; no import back).
 fn command() -> Command {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = (BASE.get().copied().unwrap_or(empty))().disable_help_subcommand(true);
     cmd.build();
     cmd
+}
+
+fn empty() -> Command {
+    Command::new("percpu-trace")
+}
+
+/// The program's clap definition, set once by [`set_command`].
+static BASE: std::sync::OnceLock<fn() -> Command> = std::sync::OnceLock::new();
+
+/// Registers the clap definition the pages and completions are made from.
+pub fn set_command(f: fn() -> Command) {
+    let _ = BASE.set(f);
 }
 
 /// Names of every page, top level first (`percpu-trace`, `percpu-trace-check`, ...).
@@ -145,11 +156,19 @@ mod tests {
     use super::*;
 
     fn text(name: Option<&str>) -> String {
+        register();
         String::from_utf8(page(name).unwrap()).unwrap()
+    }
+
+    /// The real definition, as `main` registers it.
+    fn register() {
+        use clap::CommandFactory;
+        set_command(<crate::cli::Cli as CommandFactory>::command);
     }
 
     #[test]
     fn one_page_per_subcommand_each_with_exit_status() {
+        register();
         let names = page_names();
         for want in [
             "percpu-trace",
@@ -196,6 +215,7 @@ mod tests {
 
     #[test]
     fn completions_know_the_subcommands() {
+        register();
         for shell in [
             clap_complete::Shell::Bash,
             clap_complete::Shell::Zsh,
