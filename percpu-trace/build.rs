@@ -32,9 +32,61 @@ fn main() -> Result<()> {
     // An escape hatch for packagers who build the object elsewhere.
     if let Ok(prebuilt) = env::var("PERCPU_TRACE_BPF_OBJECT") {
         std::fs::copy(&prebuilt, &out).with_context(|| format!("copying {prebuilt}"))?;
-        return Ok(());
+    } else {
+        build_object(&root, &out)?;
     }
+    version(&root, &out)
+}
 
+/// `--version`: the crate version, the git commit it was built from and the embedded eBPF
+/// object's SHA-256 (prefix), so a bug report names exactly what ran. `PERCPU_TRACE_GIT`
+/// overrides the commit for builds outside a git checkout (distribution packages).
+fn version(root: &Path, obj: &Path) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(std::fs::read(obj)?);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    println!("cargo:rerun-if-env-changed=PERCPU_TRACE_GIT");
+    let commit = match env::var("PERCPU_TRACE_GIT") {
+        Ok(c) => c,
+        Err(_) => {
+            let git = |args: &[&str]| -> Option<String> {
+                let o = Command::new("git")
+                    .current_dir(root)
+                    .args(args)
+                    .output()
+                    .ok()?;
+                o.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            };
+            // Rebuild when HEAD moves: HEAD itself and the branch it points to.
+            for p in [
+                git(&["rev-parse", "--git-path", "HEAD"]),
+                git(&["symbolic-ref", "-q", "HEAD"])
+                    .and_then(|r| git(&["rev-parse", "--git-path", &r])),
+                git(&["rev-parse", "--git-path", "packed-refs"]),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let p = root.join(p);
+                if p.exists() {
+                    println!("cargo:rerun-if-changed={}", p.display());
+                }
+            }
+            git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into())
+        }
+    };
+    println!(
+        "cargo:rustc-env=PERCPU_TRACE_VERSION={} (git {commit}, eBPF object sha256 {})",
+        env::var("CARGO_PKG_VERSION")?,
+        &hex[..16]
+    );
+    Ok(())
+}
+
+/// Builds the eBPF crate for the target's architecture and copies the object to `out`.
+fn build_object(root: &Path, out: &Path) -> Result<()> {
     let arch = env::var("CARGO_CFG_TARGET_ARCH")?;
     let endian = env::var("CARGO_CFG_TARGET_ENDIAN")?;
     let bpf_target = if endian == "big" {
@@ -56,7 +108,7 @@ fn main() -> Result<()> {
     .join("\x1f");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
+    cmd.current_dir(root)
         .args([
             "build",
             "--package",
@@ -88,7 +140,7 @@ fn main() -> Result<()> {
         bail!("building percpu-trace-ebpf failed ({status}); run `cargo xtask setup` if the toolchain is missing");
     }
     let obj = target_dir.join(bpf_target).join("release/percpu-trace");
-    std::fs::copy(&obj, &out).with_context(|| format!("copying {}", obj.display()))?;
+    std::fs::copy(&obj, out).with_context(|| format!("copying {}", obj.display()))?;
     Ok(())
 }
 

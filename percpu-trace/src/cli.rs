@@ -12,7 +12,8 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(
     name = "percpu-trace",
-    version,
+    // Version, git commit and the embedded eBPF object's hash (build.rs).
+    version = env!("PERCPU_TRACE_VERSION"),
     about,
     long_about = None,
     // Flags of the live UI are not flags of the subcommands: `report --pid 5` is an error.
@@ -151,9 +152,22 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         debug_vmlinux: Option<PathBuf>,
     },
-    /// Print the manual page (roff), generated from this command line.
-    #[command(hide = true)]
-    Man,
+    /// Print a manual page (roff): the top level, or a subcommand's (`man record` is
+    /// percpu-trace-record(1)); `--list` names them all.
+    #[command(after_help = "EXAMPLES:\n    percpu-trace man record | man -l -")]
+    Man {
+        /// Subcommand whose page to print.
+        page: Option<String>,
+        /// Print the names of every page instead.
+        #[arg(long, conflicts_with = "page")]
+        list: bool,
+    },
+    /// Print the completion script for SHELL (packages install them; or
+    /// `source <(percpu-trace completions bash)`).
+    Completions {
+        /// Shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Options about the kernel: where facts come from and how to attach.
@@ -212,6 +226,7 @@ pub fn parse_ring_mib(s: &str) -> Result<u32, String> {
 
 /// Parses arguments and runs; the process exit code.
 pub fn main() -> ExitCode {
+    crate::manual::set_command(<Cli as clap::CommandFactory>::command);
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return clap_error(e),
@@ -275,12 +290,13 @@ fn clap_error(e: clap::Error) -> ExitCode {
     }
 }
 
-/// The manual page, from the command-line definition.
-pub fn man_page() -> std::io::Result<Vec<u8>> {
-    use clap::CommandFactory;
-    let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-    Ok(out)
+/// Writes generated text (a manual page, a completion script) to stdout.
+fn print_bytes(b: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(b)
+        .map_err(|e| anyhow::anyhow!("cannot write to stdout: {e}"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -316,13 +332,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let metrics = metrics.map(|a| (a, metrics_max_requests));
             crate::live::record(&live.options()?, duration, output, force, max_size, metrics)
         }
-        Some(Command::Man) => {
-            use std::io::Write;
-            std::io::stdout()
-                .write_all(&man_page()?)
-                .map_err(|e| anyhow::anyhow!("cannot write to stdout: {e}"))?;
-            Ok(ExitCode::SUCCESS)
+        Some(Command::Man { list: true, .. }) => {
+            print_bytes((crate::manual::page_names().join("\n") + "\n").as_bytes())
         }
+        Some(Command::Man { page, .. }) => {
+            print_bytes(&crate::manual::page(page.as_deref()).map_err(anyhow::Error::msg)?)
+        }
+        Some(Command::Completions { shell }) => print_bytes(&crate::manual::completions(shell)),
         Some(Command::Report {
             file,
             from,
@@ -446,9 +462,10 @@ mod tests {
         }
         assert_eq!(crate::live::exit_status(0), ExitCode::SUCCESS);
         assert_eq!(crate::live::exit_status(3), ExitCode::from(1));
-        let man = String::from_utf8(man_page().unwrap()).unwrap();
-        assert!(man.contains(".TH percpu-trace"), "{man}");
-        assert!(man.contains("record"));
+        let top = cmd.render_long_help().to_string();
+        for sub in ["man", "completions"] {
+            assert!(top.contains(&format!("\n  {sub} ")), "{sub} listed: {top}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod hex;
 pub mod kernel;
 pub mod live;
 pub mod live_recording;
+pub mod manual;
 pub mod metrics;
 pub mod options;
 pub mod output;

@@ -349,9 +349,12 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
     };
     let (a, b) = (c(from)?, c(to)?);
+    // The raw syscall, not glibc's wrapper: `renameat2()` appeared in glibc 2.28 and the
+    // release binary must start on glibc 2.17 (a kernel without the syscall says ENOSYS).
     // SAFETY: both are valid NUL-terminated strings that outlive the call.
     let rc = unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             libc::AT_FDCWD,
             a.as_ptr(),
             libc::AT_FDCWD,

@@ -4,6 +4,8 @@
 //! missing, so a fresh machine needs nothing else.
 mod bench;
 mod build;
+mod dist;
+mod dist_check;
 mod import_graph;
 mod kernel_table;
 mod offline;
@@ -25,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install what is missing to build the eBPF object (idempotent).
+    /// Install what is missing to build, test and package (idempotent).
     Setup,
     /// Build the release binary (eBPF object embedded).
     Build(build::BuildArgs),
@@ -35,6 +37,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Release artefacts in target/dist: portable binaries (glibc >= 2.17), tarballs,
+    /// .deb, .rpm, SHA256SUMS.
+    Dist(dist::DistArgs),
+    /// Build the artefacts, then prove them: glibc symbol versions, a Debian 11 chroot
+    /// (x86_64 run, arm64 under qemu-user), .deb install/remove, .rpm file list (root).
+    DistTest,
     /// Every test: fmt, clippy, unit tests, host smoke test, VM tests.
     Test(test::TestArgs),
     /// Real-kernel tests under qemu.
@@ -54,7 +62,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
-        Command::Setup => setup::run(),
+        Command::Setup => setup::run()
+            .and_then(|_| setup::ensure_cross_aarch64())
+            .and_then(|_| setup::ensure_dist()),
+        Command::Dist(a) => dist::run(&a),
+        Command::DistTest => dist_check::run(),
         Command::Build(a) => build::run(&a).map(|_| ()),
         Command::Run { args } => build::run_tool(&args),
         Command::Test(a) => test::run(&a),

@@ -125,6 +125,111 @@ pub fn ensure_cross_aarch64() -> Result<()> {
     apt(&args)
 }
 
+/// Debian packages `cargo xtask dist` and its checks use: rpm (rpmbuild-free: only
+/// `rpm -qlp` to list what cargo-generate-rpm made), debootstrap for the old-userland
+/// chroots, qemu-user-static to start the arm64 binary, readelf for symbol versions, a
+/// python venv for cargo-zigbuild.
+const DIST_APT: &[(&str, &str)] = &[
+    ("debootstrap", "/usr/sbin/debootstrap"),
+    ("rpm", "/usr/bin/rpm"),
+    ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),
+    ("binutils", "/usr/bin/readelf"),
+    ("python3-venv", "/usr/share/doc/python3-venv"),
+];
+
+/// cargo-zigbuild from PyPI; its `ziglang` dependency is the zig toolchain.
+const ZIGBUILD_VERSION: &str = "0.24.0";
+/// Packaging tools, pinned and built `--locked`.
+const CARGO_TOOLS: &[(&str, &str)] = &[("cargo-deb", "3.8.0"), ("cargo-generate-rpm", "0.21.1")];
+
+/// Installs what `cargo xtask dist` needs when missing: the eBPF toolchain ([`ensure`]),
+/// the packages above, cargo-zigbuild (pip) and the pinned cargo packaging tools.
+pub fn ensure_dist() -> Result<()> {
+    ensure()?;
+    let missing: Vec<&str> = DIST_APT
+        .iter()
+        .filter(|(_, probe)| !Path::new(probe).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        println!("setup: dist: installing {}", missing.join(" "));
+        apt(&["update", "-qq"])?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&missing);
+        apt(&args)?;
+    }
+    let venv = zigbuild_venv();
+    if !tool_has_version(
+        &venv.join("bin/cargo-zigbuild").to_string_lossy(),
+        ZIGBUILD_VERSION,
+    ) {
+        // A venv of its own: Debian's python refuses `pip install` into the system
+        // (PEP 668), and the pinned version stays independent of anything else.
+        println!(
+            "setup: cargo-zigbuild {ZIGBUILD_VERSION} (brings zig as ziglang) into {}",
+            venv.display()
+        );
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .context("running python3 -m venv")?;
+        if !st.success() {
+            bail!("python3 -m venv failed ({st}); python3-venv is needed");
+        }
+        let st = Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "-q",
+                &format!("cargo-zigbuild=={ZIGBUILD_VERSION}"),
+            ])
+            .status()
+            .context("running pip")?;
+        if !st.success() {
+            bail!("pip install cargo-zigbuild failed ({st})");
+        }
+    }
+    for (krate, version) in CARGO_TOOLS {
+        if tool_has_version(krate, version) {
+            continue;
+        }
+        println!("setup: cargo install {krate} {version} --locked (a few minutes)");
+        let st = Command::new("cargo")
+            .args(["install", krate, "--version", version, "--locked"])
+            .status()
+            .context("running cargo install")?;
+        if !st.success() {
+            bail!("cargo install {krate} failed ({st})");
+        }
+    }
+    Ok(())
+}
+
+/// The venv holding cargo-zigbuild and zig; kept outside the work tree so a fresh clone
+/// (CI) reuses it.
+fn zigbuild_venv() -> std::path::PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    Path::new(&home).join(".local/share/percpu-trace/zigbuild")
+}
+
+/// PATH with the cargo-zigbuild venv first, for `cargo zigbuild`.
+pub fn zigbuild_path() -> String {
+    format!(
+        "{}:{}",
+        zigbuild_venv().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// True when `tool --version` runs and names `version`.
+fn tool_has_version(tool: &str, version: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(version))
+        .unwrap_or(false)
+}
+
 fn apt(args: &[&str]) -> Result<()> {
     let mut cmd = if is_root() {
         Command::new("apt-get")
