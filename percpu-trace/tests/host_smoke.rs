@@ -1103,7 +1103,9 @@ fn a_real_prometheus_scrapes_the_recorder() {
     assert_root();
     let started = Instant::now();
     LINES.lock().unwrap().clear();
-    let mut child = start_tool(&["-d", "60s", "--metrics", "127.0.0.1:0"]);
+    // Long enough for 14k connections on a loaded CI machine (SYNs dropped while the
+    // accept backlog is full are retried after 1 s); SIGTERM ends it below.
+    let mut child = start_tool(&["-d", "600s", "--metrics", "127.0.0.1:0"]);
     let named = || {
         LINES.lock().unwrap().iter().find_map(|l| {
             l.split("metrics on http://")
