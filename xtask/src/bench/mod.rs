@@ -55,7 +55,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     fs::create_dir_all(&dir)?;
     let script = root.join("xtask/src/bench/percpu.bt");
     let check = check_json(&tool)?;
-    let mutex_addr = check["config"]["mutex_addr"].as_u64().unwrap_or(0);
+    let mutex_addr = crate::vm::tool_json::json_u64(&check["config"]["mutex_addr"]).unwrap_or(0);
     if mutex_addr == 0 {
         bail!("percpu-trace check --json gave no config.mutex_addr: the bpftrace script needs it");
     }

@@ -93,7 +93,7 @@ pub fn check(out: &Path, raw: &str, arch: Arch, v: &mut Verdict) {
     let cfg = &json["config"];
     let mut expect = |key: &str, want: Option<u64>, what: String| {
         let Some(want) = want else { return };
-        let got = cfg[key].as_u64();
+        let got = super::tool_json::json_u64(&cfg[key]);
         compared.push(format!("{key}={want}"));
         if got != Some(want) {
             problems.push(format!(

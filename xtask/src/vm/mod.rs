@@ -18,6 +18,7 @@ pub(crate) mod kernels;
 mod qemu;
 mod rss;
 mod scenarios;
+pub(crate) mod tool_json;
 mod truth_check;
 
 use std::{
