@@ -258,11 +258,20 @@ fn locate(
     if sym.name != func {
         return false;
     }
-    let Some(ci) = &sym.code_info else {
+    if sym.code_info.is_none() {
         return false;
-    };
-    f.file = Some(tree_path(&ci.to_path().display().to_string()));
-    f.line = ci.line;
+    }
+    fill_frame(&sym, f);
+    true
+}
+
+/// Copies a DWARF lookup's file:line (build directory stripped, [`tree_path`]) and inlined
+/// calls into `f`: the one conversion for the live symbolizer and report-time annotation.
+pub fn fill_frame(sym: &symbolize::Sym<'_>, f: &mut Frame) {
+    if let Some(ci) = &sym.code_info {
+        f.file = Some(tree_path(&ci.to_path().display().to_string()));
+        f.line = ci.line;
+    }
     f.inlined = sym
         .inlined
         .iter()
@@ -275,7 +284,6 @@ fn locate(
             line: i.code_info.as_ref().and_then(|c| c.line),
         })
         .collect();
-    true
 }
 
 /// A frame as `decode_stacktrace.sh`/syzbot print it: the inlined calls first, innermost

@@ -16,11 +16,7 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use blazesym::{inspect, symbolize};
 
-use crate::{
-    debuginfo::tree_path,
-    event::{Frame, InlinedFrame},
-    kernel::symbols::kallsyms_lines,
-};
+use crate::{debuginfo::fill_frame, event::Frame, kernel::symbols::kallsyms_lines};
 
 /// One text symbol, its name in [`Symbolizer::names`]: 16 bytes, not three allocations
 /// (Debian kernels have about 150,000 text symbols, and the table lives as long as the run).
@@ -223,22 +219,7 @@ impl DebugInfo {
         else {
             return;
         };
-        if let Some(ci) = &sym.code_info {
-            f.file = Some(tree_path(&ci.to_path().display().to_string()));
-            f.line = ci.line;
-        }
-        f.inlined = sym
-            .inlined
-            .iter()
-            .map(|i| InlinedFrame {
-                function: i.name.to_string(),
-                file: i
-                    .code_info
-                    .as_ref()
-                    .map(|c| tree_path(&c.to_path().display().to_string())),
-                line: i.code_info.as_ref().and_then(|c| c.line),
-            })
-            .collect();
+        fill_frame(&sym, f);
     }
 }
 
