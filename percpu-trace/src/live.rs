@@ -331,15 +331,18 @@ pub fn record(
         let stop = async {
             let forever = Duration::from_secs(100 * 365 * 86400);
             tokio::select! {
-                _ = tokio::time::sleep(duration.unwrap_or(forever)) => {}
+                // From `now`, the run's start in the recording: `-d 1s` is 1 s of it.
+                _ = tokio::time::sleep_until((now + duration.unwrap_or(forever)).into()) => {}
                 _ = sigint.recv() => {}
                 _ = sigterm.recv() => {}
                 _ = sighup.recv() => {}
             }
         };
         let summary = session.stream(&mut sink, stop).await?;
+        // The traced window ends here; detaching (concurrent, ~0.1 s) is not part of it.
+        let elapsed = sink.started.elapsed();
         drop(session);
-        finish(sink, &summary.losses, summary.events)
+        finish(sink, &summary.losses, summary.events, elapsed)
     })
 }
 
@@ -397,17 +400,21 @@ fn start_line(
 }
 
 /// Closes the recording and prints the summary line; the exit code of `record`.
-fn finish(mut sink: HeadlessSink, losses: &Losses, events: u64) -> Result<ExitCode> {
+fn finish(
+    mut sink: HeadlessSink,
+    losses: &Losses,
+    events: u64,
+    elapsed: Duration,
+) -> Result<ExitCode> {
     if sink.status_line {
         crate::warn!("\r\x1b[K");
     }
     let by_reason = losses.to_map();
-    let elapsed = sink.started.elapsed();
     let mut rotations = 0;
     if let Some(w) = sink.writer.take() {
         rotations = w.rotations;
         if sink.io_error.is_none() {
-            if let Err(e) = w.finish(&by_reason) {
+            if let Err(e) = w.finish(&by_reason, elapsed) {
                 sink.io_error.get_or_insert(e);
             }
         }

@@ -127,11 +127,15 @@ impl LiveRecording {
         self.writer.get_mut().map_or(Ok(()), Output::sync_data)
     }
 
-    /// Ends the recording cleanly: last loss counters and the final run length.
-    pub fn finish(mut self, d: &std::collections::BTreeMap<String, u64>) -> io::Result<()> {
+    /// Ends the recording cleanly: last loss counters and the final run length, `traced`
+    /// (the time traced: it ends when tracing stopped, not after the probes detached).
+    pub fn finish(
+        mut self,
+        d: &std::collections::BTreeMap<String, u64>,
+        traced: std::time::Duration,
+    ) -> io::Result<()> {
         self.writer.write_drops(d)?;
-        self.writer
-            .write_run(self.started.elapsed().as_nanos() as u64, true)?;
+        self.writer.write_run(traced.as_nanos() as u64, true)?;
         let mut out = self.writer.finish()?;
         io::Write::flush(&mut out)?;
         out.sync_data()
@@ -229,7 +233,8 @@ mod tests {
         for i in 0..2000 {
             r.event(&ev(i, Some(5))).unwrap();
         }
-        r.finish(&Default::default()).unwrap();
+        r.finish(&Default::default(), Duration::from_secs(1))
+            .unwrap();
         assert!(r_rotations(&dir) >= 1);
         for f in [path.clone(), dir.join("r.jsonl.1")] {
             let len = std::fs::metadata(&f).unwrap().len();
@@ -265,7 +270,8 @@ mod tests {
             r.drops(&[("ringbuf_full".to_string(), 0)].into()).unwrap();
             r.sync(true).unwrap();
         }
-        r.finish(&Default::default()).unwrap();
+        r.finish(&Default::default(), Duration::from_secs(1))
+            .unwrap();
         let old = dir.join("q.jsonl.1");
         assert!(old.exists(), "no rotation on a quiet host");
         for f in [&path, &old] {

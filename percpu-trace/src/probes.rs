@@ -1,8 +1,8 @@
 //! Loading the embedded eBPF object and attaching it per the [`AttachPlan`].
 //!
-//! All links are perf-event file descriptors (kprobe PMU, tracepoints), so the kernel removes
-//! them when the process exits for any reason, SIGKILL included; dropping [`Probes`] detaches
-//! them earlier, on a normal exit.
+//! Every link is a file descriptor (perf events for kprobes and tracepoints, BPF links for
+//! fentry/fexit), so the kernel removes them when the process exits for any reason, SIGKILL
+//! included; dropping [`Probes`] detaches them earlier, on a normal exit, all at once.
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -47,6 +47,33 @@ pub struct Probes {
     /// Why the programs were loaded again with task flags read by the helper (the plan's
     /// `task_btf` direct read was refused: the first attempt's first error), if they were.
     pub task_btf_refused: Option<String>,
+    /// The attachments, owned here rather than by their programs so that [`Drop`] can
+    /// detach them all at once (see [`detach_concurrently`]).
+    links: Vec<Link>,
+}
+
+/// One owned attachment; dropping it detaches it.
+type Link = Box<dyn Send>;
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        detach_concurrently(std::mem::take(&mut self.links));
+    }
+}
+
+/// Detaches every link, each on its own thread. Each detach waits for an RCU grace period
+/// in the kernel (tracepoint and kprobe unregistration, trampoline updates): one after
+/// the other, 16 links took 0.6 s of a 1 s `record` on a 2-vCPU host; concurrent waits
+/// share grace periods. A thread that cannot be started detaches its link here instead.
+fn detach_concurrently(links: Vec<Link>) {
+    std::thread::scope(|s| {
+        for link in links {
+            // On a spawn failure the closure, and the link in it, is dropped right here.
+            let _ = std::thread::Builder::new()
+                .name("detach".into())
+                .spawn_scoped(s, move || drop(link));
+        }
+    });
 }
 
 impl Probes {
@@ -102,25 +129,30 @@ impl Probes {
         let btf = btf.as_ref();
         let mut attached = Vec::new();
         let mut failed = Vec::new();
+        let mut links = Vec::new();
         for p in &plan.probes {
             let res = match &p.attachment {
                 Attachment::Kprobe { symbol } | Attachment::Kretprobe { symbol } => {
-                    attach_kprobe(&mut ebpf, &p.program, symbol).map(|_| symbol.clone())
+                    attach_kprobe(&mut ebpf, &p.program, symbol).map(|l| (l, symbol.clone()))
                 }
                 Attachment::Fentry { symbol } | Attachment::Fexit { symbol } => {
-                    attach_trampoline(&mut ebpf, &p.program, symbol, btf).map(|_| symbol.clone())
+                    attach_trampoline(&mut ebpf, &p.program, symbol, btf)
+                        .map(|l| (l, symbol.clone()))
                 }
                 Attachment::Tracepoint { category, name } => {
                     attach_tracepoint(&mut ebpf, &p.program, category, name)
-                        .map(|_| format!("{category}:{name}"))
+                        .map(|l| (l, format!("{category}:{name}")))
                 }
                 Attachment::Unavailable { .. } => continue,
             };
             match res {
-                Ok(target) => attached.push(Attached {
-                    program: p.program.clone(),
-                    target,
-                }),
+                Ok((link, target)) => {
+                    links.push(link);
+                    attached.push(Attached {
+                        program: p.program.clone(),
+                        target,
+                    })
+                }
                 Err(e) => failed.push((p.program.clone(), format!("{e:#}"))),
             }
         }
@@ -136,6 +168,7 @@ impl Probes {
             attached,
             failed,
             task_btf_refused: None,
+            links,
         })
     }
 
@@ -300,7 +333,7 @@ fn load_object(config: &percpu_trace_common::ProbeConfig, ring_bytes: Option<u32
         .map_err(|e| anyhow!("loading the eBPF object: {e}"))
 }
 
-fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> Result<()> {
+fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> Result<Link> {
     let prog: &mut KProbe = ebpf
         .program_mut(program)
         .with_context(|| format!("program {program} not in the eBPF object"))?
@@ -309,9 +342,10 @@ fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> Result<()> {
     if prog.fd().is_err() {
         prog.load().with_context(|| format!("loading {program}"))?;
     }
-    prog.attach(symbol, 0)
+    let id = prog
+        .attach(symbol, 0)
         .with_context(|| format!("attaching {program} to {symbol}"))?;
-    Ok(())
+    Ok(Box::new(prog.take_link(id)?))
 }
 
 /// fentry/fexit: the program binds to its function at load time, so each program is
@@ -321,7 +355,7 @@ fn attach_trampoline(
     program: &str,
     symbol: &str,
     btf: Option<&Btf>,
-) -> Result<()> {
+) -> Result<Link> {
     let btf = btf.context("fentry/fexit need kernel BTF")?;
     let prog = ebpf
         .program_mut(program)
@@ -330,21 +364,24 @@ fn attach_trampoline(
         aya::programs::Program::FEntry(p) => {
             p.load(symbol, btf)
                 .with_context(|| format!("loading {program} for {symbol}"))?;
-            p.attach()
+            let id = p
+                .attach()
                 .with_context(|| format!("attaching {program} to {symbol}"))?;
+            Ok(Box::new(p.take_link(id)?))
         }
         aya::programs::Program::FExit(p) => {
             p.load(symbol, btf)
                 .with_context(|| format!("loading {program} for {symbol}"))?;
-            p.attach()
+            let id = p
+                .attach()
                 .with_context(|| format!("attaching {program} to {symbol}"))?;
+            Ok(Box::new(p.take_link(id)?))
         }
         _ => bail!("program {program} is not fentry/fexit"),
     }
-    Ok(())
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<()> {
+fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<Link> {
     let prog: &mut TracePoint = ebpf
         .program_mut(program)
         .with_context(|| format!("program {program} not in the eBPF object"))?
@@ -353,9 +390,10 @@ fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str)
     if prog.fd().is_err() {
         prog.load().with_context(|| format!("loading {program}"))?;
     }
-    prog.attach(category, name)
+    let id = prog
+        .attach(category, name)
         .with_context(|| format!("attaching {program} to {category}:{name}"))?;
-    Ok(())
+    Ok(Box::new(prog.take_link(id)?))
 }
 
 /// Reads kernel memory through the `read_kmem` program (BPF_PROG_TEST_RUN), for discovery

@@ -11,7 +11,7 @@ use crate::{
     options::KernelOptions,
     pipeline::{Losses, Pipeline, Sink},
     probes::Probes,
-    symbolize::Symbolizer,
+    symbolize::{Symbolizer, TextSymbols},
 };
 
 /// Fails with one line unless this process may load and attach tracing programs.
@@ -57,6 +57,25 @@ pub struct TraceSummary {
     pub losses: Losses,
 }
 
+/// The symbolizer for stacks from kallsyms `text` (read on another thread), plus source
+/// lines when Debian's debug vmlinux is installed (stacks are complete without).
+fn stack_symbolizer(text: Result<TextSymbols>, quiet: bool) -> Symbolizer {
+    let mut symbolizer = text.map(Symbolizer::from).unwrap_or_else(|e| {
+        if !quiet {
+            crate::warnln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
+        }
+        Symbolizer::default()
+    });
+    if let Some(vmlinux) = Symbolizer::debian_vmlinux() {
+        if let Err(e) = symbolizer.attach_vmlinux(&vmlinux) {
+            if !quiet {
+                crate::warnln!("percpu-trace: warning: no source lines in stacks: {e:#}");
+            }
+        }
+    }
+    symbolizer
+}
+
 /// Attached probes and the pipeline reading them. Dropping it detaches everything.
 pub struct Session {
     // Field order matters: the pipeline holds maps of the object the probes own.
@@ -68,6 +87,12 @@ impl Session {
     /// Loads and attaches per `plan` (`btf_file`: `--btf`, for fentry/fexit); warns on
     /// stderr about probes that failed to attach.
     pub fn start(plan: &AttachPlan, btf_file: Option<&Path>, quiet: bool) -> Result<Self> {
+        // Reading kallsyms for stacks (~0.2 s) overlaps loading and attaching, which mostly
+        // wait for the kernel: `record -d 1s` should take about a second.
+        let kallsyms = Path::new("/proc/kallsyms");
+        let text = std::thread::Builder::new()
+            .name("kallsyms".into())
+            .spawn(move || TextSymbols::read(kallsyms));
         let mut probes = Probes::attach(plan, btf_file)?;
         if !quiet {
             if let Some(why) = &probes.task_btf_refused {
@@ -80,21 +105,14 @@ impl Session {
             }
             crate::warnln!("percpu-trace: {} probes attached", probes.attached.len());
         }
-        let mut symbolizer =
-            Symbolizer::from_kallsyms(Path::new("/proc/kallsyms")).unwrap_or_else(|e| {
-                if !quiet {
-                    crate::warnln!("percpu-trace: warning: stacks will not be symbolized: {e:#}");
-                }
-                Symbolizer::default()
-            });
-        // Source lines when Debian's debug vmlinux is installed; stacks are complete without.
-        if let Some(vmlinux) = Symbolizer::debian_vmlinux() {
-            if let Err(e) = symbolizer.attach_vmlinux(&vmlinux) {
-                if !quiet {
-                    crate::warnln!("percpu-trace: warning: no source lines in stacks: {e:#}");
-                }
-            }
-        }
+        let text = match text {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("reading kallsyms failed"))),
+            // No thread to spare: read it here.
+            Err(_) => TextSymbols::read(kallsyms),
+        };
+        let symbolizer = stack_symbolizer(text, quiet);
         let pipeline = Pipeline::new(&mut probes, symbolizer)?;
         Ok(Session { pipeline, probes })
     }

@@ -41,29 +41,36 @@ struct DebugInfo {
 /// Text symbols of the running kernel, sorted by address, and optionally its vmlinux DWARF.
 #[derive(Default)]
 pub struct Symbolizer {
+    text: TextSymbols,
+    debug: Option<DebugInfo>,
+}
+
+/// The kallsyms part of a [`Symbolizer`]: plain data, so it can be read on another thread
+/// while the probes attach (the DWARF part cannot move between threads).
+#[derive(Default)]
+pub struct TextSymbols {
     syms: Vec<Sym>,
     /// Every symbol name, back to back.
     names: String,
     /// Module names, in order of first appearance.
     modules: Vec<String>,
-    debug: Option<DebugInfo>,
 }
 
 impl std::fmt::Debug for Symbolizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Symbolizer")
-            .field("syms", &self.syms.len())
+            .field("syms", &self.text.syms.len())
             .field("dwarf", &self.debug.as_ref().map(|d| d.kaslr_offset))
             .finish()
     }
 }
 
-impl Symbolizer {
+impl TextSymbols {
     /// Reads a kallsyms file. Fails when every address is zero (kptr_restrict hides them).
-    pub fn from_kallsyms(path: &Path) -> Result<Self> {
+    pub fn read(path: &Path) -> Result<Self> {
         // Line by line: the whole text (several MB) need not be in memory with the table;
         // bounded, so a file that is not a real kallsyms cannot grow it without end.
-        let mut s = Symbolizer::default();
+        let mut s = TextSymbols::default();
         crate::bounded::kallsyms_lines(path, |line| s.add_lines(&String::from_utf8_lossy(line)))
             .with_context(|| format!("reading {}", path.display()))?;
         s.finish();
@@ -74,15 +81,6 @@ impl Symbolizer {
             );
         }
         Ok(s)
-    }
-
-    /// Parses kallsyms text; zero addresses and non-text symbols are skipped. `__pfx_`
-    /// padding symbols are kept: the kernel counts them when it measures a length.
-    pub fn parse(text: &str) -> Self {
-        let mut s = Symbolizer::default();
-        s.add_lines(text);
-        s.finish();
-        s
     }
 
     /// Adds the text symbols of some kallsyms lines (unsorted until [`Self::finish`]).
@@ -137,6 +135,28 @@ impl Symbolizer {
             .and_then(|i| self.modules.get(i))
             .map(String::as_str)
     }
+}
+
+impl From<TextSymbols> for Symbolizer {
+    fn from(text: TextSymbols) -> Self {
+        Symbolizer { text, debug: None }
+    }
+}
+
+impl Symbolizer {
+    /// Reads a kallsyms file. Fails when every address is zero (kptr_restrict hides them).
+    pub fn from_kallsyms(path: &Path) -> Result<Self> {
+        TextSymbols::read(path).map(Symbolizer::from)
+    }
+
+    /// Parses kallsyms text; zero addresses and non-text symbols are skipped. `__pfx_`
+    /// padding symbols are kept: the kernel counts them when it measures a length.
+    pub fn parse(text: &str) -> Self {
+        let mut t = TextSymbols::default();
+        t.add_lines(text);
+        t.finish();
+        Symbolizer::from(t)
+    }
 
     /// Where Debian installs the debug vmlinux of the running kernel
     /// (`linux-image-$(uname -r)-dbg`), when it is there.
@@ -159,21 +179,28 @@ impl Symbolizer {
         let running = anchors
             .iter()
             .find_map(|n| {
-                self.syms
+                self.text
+                    .syms
                     .iter()
-                    .find(|s| self.name(s) == *n && s.module == 0)
+                    .find(|s| self.text.name(s) == *n && s.module == 0)
             })
             .ok_or_else(|| anyhow!("no {anchors:?} in kallsyms to measure the KASLR offset"))?;
         let inspector = inspect::Inspector::new();
         let src = inspect::source::Source::Elf(inspect::source::Elf::new(vmlinux));
         let found = inspector
-            .lookup(&src, &[self.name(running)])
+            .lookup(&src, &[self.text.name(running)])
             .with_context(|| format!("reading symbols of {}", vmlinux.display()))?;
         let link = found
             .first()
             .and_then(|v| v.first())
             .map(|s| s.addr)
-            .ok_or_else(|| anyhow!("{}: no {} symbol", vmlinux.display(), self.name(running)))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: no {} symbol",
+                    vmlinux.display(),
+                    self.text.name(running)
+                )
+            })?;
         self.debug = Some(DebugInfo {
             source: symbolize::source::Source::Elf(symbolize::source::Elf::new(vmlinux)),
             kaslr_offset: running.addr.wrapping_sub(link),
@@ -184,21 +211,21 @@ impl Symbolizer {
 
     /// Symbolizes one address.
     pub fn frame(&self, addr: u64) -> Frame {
-        let idx = self.syms.partition_point(|s| s.addr <= addr);
+        let idx = self.text.syms.partition_point(|s| s.addr <= addr);
         if idx == 0 {
             return Frame {
                 addr,
                 ..Default::default()
             };
         }
-        let s = &self.syms[idx - 1];
-        let len = self.syms.get(idx).map(|next| next.addr - s.addr);
+        let s = &self.text.syms[idx - 1];
+        let len = self.text.syms.get(idx).map(|next| next.addr - s.addr);
         let mut f = Frame {
             addr,
-            function: Some(self.name(s).to_string()),
+            function: Some(self.text.name(s).to_string()),
             offset: addr - s.addr,
             len,
-            module: self.module(s).map(str::to_string),
+            module: self.text.module(s).map(str::to_string),
             ..Default::default()
         };
         // Module text is not in vmlinux.
@@ -253,7 +280,7 @@ ffffffffc0100200 t null_exit\t[null_blk]
     #[test]
     fn zeroed_addresses_are_unusable() {
         let s = Symbolizer::parse("0000000000000000 T _stext\n0000000000000000 t x\n");
-        assert!(s.syms.is_empty());
+        assert!(s.text.syms.is_empty());
     }
 
     /// A function of this test binary stands in for kernel text: its link-time address is
