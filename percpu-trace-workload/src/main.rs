@@ -14,7 +14,7 @@ mod truth;
 
 use std::{
     fs,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -101,6 +101,11 @@ enum Cmd {
         /// Maps per creator round.
         #[arg(long, default_value_t = 8)]
         maps: usize,
+        /// Start the creators first, write DIR/<label>.pid for each (unc-a, io-flusher,
+        /// unc-b), and begin the load only once DIR/go exists: the tool can then be started
+        /// with `--pid` of one of them before anything happens.
+        #[arg(long)]
+        gate: Option<PathBuf>,
     },
     /// A NOIO-gfp mutex holder reclaiming with FS/IO allowed: noio-gfp's io.max writer on
     /// the only online CPU under its own memory pressure (the issue-25 recipe).
@@ -216,6 +221,10 @@ struct ArraysArgs {
     /// Label for the summary line.
     #[arg(long, default_value = "arrays")]
     label: String,
+    /// Write DIR/LABEL.pid, then wait for DIR/run before the first round (see
+    /// `contention --gate`).
+    #[arg(long)]
+    gate: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -266,7 +275,8 @@ fn run(cmd: Cmd) -> Result<()> {
             file,
             min_free_kbytes,
             maps,
-        } => contention(secs, &file, min_free_kbytes, maps),
+            gate,
+        } => contention(secs, &file, min_free_kbytes, maps, gate.as_deref()),
         Cmd::Recursion {
             file,
             balloon,
@@ -345,6 +355,14 @@ fn percpu_arrays(a: &ArraysArgs) -> Result<()> {
     if a.io_flusher {
         sys::set_io_flusher()?;
     }
+    if let Some(dir) = &a.gate {
+        fs::write(
+            dir.join(format!("{}.pid", a.label)),
+            format!("{}\n", std::process::id()),
+        )
+        .with_context(|| format!("writing {}/{}.pid", dir.display(), a.label))?;
+        wait_for_file(&dir.join("run"))?;
+    }
     let deadline = a.secs.map(|s| Instant::now() + Duration::from_secs(s));
     let (mut rounds, mut made, mut failed) = (0usize, 0usize, 0usize);
     let mut last_err = None;
@@ -399,7 +417,25 @@ fn hog(cpu: usize, secs: u64, prio: i32) -> Result<()> {
     Ok(())
 }
 
-fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> Result<()> {
+/// Waits (at most 10 minutes) until `p` exists.
+fn wait_for_file(p: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !p.exists() {
+        if sys::remaining(deadline).is_none() {
+            bail!("{} did not appear within 600 s", p.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn contention(
+    secs: u64,
+    file: &PathBuf,
+    min_free_kbytes: u64,
+    maps: usize,
+    gate: Option<&Path>,
+) -> Result<()> {
     let n = sys::ncpus();
     if n < 2 {
         bail!("contention needs at least 2 CPUs (one is given to a starved kswapd), have {n}");
@@ -435,6 +471,9 @@ fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> R
         if flusher {
             v.push("--io-flusher".into());
         }
+        if let Some(g) = gate {
+            v.extend(["--gate".into(), g.to_string_lossy().into_owned()]);
+        }
         v
     };
     let hog_args: Vec<String> = [
@@ -459,17 +498,30 @@ fn contention(secs: u64, file: &PathBuf, min_free_kbytes: u64, maps: usize) -> R
     .iter()
     .map(|x| x.to_string())
     .collect();
-    let mut children = vec![sys::spawn(&hog_args)?];
-    // Give the hog a moment to occupy its CPU before the pressure starts.
-    std::thread::sleep(Duration::from_millis(300));
-    for args in [
+    let creators = [
         arrays("unc-a", work(0), false),
         arrays("io-flusher", work(1), true),
         arrays("unc-b", work(1), false),
-        churn_args,
-    ] {
-        children.push(sys::spawn(&args)?);
+    ];
+    let mut children = Vec::new();
+    if let Some(g) = gate {
+        // Gated creators wait for `run`; the caller learns their pids meanwhile.
+        for args in &creators {
+            children.push(sys::spawn(args)?);
+        }
+        wait_for_file(&g.join("go"))?;
     }
+    children.push(sys::spawn(&hog_args)?);
+    // Give the hog a moment to occupy its CPU before the pressure starts.
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(g) = gate {
+        fs::write(g.join("run"), b"").context("opening the gate")?;
+    } else {
+        for args in &creators {
+            children.push(sys::spawn(args)?);
+        }
+    }
+    children.push(sys::spawn(&churn_args)?);
     let mut failed = 0;
     for mut c in children {
         if !c.wait().context("waiting for a child")?.success() {

@@ -496,6 +496,14 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             ev(NOT_HOLDING)
         ));
     }
+    if let Err(p) = super::stack_check::check(ev("drops.stack")) {
+        v.fail(p);
+    }
+    match super::pid_check::check(d, &report_json) {
+        Ok(Some(fact)) => v.facts.push(fact),
+        Ok(None) => {}
+        Err(p) => v.fail(p),
+    }
     // Ground truth beside the tool (recursion): the counts must agree, hit or not.
     if d.join("truth.err").exists() {
         match super::truth_check::compare(d, &report_json) {

@@ -116,6 +116,7 @@ pub const VULNERABLE_RECURSION: &[Expect] = &[
     Expect { scenario: "noio-gfp", findings: &["window"], never: &[], events: &[ALLOC], no_events: &[], after: After::Same, activity: &[] },
     Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] },
     Expect { scenario: "recursion", findings: &["recursion"], never: &[], events: &[ALLOC, "pgtable_alloc", "reclaim_begin"], no_events: &[], after: After::Same, activity: &[] },
+    Expect { scenario: "contention-pid", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] },
 ];
 
 /// The fix series present: the constrained allocations are there, none of the three kinds.

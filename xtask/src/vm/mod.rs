@@ -15,9 +15,11 @@ mod btf_check;
 mod data;
 mod initramfs;
 pub(crate) mod kernels;
+mod pid_check;
 mod qemu;
 mod rss;
 mod scenarios;
+mod stack_check;
 pub(crate) mod tool_json;
 mod truth_check;
 

@@ -152,6 +152,34 @@ echo $? > $D/workload.rc
 stop_tool
 "#,
     },
+    // Issue 24: `--pid` of a *holder* (the unconstrained creator unc-a) must still give the
+    // cross_task whose waiter is another process (the IO_FLUSHER creator): the kernel-side
+    // filter may narrow what is sent, never what judging the selected task needs. The
+    // creators start first and wait at a gate, so the tool can be given unc-a's pid.
+    Scenario {
+        name: "contention-pid",
+        shape: Shape::Wide,
+        limit: Duration::from_secs(300),
+        timing: true,
+        default: true,
+        where_expected: true,
+        body: r#"
+G=/tmp/gate.$N
+mkdir -p $G
+pt-workload contention --secs 40 --file /mnt/big --gate $G > $D/workload.out 2>&1 &
+W=$!
+i=0
+while [ ! -s $G/unc-a.pid ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+cat $G/unc-a.pid > $D/selected.pid
+TOOL_ARGS="--pid $(cat $G/unc-a.pid)"
+start_tool
+TOOL_ARGS=
+touch $G/go
+wait $W
+echo $? > $D/workload.rc
+stop_tool
+"#,
+    },
     // The issue-25 recipe (README.md, "recursion"): the GFP_NOIO io.max writer reclaims
     // with FS/IO allowed while it holds pcpu_alloc_mutex. tracefs ground truth runs beside
     // the tool, and the tool's count must equal it. Not in the default run until its hit
@@ -292,7 +320,8 @@ const TOOL_FNS: &str = r#"start_tool() {
   # The default 4 MiB ring everywhere: noio-gfp's SCHED_FIFO writer keeps the reader off
   # the only vCPU for a whole pass, which once needed 32 MiB (~145,000 records a pass);
   # its fast-path allocations are now counted in the kernel, not sent (~5,000 records).
-  percpu-trace record --attach $ATTACH --duration 600s --output $D/rec.jsonl > $D/record.out 2> $D/record.err &
+  # $TOOL_ARGS: a scenario's own options (contention-pid's --pid), empty otherwise.
+  percpu-trace record --attach $ATTACH --duration 600s $TOOL_ARGS --output $D/rec.jsonl > $D/record.out 2> $D/record.err &
   TP=$!
   # The OOM killer must not pick the tool: under contention's starved kswapd it took the
   # recorder (anon RSS 128 MB) on arm64 7.3.4 (record exit 137), which proves nothing
