@@ -4,6 +4,10 @@
 //! the io.max writer while it owns pcpu_alloc_mutex with __GFP_IO or __GFP_FS allowed: the
 //! raw recursion hits. The tool reports each such reclaim as one occurrence of a
 //! `recursion` finding, so the two counts must be equal: every raw hit found, none invented.
+//! One exception, said in the fact: when the recording lost events (the recipe's SCHED_FIFO
+//! writer keeps the reader off the only CPU for the whole pass, and a 4 MiB ring then
+//! overflows: 201,037 lost in one 7.2.13 boot), a hit whose events were lost cannot be
+//! reported, so fewer is allowed there; more, never.
 use std::{fs, path::Path};
 
 use serde_json::Value;
@@ -53,6 +57,11 @@ pub fn compare(dir: &Path, report: &Value) -> Result<String, String> {
     );
     if raw == tool {
         Ok(fact)
+    } else if tool < raw && lost > 0 {
+        Ok(format!(
+            "{fact}: {} raw hit(s) not reported, allowed only because events were lost",
+            raw - tool
+        ))
     } else {
         Err(format!(
             "{fact}: the tool must report every raw hit and none other"
@@ -81,6 +90,15 @@ mod tests {
         assert!(compare(&d, &more).is_err());
         let none = serde_json::json!({"findings": []});
         assert!(compare(&d, &none).is_err());
+        // Fewer only when events were lost (and said); more is never allowed.
+        let lossy = |n: u64| {
+            serde_json::json!({"observation": {"events_lost": 500},
+                "findings": [{"kind": "recursion", "count": n}]})
+        };
+        assert!(compare(&d, &lossy(2))
+            .unwrap()
+            .contains("allowed only because"));
+        assert!(compare(&d, &lossy(4)).is_err());
         fs::remove_file(d.join("truth.txt")).unwrap();
         assert!(compare(&d, &report).is_err(), "no truth: an error");
         let _ = fs::remove_dir_all(&d);
