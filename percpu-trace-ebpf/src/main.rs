@@ -112,6 +112,11 @@ struct TaskState {
 
 /// bpf_ringbuf_query: bytes not yet consumed.
 const BPF_RB_AVAIL_DATA: u64 = 0;
+/// bpf_ringbuf_query: the ring's size.
+const BPF_RB_RING_SIZE: u64 = 1;
+/// Free ring space below which no stack is taken: room for the event, a deferred entry
+/// record sent before it, and records of other CPUs racing for the same space.
+const STACK_ROOM: u64 = 16 * core::mem::size_of::<RawEvent>() as u64;
 /// bpf_ringbuf_submit: do not wake the reader.
 const BPF_RB_NO_WAKEUP: u64 = 1;
 /// bpf_ringbuf_submit: wake the reader now.
@@ -516,6 +521,18 @@ fn write_event(
 
 #[inline(always)]
 fn stack<C: StackIdContext>(ctx: &C) -> i32 {
+    // Userspace frees a stack once it has read its event, and a BPF program cannot free one
+    // (the verifier refuses map deletes on stack maps): a stack whose event then finds the
+    // ring full would stay in the map for good. A reader kept off the CPU while the ring
+    // overflowed (the recursion recipe's SCHED_FIFO writer) filled the map that way, and
+    // later stacks were lost. So no stack is taken when the event would likely not fit.
+    let free = EVENTS
+        .query(BPF_RB_RING_SIZE)
+        .saturating_sub(EVENTS.query(BPF_RB_AVAIL_DATA));
+    if free < STACK_ROOM {
+        count_drop(drop_reason::STACK);
+        return -1;
+    }
     match ctx.get_stackid(&STACKS, 0) {
         Ok(id) => id as i32,
         Err(_) => {

@@ -496,7 +496,7 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             ev(NOT_HOLDING)
         ));
     }
-    if let Err(p) = super::stack_check::check(ev("drops.stack")) {
+    if let Err(p) = super::stack_check::check(ev("drops.stack"), ev("drops.ringbuf_full")) {
         v.fail(p);
     }
     match super::pid_check::check(d, &report_json) {
