@@ -151,6 +151,11 @@ pub enum Command {
         /// under /usr/lib/debug by build id and release.
         #[arg(long, value_name = "FILE")]
         debug_vmlinux: Option<PathBuf>,
+        /// Directory whose usr/lib/debug holds the debug files (vmlinux, modules' .ko) that
+        /// are looked for by build id and release, e.g. where a `-dbg` package was
+        /// unpacked with `dpkg -x`; default /.
+        #[arg(long, value_name = "DIR")]
+        debug_root: Option<PathBuf>,
     },
     /// Print a manual page (roff): the top level, or a subcommand's (`man record` is
     /// percpu-trace-record(1)); `--list` names them all.
@@ -347,13 +352,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             redact_addresses,
             debug_vmlinux,
+            debug_root,
         }) => {
             // clap guarantees exactly one of them.
             let from = file.or(from).unwrap_or_else(|| PathBuf::from("-"));
             let opts = crate::report::ReportOptions {
                 redact: redact_addresses,
                 debug_vmlinux,
-                debug_root: None,
+                debug_root,
             };
             let (text, findings) = crate::report::report_with_count(&from, format, &opts)?;
             let out = output.unwrap_or_else(|| PathBuf::from("-"));

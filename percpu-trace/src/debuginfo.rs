@@ -7,8 +7,8 @@
 //! minus offset minus the function's address in the vmlinux, for names that are unique
 //! there), so no kallsyms of the traced host is needed and any machine with the debug
 //! file can do it. A frame whose DWARF function is not its recorded function gets no line:
-//! a wrong line is worse than none. Module frames get none (their debug files are
-//! relocatable objects; not supported yet).
+//! a wrong line is worse than none. Module frames are looked up in the module's own debug
+//! file ([`crate::module_debug`]).
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -242,8 +242,9 @@ fn kaslr_offset<'a>(
         .map(|(k, _)| k)
 }
 
-/// Fills `f`'s file, line and inlined calls when the DWARF at `vaddr` is in `func`.
-fn locate(
+/// Fills `f`'s file, line and inlined calls when the DWARF at `vaddr` is in `func` (also
+/// for module frames, [`crate::module_debug`]).
+pub(crate) fn locate(
     s: &symbolize::Symbolizer,
     src: &symbolize::source::Source<'_>,
     vaddr: u64,

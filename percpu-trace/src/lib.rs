@@ -16,6 +16,7 @@ pub mod live;
 pub mod live_recording;
 pub mod manual;
 pub mod metrics;
+pub mod module_debug;
 pub mod options;
 pub mod output;
 pub mod pipeline;

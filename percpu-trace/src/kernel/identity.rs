@@ -72,6 +72,11 @@ pub struct KernelIdentity {
     /// The analysis-relevant config options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<KernelConfig>,
+    /// GNU build id of each module loaded when the run started
+    /// (`/sys/module/<mod>/notes/.note.gnu.build-id`), by module name: what picks (and
+    /// refuses) a module's debug file at report time. Empty in older recordings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modules: BTreeMap<String, String>,
 }
 
 impl KernelIdentity {
@@ -109,7 +114,30 @@ pub fn read(root: &Path, release: &str) -> KernelIdentity {
         build_id,
         taint,
         config,
+        modules: module_build_ids(&root.join("sys/module")),
     }
+}
+
+/// Most modules a header lists (a loaded kernel has a few hundred; the cap bounds a
+/// header on a strange system).
+const MAX_MODULES: usize = 4096;
+
+/// The build id of every loaded module under `sys_module` (`/sys/module`): built-in
+/// modules have no `notes` directory and are left out.
+pub fn module_build_ids(sys_module: &Path) -> BTreeMap<String, String> {
+    let Ok(dir) = std::fs::read_dir(sys_module) else {
+        return BTreeMap::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| {
+            let notes = std::fs::read(e.path().join("notes/.note.gnu.build-id")).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                gnu_build_id(&notes)?,
+            ))
+        })
+        .take(MAX_MODULES)
+        .collect()
 }
 
 fn read_config_gz(path: &Path) -> Option<String> {
@@ -174,30 +202,89 @@ pub fn parse_config(source: &str, text: &str) -> KernelConfig {
     }
 }
 
-/// The taint mask as the kernel prints it in an oops header (`Not tainted`, or
-/// `Tainted: G        W   O`: one column per flag, its letter when set, `G` for an
-/// untainted proprietary column), trailing blanks trimmed, followed by the verbose names
-/// (`[W]=WARN, [O]=OOT_MODULE`). Bits past the known flags are named by number.
-pub fn taint_string(mask: u64) -> String {
-    if mask == 0 {
-        return "Not tainted".to_string();
+/// One taint flag that is set: its letter (`None` for a bit past the known flags) and
+/// the name the kernel's verbose form prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TaintFlag {
+    /// Bit number in the mask.
+    pub bit: u32,
+    /// `W`; `None` past the flags this tool knows.
+    pub letter: Option<char>,
+    /// `WARN`; `bit 40` past the known flags.
+    pub name: String,
+}
+
+/// A taint mask decoded as the kernel prints it: the one decoding every report renders.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Taint {
+    /// `/proc/sys/kernel/tainted`.
+    pub mask: u64,
+    /// The oops header's words: `Not tainted`, or `Tainted: G        W  O` (one column per
+    /// flag, its letter when set, `G` for an untainted proprietary column, trailing blanks
+    /// trimmed).
+    pub columns: String,
+    /// The flags that are set, in bit order.
+    pub flags: Vec<TaintFlag>,
+}
+
+impl Taint {
+    /// [`Taint::columns`] followed by the verbose names (`[W]=WARN, [O]=OOT_MODULE`).
+    pub fn text(&self) -> String {
+        if self.flags.is_empty() {
+            return self.columns.clone();
+        }
+        let names: Vec<String> = self
+            .flags
+            .iter()
+            .map(|f| match f.letter {
+                Some(c) => format!("[{c}]={}", f.name),
+                None => f.name.clone(),
+            })
+            .collect();
+        format!("{} ({})", self.columns, names.join(", "))
     }
+}
+
+/// Decodes a taint mask (kernel/panic.c `taint_flags`). Bits past the known flags are
+/// named by number.
+pub fn decode_taint(mask: u64) -> Taint {
     let mut cols = String::new();
-    let mut names = Vec::new();
-    for (bit, (c, name)) in TAINT_FLAGS.iter().enumerate() {
-        if mask & (1 << bit) != 0 {
-            cols.push(*c);
-            names.push(format!("[{c}]={name}"));
-        } else {
-            cols.push(if bit == 0 { 'G' } else { ' ' });
+    let mut flags = Vec::new();
+    for bit in 0..64u32 {
+        let known = TAINT_FLAGS.get(bit as usize);
+        let set = mask & (1 << bit) != 0;
+        if let Some((c, _)) = known {
+            cols.push(match (set, bit) {
+                (true, _) => *c,
+                (false, 0) => 'G',
+                (false, _) => ' ',
+            });
+        }
+        if set {
+            flags.push(TaintFlag {
+                bit,
+                letter: known.map(|(c, _)| *c),
+                name: known.map_or_else(|| format!("bit {bit}"), |(_, n)| n.to_string()),
+            });
         }
     }
-    for bit in TAINT_FLAGS.len()..64 {
-        if mask & (1 << bit) != 0 {
-            names.push(format!("bit {bit}"));
-        }
+    let columns = if mask == 0 {
+        "Not tainted".to_string()
+    } else {
+        format!("Tainted: {}", cols.trim_end())
+    };
+    Taint {
+        mask,
+        columns,
+        flags,
     }
-    format!("Tainted: {} ({})", cols.trim_end(), names.join(", "))
+}
+
+/// The taint mask as the kernel prints it in an oops header (`Not tainted`, or
+/// `Tainted: G        W   O`), followed by the verbose names (`[W]=WARN, [O]=OOT_MODULE`):
+/// [`Taint::text`] of [`decode_taint`].
+pub fn taint_string(mask: u64) -> String {
+    decode_taint(mask).text()
 }
 
 /// The config options in one line: `PREEMPT_RT=n KASAN=n MEMCG=y ...` (in
@@ -288,6 +375,21 @@ mod tests {
         assert_eq!(c.source, "/proc/config.gz");
         assert_eq!(c.options["CONFIG_PREEMPT_RT"], "y");
         assert!(read(&dir.join("nothing"), "x").missing().len() == 3);
+        assert!(id.modules.is_empty());
+        // A loaded module has notes; a built-in one has none and is left out.
+        let notes = dir.join("sys/module/null_blk/notes");
+        std::fs::create_dir_all(&notes).unwrap();
+        std::fs::create_dir_all(dir.join("sys/module/printk/parameters")).unwrap();
+        std::fs::write(
+            notes.join(".note.gnu.build-id"),
+            note(b"GNU\0", 3, &[0xcd; 20]),
+        )
+        .unwrap();
+        let id = read(&dir, "7.2.13+deb14-rt-amd64");
+        assert_eq!(
+            id.modules.into_iter().collect::<Vec<_>>(),
+            [("null_blk".to_string(), "cd".repeat(20))]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,8 +1,8 @@
-//! The email report: a `Subject:` line (`[BUG] mm/percpu: <headline> on <release>`), a
-//! blank line, and the text report folded to [`EMAIL_WIDTH`] columns, plain ASCII, ready
-//! for `git send-email` or mutt. Tag lines (`Fixes:`, `Signature:`) are never folded, as
+//! The email report: a `Subject:` line (`[BUG] mm/percpu: <headline> on <release>`, at
+//! most [`SUBJECT_WIDTH`] columns), a blank line, and the text report folded to
+//! [`EMAIL_WIDTH`] columns, plain ASCII, ready for `git send-email` or mutt. Tag lines (`Fixes:`, `Signature:`) are never folded, as
 //! in a kernel commit message.
-use crate::engine::Finding;
+use crate::engine::{Finding, FindingKind};
 
 use super::{
     context::{ReportContext, StackTable},
@@ -21,26 +21,55 @@ pub(super) fn render(ctx: &ReportContext, findings: &[&Finding], stacks: &StackT
     d::ascii(&s)
 }
 
-/// `[BUG] mm/percpu: <headline of the most severe finding> on <release>`.
+/// Widest subject (after `Subject: `), as git and the kernel's mailing lists expect.
+pub const SUBJECT_WIDTH: usize = 72;
+
+/// `[BUG] mm/percpu: <headline of the most severe finding> on <release>`, within
+/// [`SUBJECT_WIDTH`]: the headline is shortened (a shorter form, then `(+N more)` is
+/// dropped, then "possible"); the release is never cut, so only a release too long for the
+/// shortest form leaves a longer subject.
 pub fn subject(ctx: &ReportContext, findings: &[&Finding]) -> String {
     let rel = ctx
         .run
         .kernel_release
         .as_deref()
         .unwrap_or("unknown kernel");
-    match findings.first() {
-        Some(f) => {
-            let more = match findings.len() {
-                1 => String::new(),
-                n => format!(" (+{} more)", n - 1),
-            };
-            format!(
-                "[BUG] mm/percpu: {} on {rel}{more}",
-                d::headline(&ctx.run.gfp_layout, f)
-            )
-        }
-        None => format!("percpu-trace: no finding on {rel}"),
-    }
+    let Some(f) = findings.first() else {
+        return format!("percpu-trace: no finding on {rel}");
+    };
+    let more = match findings.len() {
+        1 => String::new(),
+        n => format!(" (+{} more)", n - 1),
+    };
+    let [full, medium, short] = headline_forms(ctx, f);
+    let line = |h: &str, more: &str| format!("[BUG] mm/percpu: {h} on {rel}{more}");
+    // "possible" stays before "(+N more)" does: dropping the count hides nothing false,
+    // dropping the qualifier would claim more than was seen.
+    let candidates = [
+        line(&full, &more),
+        line(&medium, &more),
+        line(&full, ""),
+        line(&medium, ""),
+        line(&short, &more),
+    ];
+    // A release too long for even the shortest form keeps it: the release is never cut.
+    candidates
+        .into_iter()
+        .find(|s| s.len() <= SUBJECT_WIDTH)
+        .unwrap_or_else(|| line(&short, ""))
+}
+
+/// The finding's headline, a shorter form that keeps "possible", the constraint and what
+/// broke it, and a shortest one without "possible".
+fn headline_forms(ctx: &ReportContext, f: &Finding) -> [String; 3] {
+    let w = d::constraint_word(&ctx.run.gfp_layout, f);
+    let medium = match f.kind {
+        FindingKind::Recursion => format!("possible {w} reclaim recursion"),
+        FindingKind::Window => format!("possible {w} recursion window"),
+        FindingKind::CrossTask => format!("possible {w} reclaim deadlock"),
+    };
+    let short = medium.trim_start_matches("possible ").to_string();
+    [d::headline(&ctx.run.gfp_layout, f), medium, short]
 }
 
 /// Whether a line is a tag that must stay whole.

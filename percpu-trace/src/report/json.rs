@@ -1,6 +1,10 @@
-//! The JSON report, `percpu-trace-report/v1`. The schema is
-//! `percpu-trace/schema/report-v1.schema.json`; change both together, and bump the version
-//! for anything but added optional fields.
+//! The JSON report, `percpu-trace-report/v2`. The schema is
+//! `percpu-trace/schema/report-v2.schema.json`; change both together, and bump the version
+//! for anything but added optional fields (v2: the build's identity, each finding's tags
+//! and reproducer, and frames' source lines became required).
+//!
+//! What the text, email and markdown reports also say (identity, tags, reproducer) is the
+//! same value ([`super::bugmail`]) serialized, never derived a second time here.
 //!
 //! Raw kernel numbers are kept next to their decoded names (`value` and `names`) so a
 //! consumer can re-decode; 64-bit addresses and signatures are hex strings because JSON
@@ -12,7 +16,7 @@ use serde::Serialize;
 
 use crate::{
     engine::{Doubt, Finding, FindingKind, Severity, TaskInfo, TaskRole, Trigger, WaiterReason},
-    event::Frame,
+    event::{Frame, InlinedFrame},
     kernel::{
         decode::{self, GfpLayout},
         plan::mode_limits,
@@ -22,16 +26,17 @@ use crate::{
 };
 
 use super::{
+    bugmail::{self, Identity, Reproducer, Tags},
     context::{ReportContext, Source, StackTable},
     wording as d,
 };
 
 /// Value of the JSON report's `schema` field.
-pub const JSON_SCHEMA_ID: &str = "percpu-trace-report/v1";
+pub const JSON_SCHEMA_ID: &str = "percpu-trace-report/v2";
 
 /// The JSON Schema the JSON report follows (also in the repository as
-/// `percpu-trace/schema/report-v1.schema.json`).
-pub const JSON_SCHEMA: &str = include_str!("../../schema/report-v1.schema.json");
+/// `percpu-trace/schema/report-v2.schema.json`).
+pub const JSON_SCHEMA: &str = include_str!("../../schema/report-v2.schema.json");
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -60,6 +65,11 @@ struct Kernel<'a> {
     fix_detail: Option<&'a str>,
     fix: JFix,
     gfp_layout_source: &'a str,
+    /// Build id, taint, config, module build ids; null facts say why in `unknown`.
+    identity: Identity,
+    /// Where the frames' source lines came from, or how to get them (null: not looked
+    /// for, e.g. a live run).
+    source_lines: Option<&'a str>,
 }
 
 /// The reconciled fix verdict (`kernel.fix`).
@@ -174,6 +184,11 @@ struct JFrame<'a> {
     len: Option<u64>,
     module: Option<&'a str>,
     text: String,
+    /// Source file (DWARF, build directory stripped); null without debug info.
+    file: Option<&'a str>,
+    line: Option<u32>,
+    /// Calls inlined at the address, outermost first.
+    inlined: &'a [InlinedFrame],
 }
 
 #[derive(Serialize)]
@@ -211,6 +226,16 @@ struct JFinding<'a> {
     evidence: Vec<String>,
     scenario: Vec<[String; 2]>,
     stacks: Vec<JStack<'a>>,
+    tags: JTags,
+    reproducer: Reproducer,
+}
+
+/// A finding's tags, and the lines the text report prints for them.
+#[derive(Serialize)]
+struct JTags {
+    #[serde(flatten)]
+    tags: Tags,
+    lines: Vec<String>,
 }
 
 pub(super) fn render(ctx: &ReportContext, findings: &[&Finding], stacks: &StackTable) -> String {
@@ -270,6 +295,8 @@ fn report<'a>(
                 }
             },
             gfp_layout_source: &ctx.run.gfp_layout.source,
+            identity: bugmail::identity(ctx),
+            source_lines: ctx.source_lines.as_deref(),
         },
         observation: Observation {
             source: match &ctx.source {
@@ -331,6 +358,9 @@ fn frame(f: &Frame) -> JFrame<'_> {
         len: f.len,
         module: f.module.as_deref(),
         text: d::frame_line(f),
+        file: f.file.as_deref(),
+        line: f.line,
+        inlined: &f.inlined,
     }
 }
 
@@ -390,5 +420,13 @@ fn finding<'a>(
                 frames: s.frames.map(|fr| fr.iter().map(frame).collect()),
             })
             .collect(),
+        tags: {
+            let tags = bugmail::tags(ctx, f);
+            JTags {
+                lines: tags.lines(),
+                tags,
+            }
+        },
+        reproducer: bugmail::reproducer(ctx, f, table),
     }
 }

@@ -223,10 +223,10 @@ fn finding(s: &mut String, ctx: &ReportContext, f: &Finding, n: usize, table: &S
 
     s.push_str("How to reproduce:\n\n");
     let r = bugmail::reproducer(ctx, f, table);
-    let _ = writeln!(s, "{}\n\n{}\n", esc(&r.trigger), esc(&r.note));
+    let _ = writeln!(s, "{}\n\n{}\n", esc(&r.trigger_line()), esc(&r.note));
     let _ = writeln!(s, "```sh\n{}\n```", r.command);
     s.push_str("\n```text\n");
-    for line in bugmail::tags(ctx, f) {
+    for line in bugmail::tags(ctx, f).lines() {
         let _ = writeln!(s, "{}", d::ascii(&line));
     }
     s.push_str("```\n\n");

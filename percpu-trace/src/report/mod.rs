@@ -1,5 +1,5 @@
 //! Reports for bug filings: text shaped like a lockdep/syzbot splat, JSON with a versioned
-//! schema (`percpu-trace/schema/report-v1.schema.json`), and markdown for issue trackers.
+//! schema (`percpu-trace/schema/report-v2.schema.json`), and markdown for issue trackers.
 //!
 //! Renderers are pure functions of a [`ReportContext`] (what was traced and how), the
 //! findings and the stack table; the same call serves `percpu-trace report`, the TUI's
@@ -47,7 +47,7 @@ pub use text::TEXT_WIDTH;
 pub enum Format {
     /// Plain ASCII shaped like a lockdep/syzbot splat, for email and bugzilla.
     Text,
-    /// Versioned JSON (`percpu-trace-report/v1`).
+    /// Versioned JSON (`percpu-trace-report/v2`).
     Json,
     /// Markdown for issue trackers.
     Markdown,
@@ -184,8 +184,8 @@ pub struct ReportOptions {
     /// `--debug-vmlinux`: the debug vmlinux to take source lines from (refused, as an
     /// error, when its build id is not the recorded kernel's).
     pub debug_vmlinux: Option<std::path::PathBuf>,
-    /// Where the automatic lookup of a debug vmlinux starts (`None`: `/`); tests point it
-    /// at a directory of their own.
+    /// `--debug-root`: where the automatic lookup of debug files (vmlinux and modules)
+    /// starts (`None`: `/`); tests point it at a directory of their own.
     pub debug_root: Option<std::path::PathBuf>,
 }
 
@@ -233,8 +233,10 @@ pub fn report_with_count(
     ))
 }
 
-/// Finds the debug vmlinux of the recorded build and adds source lines to `stacks`;
-/// returns the report's one line about it. An explicit file of another build is an error.
+/// Finds the debug vmlinux of the recorded build and each module's debug file, and adds
+/// source lines to `stacks`; returns the report's one line about them. An explicit
+/// vmlinux of another build is an error; an automatic candidate of another build is
+/// skipped and said.
 fn add_source_lines(
     run: &crate::run::RunInfo,
     stacks: &mut StackTable,
@@ -246,25 +248,40 @@ fn add_source_lines(
     let root = opts.debug_root.as_deref().unwrap_or(Path::new("/"));
     let (found, refused) = debuginfo::find(opts.debug_vmlinux.as_deref(), root, release, build_id)
         .map_err(|e| anyhow!("--debug-vmlinux {e:#}"))?;
-    let Some(file) = found else {
-        let mut line = debuginfo::how_to_get(release, build_id);
-        for r in refused {
-            line.push_str("; ");
-            line.push_str(&r);
+    let mut line = match found {
+        None => {
+            let mut line = debuginfo::how_to_get(release, build_id);
+            for r in refused {
+                line.push_str("; ");
+                line.push_str(&r);
+            }
+            line
         }
-        return Ok(line);
+        Some(file) => {
+            let (located, total) = debuginfo::annotate(stacks, &file.path)
+                .map_err(|e| anyhow!("{}: {e:#}", file.path.display()))?;
+            let check = if file.verified {
+                "build id matches"
+            } else {
+                "NOT checked: the recording has no build id"
+            };
+            format!(
+                "{located} of {total} kernel frame(s) from {} ({check})",
+                file.path.display()
+            )
+        }
     };
-    let (located, total) = debuginfo::annotate(stacks, &file.path)
-        .map_err(|e| anyhow!("{}: {e:#}", file.path.display()))?;
-    let check = if file.verified {
-        "build id matches"
-    } else {
-        "NOT checked: the recording has no build id"
-    };
-    Ok(format!(
-        "{located} of {total} kernel frame(s) from {} ({check}); module frames have none",
-        file.path.display()
-    ))
+    let modules = run
+        .identity
+        .as_ref()
+        .map(|i| i.modules.clone())
+        .unwrap_or_default();
+    let notes = crate::module_debug::annotate(stacks, root, release, &modules);
+    if !notes.is_empty() {
+        line.push_str("; modules: ");
+        line.push_str(&notes.join("; "));
+    }
+    Ok(line)
 }
 
 /// Zeroes every frame address in a stack table (see [`report_from_recording_with`]).

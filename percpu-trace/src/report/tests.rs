@@ -329,7 +329,7 @@ fn json_validates_against_the_schema_file() {
     let schema_file: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/schema/report-v1.schema.json"
+            "/schema/report-v2.schema.json"
         ))
         .unwrap(),
     )
@@ -357,7 +357,7 @@ fn json_validates_against_the_schema_file() {
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{errors:#?}");
-        assert_eq!(v["schema"], "percpu-trace-report/v1");
+        assert_eq!(v["schema"], "percpu-trace-report/v2");
     }
     // What the VM harness asserts on.
     let v: serde_json::Value = serde_json::from_str(&cases[0]).unwrap();
@@ -374,7 +374,7 @@ fn json_validates_against_the_schema_file() {
     bad["findings"][0]["kind"] = "deadlock".into();
     assert!(!validator.is_valid(&bad));
     let mut bad = v;
-    bad["schema"] = "percpu-trace-report/v2".into();
+    bad["schema"] = "percpu-trace-report/v1".into();
     assert!(!validator.is_valid(&bad));
 }
 

@@ -299,11 +299,11 @@ fn splat(
 
     s.push_str("\nhow to reproduce:\n");
     let r = bugmail::reproducer(ctx, f, table);
-    s.push_str(&d::wrap(&r.trigger, width(), " "));
+    s.push_str(&d::wrap(&r.trigger_line(), width(), " "));
     s.push_str(&d::wrap(&r.note, width(), " "));
     let _ = writeln!(s, "   {}", r.command);
     s.push('\n');
-    for line in bugmail::tags(ctx, f) {
+    for line in bugmail::tags(ctx, f).lines() {
         let _ = writeln!(s, "{line}");
     }
 }
