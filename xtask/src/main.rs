@@ -10,6 +10,7 @@ mod import_graph;
 mod kernel_table;
 mod offline;
 mod setup;
+mod symbolize_module;
 mod symbolize_test;
 mod test;
 mod vm;

@@ -358,6 +358,21 @@ mod tests {
         assert!(config_line(&c).starts_with("PREEMPT_RT=n KASAN=n MEMCG=y "));
     }
 
+    /// Module build ids ride in the header's identity; an identity written before them
+    /// (no `modules` key) still reads, with none.
+    #[test]
+    fn module_build_ids_are_backward_compatible() {
+        let old: KernelIdentity = serde_json::from_str(r#"{"build_id":"ab","taint":0}"#).unwrap();
+        assert!(old.modules.is_empty());
+        assert!(!serde_json::to_string(&old).unwrap().contains("modules"));
+        let new = KernelIdentity {
+            modules: [("ext4".to_string(), "cd".repeat(20))].into(),
+            ..old
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert_eq!(serde_json::from_str::<KernelIdentity>(&text).unwrap(), new);
+    }
+
     #[test]
     fn reads_a_host_tree() {
         let dir = std::env::temp_dir().join(format!("pt-identity-{}", std::process::id()));
