@@ -48,8 +48,8 @@ enum Command {
     Test(test::TestArgs),
     /// Real-kernel tests under qemu.
     VmTest(vm::VmTestArgs),
-    /// `report` on a real 7.2.13 recording against Debian's real -dbg vmlinux, checked
-    /// with addr2line (downloads 1.2 GB once; not part of `test`).
+    /// `report` on real 7.2.13 recordings against Debian's real -dbg vmlinux and ext4.ko,
+    /// checked with addr2line (downloads 1.2 GB once; not part of `test`).
     SymbolizeTest,
     /// Overhead benchmarks against bpftrace; writes BENCHMARKS.md (root, several minutes).
     Bench(bench::BenchArgs),
@@ -73,7 +73,9 @@ fn main() -> ExitCode {
         Command::Test(a) => test::run(&a),
         Command::VmTest(a) => setup::ensure().and_then(|_| vm::vm_test(a)),
         Command::Bench(a) => bench::run(&a),
-        Command::SymbolizeTest => setup::ensure().and_then(|_| symbolize_test::run()),
+        Command::SymbolizeTest => setup::ensure()
+            .and_then(|_| symbolize_test::run())
+            .and_then(|_| symbolize_module::run()),
         Command::OfflineCheck => setup::ensure().and_then(|_| offline::offline_check()),
         Command::KernelTable(a) => setup::ensure().and_then(|_| kernel_table::run(&a)),
     };

@@ -7,8 +7,9 @@
 //! function and offset, not from which event took the stack). Only `ext4.ko` is extracted
 //! from the package (into target/vm-cache/dbg, next to the vmlinux). It checks, and fails
 //! loudly when it cannot:
-//! - the `-dbg` `ext4.ko` is the shipped module's build (same build id as the image
-//!   package's `ext4.ko.xz`: the fixture predates recorded module build ids);
+//! - the `-dbg` `ext4.ko` is the shipped module's build (same build id as the
+//!   `ext4.ko.xz` of `linux-modules-<release>`: the fixture predates recorded module build
+//!   ids);
 //! - every `ext4` frame of the report's JSON has the file, line and inlined calls that
 //!   `addr2line -f -i` prints for that function's symbol value plus the frame's offset;
 //! - without the debug file, the report says so in one line (`ext4: no debug file ...`);
@@ -33,8 +34,14 @@ const FIXTURE: &str =
 const MODULE: &str = "ext4";
 const MODULE_PATH: &str = "kernel/fs/ext4/ext4.ko";
 
-/// Runs the module check with the built tool; `cache` is target/vm-cache.
-pub fn run(tool: &Path, cache: &Path, work: &Path) -> Result<()> {
+/// Runs the module check (after [`crate::symbolize_test::run`], which fetched the
+/// vmlinux and built the tool).
+pub fn run() -> Result<()> {
+    let root = crate::vm::root();
+    let cache = &root.join("target/vm-cache");
+    let work = &root.join("target/symbolize-test");
+    fs::create_dir_all(work)?;
+    let tool = &crate::vm::build_tool()?;
     let text = zcat(FIXTURE)?;
     let header: Value = serde_json::from_str(text.lines().next().context("empty fixture")?)?;
     let release = header["kernel_release"]
@@ -125,6 +132,7 @@ pub fn run(tool: &Path, cache: &Path, work: &Path) -> Result<()> {
         }
         println!("recorded {MODULE} build id {id}: {note}");
     }
+    println!("symbolize-test: modules ok");
     Ok(())
 }
 
@@ -282,33 +290,18 @@ fn compare(ko: &Path, addr: u64, func: &str, off: u64, f: &Value) -> Result<()> 
     Ok(())
 }
 
-/// The module as the image package ships it (xz-compressed, signed), decompressed into
-/// `work`: from vm-test's unpacked kernel when there, else from the package.
+/// The module as Debian ships it (xz-compressed, signed), decompressed into `work`: from
+/// vm-test's unpacked kernel when there, else from `linux-modules-<release>`.
 fn shipped_module(cache: &Path, release: &str, work: &Path) -> Result<PathBuf> {
-    let pkg = format!("linux-binary-{release}");
     let rel = format!("usr/lib/modules/{release}/{MODULE_PATH}.xz");
-    let mut xz = cache.join("kernels").join(&pkg).join(&rel);
+    let unpacked = format!("linux-binary-{release}");
+    let mut xz = cache.join("kernels").join(unpacked).join(&rel);
     if !xz.exists() {
+        let pkg = format!("linux-modules-{release}");
         let deb = kernels::download(&pkg, &cache.join("debs"))?;
         let dir = work.join("shipped");
         fs::create_dir_all(&dir)?;
-        let mut tarfile = Command::new("dpkg-deb")
-            .arg("--fsys-tarfile")
-            .arg(&deb)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .context("running dpkg-deb")?;
-        let stdout = tarfile.stdout.take().context("dpkg-deb stdout")?;
-        kernels::run(
-            Command::new("tar")
-                .arg("-x")
-                .arg("-C")
-                .arg(&dir)
-                .arg(format!("./{rel}"))
-                .stdin(stdout),
-            "dpkg-deb --fsys-tarfile | tar -x",
-        )?;
-        ensure!(tarfile.wait()?.success(), "dpkg-deb --fsys-tarfile failed");
+        super::symbolize_test::extract(&deb, &dir, &[&format!("./{rel}")])?;
         xz = dir.join(&rel);
     }
     let out = Command::new("xz")
@@ -333,23 +326,7 @@ fn dbg_module(cache: &Path, release: &str) -> Result<PathBuf> {
     }
     let deb = kernels::download(&format!("linux-image-{release}-dbg"), &dir)?;
     println!("extracting {rel} from {}", deb.display());
-    let mut tarfile = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(&deb)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("running dpkg-deb")?;
-    let stdout = tarfile.stdout.take().context("dpkg-deb stdout")?;
-    kernels::run(
-        Command::new("tar")
-            .arg("-x")
-            .arg("-C")
-            .arg(&dir)
-            .arg(format!("./{rel}"))
-            .stdin(stdout),
-        "dpkg-deb --fsys-tarfile | tar -x",
-    )?;
-    ensure!(tarfile.wait()?.success(), "dpkg-deb --fsys-tarfile failed");
+    super::symbolize_test::extract(&deb, &dir, &[&format!("./{rel}")])?;
     ensure!(ko.exists(), "{} not in {}", ko.display(), deb.display());
     Ok(ko)
 }
