@@ -379,3 +379,37 @@ fn an_old_recording_reports_in_json() {
         .unwrap()
         .starts_with("percpu-trace/"));
 }
+
+/// A header with the identity (module build ids included) reports it in JSON as recorded.
+#[test]
+fn a_recorded_identity_reaches_the_json_report() {
+    let dir = std::env::temp_dir().join(format!("pt-idjson-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(fixture("legacy-header-7.2-gfp-noio-writer.jsonl")).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    let mut h: serde_json::Value = serde_json::from_str(first).unwrap();
+    h["identity"] = serde_json::json!({
+        "build_id": "ab".repeat(20),
+        "taint": 4096,
+        "modules": { "null_blk": "cd".repeat(20) },
+    });
+    let rec = dir.join("rec.jsonl");
+    std::fs::write(&rec, format!("{h}\n{rest}")).unwrap();
+    let opts = ReportOptions {
+        debug_root: Some(dir.join("none")),
+        ..ReportOptions::default()
+    };
+    let out = report_from_recording_opts(&rec, Format::Json, &opts).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = &v["kernel"]["identity"];
+    assert_eq!(id["recorded"], true);
+    assert_eq!(id["build_id"], "ab".repeat(20));
+    assert_eq!(id["taint"]["columns"], "Tainted: G           O");
+    assert_eq!(id["modules"]["null_blk"], "cd".repeat(20));
+    assert!(id["config"].is_null());
+    assert!(id["unknown"]["config"]
+        .as_str()
+        .unwrap()
+        .starts_with("not readable on the traced host"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
