@@ -68,6 +68,11 @@ pub trait AddressMap {
     fn vaddr(&self, off: usize) -> Option<u64>;
     /// The address `_text` has in this image (its first loaded byte).
     fn text_start(&self) -> u64;
+    /// The value a relocation stores at byte `off` when the kernel relocates itself (a raw
+    /// arm64 Image leaves such places 0 and lists them in its RELA table).
+    fn relocated(&self, _off: usize) -> Option<u64> {
+        None
+    }
 }
 
 fn u32_at(d: &[u8], o: usize) -> Option<u32> {
@@ -102,60 +107,85 @@ impl Tokens {
 
 /// Finds the token table by the digits '0'..'9', which every kernel's symbols use and so keep
 /// as one-character tokens 0x30..0x39 in a row, and checks it against the token index that
-/// follows it.
+/// follows it. Tokens 0x01..0x2f are walked back over (each non-empty, NUL-terminated);
+/// where token 0x00 starts is read from the index itself, because the table before it may
+/// end right there without a NUL (arm64 6.1: a `kallsyms_seqs_of_names` table ending on
+/// the 8-byte boundary the token table is aligned to).
 fn find_tokens(d: &[u8]) -> Option<Tokens> {
     let digits: Vec<u8> = (b'0'..=b'9').flat_map(|c| [c, 0]).collect();
     let finder = memchr_find(&digits);
     let mut from = 0;
     while let Some(hit) = finder(&d[from..]).map(|i| from + i) {
         from = hit + 1;
-        // Walk back over tokens 0x2f..0x00 (each non-empty, NUL-terminated).
-        let mut s = hit;
-        let mut ok = true;
-        for _ in 0..0x30 {
-            if s < 2 || d[s - 1] != 0 {
-                ok = false;
-                break;
-            }
-            let mut j = s - 2;
-            while j > 0 && d[j] != 0 {
-                j -= 1;
-            }
-            if d[j] != 0 {
-                ok = false;
-                break;
-            }
-            s = j + 1;
-            if hit - s > 0x30 * 64 {
-                ok = false;
-                break;
-            }
+        if let Some(t) = tokens_at(d, hit) {
+            return Some(t);
         }
-        if !ok {
+    }
+    None
+}
+
+/// The token table whose token 0x30 is at `hit`, if its index agrees.
+fn tokens_at(d: &[u8], hit: usize) -> Option<Tokens> {
+    // Start of token 0x01.
+    let mut s = hit;
+    for _ in 0..0x2f {
+        if s < 2 || d[s - 1] != 0 {
+            return None;
+        }
+        let mut j = s - 2;
+        while j > 0 && d[j] != 0 {
+            j -= 1;
+        }
+        if d[j] != 0 {
+            return None;
+        }
+        s = j + 1;
+        if hit - s > 0x30 * 64 {
+            return None;
+        }
+    }
+    let tok1 = s;
+    if tok1 < 2 || d[tok1 - 1] != 0 {
+        return None;
+    }
+    // Offsets of tokens 0x01..0xff from token 0x01.
+    let mut rel = Vec::with_capacity(255);
+    let mut p = tok1;
+    for _ in 1..256 {
+        rel.push(p - tok1);
+        let n = d.get(p..)?.iter().position(|&b| b == 0)?;
+        p += n + 1;
+    }
+    for align in [2usize, 4, 8] {
+        let idx = p.div_ceil(align) * align;
+        let at = |i: usize| -> Option<usize> {
+            let o = idx + 2 * i;
+            Some(u16::from_le_bytes(d.get(o..o + 2)?.try_into().ok()?) as usize)
+        };
+        // index[1] is the length of token 0 plus its NUL.
+        let (Some(0), Some(len0)) = (at(0), at(1)) else {
+            continue;
+        };
+        if len0 < 2 || len0 > 64 || len0 > tok1 {
             continue;
         }
-        let mut offsets = Vec::with_capacity(256);
-        let mut p = s;
-        for _ in 0..256 {
-            offsets.push(u16::try_from(p - s).ok()?);
-            let n = d.get(p..)?.iter().position(|&b| b == 0)?;
-            p += n + 1;
+        let table = tok1 - len0;
+        if d[table..tok1 - 1].contains(&0) {
+            continue;
         }
-        for align in [2usize, 4, 8] {
-            let idx = p.div_ceil(align) * align;
-            let table: Option<Vec<u16>> = (0..256)
-                .map(|i| {
-                    let o = idx + 2 * i;
-                    Some(u16::from_le_bytes(d.get(o..o + 2)?.try_into().ok()?))
-                })
-                .collect();
-            if table.as_deref() == Some(&offsets[..]) {
-                return Some(Tokens {
-                    table: s,
-                    offsets,
-                    index_end: idx + 512,
-                });
-            }
+        let agree = rel
+            .iter()
+            .enumerate()
+            .all(|(i, &r)| at(i + 1) == Some(r + len0));
+        if agree {
+            let offsets = std::iter::once(Some(0))
+                .chain(rel.iter().map(|&r| u16::try_from(r + len0).ok()))
+                .collect::<Option<Vec<u16>>>()?;
+            return Some(Tokens {
+                table,
+                offsets,
+                index_end: idx + 512,
+            });
         }
     }
     None
@@ -321,6 +351,30 @@ fn addresses(
     Some(out)
 }
 
+/// Whether the addresses read from the offsets at `at` sit where the image puts the code:
+/// `_text` (when listed) at the image start, and `_stext` from there up to the offsets table
+/// itself (code comes before read-only data in every kernel's link order). Offsets read in
+/// the wrong mode fail this: place-relative reading of base-relative offsets puts `_stext`
+/// inside the table, base-relative reading of place-relative ones far from the image.
+fn anchored(
+    addrs: &[u64],
+    text: Option<usize>,
+    stext: Option<usize>,
+    at: usize,
+    map: &dyn AddressMap,
+) -> bool {
+    if let Some(t) = text {
+        if addrs[t] != map.text_start() {
+            return false;
+        }
+    }
+    match (stext, map.vaddr(at)) {
+        (Some(s), Some(table)) => (map.text_start()..table).contains(&addrs[s]),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
 /// Decodes the kallsyms tables found in `d`. Err says which table was not found.
 pub fn decode(d: &[u8], map: &dyn AddressMap) -> Result<Kallsyms, String> {
     let tokens =
@@ -337,6 +391,12 @@ pub fn decode(d: &[u8], map: &dyn AddressMap) -> Result<Kallsyms, String> {
         };
     let names = names(d, &tokens, names_start, n).ok_or("kallsyms names do not decode")?;
     let text = names.iter().position(|(_, nm)| nm == "_text");
+    let stext = names.iter().position(|(_, nm)| nm == "_stext");
+    if text.is_none() && stext.is_none() {
+        return Err(format!(
+            "kallsyms: {n} names decoded but neither _text nor _stext among them: no anchor to check addresses against"
+        ));
+    }
     // Candidates: (offsets at, relative_base at) in the two layouts, at each alignment.
     let after = tokens.index_end;
     let before = |pad: usize| num_at.checked_sub(8 + 4 * n + pad);
@@ -359,19 +419,24 @@ pub fn decode(d: &[u8], map: &dyn AddressMap) -> Result<Kallsyms, String> {
         for &(at, base_at) in &cands {
             let base = match mode {
                 AddrMode::PlaceRelative => 0,
-                _ => match base_at.and_then(|b| u64_at(d, b)) {
-                    // Not relocated in place (a raw arm64 Image): the base is _text.
-                    Some(0) | None => map.text_start(),
-                    Some(b) => b,
+                _ => match base_at.map(|b| (b, u64_at(d, b))) {
+                    Some((_, Some(b))) if b != 0 => b,
+                    // Not relocated in place (a raw arm64 Image): the value its relocation
+                    // stores there, or else _text, which the check below then requires to
+                    // be in the table at offset 0.
+                    Some((b, _)) => match map.relocated(b) {
+                        Some(v) => v,
+                        None if text.is_some() => map.text_start(),
+                        None => continue,
+                    },
+                    None => continue,
                 },
             };
             let Some(addrs) = addresses(d, at, n, mode, base, map) else {
                 continue;
             };
-            if let Some(t) = text {
-                if addrs[t] != map.text_start() {
-                    continue;
-                }
+            if !anchored(&addrs, text, stext, at, map) {
+                continue;
             }
             let symbols = addrs
                 .into_iter()

@@ -6,9 +6,17 @@ use object::{Object, ObjectSection, ObjectSegment};
 
 use super::kallsyms::AddressMap;
 
-/// arm64 `KIMAGE_VADDR` with 48-bit VA (6.6 and later): where a raw Image is linked. A raw
-/// Image holds no ELF header to say so; only the printed addresses depend on it.
+/// arm64 `KIMAGE_VADDR` with 48-bit VA (6.6 and later): where a raw Image is taken to be
+/// linked when it has no RELA table to say otherwise (a kernel packing its relocations as
+/// RELR, as 7.x does). Only the printed addresses depend on it.
 pub const ARM64_KIMAGE_VADDR: u64 = 0xffff_8000_8000_0000;
+
+/// arm64 `KIMAGE_VADDR` is `MODULES_END`, a multiple of the 128 MiB (before 6.6) or 2 GiB
+/// module region above the 128 MiB-aligned start of the kernel's VA range.
+const ARM64_KIMAGE_ALIGN: u64 = 128 << 20;
+
+/// `R_AARCH64_RELATIVE`: the relocations a relocatable arm64 kernel applies to itself.
+const R_AARCH64_RELATIVE: u64 = 1027;
 
 /// One loaded range: link-time address, file offset, length.
 #[derive(Clone, Copy, Debug)]
@@ -23,14 +31,17 @@ pub struct Image {
     data: Vec<u8>,
     /// `uname -m` of the kernel.
     pub arch: String,
-    /// "ELF vmlinux" or "raw arm64 Image".
-    pub format: &'static str,
+    /// "ELF vmlinux" or "raw arm64 Image", and for a raw Image where its link address
+    /// came from.
+    pub format: String,
     segments: Vec<Segment>,
     /// Byte range searched for kallsyms (.rodata, or the whole raw image).
     rodata: (usize, usize),
     /// Byte range of the BTF.
     btf: Option<(usize, usize)>,
     text_start: u64,
+    /// A raw arm64 Image's RELA table (file offset, entries), sorted by place.
+    rela: Option<(usize, usize)>,
 }
 
 impl Image {
@@ -98,11 +109,12 @@ impl Image {
             .ok_or("ELF without .text")?;
         Ok(Image {
             arch: arch.into(),
-            format: "ELF vmlinux",
+            format: "ELF vmlinux".into(),
             segments,
             rodata,
             btf,
             text_start,
+            rela: None,
             data,
         })
     }
@@ -110,17 +122,47 @@ impl Image {
     fn raw_arm64(data: Vec<u8>) -> Image {
         let len = data.len();
         let btf = find_raw_btf(&data);
+        // Byte 0 of the Image is `_text` = KIMAGE_VADDR + text_offset (header word 1; 0 since
+        // 5.8). KIMAGE_VADDR is in no header: the RELA table's places are link-time
+        // addresses inside the image, so it is the aligned address below the lowest one.
+        let text_offset = u64_at(&data, 8).unwrap_or(0);
+        let image_size = u64_at(&data, 16).filter(|&n| n as usize >= len);
+        let rela = find_rela(&data);
+        let places = rela.map(|(at, n)| {
+            let lo = u64_at(&data, at).unwrap_or(0);
+            let hi = u64_at(&data, at + 24 * (n - 1)).unwrap_or(0);
+            (lo, hi)
+        });
+        let from_rela = places.and_then(|(lo, hi)| {
+            let text = (lo & !(ARM64_KIMAGE_ALIGN - 1)).checked_add(text_offset)?;
+            let end = text.checked_add(image_size.unwrap_or(len as u64))?;
+            (lo >= text && hi < end).then_some(text)
+        });
+        let (text_start, format) = match from_rela {
+            Some(t) => (
+                t,
+                format!("raw arm64 Image linked at {t:#x} (from its RELA relocations)"),
+            ),
+            None => (
+                ARM64_KIMAGE_VADDR + text_offset,
+                format!(
+                    "raw arm64 Image, link address {:#x} assumed (no RELA table)",
+                    ARM64_KIMAGE_VADDR + text_offset
+                ),
+            ),
+        };
         Image {
             arch: "aarch64".into(),
-            format: "raw arm64 Image",
+            format,
             segments: vec![Segment {
-                vaddr: ARM64_KIMAGE_VADDR,
+                vaddr: text_start,
                 off: 0,
                 len,
             }],
             rodata: (0, len),
             btf,
-            text_start: ARM64_KIMAGE_VADDR,
+            text_start,
+            rela: from_rela.and(rela),
             data,
         }
     }
@@ -201,6 +243,60 @@ impl AddressMap for RodataMap<'_> {
     fn text_start(&self) -> u64 {
         self.image.text_start
     }
+
+    fn relocated(&self, off: usize) -> Option<u64> {
+        let (at, n) = self.image.rela?;
+        let place = self.vaddr(off)?;
+        let d = &self.image.data;
+        let entry = |i: usize| u64_at(d, at + 24 * i);
+        // Sorted by place (checked by find_rela): binary search.
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let p = entry(mid)?;
+            if p == place {
+                return u64_at(d, at + 24 * mid + 16);
+            }
+            if p < place {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        None
+    }
+}
+
+fn u64_at(d: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        d.get(o..o.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+/// The longest run of `R_AARCH64_RELATIVE` Elf64_Rela entries (place, info, addend) in a raw
+/// arm64 Image, if it is long (a relocatable kernel has tens of thousands; a stray match a
+/// few) and sorted by place (ld sorts it), so places can be binary-searched.
+fn find_rela(d: &[u8]) -> Option<(usize, usize)> {
+    let info = |o: usize| u64_at(d, o + 8);
+    let mut best = (0, 0);
+    let mut i = 0;
+    while i + 24 <= d.len() {
+        if info(i) != Some(R_AARCH64_RELATIVE) {
+            i += 8;
+            continue;
+        }
+        let start = i;
+        while info(i) == Some(R_AARCH64_RELATIVE) {
+            i += 24;
+        }
+        let n = (i - start) / 24;
+        if n > best.1 {
+            best = (start, n);
+        }
+    }
+    let (at, n) = best;
+    let sorted = (1..n).all(|k| u64_at(d, at + 24 * (k - 1)) < u64_at(d, at + 24 * k));
+    (n >= 1024 && sorted).then_some(best)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
