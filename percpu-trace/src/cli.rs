@@ -86,6 +86,16 @@ pub enum Command {
         /// own kallsyms tables.
         #[arg(long, value_name = "FILE", requires = "kernel_files")]
         system_map: Option<PathBuf>,
+        /// With --kernel: take symbols and function code from this debug vmlinux (an ELF
+        /// with .symtab, e.g. Debian's -dbg package's) instead of the image's kallsyms;
+        /// refused (exit 2) unless it is the same build (build id, else linux_banner).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "kernel_files",
+            conflicts_with = "system_map"
+        )]
+        debug_vmlinux: Option<PathBuf>,
         #[command(flatten)]
         kernel: KernelArgs,
     },
@@ -310,11 +320,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             kernel_files,
             system_map,
+            debug_vmlinux,
             kernel,
             ..
         }) if !kernel_files.is_empty() => {
             let opts = crate::kernel::image::ImageOptions {
                 system_map,
+                debug_vmlinux,
                 btf: kernel.btf.clone(),
             };
             crate::live::check_offline(&kernel_files, &opts, kernel.attach, json)

@@ -71,7 +71,7 @@ pub fn check_offline(
         };
         if json {
             let plan = o.kernel.plan(attach)?;
-            let mut v = kernel::check::render_json(&o.kernel, &plan);
+            let mut v = kernel::check::render_offline_json(&o.kernel, &plan);
             v["image"] = serde_json::json!({
                 "file": o.file,
                 "package": o.package.as_ref().map(|(p, _)| p),
@@ -82,12 +82,7 @@ pub fn check_offline(
         } else {
             crate::outln!("{}", kernel::image::summary_line(&o))?;
             if files.len() == 1 {
-                for s in &o.steps {
-                    crate::outln!("  read: {s}")?;
-                }
-                for p in &o.kernel.fix.patches {
-                    crate::outln!("  {:<13} {:<8} {}", p.id.id(), p.state.id(), p.evidence)?;
-                }
+                crate::out!("{}", kernel::image::detail_text(&o))?;
             }
         }
     }

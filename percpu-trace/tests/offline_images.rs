@@ -148,3 +148,70 @@ fn decoded_symbols_match_dbg_system_map() {
         check(&package(&stem), &truth, "-dbg System.map", absent);
     }
 }
+
+/// Debian's debug vmlinux of 7.2.13 amd64 (`PT_DEBUG_VMLINUX`, set by `cargo xtask
+/// offline-check`, which extracts it from the -dbg package like `symbolize-test`).
+fn debug_vmlinux() -> PathBuf {
+    std::env::var_os("PT_DEBUG_VMLINUX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            manifest().join("../target/vm-cache/dbg/usr/lib/debug/boot/vmlinux-7.2.13+deb14-amd64")
+        })
+}
+
+#[test]
+#[ignore = "needs the Debian packages: cargo xtask offline-check"]
+fn debug_vmlinux_gives_the_same_verdict_and_refuses_another_build() {
+    use percpu_trace::kernel::image::{inspect, ImageOptions};
+    let dbg = debug_vmlinux();
+    assert!(
+        dbg.exists(),
+        "{} missing (run `cargo xtask offline-check`)",
+        dbg.display()
+    );
+    let deb = package("linux-binary-7.2.13+deb14-amd64_");
+    let states = |o: &percpu_trace::kernel::image::Offline| -> Vec<String> {
+        o.kernel
+            .fix
+            .patches
+            .iter()
+            .map(|p| format!("{} {}", p.id.id(), p.state.id()))
+            .collect()
+    };
+    let plain = inspect(&deb, &ImageOptions::default()).unwrap();
+    let opts = ImageOptions {
+        debug_vmlinux: Some(dbg.clone()),
+        ..Default::default()
+    };
+    let with = inspect(&deb, &opts).unwrap();
+    assert_eq!(states(&with), states(&plain));
+    assert_eq!(with.kernel.fix.verdict, plain.kernel.fix.verdict);
+    assert!(
+        with.steps
+            .iter()
+            .any(|s| s.contains("build id f8da1e46") && s.contains("matches the image's")),
+        "{:?}",
+        with.steps
+    );
+    let code: Vec<_> = with
+        .kernel
+        .fix
+        .patches
+        .iter()
+        .filter(|p| p.evidence.contains("code of "))
+        .collect();
+    assert!(!code.is_empty());
+    for p in code {
+        assert!(p.evidence.contains("debug vmlinux text"), "{}", p.evidence);
+    }
+    // Another build (7.3.4's package) is refused in one line.
+    let other = package("linux-binary-7.3.4+deb13-amd64_");
+    let e = inspect(&other, &opts)
+        .err()
+        .expect("7.3.4 with 7.2.13's debug vmlinux");
+    assert!(
+        e.contains("another build: build id") && !e.contains('\n'),
+        "{e}"
+    );
+    println!("debug vmlinux: {:?}; refused: {e}", with.steps);
+}

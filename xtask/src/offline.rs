@@ -5,6 +5,10 @@
 //! - `cargo xtask kernel-table`: the newest package of each series and flavour on both
 //!   architectures plus the oldest reachable 6.1, as the README's markdown table.
 //!
+//! offline-check also runs `tests/offline_images.rs`: decoded symbols against booted kallsyms
+//! and -dbg System.maps, and 7.2.13 read with Debian's -dbg vmlinux (`--debug-vmlinux`):
+//! the same states, code from that file, and 7.3.4's package refused with it.
+//!
 //! Packages are downloaded with apt (signed hashes) into `target/vm-cache/debs`, the same
 //! cache the VM tests use; a package that cannot be had fails the run.
 use std::{
@@ -203,6 +207,9 @@ pub fn offline_check() -> Result<()> {
     for pkg in fixture_packages()? {
         kernels::download(&pkg, &debs)?;
     }
+    // `check --kernel --debug-vmlinux` against Debian's real -dbg vmlinux (the one
+    // symbolize-test uses; a 1.2 GB download the first time).
+    let dbg = crate::symbolize_test::dbg_vmlinux(&root().join("target/vm-cache"), DBG_RELEASE)?;
     let st = Command::new("cargo")
         .current_dir(root())
         .args([
@@ -216,6 +223,7 @@ pub fn offline_check() -> Result<()> {
             "--ignored",
         ])
         .env("PT_OFFLINE_DEBS", &debs)
+        .env("PT_DEBUG_VMLINUX", &dbg)
         .status()
         .context("running the offline_images test")?;
     if !st.success() {
@@ -225,6 +233,9 @@ pub fn offline_check() -> Result<()> {
     }
     Ok(())
 }
+
+/// The release whose -dbg vmlinux `offline_images` reads with `--debug-vmlinux`.
+const DBG_RELEASE: &str = "7.2.13+deb14-amd64";
 
 /// Packages the symbol fixtures come from: `fixtures/offline/<deb stem>.System.map` and the
 /// booted kernels' `fixtures/kernels/*/PACKAGE` that `offline_images` reads.

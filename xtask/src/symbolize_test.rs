@@ -252,7 +252,7 @@ fn shipped_vmlinux(cache: &Path, release: &str) -> Result<PathBuf> {
 
 /// Debian's debug vmlinux of `release`, from `linux-image-<release>-dbg` (only the vmlinux
 /// and the link to it are extracted: the package installs 7.7 GB; about 4 minutes).
-fn dbg_vmlinux(cache: &Path, release: &str) -> Result<PathBuf> {
+pub(crate) fn dbg_vmlinux(cache: &Path, release: &str) -> Result<PathBuf> {
     let dir = cache.join("dbg");
     let vmlinux = dir.join(format!("usr/lib/debug/boot/vmlinux-{release}"));
     if vmlinux.exists() {

@@ -322,6 +322,28 @@ pub fn unseen_count(n: usize) -> String {
 /// JavaScript round).
 pub const CHECK_SCHEMA_ID: &str = "percpu-trace-check/v2";
 
+/// What an offline `check --kernel` says in place of an attach plan: which programs attach
+/// how is decided by probing the booted kernel (kprobes, the fentry load test, tracefs), and
+/// an image is not booted.
+pub const OFFLINE_PLAN: &str = "attach modes not probed (offline image): kprobes, fentry and \
+     tracefs are probed on the booted kernel; `percpu-trace check` there gives the plan";
+
+/// `check --json` for a kernel read offline: the same document, with the plan replaced by
+/// `{"probed": false, "reason": OFFLINE_PLAN}` and every value that only a plan or a
+/// running kernel gives set to null: the mode's limits, `config.tracepoint_mode`,
+/// `config.mutex_addr` (a link-time address at best; KASLR moves it at boot), `can_trace`
+/// and `root_adds` (this process's privileges, not the image's).
+pub fn render_offline_json(k: &Kernel, plan: &AttachPlan) -> Value {
+    let mut v = render_json(k, plan);
+    v["plan"] = json!({ "probed": false, "mode": null, "reason": OFFLINE_PLAN, "probes": [] });
+    v["limits"] = Value::Null;
+    v["config"]["tracepoint_mode"] = Value::Null;
+    v["config"]["mutex_addr"] = Value::Null;
+    v["can_trace"] = Value::Null;
+    v["root_adds"] = Value::Null;
+    v
+}
+
 /// Machine-readable form: `{"schema": ..., "kernel": ..., "plan": {...}, "config": {...}}`.
 pub fn render_json(k: &Kernel, plan: &AttachPlan) -> Value {
     let c = &plan.config;

@@ -649,3 +649,42 @@ fn check_without_root_says_what_root_adds() {
         Some(super::check::root_adds(&k).len())
     );
 }
+
+#[test]
+fn offline_check_makes_no_attach_plan() {
+    // The offline JSON showed a tracepoint-mode plan for a kernel nobody had probed.
+    let k = kernel("debian-7.2.13");
+    let plan = k.plan(AttachMode::Auto).unwrap();
+    let v = super::check::render_offline_json(&k, &plan);
+    assert_eq!(v["plan"]["probed"], false);
+    assert_eq!(v["plan"]["mode"], serde_json::Value::Null);
+    assert_eq!(v["plan"]["probes"].as_array().map(Vec::len), Some(0));
+    assert!(v["plan"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("not probed (offline")));
+    for key in ["limits", "can_trace", "root_adds"] {
+        assert!(v[key].is_null(), "{key}: {}", v[key]);
+    }
+    assert!(v["config"]["tracepoint_mode"].is_null());
+    assert!(v["config"]["mutex_addr"].is_null());
+    // The kernel's facts and verdict stay as the live document has them.
+    let live = super::check::render_json(&k, &plan);
+    assert_eq!(v["kernel"], live["kernel"]);
+    assert_eq!(
+        v["config"]["task_flags_off"],
+        live["config"]["task_flags_off"]
+    );
+    let o = super::image::Offline {
+        file: "x.deb".into(),
+        package: None,
+        steps: vec!["raw arm64 Image".into()],
+        kernel: k,
+    };
+    let text = super::image::detail_text(&o);
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("  plan: attach modes not probed (offline image)"),
+        "{text}"
+    );
+    assert!(!text.contains("tracepoint"), "{text}");
+}

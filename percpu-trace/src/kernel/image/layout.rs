@@ -200,27 +200,51 @@ impl Image {
     /// (...) #1 SMP PREEMPT_DYNAMIC Debian 7.2.13-1 (2026-10-28)"): what `uname -r` and
     /// `uname -v` say once it runs.
     pub fn banner(&self) -> Option<(String, String)> {
+        let text = self.banner_text()?;
+        let line = text.strip_prefix("Linux version ")?;
+        let release = line.split_whitespace().next()?.to_string();
+        let version = line.find(" #").map(|p| line[p + 1..].trim().to_string())?;
+        Some((release, version))
+    }
+
+    /// The whole `linux_banner` line, from "Linux version " to the newline: the first such
+    /// string followed by a release number and a ` #` build.
+    pub fn banner_text(&self) -> Option<String> {
         let needle = b"Linux version ";
         let mut from = 0;
         while let Some(i) = find(&self.data[from..], needle) {
-            let at = from + i + needle.len();
-            from = at;
-            let line_end = self.data[at..]
-                .iter()
-                .take(1024)
-                .position(|&b| b == b'\n' || b == 0)
-                .map(|p| at + p)?;
-            let line = String::from_utf8_lossy(&self.data[at..line_end]).into_owned();
-            if !line.starts_with(|c: char| c.is_ascii_digit()) {
-                continue;
-            }
-            let release = line.split_whitespace().next()?.to_string();
-            let version = line.find(" #").map(|p| line[p + 1..].trim().to_string());
-            if let Some(v) = version {
-                return Some((release, v));
+            let at = from + i;
+            from = at + needle.len();
+            let end = self.data.len().min(at + 1024);
+            let line = super::debug_vmlinux::banner_line(&self.data[at..end]);
+            let rest = &line[needle.len()..];
+            if rest.starts_with(|c: char| c.is_ascii_digit()) && rest.contains(" #") {
+                return Some(line);
             }
         }
         None
+    }
+
+    /// The GNU build id: the ELF's note, or in a raw Image the one `NT_GNU_BUILD_ID` note
+    /// of 20 bytes (its `.notes` are part of the loaded bytes); None when absent or not one.
+    pub fn build_id(&self) -> Option<Vec<u8>> {
+        if self.format.starts_with("ELF") {
+            let f = object::File::parse(&self.data[..]).ok()?;
+            return f.build_id().ok().flatten().map(<[u8]>::to_vec);
+        }
+        // namesz 4, descsz 20, type 3 (NT_GNU_BUILD_ID), "GNU\0".
+        const NOTE: &[u8] = b"\x04\0\0\0\x14\0\0\0\x03\0\0\0GNU\0";
+        let mut found = None;
+        let mut from = 0;
+        while let Some(i) = find(&self.data[from..], NOTE) {
+            let at = from + i + NOTE.len();
+            from = at;
+            if found.is_some() {
+                return None;
+            }
+            found = Some(self.data.get(at..at + 20)?.to_vec());
+        }
+        found
     }
 }
 

@@ -1,8 +1,10 @@
 //! Offline discovery: the same [`Kernel`] facts and fix verdict as live discovery, read from
 //! a kernel package or image instead of the running machine ("one analysis, many sources").
 //! `unpack` finds the image in a file, `layout` maps it, `kallsyms` decodes the kernel's own
-//! symbol table from it; this file builds the same `Inputs` `gather` builds and runs the same
+//! symbol table from it (or `debug_vmlinux` gives symbols and code from the user's debug
+//! vmlinux of the same build); this file builds the same `Inputs` `gather` builds and runs the same
 //! `analyze`. No root is needed: nothing here touches the running kernel.
+pub mod debug_vmlinux;
 mod decompress;
 pub mod kallsyms;
 pub mod layout;
@@ -31,6 +33,8 @@ pub struct ImageOptions {
     pub system_map: Option<PathBuf>,
     /// BTF (raw, or an ELF with .BTF) instead of the image's own.
     pub btf: Option<PathBuf>,
+    /// Debug vmlinux of the same build: symbols and function code from it.
+    pub debug_vmlinux: Option<PathBuf>,
 }
 
 /// One kernel read offline.
@@ -50,7 +54,7 @@ pub fn inspect(file: &Path, opts: &ImageOptions) -> Result<Offline, String> {
     let un = unpack::open(file)?;
     let mut steps = un.steps;
     let image = layout::Image::parse(un.image)?;
-    steps.push(image.format.to_string());
+    steps.push(image.format.clone());
     let (release, version) = image
         .banner()
         .ok_or("no \"Linux version\" banner in the image: not a Linux kernel")?;
@@ -78,14 +82,32 @@ pub fn inspect(file: &Path, opts: &ImageOptions) -> Result<Offline, String> {
             )
         }
     };
-    let text = match &opts.system_map {
+    let dbg = match &opts.debug_vmlinux {
         Some(p) => {
+            let d = debug_vmlinux::DebugVmlinux::open(p)?;
+            let how = d.matches(
+                &image.arch,
+                image.build_id().as_deref(),
+                image.banner_text().as_deref(),
+            )?;
+            steps.push(format!(
+                "symbols and code from {} ({} symbols): {how}",
+                p.display(),
+                d.count
+            ));
+            Some(d)
+        }
+        None => None,
+    };
+    let text = match (&opts.system_map, &dbg) {
+        (Some(p), _) => {
             let t = std::fs::read_to_string(p)
                 .map_err(|e| format!("--system-map {}: {e}", p.display()))?;
             steps.push(format!("symbols from {}", p.display()));
             t
         }
-        None => {
+        (None, Some(d)) => d.symbols.clone(),
+        (None, None) => {
             let (d, map) = image.rodata();
             let k = kallsyms::decode(d, &map)?;
             steps.push(format!(
@@ -100,16 +122,26 @@ pub fn inspect(file: &Path, opts: &ImageOptions) -> Result<Offline, String> {
     let starts = function_starts(&text);
     drop(text);
     let arch = image.arch.clone();
-    let mem: Box<dyn KernelMemory> = Box::new(move |addr: u64, len: usize| image.read(addr, len));
+    let (mem, source): (Box<dyn KernelMemory>, &str) = match dbg {
+        Some(d) => (
+            Box::new(move |addr: u64, len: usize| d.read(addr, len)),
+            "debug vmlinux text",
+        ),
+        None => (
+            Box::new(move |addr: u64, len: usize| image.read(addr, len)),
+            "image text",
+        ),
+    };
     let mut fix_code = read_fix_code(&starts, &table, &arch, &mut Ok(mem));
-    // The same reader as live; the bytes came from the image, and the evidence says so.
+    // The same reader as live; the bytes came from the image (or the debug vmlinux), and
+    // the evidence says so.
     let read = [fix_code.pcpu_alloc.as_mut(), fix_code.populate.as_mut()];
     for f in read
         .into_iter()
         .flatten()
         .chain(fix_code.map_pages.iter_mut())
     {
-        f.source = "image text".into();
+        f.source = source.into();
     }
     let offline = |what: &str| format!("offline image: {what} not probed");
     let inputs = Inputs {
@@ -239,6 +271,20 @@ pub fn compare_with_system_map(
         }
     }
     (agree, differ)
+}
+
+/// The detail under a single kernel's line: how it was read, each patch's state and
+/// evidence, and that no attach plan was made.
+pub fn detail_text(o: &Offline) -> String {
+    let mut t = String::new();
+    for s in &o.steps {
+        let _ = writeln!(t, "  read: {s}");
+    }
+    for p in &o.kernel.fix.patches {
+        let _ = writeln!(t, "  {:<13} {:<8} {}", p.id.id(), p.state.id(), p.evidence);
+    }
+    let _ = writeln!(t, "  plan: {}", super::check::OFFLINE_PLAN);
+    t
 }
 
 /// One line per kernel: file, release, arch, verdict, each patch's state.
