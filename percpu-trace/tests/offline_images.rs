@@ -215,3 +215,46 @@ fn debug_vmlinux_gives_the_same_verdict_and_refuses_another_build() {
     );
     println!("debug vmlinux: {:?}; refused: {e}", with.steps);
 }
+
+#[test]
+#[ignore = "needs the Debian packages: cargo xtask offline-check"]
+fn undecodable_kallsyms_leaves_code_facts_unknown() {
+    use percpu_trace::kernel::image::{inspect, ImageOptions};
+    // arm64 6.1's raw Image with its kallsyms token table broken (the digit tokens).
+    let u = unpack::open(&package("linux-image-6.1.0-57-arm64-unsigned_")).unwrap();
+    let mut img = u.image;
+    let digits: Vec<u8> = (b'0'..=b'9').flat_map(|c| [c, 0]).collect();
+    let mut n = 0;
+    while let Some(i) = img.windows(digits.len()).position(|w| w == digits) {
+        img[i] = b'#';
+        n += 1;
+    }
+    assert!(n >= 1);
+    let dir = std::env::temp_dir().join(format!("pt-nokallsyms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("Image");
+    std::fs::write(&file, &img).unwrap();
+    drop(img);
+    let o = inspect(&file, &ImageOptions::default());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let o = o.unwrap();
+    assert!(
+        o.steps
+            .iter()
+            .any(|s| s.contains("no kallsyms token table") && s.contains("--debug-vmlinux")),
+        "{:?}",
+        o.steps
+    );
+    for p in &o.kernel.fix.patches {
+        let state = p.state.id();
+        match p.id.id() {
+            // From BTF: still known.
+            "vm-areas-gfp" => assert_eq!(state, "absent", "{}", p.evidence),
+            // From code: unknown, not guessed (the regression may fall back to the
+            // version table, which says so).
+            "populate-gfp" | "backing-noio" => assert_eq!(state, "unknown", "{}", p.evidence),
+            _ => {}
+        }
+        println!("{} {state}: {}", p.id.id(), p.evidence);
+    }
+}
