@@ -8,6 +8,7 @@ mod dist;
 mod dist_check;
 mod import_graph;
 mod kernel_table;
+mod marked;
 mod offline;
 mod setup;
 mod symbolize_module;

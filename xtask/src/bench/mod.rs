@@ -79,6 +79,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         root.join(&args.output)
     };
+    // kernel-table --write owns the offline section; keep it.
+    let old = fs::read_to_string(&out).unwrap_or_default();
+    let md = crate::kernel_table::OFFLINE_BENCH.carry(&old, md);
     fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
     println!(
         "bench: wrote {} after {:.0} s",
