@@ -166,7 +166,7 @@ fn tokens_at(d: &[u8], hit: usize) -> Option<Tokens> {
         let (Some(0), Some(len0)) = (at(0), at(1)) else {
             continue;
         };
-        if len0 < 2 || len0 > 64 || len0 > tok1 {
+        if !(2..=64).contains(&len0) || len0 > tok1 {
             continue;
         }
         let table = tok1 - len0;
