@@ -149,6 +149,15 @@ fn decoded_symbols_match_dbg_system_map() {
     }
 }
 
+/// Some step of how `o` was read says all of `words`.
+fn assert_step(o: &percpu_trace::kernel::image::Offline, words: &[&str]) {
+    assert!(
+        o.steps.iter().any(|s| words.iter().all(|w| s.contains(w))),
+        "{words:?} not in {:?}",
+        o.steps
+    );
+}
+
 /// Debian's debug vmlinux of 7.2.13 amd64 (`PT_DEBUG_VMLINUX`, set by `cargo xtask
 /// offline-check`, which extracts it from the -dbg package like `symbolize-test`).
 fn debug_vmlinux() -> PathBuf {
@@ -186,13 +195,7 @@ fn debug_vmlinux_gives_the_same_verdict_and_refuses_another_build() {
     let with = inspect(&deb, &opts).unwrap();
     assert_eq!(states(&with), states(&plain));
     assert_eq!(with.kernel.fix.verdict, plain.kernel.fix.verdict);
-    assert!(
-        with.steps
-            .iter()
-            .any(|s| s.contains("build id f8da1e46") && s.contains("matches the image's")),
-        "{:?}",
-        with.steps
-    );
+    assert_step(&with, &["build id f8da1e46", "matches the image's"]);
     let code: Vec<_> = with
         .kernel
         .fix
@@ -238,13 +241,7 @@ fn undecodable_kallsyms_leaves_code_facts_unknown() {
     let o = inspect(&file, &ImageOptions::default());
     std::fs::remove_dir_all(&dir).unwrap();
     let o = o.unwrap();
-    assert!(
-        o.steps
-            .iter()
-            .any(|s| s.contains("no kallsyms token table") && s.contains("--debug-vmlinux")),
-        "{:?}",
-        o.steps
-    );
+    assert_step(&o, &["no kallsyms token table", "--debug-vmlinux"]);
     for p in &o.kernel.fix.patches {
         let state = p.state.id();
         match p.id.id() {

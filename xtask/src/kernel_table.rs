@@ -180,9 +180,9 @@ fn bench_section(b: &[Bench], load_before: &str) -> String {
     let _ = writeln!(
         s,
         "Wall time and peak RSS (the child's ru_maxrss) of `percpu-trace check --json --kernel \
-         PACKAGE` (release build), one package at a time, each the newest of its series and \
-         flavour (as in README's table); {cpus} CPUs, load average {load_before} at the start, \
-         {}. Target: under {TARGET_SECS:.0} s and {TARGET_MIB:.0} MiB per package.\n",
+         PACKAGE` (release build), one package at a time: the packages of README's kernel table \
+         ({cpus} CPUs, load average {load_before} at the start, \
+         {}). Target: under {TARGET_SECS:.0} s and {TARGET_MIB:.0} MiB per package.\n",
         utc_now()
     );
     let worst_secs = b.iter().map(|x| x.secs).fold(0.0, f64::max);

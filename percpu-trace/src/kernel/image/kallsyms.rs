@@ -537,6 +537,40 @@ mod tests {
     }
 
     #[test]
+    fn token_zero_found_without_a_nul_before_it() {
+        // arm64 6.1: kallsyms_seqs_of_names ends on the token table's 8-byte boundary, so
+        // the byte before token 0 is a table byte, not a NUL.
+        let (mut d, _) = build(true);
+        let table = find_tokens(&d).unwrap().table;
+        d[table - 1] = 0xee;
+        d[table - 2] = 0x76;
+        let t = find_tokens(&d).expect("token table");
+        assert_eq!(t.table, table);
+        assert_eq!(t.token(&d, 0), b"?");
+        assert_eq!(t.token(&d, b'f'), b"f");
+    }
+
+    #[test]
+    fn anchors_reject_offsets_read_in_the_wrong_mode() {
+        let map = Flat(0xffff_8000_0800_0000);
+        let base = map.0 + 0x10000;
+        // _stext first (arm64 6.1 lists no _text), then code, then the tables at 0x100000.
+        let at = 0x10_0000;
+        let right = [base, base + 0x40, base + 0x90];
+        assert!(anchored(&right, None, Some(0), at, &map));
+        // The same offsets (0, 0x40, 0x90) read place-relative: _stext inside the table.
+        let wrong: Vec<u64> = [0u64, 0x40, 0x90]
+            .iter()
+            .enumerate()
+            .map(|(i, o)| map.0 + at as u64 + 4 * i as u64 + o)
+            .collect();
+        assert!(!anchored(&wrong, None, Some(0), at, &map));
+        // _text, when listed, must be the image start.
+        assert!(!anchored(&right, Some(0), Some(0), at, &map));
+        assert!(anchored(&[map.0, base], Some(0), Some(1), at, &map));
+    }
+
+    #[test]
     fn offsets_in_every_mode() {
         let map = Flat(0xffff_8000_8000_0000);
         for place in [true, false] {

@@ -362,6 +362,48 @@ mod tests {
         assert!(Image::parse(b"\x7fELF garbage".to_vec()).is_err());
     }
 
+    /// A raw arm64 Image of `len` bytes with a RELA table of `n` entries at 0x1000 whose
+    /// places start `first` bytes past `link`.
+    fn raw_with_rela(link: u64, first: u64, n: usize) -> Vec<u8> {
+        let mut d = vec![0u8; 0x1000 + 24 * n + 0x1000];
+        d[56..60].copy_from_slice(b"ARM\x64");
+        let len = d.len() as u64;
+        d[16..24].copy_from_slice(&len.to_le_bytes());
+        for i in 0..n {
+            let e = 0x1000 + 24 * i;
+            let place = link + first + 8 * i as u64;
+            d[e..e + 8].copy_from_slice(&place.to_le_bytes());
+            d[e + 8..e + 16].copy_from_slice(&R_AARCH64_RELATIVE.to_le_bytes());
+            d[e + 16..e + 24].copy_from_slice(&(link + 0x10000 + i as u64).to_le_bytes());
+        }
+        d
+    }
+
+    #[test]
+    fn raw_image_link_address_from_its_rela_table() {
+        // 6.1's KIMAGE_VADDR, not the 6.6+ default.
+        let link = 0xffff_8000_0800_0000;
+        let img = Image::parse(raw_with_rela(link, 0x1000, 2048)).unwrap();
+        assert!(
+            img.format
+                .contains("linked at 0xffff800008000000 (from its RELA"),
+            "{}",
+            img.format
+        );
+        let (_, map) = img.rodata();
+        assert_eq!(map.text_start(), link);
+        assert_eq!(map.relocated(0x1000 + 8 * 7), Some(link + 0x10000 + 7));
+        assert_eq!(map.relocated(0x1004), None);
+        // Too few entries to be a kernel's table: the 6.6+ default, said so.
+        let img = Image::parse(raw_with_rela(link, 0x1000, 100)).unwrap();
+        assert!(
+            img.format.contains("assumed (no RELA table)"),
+            "{}",
+            img.format
+        );
+        assert_eq!(img.rodata().1.text_start(), ARM64_KIMAGE_VADDR);
+    }
+
     #[test]
     fn raw_image_banner_and_reads() {
         let mut d = vec![0u8; 4096];
