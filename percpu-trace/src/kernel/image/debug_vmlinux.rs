@@ -101,12 +101,13 @@ impl DebugVmlinux {
         ))
     }
 
-    /// Whether this is the build of the image with `build_id` and `banner`: Ok(how it was
-    /// matched), Err(the one line refusing it).
+    /// Whether this is the build of the image with `build_ids` (a raw arm64 Image holds the
+    /// vDSO's too: the kernel's is one of them) and `banner`: Ok(how it was matched),
+    /// Err(the one line refusing it).
     pub fn matches(
         &self,
         arch: &str,
-        build_id: Option<&[u8]>,
+        build_ids: &[Vec<u8>],
         banner: Option<&str>,
     ) -> Result<String, String> {
         if arch != self.arch {
@@ -115,14 +116,15 @@ impl DebugVmlinux {
                 self.arch
             ));
         }
-        if let (Some(a), Some(b)) = (build_id, self.build_id.as_deref()) {
-            return if a == b {
+        if let (false, Some(b)) = (build_ids.is_empty(), self.build_id.as_deref()) {
+            return if build_ids.iter().any(|a| a == b) {
                 Ok(format!("build id {} matches the image's", hex(b)))
             } else {
+                let ids: Vec<String> = build_ids.iter().map(|a| hex(a)).collect();
                 Err(format!(
                     "--debug-vmlinux is another build: build id {}, the image's {}",
                     hex(b),
-                    hex(a)
+                    ids.join(" or ")
                 ))
             };
         }
@@ -218,11 +220,11 @@ mod tests {
     fn same_build_by_id_or_banner() {
         let d = fake();
         assert!(d
-            .matches("x86_64", Some(&[0xf8, 0xda]), None)
+            .matches("x86_64", &[vec![0x01], vec![0xf8, 0xda]], None)
             .unwrap()
             .contains("build id f8da"));
         let b = d.banner.clone();
-        assert!(d.matches("x86_64", None, b.as_deref()).is_ok());
+        assert!(d.matches("x86_64", &[], b.as_deref()).is_ok());
     }
 
     #[test]
@@ -292,8 +294,8 @@ mod tests {
         let elf = std::fs::read(tiny()).unwrap();
         assert_eq!(d.read(0x401000, 14).unwrap(), &elf[0x1000..0x100e]);
         assert!(d.read(0x10, 4).is_err());
-        assert!(d.matches("x86_64", None, Some(&banner)).is_ok());
-        assert!(d.matches("x86_64", Some(&[1; 20]), Some(&banner)).is_err());
+        assert!(d.matches("x86_64", &[], Some(&banner)).is_ok());
+        assert!(d.matches("x86_64", &[vec![1; 20]], Some(&banner)).is_err());
     }
 
     #[test]

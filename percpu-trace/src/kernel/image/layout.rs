@@ -225,24 +225,31 @@ impl Image {
         None
     }
 
-    /// The GNU build id: the ELF's note, or in a raw Image the one `NT_GNU_BUILD_ID` note
-    /// of 20 bytes (its `.notes` are part of the loaded bytes); None when absent or not one.
-    pub fn build_id(&self) -> Option<Vec<u8>> {
+    /// The GNU build ids: the ELF's note, or in a raw Image every `NT_GNU_BUILD_ID` note of
+    /// 20 bytes in the loaded bytes (the kernel's `.notes`, and the vDSO's inside it).
+    pub fn build_ids(&self) -> Vec<Vec<u8>> {
         if self.format.starts_with("ELF") {
-            let f = object::File::parse(&self.data[..]).ok()?;
-            return f.build_id().ok().flatten().map(<[u8]>::to_vec);
+            let Ok(f) = object::File::parse(&self.data[..]) else {
+                return Vec::new();
+            };
+            return f
+                .build_id()
+                .ok()
+                .flatten()
+                .map(<[u8]>::to_vec)
+                .into_iter()
+                .collect();
         }
         // namesz 4, descsz 20, type 3 (NT_GNU_BUILD_ID), "GNU\0".
         const NOTE: &[u8] = b"\x04\0\0\0\x14\0\0\0\x03\0\0\0GNU\0";
-        let mut found = None;
+        let mut found = Vec::new();
         let mut from = 0;
         while let Some(i) = find(&self.data[from..], NOTE) {
             let at = from + i + NOTE.len();
             from = at;
-            if found.is_some() {
-                return None;
+            if let Some(id) = self.data.get(at..at + 20) {
+                found.push(id.to_vec());
             }
-            found = Some(self.data.get(at..at + 20)?.to_vec());
         }
         found
     }

@@ -97,7 +97,7 @@ pub fn inspect(file: &Path, opts: &ImageOptions) -> Result<Offline, String> {
             let d = debug_vmlinux::DebugVmlinux::open(p)?;
             let how = d.matches(
                 &image.arch,
-                image.build_id().as_deref(),
+                &image.build_ids(),
                 image.banner_text().as_deref(),
             )?;
             steps.push(format!(
