@@ -231,14 +231,14 @@ mod tests {
     fn another_build_is_refused_in_one_line() {
         let d = fake();
         for e in [
-            d.matches("x86_64", Some(&[0x01]), d.banner.as_deref()),
+            d.matches("x86_64", &[vec![0x01]], d.banner.as_deref()),
             d.matches(
                 "x86_64",
-                None,
+                &[],
                 Some("Linux version 7.3.4+deb13-amd64 (x) #1"),
             ),
-            d.matches("aarch64", Some(&[0xf8, 0xda]), None),
-            d.matches("x86_64", None, None),
+            d.matches("aarch64", &[vec![0xf8, 0xda]], None),
+            d.matches("x86_64", &[], None),
         ] {
             let e = e.unwrap_err();
             assert!(
