@@ -138,16 +138,6 @@ enum Cmd {
         #[arg(long, default_value = "r")]
         prefix: String,
     },
-    /// Put another process's main thread at SCHED_FIFO (busybox has no `chrt`): recursion
-    /// runs the tracer above its SCHED_FIFO writer, so the reader drains the ring.
-    Fifo {
-        /// Thread (a process's pid is its main thread).
-        #[arg(long)]
-        pid: i32,
-        /// SCHED_FIFO priority.
-        #[arg(long)]
-        prio: i32,
-    },
     /// Map or unmap 1..=max-pages random anonymous pages every period at SCHED_FIFO.
     Jitter {
         /// SCHED_FIFO priority.
@@ -315,7 +305,6 @@ fn run(cmd: Cmd) -> Result<()> {
             println!("recursion: writes={writes} blkgs={blkgs}");
             Ok(())
         }
-        Cmd::Fifo { pid, prio } => sys::set_fifo_of(pid, prio),
         Cmd::Jitter {
             prio,
             period_ms,

@@ -39,11 +39,6 @@ pub fn pin(pid: libc::pid_t, cpu: usize) -> Result<()> {
 
 /// SCHED_FIFO at `prio` for the calling process, or SCHED_OTHER when `prio` is 0.
 pub fn set_fifo(prio: i32) -> Result<()> {
-    set_fifo_of(0, prio)
-}
-
-/// [`set_fifo`] for another thread (`tid`; 0: the caller).
-pub fn set_fifo_of(tid: i32, prio: i32) -> Result<()> {
     let policy = if prio > 0 {
         libc::SCHED_FIFO
     } else {
@@ -53,9 +48,9 @@ pub fn set_fifo_of(tid: i32, prio: i32) -> Result<()> {
         sched_priority: prio,
     };
     // SAFETY: param is a valid sched_param.
-    if unsafe { libc::sched_setscheduler(tid, policy, &param) } != 0 {
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
         bail!(
-            "sched_setscheduler({tid}, prio {prio}): {}",
+            "sched_setscheduler(prio {prio}): {}",
             io::Error::last_os_error()
         );
     }

@@ -199,10 +199,6 @@ say online cpus $(cat /sys/devices/system/cpu/online)
 mkdir -p /balloon
 mount -t tmpfs -o size=1900m tmpfs /balloon
 start_tool
-# The tracer above the SCHED_FIFO 50 writer: the only CPU is the writer's for the whole
-# pass, and a reader that never runs loses the very events (716,096 lost and 4 raw hits
-# unreported in one boot with the tracer at SCHED_OTHER).
-if [ -n "$TP" ]; then pt-workload fifo --pid $TP --prio 70 || say FAIL fifo; fi
 truth_start
 pt-workload recursion --file /mnt/big1000 --balloon /balloon/fill --free-mib 1060 --chains 4 --depth 400 --disks all --prio 50 --jitter-prio 90 --prefix r$N- > $D/workload.out 2>&1
 echo $? > $D/workload.rc
