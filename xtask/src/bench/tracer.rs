@@ -228,19 +228,33 @@ pub fn delta(before: &BTreeMap<u64, ProgStat>, after: &BTreeMap<u64, ProgStat>) 
         .collect()
 }
 
-/// `percpu-trace: summary: N events, M lost {...}` -> (N, M).
+/// `percpu-trace: summary: N events in T s, M events lost (reason: n, ...)` (or "no events
+/// lost"; older tools: `N events, M lost {...}`) -> (N, M).
 pub fn parse_summary(stderr: &str) -> Option<(u64, u64)> {
     let l = stderr
         .lines()
         .find(|l| l.starts_with("percpu-trace: summary:"))?;
-    // "... summary: N events in T s, M lost {...}": each number is the word before its name,
-    // so the line can gain words without breaking this.
-    let w: Vec<&str> = l.split_whitespace().collect();
-    let before = |name: &str| -> Option<u64> {
-        let i = w.iter().position(|x| x.trim_end_matches(',') == name)?;
+    // Each number is the word before its name, so the line can gain words without
+    // breaking this: the first "events" is the count, the one followed by "lost" the loss.
+    let w: Vec<&str> = l
+        .split_whitespace()
+        .map(|x| x.trim_end_matches(','))
+        .collect();
+    let events = w
+        .iter()
+        .position(|x| *x == "events")
+        .and_then(|i| w.get(i.checked_sub(1)?)?.parse().ok())?;
+    let lost = w.windows(3).find_map(|x| match x {
+        ["no", "events", "lost"] => Some(0),
+        [n, "events", "lost"] => n.parse().ok(),
+        _ => None,
+    });
+    // The old form: "M lost {...}".
+    let old = || {
+        let i = w.iter().position(|x| *x == "lost")?;
         w.get(i.checked_sub(1)?)?.parse().ok()
     };
-    Some((before("events")?, before("lost")?))
+    Some((events, lost.or_else(old)?))
 }
 
 /// Sets a sysctl file, returning the old value.
@@ -265,6 +279,13 @@ mod tests {
         let now = "percpu-trace: summary: 1234 events in 6.7s, 5 lost {\"ringbuf_full\":5}, \
                    findings: none (10 percpu allocations, 0 constrained, 0 of them took the mutex)";
         assert_eq!(parse_summary(now), Some((1234, 5)));
+        // Losses said the way perf says them (issue 26).
+        let perf_like = "percpu-trace: summary: 1234 events in 6.7s, 5 events lost \
+                         (ringbuf_full: 5), 2 stacks lost (stack: 2), findings: none";
+        assert_eq!(parse_summary(perf_like), Some((1234, 5)));
+        let clean = "percpu-trace: summary: 0 events in 3.8s, no events lost, findings: none \
+                     (12053 percpu allocations, 12008 constrained, 0 of them took the mutex)";
+        assert_eq!(parse_summary(clean), Some((0, 0)));
         assert_eq!(parse_summary("nothing"), None);
     }
 
