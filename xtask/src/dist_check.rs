@@ -9,8 +9,9 @@
 //!   5-second `record` whose report parses); the arm64 binary starts under qemu-user on an
 //!   arm64 bullseye root;
 //! - the .deb installs into a fresh chroot (binary, manual pages found by `man -w`,
-//!   completions, unit) and `dpkg -r` removes every file again; the .rpm lists the same
-//!   files (zsh's directory differs by distribution convention).
+//!   completions, unit) and `dpkg -r` removes every file again; the .rpm (`rpm -qlp`) and
+//!   the tarball list the same files, for both architectures (zsh's directory differs by
+//!   distribution convention).
 use std::{
     collections::BTreeSet,
     fs,
@@ -36,9 +37,26 @@ pub fn run() -> Result<()> {
         "dist-test makes chroots and mounts /proc and /sys: run it as root"
     );
     let t0 = Instant::now();
-    dist::run(&dist::DistArgs { arch: None })?;
+    // debootstrap (mostly downloads and unpacking) while the binaries compile; tools first,
+    // so a missing debootstrap is installed, never skipped.
+    crate::setup::ensure_dist()?;
+    let roots = std::thread::spawn(|| -> Result<()> {
+        base("amd64")?;
+        base("arm64")?;
+        Ok(())
+    });
+    let built = dist::run(&dist::DistArgs { arch: None });
     println!(
         "dist-test: artefacts built in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let roots = roots
+        .join()
+        .map_err(|_| anyhow::anyhow!("the debootstrap thread panicked"))?;
+    built?;
+    roots.context("making the bullseye roots")?;
+    println!(
+        "dist-test: artefacts and bullseye roots ready in {:.0} s",
         t0.elapsed().as_secs_f64()
     );
     let x86 = Target::of("x86_64")?;
@@ -66,8 +84,11 @@ pub fn run() -> Result<()> {
     old_userland_x86(x86)?;
     old_userland_arm64(arm)?;
     deb_install_remove(x86)?;
-    rpm_lists_the_deb_files(x86)?;
-    rpm_lists_the_deb_files(arm)?;
+    let n = package_lists_agree(x86)?;
+    ensure!(
+        package_lists_agree(arm)? == n,
+        "the arm64 packages hold another number of files than the x86_64 ones"
+    );
     println!(
         "dist-test: chroot and package checks passed in {:.0} s",
         t1.elapsed().as_secs_f64()
@@ -488,31 +509,56 @@ fn deb_install_remove(t: Target) -> Result<()> {
     Ok(())
 }
 
-/// `rpm -qlp` lists the files of the .deb (zsh's vendor directory is
-/// /usr/share/zsh/site-functions there; the Debian copyright file is the .deb's own).
-fn rpm_lists_the_deb_files(t: Target) -> Result<()> {
+/// The .deb, the .rpm and the tarball of `t` hold the same files; returns how many.
+fn package_lists_agree(t: Target) -> Result<usize> {
     let rpm: BTreeSet<String> = output(Command::new("rpm").arg("-qlp").arg(t.rpm()), "rpm -qlp")?
         .lines()
         .map(str::to_string)
         .collect();
-    let deb: BTreeSet<String> = deb_files(&t.deb())?
-        .into_iter()
-        .filter(|f| f != "/usr/share/doc/percpu-trace/copyright")
+    let tar = output(Command::new("tar").arg("-tzf").arg(t.tarball()), "tar -tzf")?;
+    let n = lists_agree(&deb_files(&t.deb())?, &rpm, &tarball_files(&tar))
+        .with_context(|| format!("{} packages", t.arch))?;
+    println!(
+        "dist-test: {}: the .deb, rpm -qlp and the tarball list the same {n} files",
+        t.arch
+    );
+    Ok(n)
+}
+
+/// Files of a tarball (`tar -t` output) as the packages install them: the top directory
+/// (`percpu-trace-VERSION-ARCH/`) stands for the /usr prefix.
+fn tarball_files(listing: &str) -> BTreeSet<String> {
+    listing
+        .lines()
+        .filter(|l| !l.ends_with('/'))
+        .filter_map(|l| l.split_once('/'))
+        .map(|(_, rel)| format!("/usr/{rel}"))
+        .collect()
+}
+
+/// Fails unless the three file lists name the same files, after the conventions that
+/// differ on purpose: Debian's zsh reads vendor completions from vendor-completions (RPM
+/// distributions and the tarball: site-functions), and only the .deb has Debian's
+/// copyright file (the licences themselves are in all three).
+fn lists_agree(
+    deb: &BTreeSet<String>,
+    rpm: &BTreeSet<String>,
+    tar: &BTreeSet<String>,
+) -> Result<usize> {
+    let deb: BTreeSet<String> = deb
+        .iter()
+        .filter(|f| *f != "/usr/share/doc/percpu-trace/copyright")
         .map(|f| f.replace("/zsh/vendor-completions/", "/zsh/site-functions/"))
         .collect();
-    ensure!(
-        rpm == deb,
-        "{}: rpm -qlp and the .deb differ: only rpm {:?}, only deb {:?}",
-        t.arch,
-        rpm.difference(&deb).collect::<Vec<_>>(),
-        deb.difference(&rpm).collect::<Vec<_>>()
-    );
-    println!(
-        "dist-test: {}: rpm -qlp lists the .deb's {} files",
-        t.arch,
-        rpm.len()
-    );
-    Ok(())
+    for (name, other) in [("rpm", rpm), ("tarball", tar)] {
+        ensure!(
+            *other == deb,
+            "{name} and .deb differ: only {name} {:?}, only .deb {:?}",
+            other.difference(&deb).collect::<Vec<_>>(),
+            deb.difference(other).collect::<Vec<_>>()
+        );
+    }
+    Ok(deb.len())
 }
 
 #[cfg(test)]
@@ -526,5 +572,36 @@ mod tests {
         assert_eq!(v.iter().max(), Some(&(2, 17)));
         assert!(v.contains(&(2, 2)) && v.contains(&(2, 3)));
         assert!((2, 28) > GLIBC_FLOOR && (2, 9) < GLIBC_FLOOR);
+    }
+
+    fn set(files: &[&str]) -> BTreeSet<String> {
+        files.iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn package_lists() {
+        let tar = tarball_files(
+            "percpu-trace-0.1.0-x86_64/\npercpu-trace-0.1.0-x86_64/bin/\npercpu-trace-0.1.0-x86_64/bin/percpu-trace\npercpu-trace-0.1.0-x86_64/share/zsh/site-functions/_percpu-trace\n",
+        );
+        assert_eq!(
+            tar,
+            set(&[
+                "/usr/bin/percpu-trace",
+                "/usr/share/zsh/site-functions/_percpu-trace"
+            ])
+        );
+        let deb = set(&[
+            "/usr/bin/percpu-trace",
+            "/usr/share/zsh/vendor-completions/_percpu-trace",
+            "/usr/share/doc/percpu-trace/copyright",
+        ]);
+        assert_eq!(lists_agree(&deb, &tar, &tar).unwrap(), 2);
+        // A file missing from one package, or one only it has, fails.
+        let short = set(&["/usr/bin/percpu-trace"]);
+        let err = lists_agree(&deb, &short, &tar).unwrap_err().to_string();
+        assert!(err.contains("only .deb [\"/usr/share/zsh/site-functions/_percpu-trace\"]"));
+        let mut extra = tar.clone();
+        extra.insert("/usr/share/man/man1/x.1.gz".into());
+        assert!(lists_agree(&deb, &tar, &extra).is_err());
     }
 }
