@@ -5,7 +5,8 @@
 //! - symbol versions: no artefact binary needs a glibc symbol newer than GLIBC_2.17;
 //! - Debian 11 (bullseye, glibc 2.31, the oldest suite the registry still serves): a
 //!   `debootstrap --variant=minbase` chroot with /proc and /sys bind-mounted runs the x86_64
-//!   binary (`--version`, `man`, `check --json` identical to the development build's, and a
+//!   binary (`--version` naming the development build's commit and eBPF object, `man`,
+//!   `check --json` identical to the development build's, and a
 //!   5-second `record` whose report parses); the arm64 binary starts under qemu-user on an
 //!   arm64 bullseye root;
 //! - the .deb installs into a fresh chroot (binary, manual pages found by `man -w`,
@@ -255,14 +256,21 @@ impl Chroot {
         )
     }
 
+    /// `args` to run inside the chroot. PATH is the chroot's, and also where the host's
+    /// `chroot` (/usr/sbin) is looked up.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("chroot");
+        c.arg(&self.dir)
+            .args(args)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("LANG", "C");
+        c
+    }
+
     /// Runs `args` inside the chroot; stdout on success.
     fn run(&self, args: &[&str]) -> Result<String> {
         output(
-            Command::new("chroot")
-                .arg(&self.dir)
-                .args(args)
-                .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-                .env("LANG", "C"),
+            &mut self.command(args),
             &format!("chroot: {}", args.join(" ")),
         )
     }
@@ -341,6 +349,19 @@ fn old_userland_x86(t: Target) -> Result<()> {
         "man in the chroot: {man:.200}"
     );
     let dev = dev_build()?;
+    // A drop-in for the development build: the same commit and the same eBPF object
+    // (its SHA-256 is in --version), so the tests that load the dev build's programs
+    // vouch for the shipped ones.
+    let dev_version = output(
+        Command::new(&dev).arg("--version"),
+        "--version (host build)",
+    )?;
+    ensure!(
+        version == dev_version,
+        "the dist binary is not the development build's twin: {:?} in the chroot, {:?} here",
+        version.trim(),
+        dev_version.trim()
+    );
     let want = output(
         Command::new(&dev).args(["check", "--json"]),
         "check --json (host build)",
@@ -358,42 +379,32 @@ fn old_userland_x86(t: Target) -> Result<()> {
         "dist-test: chroot: check --json identical to the host build's ({} bytes)",
         got.len()
     );
-    let st = Command::new("chroot")
-        .arg(&c.dir)
-        .args(["percpu-trace", "record", "-d", "5s", "-o", "/tmp/rec.jsonl"])
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    let st = c
+        .command(&["percpu-trace", "record", "-d", "5s", "-o", "/tmp/rec.jsonl"])
         .status()
         .context("running record in the chroot")?;
     ensure!(
         matches!(st.code(), Some(0 | 1)),
         "record in the chroot failed ({st})"
     );
-    let report = c.run(&[
-        "percpu-trace",
-        "report",
-        "/tmp/rec.jsonl",
-        "--format",
-        "json",
-    ]);
-    // `report` exits 1 when the recording has findings; its output is the same.
-    let text = match report {
-        Ok(t) => t,
-        Err(_) => String::from_utf8_lossy(
-            &Command::new("chroot")
-                .arg(&c.dir)
-                .args([
-                    "percpu-trace",
-                    "report",
-                    "/tmp/rec.jsonl",
-                    "--format",
-                    "json",
-                ])
-                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-                .output()?
-                .stdout,
-        )
-        .into_owned(),
-    };
+    // `report` exits 1 when the recording has findings (the exit contract), 2 on errors.
+    let report = c
+        .command(&[
+            "percpu-trace",
+            "report",
+            "/tmp/rec.jsonl",
+            "--format",
+            "json",
+        ])
+        .output()
+        .context("running report in the chroot")?;
+    ensure!(
+        matches!(report.status.code(), Some(0 | 1)),
+        "report in the chroot failed ({}): {}",
+        report.status,
+        String::from_utf8_lossy(&report.stderr).trim()
+    );
+    let text = String::from_utf8_lossy(&report.stdout).into_owned();
     let v: serde_json::Value =
         serde_json::from_str(&text).context("the chroot's 5 s recording's report is not JSON")?;
     ensure!(v.is_object(), "report: {text:.200}");
