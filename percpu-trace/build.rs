@@ -135,6 +135,25 @@ fn build_object(root: &Path, out: &Path) -> Result<()> {
     ] {
         cmd.env_remove(var);
     }
+    // What configures the outer build's target toolchain must not reach this one: with
+    // cargo-zigbuild's linker and unstable target-applies-to-host settings inherited, the
+    // object's crate hashes (in its debug info) differed from the development build's, so
+    // the shipped binary would not embed the very object the tests load.
+    for (var, _) in env::vars_os() {
+        let name = var.to_string_lossy();
+        if [
+            "CARGO_TARGET_",
+            "CARGO_UNSTABLE_",
+            "CARGO_ZIGBUILD",
+            "__CARGO_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+            || name == "RUSTC_LINKER"
+        {
+            cmd.env_remove(&var);
+        }
+    }
     let status = cmd.status().context("running cargo for the eBPF crate")?;
     if !status.success() {
         bail!("building percpu-trace-ebpf failed ({status}); run `cargo xtask setup` if the toolchain is missing");

@@ -110,7 +110,7 @@ pub fn run(args: &DistArgs) -> Result<()> {
 /// to target/dist. Its own target directory: zig as the linker and the glibc suffix must
 /// not invalidate the development build's artefacts.
 pub fn binary(t: Target) -> Result<PathBuf> {
-    setup::ensure_dist()?;
+    setup::ensure_zigbuild()?;
     let target_dir = root().join("target/dist-build");
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root())

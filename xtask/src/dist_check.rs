@@ -5,12 +5,14 @@
 //! - symbol versions: no artefact binary needs a glibc symbol newer than GLIBC_2.17;
 //! - Debian 11 (bullseye, glibc 2.31, the oldest suite the registry still serves): a
 //!   `debootstrap --variant=minbase` chroot with /proc and /sys bind-mounted runs the x86_64
-//!   binary (`--version`, `man`, `check --json` identical to the development build's, and a
+//!   binary (`--version` naming the development build's commit and eBPF object, `man`,
+//!   `check --json` identical to the development build's, and a
 //!   5-second `record` whose report parses); the arm64 binary starts under qemu-user on an
 //!   arm64 bullseye root;
 //! - the .deb installs into a fresh chroot (binary, manual pages found by `man -w`,
-//!   completions, unit) and `dpkg -r` removes every file again; the .rpm lists the same
-//!   files (zsh's directory differs by distribution convention).
+//!   completions, unit) and `dpkg -r` removes every file again; the .rpm (`rpm -qlp`) and
+//!   the tarball list the same files, for both architectures (zsh's directory differs by
+//!   distribution convention).
 use std::{
     collections::BTreeSet,
     fs,
@@ -36,9 +38,26 @@ pub fn run() -> Result<()> {
         "dist-test makes chroots and mounts /proc and /sys: run it as root"
     );
     let t0 = Instant::now();
-    dist::run(&dist::DistArgs { arch: None })?;
+    // debootstrap (mostly downloads and unpacking) while the binaries compile; tools first,
+    // so a missing debootstrap is installed, never skipped.
+    crate::setup::ensure_dist()?;
+    let roots = std::thread::spawn(|| -> Result<()> {
+        base("amd64")?;
+        base("arm64")?;
+        Ok(())
+    });
+    let built = dist::run(&dist::DistArgs { arch: None });
     println!(
         "dist-test: artefacts built in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let roots = roots
+        .join()
+        .map_err(|_| anyhow::anyhow!("the debootstrap thread panicked"))?;
+    built?;
+    roots.context("making the bullseye roots")?;
+    println!(
+        "dist-test: artefacts and bullseye roots ready in {:.0} s",
         t0.elapsed().as_secs_f64()
     );
     let x86 = Target::of("x86_64")?;
@@ -66,8 +85,11 @@ pub fn run() -> Result<()> {
     old_userland_x86(x86)?;
     old_userland_arm64(arm)?;
     deb_install_remove(x86)?;
-    rpm_lists_the_deb_files(x86)?;
-    rpm_lists_the_deb_files(arm)?;
+    let n = package_lists_agree(x86)?;
+    ensure!(
+        package_lists_agree(arm)? == n,
+        "the arm64 packages hold another number of files than the x86_64 ones"
+    );
     println!(
         "dist-test: chroot and package checks passed in {:.0} s",
         t1.elapsed().as_secs_f64()
@@ -234,14 +256,21 @@ impl Chroot {
         )
     }
 
+    /// `args` to run inside the chroot. PATH is the chroot's, and also where the host's
+    /// `chroot` (/usr/sbin) is looked up.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("chroot");
+        c.arg(&self.dir)
+            .args(args)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("LANG", "C");
+        c
+    }
+
     /// Runs `args` inside the chroot; stdout on success.
     fn run(&self, args: &[&str]) -> Result<String> {
         output(
-            Command::new("chroot")
-                .arg(&self.dir)
-                .args(args)
-                .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-                .env("LANG", "C"),
+            &mut self.command(args),
             &format!("chroot: {}", args.join(" ")),
         )
     }
@@ -320,6 +349,19 @@ fn old_userland_x86(t: Target) -> Result<()> {
         "man in the chroot: {man:.200}"
     );
     let dev = dev_build()?;
+    // A drop-in for the development build: the same commit and the same eBPF object
+    // (its SHA-256 is in --version), so the tests that load the dev build's programs
+    // vouch for the shipped ones.
+    let dev_version = output(
+        Command::new(&dev).arg("--version"),
+        "--version (host build)",
+    )?;
+    ensure!(
+        version == dev_version,
+        "the dist binary is not the development build's twin: {:?} in the chroot, {:?} here",
+        version.trim(),
+        dev_version.trim()
+    );
     let want = output(
         Command::new(&dev).args(["check", "--json"]),
         "check --json (host build)",
@@ -337,42 +379,32 @@ fn old_userland_x86(t: Target) -> Result<()> {
         "dist-test: chroot: check --json identical to the host build's ({} bytes)",
         got.len()
     );
-    let st = Command::new("chroot")
-        .arg(&c.dir)
-        .args(["percpu-trace", "record", "-d", "5s", "-o", "/tmp/rec.jsonl"])
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    let st = c
+        .command(&["percpu-trace", "record", "-d", "5s", "-o", "/tmp/rec.jsonl"])
         .status()
         .context("running record in the chroot")?;
     ensure!(
         matches!(st.code(), Some(0 | 1)),
         "record in the chroot failed ({st})"
     );
-    let report = c.run(&[
-        "percpu-trace",
-        "report",
-        "/tmp/rec.jsonl",
-        "--format",
-        "json",
-    ]);
-    // `report` exits 1 when the recording has findings; its output is the same.
-    let text = match report {
-        Ok(t) => t,
-        Err(_) => String::from_utf8_lossy(
-            &Command::new("chroot")
-                .arg(&c.dir)
-                .args([
-                    "percpu-trace",
-                    "report",
-                    "/tmp/rec.jsonl",
-                    "--format",
-                    "json",
-                ])
-                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-                .output()?
-                .stdout,
-        )
-        .into_owned(),
-    };
+    // `report` exits 1 when the recording has findings (the exit contract), 2 on errors.
+    let report = c
+        .command(&[
+            "percpu-trace",
+            "report",
+            "/tmp/rec.jsonl",
+            "--format",
+            "json",
+        ])
+        .output()
+        .context("running report in the chroot")?;
+    ensure!(
+        matches!(report.status.code(), Some(0 | 1)),
+        "report in the chroot failed ({}): {}",
+        report.status,
+        String::from_utf8_lossy(&report.stderr).trim()
+    );
+    let text = String::from_utf8_lossy(&report.stdout).into_owned();
     let v: serde_json::Value =
         serde_json::from_str(&text).context("the chroot's 5 s recording's report is not JSON")?;
     ensure!(v.is_object(), "report: {text:.200}");
@@ -488,31 +520,56 @@ fn deb_install_remove(t: Target) -> Result<()> {
     Ok(())
 }
 
-/// `rpm -qlp` lists the files of the .deb (zsh's vendor directory is
-/// /usr/share/zsh/site-functions there; the Debian copyright file is the .deb's own).
-fn rpm_lists_the_deb_files(t: Target) -> Result<()> {
+/// The .deb, the .rpm and the tarball of `t` hold the same files; returns how many.
+fn package_lists_agree(t: Target) -> Result<usize> {
     let rpm: BTreeSet<String> = output(Command::new("rpm").arg("-qlp").arg(t.rpm()), "rpm -qlp")?
         .lines()
         .map(str::to_string)
         .collect();
-    let deb: BTreeSet<String> = deb_files(&t.deb())?
-        .into_iter()
-        .filter(|f| f != "/usr/share/doc/percpu-trace/copyright")
+    let tar = output(Command::new("tar").arg("-tzf").arg(t.tarball()), "tar -tzf")?;
+    let n = lists_agree(&deb_files(&t.deb())?, &rpm, &tarball_files(&tar))
+        .with_context(|| format!("{} packages", t.arch))?;
+    println!(
+        "dist-test: {}: the .deb, rpm -qlp and the tarball list the same {n} files",
+        t.arch
+    );
+    Ok(n)
+}
+
+/// Files of a tarball (`tar -t` output) as the packages install them: the top directory
+/// (`percpu-trace-VERSION-ARCH/`) stands for the /usr prefix.
+fn tarball_files(listing: &str) -> BTreeSet<String> {
+    listing
+        .lines()
+        .filter(|l| !l.ends_with('/'))
+        .filter_map(|l| l.split_once('/'))
+        .map(|(_, rel)| format!("/usr/{rel}"))
+        .collect()
+}
+
+/// Fails unless the three file lists name the same files, after the conventions that
+/// differ on purpose: Debian's zsh reads vendor completions from vendor-completions (RPM
+/// distributions and the tarball: site-functions), and only the .deb has Debian's
+/// copyright file (the licences themselves are in all three).
+fn lists_agree(
+    deb: &BTreeSet<String>,
+    rpm: &BTreeSet<String>,
+    tar: &BTreeSet<String>,
+) -> Result<usize> {
+    let deb: BTreeSet<String> = deb
+        .iter()
+        .filter(|f| *f != "/usr/share/doc/percpu-trace/copyright")
         .map(|f| f.replace("/zsh/vendor-completions/", "/zsh/site-functions/"))
         .collect();
-    ensure!(
-        rpm == deb,
-        "{}: rpm -qlp and the .deb differ: only rpm {:?}, only deb {:?}",
-        t.arch,
-        rpm.difference(&deb).collect::<Vec<_>>(),
-        deb.difference(&rpm).collect::<Vec<_>>()
-    );
-    println!(
-        "dist-test: {}: rpm -qlp lists the .deb's {} files",
-        t.arch,
-        rpm.len()
-    );
-    Ok(())
+    for (name, other) in [("rpm", rpm), ("tarball", tar)] {
+        ensure!(
+            *other == deb,
+            "{name} and .deb differ: only {name} {:?}, only .deb {:?}",
+            other.difference(&deb).collect::<Vec<_>>(),
+            deb.difference(other).collect::<Vec<_>>()
+        );
+    }
+    Ok(deb.len())
 }
 
 #[cfg(test)]
@@ -526,5 +583,36 @@ mod tests {
         assert_eq!(v.iter().max(), Some(&(2, 17)));
         assert!(v.contains(&(2, 2)) && v.contains(&(2, 3)));
         assert!((2, 28) > GLIBC_FLOOR && (2, 9) < GLIBC_FLOOR);
+    }
+
+    fn set(files: &[&str]) -> BTreeSet<String> {
+        files.iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn package_lists() {
+        let tar = tarball_files(
+            "percpu-trace-0.1.0-x86_64/\npercpu-trace-0.1.0-x86_64/bin/\npercpu-trace-0.1.0-x86_64/bin/percpu-trace\npercpu-trace-0.1.0-x86_64/share/zsh/site-functions/_percpu-trace\n",
+        );
+        assert_eq!(
+            tar,
+            set(&[
+                "/usr/bin/percpu-trace",
+                "/usr/share/zsh/site-functions/_percpu-trace"
+            ])
+        );
+        let deb = set(&[
+            "/usr/bin/percpu-trace",
+            "/usr/share/zsh/vendor-completions/_percpu-trace",
+            "/usr/share/doc/percpu-trace/copyright",
+        ]);
+        assert_eq!(lists_agree(&deb, &tar, &tar).unwrap(), 2);
+        // A file missing from one package, or one only it has, fails.
+        let short = set(&["/usr/bin/percpu-trace"]);
+        let err = lists_agree(&deb, &short, &tar).unwrap_err().to_string();
+        assert!(err.contains("only .deb [\"/usr/share/zsh/site-functions/_percpu-trace\"]"));
+        let mut extra = tar.clone();
+        extra.insert("/usr/share/man/man1/x.1.gz".into());
+        assert!(lists_agree(&deb, &tar, &extra).is_err());
     }
 }

@@ -127,25 +127,26 @@ pub fn ensure_cross_aarch64() -> Result<()> {
 
 /// Debian packages `cargo xtask dist` and its checks use: rpm (rpmbuild-free: only
 /// `rpm -qlp` to list what cargo-generate-rpm made), debootstrap for the old-userland
-/// chroots, qemu-user-static to start the arm64 binary, readelf for symbol versions, a
-/// python venv for cargo-zigbuild.
+/// chroots, qemu-user-static to start the arm64 binary, readelf for symbol versions.
 const DIST_APT: &[(&str, &str)] = &[
     ("debootstrap", "/usr/sbin/debootstrap"),
     ("rpm", "/usr/bin/rpm"),
     ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),
     ("binutils", "/usr/bin/readelf"),
-    ("python3-venv", "/usr/share/doc/python3-venv"),
 ];
+
+/// python3-venv, for the cargo-zigbuild venv.
+const VENV_PROBE: &str = "/usr/share/doc/python3-venv";
 
 /// cargo-zigbuild from PyPI; its `ziglang` dependency is the zig toolchain.
 const ZIGBUILD_VERSION: &str = "0.24.0";
 /// Packaging tools, pinned and built `--locked`.
 const CARGO_TOOLS: &[(&str, &str)] = &[("cargo-deb", "3.8.0"), ("cargo-generate-rpm", "0.21.1")];
 
-/// Installs what `cargo xtask dist` needs when missing: the eBPF toolchain ([`ensure`]),
-/// the packages above, cargo-zigbuild (pip) and the pinned cargo packaging tools.
+/// Installs what `cargo xtask dist` needs when missing: the portable build
+/// ([`ensure_zigbuild`]), the packages above and the pinned cargo packaging tools.
 pub fn ensure_dist() -> Result<()> {
-    ensure()?;
+    ensure_zigbuild()?;
     let missing: Vec<&str> = DIST_APT
         .iter()
         .filter(|(_, probe)| !Path::new(probe).exists())
@@ -157,6 +158,38 @@ pub fn ensure_dist() -> Result<()> {
         let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
         args.extend(&missing);
         apt(&args)?;
+    }
+    for (krate, version) in CARGO_TOOLS {
+        if tool_has_version(krate, version) {
+            continue;
+        }
+        println!("setup: cargo install {krate} {version} --locked (a few minutes)");
+        let st = Command::new("cargo")
+            .args(["install", krate, "--version", version, "--locked"])
+            .status()
+            .context("running cargo install")?;
+        if !st.success() {
+            bail!("cargo install {krate} failed ({st})");
+        }
+    }
+    Ok(())
+}
+
+/// Installs what the portable binaries need when missing (every test binary is one, see
+/// `dist::binary`): the eBPF toolchain ([`ensure`]), python3-venv, and cargo-zigbuild
+/// with zig from PyPI in a venv of its own.
+pub fn ensure_zigbuild() -> Result<()> {
+    ensure()?;
+    if !Path::new(VENV_PROBE).exists() {
+        println!("setup: dist: installing python3-venv");
+        apt(&["update", "-qq"])?;
+        apt(&[
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "python3-venv",
+        ])?;
     }
     let venv = zigbuild_venv();
     if !tool_has_version(
@@ -187,19 +220,6 @@ pub fn ensure_dist() -> Result<()> {
             .context("running pip")?;
         if !st.success() {
             bail!("pip install cargo-zigbuild failed ({st})");
-        }
-    }
-    for (krate, version) in CARGO_TOOLS {
-        if tool_has_version(krate, version) {
-            continue;
-        }
-        println!("setup: cargo install {krate} {version} --locked (a few minutes)");
-        let st = Command::new("cargo")
-            .args(["install", krate, "--version", version, "--locked"])
-            .status()
-            .context("running cargo install")?;
-        if !st.success() {
-            bail!("cargo install {krate} failed ({st})");
         }
     }
     Ok(())

@@ -1,5 +1,7 @@
 //! `cargo xtask test`: every check, in order, stopping at the first failure.
 //! Nothing is skipped silently: a part that cannot run here fails the whole run.
+//! The tool the offline check, the dist-test and the VM matrix run is the portable binary
+//! `cargo xtask dist` ships (`vm::build_tool`), not a development build.
 use std::{process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
@@ -12,6 +14,9 @@ pub struct TestArgs {
     /// Leave out the qemu tests (for quick local iterations only; CI runs everything).
     #[arg(long)]
     pub no_vm: bool,
+    /// Leave out `dist-test` (packages, Debian 11 chroots; for quick local iterations only).
+    #[arg(long)]
+    pub no_dist: bool,
 }
 
 /// Runs every test.
@@ -75,6 +80,16 @@ pub fn run(args: &TestArgs) -> Result<()> {
             "--test-threads=1",
         ],
     )?;
+    if args.no_dist {
+        println!("test: dist-test left out (--no-dist): this run is NOT a full test run");
+    } else {
+        // The artefacts users install, proven on an old userland; the VM matrix below
+        // then boots these same binaries (vm::build_tool), already built.
+        println!("==> dist-test: glibc 2.17 binaries, .deb/.rpm/tarball, Debian 11 chroots");
+        let t = Instant::now();
+        crate::dist_check::run()?;
+        println!("test: dist-test: {:.0} s", t.elapsed().as_secs_f64());
+    }
     if args.no_vm {
         println!("test: VM tests left out (--no-vm): this run is NOT a full test run");
         return Ok(());

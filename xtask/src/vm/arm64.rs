@@ -200,12 +200,11 @@ pub fn add_binary(ird: &mut Initramfs, path: &str, host: &Path, userland: &Path)
     Ok(())
 }
 
-/// The aarch64 release tool (`cargo xtask build --arch aarch64`: eBPF object for arm64
-/// pt_regs embedded). It cannot run here; reports on the host use the x86_64 build.
+/// The aarch64 tool as it ships (`cargo xtask dist --arch aarch64`: eBPF object for arm64
+/// pt_regs embedded, glibc >= 2.17). It cannot run here; reports on the host use the
+/// x86_64 build.
 pub fn build_tool() -> Result<PathBuf> {
-    crate::build::run(&crate::build::BuildArgs {
-        arch: "aarch64".into(),
-    })
+    crate::dist::binary(crate::dist::Target::of("aarch64")?)
 }
 
 /// The workload for aarch64, static (crt-static), like the x86_64 one. Built into its own

@@ -643,19 +643,11 @@ fn run_cmd(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The release tool (glibc-linked; its libraries go into the initramfs).
+/// The x86_64 tool as it ships: `cargo xtask dist`'s binary (glibc >= 2.17, same eBPF
+/// object as the development build), so what the VMs test is what users install. It is
+/// glibc-linked; its libraries go into the initramfs.
 pub(crate) fn build_tool() -> Result<PathBuf> {
-    run_cmd(
-        Command::new("cargo").current_dir(root()).args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "percpu-trace",
-        ]),
-        "cargo build percpu-trace",
-    )?;
-    Ok(target_dir().join("release/percpu-trace"))
+    crate::dist::binary(crate::dist::Target::of("x86_64")?)
 }
 
 /// The workload, linked statically so the initramfs needs no libc for it. An explicit
