@@ -19,7 +19,6 @@ mod pid_check;
 mod qemu;
 mod rss;
 mod scenarios;
-mod stack_check;
 pub(crate) mod tool_json;
 mod truth_check;
 
