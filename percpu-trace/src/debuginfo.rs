@@ -179,6 +179,25 @@ pub fn tree_path(p: &str) -> String {
     p.to_string()
 }
 
+/// The address in `elf` (`file`, for errors) of each of `names` that is unique there:
+/// link-time for a vmlinux, section offset for a module.
+pub fn unique_addresses(
+    elf: inspect::source::Elf,
+    names: &[&str],
+    file: &Path,
+) -> Result<HashMap<String, u64>> {
+    let inspector = inspect::Inspector::new();
+    let found = inspector
+        .lookup(&inspect::source::Source::Elf(elf), names)
+        .with_context(|| format!("reading symbols of {}", file.display()))?;
+    Ok(names
+        .iter()
+        .zip(&found)
+        .filter(|(_, v)| v.len() == 1)
+        .map(|(n, v)| (n.to_string(), v[0].addr))
+        .collect())
+}
+
 /// Adds source lines to every vmlinux frame of `stacks` from the DWARF in `vmlinux`.
 /// Returns how many frames got a line, and how many vmlinux frames there were.
 pub fn annotate(stacks: &mut StackTable, vmlinux: &Path) -> Result<(usize, usize)> {
@@ -186,18 +205,7 @@ pub fn annotate(stacks: &mut StackTable, vmlinux: &Path) -> Result<(usize, usize
     let mut names: Vec<&str> = frames().filter_map(|f| f.function.as_deref()).collect();
     names.sort_unstable();
     names.dedup();
-    let inspector = inspect::Inspector::new();
-    let isrc = inspect::source::Source::Elf(inspect::source::Elf::new(vmlinux));
-    let found = inspector
-        .lookup(&isrc, &names)
-        .with_context(|| format!("reading symbols of {}", vmlinux.display()))?;
-    // Link-time address of each name that is unique in the vmlinux.
-    let link: HashMap<String, u64> = names
-        .iter()
-        .zip(&found)
-        .filter(|(_, v)| v.len() == 1)
-        .map(|(n, v)| (n.to_string(), v[0].addr))
-        .collect();
+    let link = unique_addresses(inspect::source::Elf::new(vmlinux), &names, vmlinux)?;
     let kaslr = kaslr_offset(frames(), &link);
     let ssrc = symbolize::source::Source::Elf(symbolize::source::Elf::new(vmlinux));
     let symbolizer = symbolize::Symbolizer::new();

@@ -14,7 +14,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use blazesym::{inspect, symbolize};
 
 use crate::{
@@ -176,18 +176,7 @@ fn annotate_module(stacks: &mut StackTable, m: &str, file: &Path) -> Result<(usi
     // name gives some functions address 0 (seen on Debian's ext4.ko).
     let mut elf = inspect::source::Elf::new(file);
     elf.debug_syms = false;
-    let isrc = inspect::source::Source::Elf(elf);
-    let inspector = inspect::Inspector::new();
-    let found = inspector
-        .lookup(&isrc, &names)
-        .with_context(|| format!("reading symbols of {}", file.display()))?;
-    // Section offset of each name that is unique in the module.
-    let link: HashMap<String, u64> = names
-        .iter()
-        .zip(&found)
-        .filter(|(_, v)| v.len() == 1)
-        .map(|(n, v)| (n.to_string(), v[0].addr))
-        .collect();
+    let link = debuginfo::unique_addresses(elf, &names, file)?;
     let ssrc = symbolize::source::Source::Elf(symbolize::source::Elf::new(file));
     let symbolizer = symbolize::Symbolizer::new();
     let (mut located, mut total) = (0, 0);
