@@ -63,7 +63,9 @@ pub mod state {
 pub mod drop_reason {
     /// The ring buffer was full.
     pub const RINGBUF_FULL: u32 = 0;
-    /// bpf_get_stackid failed (stack map full or collision).
+    /// No kernel stack could be taken: neither an id in the stack map nor the frames
+    /// themselves (`bpf_get_stack` failed). A bucket collision is not a loss: the frames
+    /// then travel inline in the record (see [`super::STACK_INLINE`]).
     pub const STACK: u32 = 1;
     /// The per-task state map was full.
     pub const TASK_MAP_FULL: u32 = 2;
@@ -145,6 +147,15 @@ pub const KMEM_CHUNK: usize = 4096;
 /// Name of the load-time global holding the [`ProbeConfig`].
 pub const CONFIG_GLOBAL: &str = "CONFIG";
 
+/// [`RawEvent::stack_id`] of a record whose kernel stack travels inline, right after the
+/// event (the stack map's bucket for it held another stack): the record is then longer
+/// than a `RawEvent`, and its remaining bytes are the return addresses, 8 bytes each.
+pub const STACK_INLINE: i32 = -2;
+
+/// Frames a kernel stack holds at most, inline or in the stack map (the kernel's
+/// `PERF_MAX_STACK_DEPTH`, the depth of aya's stack map values).
+pub const MAX_STACK_DEPTH: usize = 127;
+
 /// One event from the kernel. 88 bytes, no padding holes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -173,7 +184,8 @@ pub struct RawEvent {
     pub caller_gfp: u32,
     /// Bits of [`state`].
     pub state: u32,
-    /// Kernel stack id in the `STACKS` map, or negative when none was taken.
+    /// Kernel stack id in the `STACKS` map; [`STACK_INLINE`] when the frames follow the
+    /// event in the same record; otherwise negative: none was taken.
     pub stack_id: i32,
     /// Task comm.
     pub comm: [u8; 16],

@@ -26,7 +26,8 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext},
 };
 use percpu_trace_common::{
-    activity, drop_reason, state, ProbeConfig, ProcCount, RawEvent, NO_ARG, PROCS_MAX,
+    activity, drop_reason, state, ProbeConfig, ProcCount, RawEvent, MAX_STACK_DEPTH, NO_ARG,
+    PROCS_MAX, STACK_INLINE,
 };
 
 /// Load-time configuration (see `ProbeConfig`). Userspace sets it with `set_global`.
@@ -112,11 +113,6 @@ struct TaskState {
 
 /// bpf_ringbuf_query: bytes not yet consumed.
 const BPF_RB_AVAIL_DATA: u64 = 0;
-/// bpf_ringbuf_query: the ring's size.
-const BPF_RB_RING_SIZE: u64 = 1;
-/// Free ring space below which no stack is taken: room for the event, a deferred entry
-/// record sent before it, and records of other CPUs racing for the same space.
-const STACK_ROOM: u64 = 16 * core::mem::size_of::<RawEvent>() as u64;
 /// bpf_ringbuf_submit: do not wake the reader.
 const BPF_RB_NO_WAKEUP: u64 = 1;
 /// bpf_ringbuf_submit: wake the reader now.
@@ -127,8 +123,28 @@ const WAKEUP_BYTES: u64 = 256 * 1024;
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
+/// Kernel stacks by id. Never cleared: an id keeps its stack for the whole run, so
+/// userspace reads each id once and an event can never be given another event's stack.
+/// A stack whose bucket holds another one travels inline instead (`STACK_SCRATCH`), so a
+/// full or colliding map loses nothing; the size only keeps inline records rare.
 #[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(2048, 0);
+static STACKS: StackTrace = StackTrace::with_max_entries(4096, 0);
+
+/// An event with its kernel stack inline: the record is `ev` and the first `len - 88`
+/// bytes of `ips` (see `percpu_trace_common::STACK_INLINE`).
+#[repr(C)]
+struct InlineStack {
+    ev: RawEvent,
+    ips: [u64; MAX_STACK_DEPTH],
+    /// Bytes of `ips` that `bpf_get_stack` filled.
+    len: u64,
+}
+
+/// Per-CPU room for one inline stack, between `stack` (which takes it while the program
+/// still has its context) and `write_event` (which sends it after any deferred entry
+/// record, so records stay in order). Both run in the same program run on one CPU.
+#[map]
+static STACK_SCRATCH: PerCpuArray<InlineStack> = PerCpuArray::with_max_entries(1, 0);
 
 /// Tasks inside a constrained, blocking pcpu_alloc, keyed by thread id.
 #[map]
@@ -486,60 +502,102 @@ fn write_event(
     a1: u64,
     a2: u64,
 ) {
+    let ev = RawEvent {
+        ts_ns,
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        arg0: a0,
+        arg1: a1,
+        arg2: a2,
+        kind,
+        pid: c.pid,
+        tgid: c.tgid,
+        task_flags,
+        gfp,
+        caller_gfp: c.caller_gfp,
+        state: c.state | extra_state,
+        stack_id,
+        comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
+    };
+    if stack_id == STACK_INLINE {
+        write_inline(ev);
+        return;
+    }
     match EVENTS.reserve::<RawEvent>(0) {
         Some(mut entry) => {
-            let ev = RawEvent {
-                ts_ns,
-                cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-                arg0: a0,
-                arg1: a1,
-                arg2: a2,
-                kind,
-                pid: c.pid,
-                tgid: c.tgid,
-                task_flags,
-                gfp,
-                caller_gfp: c.caller_gfp,
-                state: c.state | extra_state,
-                stack_id,
-                comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
-            };
             entry.write(ev);
-            // Waking the reader on every record (an irq_work each) was most of this
-            // program's cost; userspace drains on a short timer instead, and is woken
-            // only when the buffer starts to fill.
-            let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) > WAKEUP_BYTES {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            };
-            entry.submit(flags);
+            entry.submit(wakeup_flags());
         }
         None => count_drop(drop_reason::RINGBUF_FULL),
     }
 }
 
+/// Waking the reader on every record (an irq_work each) was most of this program's cost;
+/// userspace drains on a short timer instead, and is woken only when the buffer starts
+/// to fill.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) > WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
+/// Sends `ev` followed by the stack `stack` left in `STACK_SCRATCH`.
+#[inline(always)]
+fn write_inline(ev: RawEvent) {
+    let Some(s) = STACK_SCRATCH.get_ptr_mut(0) else {
+        count_drop(drop_reason::STACK);
+        return;
+    };
+    // SAFETY: this CPU's value of the scratch map, valid for this program run.
+    let s = unsafe { &mut *s };
+    s.ev = ev;
+    // A bound the verifier can see: the record is the event and the filled frames.
+    let len = s.len.min((MAX_STACK_DEPTH * 8) as u64) as usize;
+    let bytes = core::mem::size_of::<RawEvent>() + len;
+    // SAFETY: `ev` and `ips` are contiguous in the repr(C) struct (88 is a multiple of
+    // 8), and `bytes` stays within them.
+    let rec = unsafe { core::slice::from_raw_parts((s as *const InlineStack).cast::<u8>(), bytes) };
+    if EVENTS.output::<[u8]>(rec, wakeup_flags()).is_err() {
+        count_drop(drop_reason::RINGBUF_FULL);
+    }
+}
+
 #[inline(always)]
 fn stack<C: StackIdContext>(ctx: &C) -> i32 {
-    // Userspace frees a stack once it has read its event, and a BPF program cannot free one
-    // (the verifier refuses map deletes on stack maps): a stack whose event then finds the
-    // ring full would stay in the map for good. A reader kept off the CPU while the ring
-    // overflowed (the recursion recipe's SCHED_FIFO writer) filled the map that way, and
-    // later stacks were lost. So no stack is taken when the event would likely not fit.
-    let free = EVENTS
-        .query(BPF_RB_RING_SIZE)
-        .saturating_sub(EVENTS.query(BPF_RB_AVAIL_DATA));
-    if free < STACK_ROOM {
+    match ctx.get_stackid(&STACKS, 0) {
+        Ok(id) => id as i32,
+        // The bucket holds another stack (the map is never cleared, see `STACKS`): the
+        // frames go inline in this event's record.
+        Err(_) => inline_stack(ctx),
+    }
+}
+
+/// Takes the current kernel stack into `STACK_SCRATCH` for `write_inline`.
+#[inline(always)]
+fn inline_stack<C: StackIdContext>(ctx: &C) -> i32 {
+    let Some(s) = STACK_SCRATCH.get_ptr_mut(0) else {
+        count_drop(drop_reason::STACK);
+        return -1;
+    };
+    // SAFETY: this CPU's value of the scratch map, valid for this program run; `ips` is
+    // writable memory of exactly the size passed.
+    let n = unsafe {
+        aya_ebpf::helpers::bpf_get_stack(
+            ctx.as_ptr(),
+            core::ptr::addr_of_mut!((*s).ips).cast(),
+            (MAX_STACK_DEPTH * 8) as u32,
+            0,
+        )
+    };
+    if n <= 0 {
         count_drop(drop_reason::STACK);
         return -1;
     }
-    match ctx.get_stackid(&STACKS, 0) {
-        Ok(id) => id as i32,
-        Err(_) => {
-            count_drop(drop_reason::STACK);
-            -1
-        }
-    }
+    // SAFETY: as above.
+    unsafe { (*s).len = n as u64 };
+    STACK_INLINE
 }
 
 /// Function arguments by position, the same way for kprobes and fentry programs, so each

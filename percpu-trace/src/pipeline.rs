@@ -1,10 +1,10 @@
 //! From the ring buffer to decoded events: reading, decoding, stack symbolization and loss
 //! accounting. Every lost or undecodable record is counted by reason.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf, StackTraceMap};
-use percpu_trace_common::{drop_reason, RawEvent};
+use percpu_trace_common::{drop_reason, RawEvent, STACK_INLINE};
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
@@ -46,7 +46,8 @@ pub struct Losses {
     pub slow_path_full: u64,
     /// Records userspace could not decode.
     pub undecodable: u64,
-    /// Stacks userspace could not read back.
+    /// Stacks userspace could not read back (a map id that did not resolve, an inline
+    /// stack whose record was cut short).
     pub stack_read: u64,
     /// Events a slow in-process consumer (the TUI) could not take in time.
     pub consumer_full: u64,
@@ -86,8 +87,7 @@ pub struct Decoder {
     activity: ActivityCounters,
     processes: ProcessCounters,
     symbolizer: Symbolizer,
-    /// Stacks sent so far, by id: their return addresses.
-    seen_stacks: HashMap<u32, Vec<u64>>,
+    ids: StackIds,
     /// Events delivered.
     pub events: u64,
     /// Losses so far.
@@ -110,7 +110,7 @@ impl Pipeline {
             activity: probes.take_activity()?,
             processes: probes.take_processes()?,
             symbolizer,
-            seen_stacks: HashMap::new(),
+            ids: StackIds::default(),
             events: 0,
             losses: Losses::default(),
             kernel_activity: BTreeMap::new(),
@@ -142,17 +142,17 @@ impl Decoder {
         let mut n = 0;
         while let Some(item) = ring.next() {
             n += 1;
-            if item.len() < std::mem::size_of::<RawEvent>() {
+            let Some((raw, inline)) = split_record(&item) else {
                 self.losses.undecodable += 1;
                 continue;
-            }
-            // SAFETY: length checked; RawEvent is plain integers valid for any bits.
-            let raw: RawEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            };
             drop(item);
             match Event::try_from(&raw) {
-                Ok(ev) => {
-                    if let Some(id) = ev.stack_id {
-                        self.resolve_stack(id, sink);
+                Ok(mut ev) => {
+                    if raw.stack_id == STACK_INLINE {
+                        ev.stack_id = self.inline_stack(inline, sink);
+                    } else if let Some(id) = ev.stack_id {
+                        self.map_stack(id, sink);
                     }
                     self.events += 1;
                     sink.event(&ev);
@@ -163,26 +163,39 @@ impl Decoder {
         n
     }
 
-    /// Reads the stack behind `id` and deletes it from the kernel map, so the map (a hash
-    /// table that is never cleared otherwise) never fills: a later event with the same id
-    /// is read again, and its stack is sent again only if it differs (an id is a hash
-    /// bucket; a deleted one may hold another stack later). An id already deleted by an
-    /// earlier event of the same stack keeps the stack read then.
-    fn resolve_stack(&mut self, id: u32, sink: &mut dyn Sink) {
+    /// Sends the stack behind map id `id` the first time it is seen. The BPF side never
+    /// frees an id (see the eBPF `STACKS`), so an id names one stack for the whole run and
+    /// is read once.
+    fn map_stack(&mut self, id: u32, sink: &mut dyn Sink) {
+        if self.ids.read.contains(&id) {
+            return;
+        }
         match self.stacks.get(&id, 0) {
             Ok(trace) => {
-                let ips: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
-                let _ = self.stacks.remove(&id);
-                if self.seen_stacks.get(&id) == Some(&ips) {
-                    return;
-                }
-                let frames: Vec<Frame> = ips.iter().map(|&ip| self.symbolizer.frame(ip)).collect();
-                self.seen_stacks.insert(id, ips);
+                let frames: Vec<Frame> = trace
+                    .frames()
+                    .iter()
+                    .map(|f| self.symbolizer.frame(f.ip))
+                    .collect();
+                self.ids.read.insert(id);
                 sink.stack(id, &frames);
             }
-            Err(_) if self.seen_stacks.contains_key(&id) => {}
             Err(_) => self.losses.stack_read += 1,
         }
+    }
+
+    /// The id of an inline stack (one id per distinct stack, sent the first time).
+    fn inline_stack(&mut self, ips: Vec<u64>, sink: &mut dyn Sink) -> Option<u32> {
+        if ips.is_empty() {
+            self.losses.stack_read += 1;
+            return None;
+        }
+        let (id, new) = self.ids.inline(ips.clone());
+        if new {
+            let frames: Vec<Frame> = ips.iter().map(|&ip| self.symbolizer.frame(ip)).collect();
+            sink.stack(id, &frames);
+        }
+        Some(id)
     }
 
     /// Refreshes the kernel-side loss counters.
@@ -201,6 +214,48 @@ impl Decoder {
         self.kernel_activity.extend(self.processes.read());
         Ok(())
     }
+}
+
+/// Stack ids handed to sinks: the kernel map's own ids, and ids from [`INLINE_ID_BASE`] up
+/// for stacks that travelled inline (the map holds fewer than that many ids).
+#[derive(Default)]
+struct StackIds {
+    /// Map ids already read and sent.
+    read: HashSet<u32>,
+    /// Inline stacks already sent, by their return addresses.
+    inline: HashMap<Vec<u64>, u32>,
+}
+
+/// First id given to an inline stack: far above any stack map id.
+pub const INLINE_ID_BASE: u32 = 1 << 31;
+
+impl StackIds {
+    /// The id of inline stack `ips`, and whether it is new.
+    fn inline(&mut self, ips: Vec<u64>) -> (u32, bool) {
+        let next = INLINE_ID_BASE.saturating_add(self.inline.len() as u32);
+        match self.inline.entry(ips) {
+            std::collections::hash_map::Entry::Occupied(e) => (*e.get(), false),
+            std::collections::hash_map::Entry::Vacant(e) => (*e.insert(next), true),
+        }
+    }
+}
+
+/// A ring-buffer record as its event and, when the stack travelled inline, its return
+/// addresses (the bytes after the event, 8 each; a partial trailing one is ignored).
+/// `None` when the record is shorter than an event.
+fn split_record(item: &[u8]) -> Option<(RawEvent, Vec<u64>)> {
+    let size = std::mem::size_of::<RawEvent>();
+    if item.len() < size {
+        return None;
+    }
+    // SAFETY: length checked; RawEvent is plain integers valid for any bits.
+    let raw: RawEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    let ips = item[size..]
+        .chunks_exact(8)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+        .take_while(|&ip| ip != 0)
+        .collect();
+    Some((raw, ips))
 }
 
 /// What the live pipeline hands to a consumer on another task (the TUI, for instance):
@@ -301,5 +356,50 @@ mod tests {
         sink.progress(0, &Losses::default()); // the pending stack goes first
         assert!(matches!(rx.try_recv(), Ok(LiveItem::Stack(2, _))));
         assert_eq!(sink.refused, 2);
+    }
+
+    fn record(stack_id: i32, ips: &[u64]) -> Vec<u8> {
+        let raw = RawEvent {
+            kind: percpu_trace_common::kind::CONTENTION_BEGIN,
+            stack_id,
+            ..Default::default()
+        };
+        // SAFETY: RawEvent is plain integers with no padding.
+        let mut b = unsafe {
+            std::slice::from_raw_parts(
+                (&raw as *const RawEvent).cast::<u8>(),
+                std::mem::size_of::<RawEvent>(),
+            )
+        }
+        .to_vec();
+        for ip in ips {
+            b.extend_from_slice(&ip.to_ne_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn an_inline_stack_is_the_bytes_after_the_event() {
+        let (raw, ips) = split_record(&record(STACK_INLINE, &[0xffff_1000, 0xffff_2000])).unwrap();
+        assert_eq!(raw.stack_id, STACK_INLINE);
+        assert_eq!(ips, vec![0xffff_1000, 0xffff_2000]);
+        // A plain event carries none; a record shorter than an event is not one.
+        assert!(split_record(&record(7, &[])).unwrap().1.is_empty());
+        assert!(split_record(&[0u8; 40]).is_none());
+        // A cut trailing address is ignored, not read past the record.
+        let mut cut = record(STACK_INLINE, &[0xffff_1000]);
+        cut.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(split_record(&cut).unwrap().1, vec![0xffff_1000]);
+    }
+
+    #[test]
+    fn one_id_per_distinct_inline_stack_above_every_map_id() {
+        let mut ids = StackIds::default();
+        let (a, new_a) = ids.inline(vec![1, 2]);
+        let (b, new_b) = ids.inline(vec![1, 3]);
+        let (a2, new_a2) = ids.inline(vec![1, 2]);
+        assert_eq!((a, new_a), (INLINE_ID_BASE, true));
+        assert_eq!((b, new_b), (INLINE_ID_BASE + 1, true));
+        assert_eq!((a2, new_a2), (a, false));
     }
 }

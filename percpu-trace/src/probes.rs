@@ -317,6 +317,10 @@ fn kernel_btf(plan: &AttachPlan, file: Option<&Path>) -> Result<Option<Btf>> {
         .context("reading kernel BTF for fentry")
 }
 
+/// Environment variable that sets the stack map's bucket count (a test hook, see
+/// `load_object`).
+pub const STACK_MAP_ENTRIES_ENV: &str = "PERCPU_TRACE_STACK_MAP_ENTRIES";
+
 /// Loads the embedded object with `config` as its `CONFIG` global and, when given, that
 /// ring-buffer size (the object's own default otherwise).
 fn load_object(config: &percpu_trace_common::ProbeConfig, ring_bytes: Option<u32>) -> Result<Ebpf> {
@@ -327,6 +331,14 @@ fn load_object(config: &percpu_trace_common::ProbeConfig, ring_bytes: Option<u32
     loader.override_global(CONFIG_GLOBAL, config, true);
     if let Some(bytes) = ring_bytes {
         loader.map_max_entries("EVENTS", bytes);
+    }
+    // Test hook: a tiny stack map sends nearly every stack inline, so vm-test proves that
+    // path on real kernels (its `contention-pid` scenario); never needed otherwise.
+    if let Some(n) = std::env::var(STACK_MAP_ENTRIES_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        loader.map_max_entries("STACKS", n);
     }
     loader
         .load(BPF_OBJECT)

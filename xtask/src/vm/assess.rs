@@ -83,6 +83,9 @@ pub fn event_counts(rec: &Path) -> Result<BTreeMap<String, u64>> {
                 if UNDER_MUTEX.contains(&k) && v["holds_mutex"] == Value::Bool(false) {
                     *counts.entry(NOT_HOLDING.to_string()).or_default() += 1;
                 }
+                for key in super::stack_check::keys(&v) {
+                    *counts.entry(key.to_string()).or_default() += 1;
+                }
             }
         }
     }
@@ -495,6 +498,19 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             "{} populate/create/get_vm_areas events recorded as not holding pcpu_alloc_mutex (the kernel always holds it there)",
             ev(NOT_HOLDING)
         ));
+    }
+    if ev(super::stack_check::INLINE) > 0 {
+        v.facts.push(format!(
+            "{} event(s) with an inline stack",
+            ev(super::stack_check::INLINE)
+        ));
+    }
+    if let Err(p) = super::stack_check::check(&events) {
+        v.fail(p);
+    }
+    // A run with a tiny stack map (contention-pid) must have exercised the inline path.
+    if d.join("stack_map_entries").exists() && ev(super::stack_check::INLINE) == 0 {
+        v.fail("a one-bucket stack map, yet no event carried an inline stack".to_string());
     }
     match super::pid_check::check(d, &report_json) {
         Ok(Some(fact)) => v.facts.push(fact),

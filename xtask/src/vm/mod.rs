@@ -19,6 +19,7 @@ mod pid_check;
 mod qemu;
 mod rss;
 mod scenarios;
+mod stack_check;
 pub(crate) mod tool_json;
 mod truth_check;
 

@@ -172,7 +172,12 @@ i=0
 while [ ! -s $G/unc-a.pid ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 cat $G/unc-a.pid > $D/selected.pid
 TOOL_ARGS="--pid $(cat $G/unc-a.pid)"
+# A one-bucket stack map: nearly every stack travels inline in its record (stack_check
+# then requires some, and the waiter classification must not change).
+export PERCPU_TRACE_STACK_MAP_ENTRIES=1
+echo 1 > $D/stack_map_entries
 start_tool
+unset PERCPU_TRACE_STACK_MAP_ENTRIES
 TOOL_ARGS=
 touch $G/go
 wait $W
