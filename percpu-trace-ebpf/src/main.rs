@@ -543,7 +543,7 @@ fn wakeup_flags() -> u64 {
     }
 }
 
-/// Sends `ev` followed by the stack `stack` left in `STACK_SCRATCH`.
+/// Sends `ev` followed by the frames `inline_stack` left in `STACK_SCRATCH`.
 #[inline(always)]
 fn write_inline(ev: RawEvent) {
     let Some(s) = STACK_SCRATCH.get_ptr_mut(0) else {
