@@ -499,18 +499,9 @@ pub fn assess(run: &Run, spec: &KernelSpec, mode: Mode, expect: Option<&Expect>)
             ev(NOT_HOLDING)
         ));
     }
-    if ev(super::stack_check::INLINE) > 0 {
-        v.facts.push(format!(
-            "{} event(s) with an inline stack",
-            ev(super::stack_check::INLINE)
-        ));
-    }
-    if let Err(p) = super::stack_check::check(&events) {
-        v.fail(p);
-    }
-    // A run with a tiny stack map (contention-pid) must have exercised the inline path.
-    if d.join("stack_map_entries").exists() && ev(super::stack_check::INLINE) == 0 {
-        v.fail("a one-bucket stack map, yet no event carried an inline stack".to_string());
+    match super::stack_check::check(d, &events) {
+        Ok(fact) => v.facts.extend(fact),
+        Err(p) => v.fail(p),
     }
     match super::pid_check::check(d, &report_json) {
         Ok(Some(fact)) => v.facts.push(fact),

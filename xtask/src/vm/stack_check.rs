@@ -28,8 +28,14 @@ pub fn keys(ev: &Value) -> impl Iterator<Item = &'static str> {
         .flatten()
 }
 
-/// `Err` when any stack was lost (`counts`: `assess::event_counts`).
-pub fn check(counts: &std::collections::BTreeMap<String, u64>) -> Result<(), String> {
+/// `Err` when any stack was lost, or when the run had a tiny stack map (a
+/// `stack_map_entries` file in its result directory `d`: contention-pid) and yet no
+/// inline stack; otherwise the number of inline-stack events as a fact, if any.
+/// `counts`: `assess::event_counts`.
+pub fn check(
+    d: &std::path::Path,
+    counts: &std::collections::BTreeMap<String, u64>,
+) -> Result<Option<String>, String> {
     let get = |k: &str| counts.get(k).copied().unwrap_or(0);
     let (missing, taken, read) = (get(STACKLESS), get("drops.stack"), get("drops.stack_read"));
     if missing + taken + read > 0 {
@@ -37,7 +43,11 @@ pub fn check(counts: &std::collections::BTreeMap<String, u64>) -> Result<(), Str
             "stacks lost: {missing} contention/reclaim/chunk event(s) without a stack, {taken} not taken in the kernel, {read} not read back (a stack may only be lost with its event)"
         ));
     }
-    Ok(())
+    let inline = get(INLINE);
+    if d.join("stack_map_entries").exists() && inline == 0 {
+        return Err("a one-bucket stack map, yet no event carried an inline stack".to_string());
+    }
+    Ok((inline > 0).then(|| format!("{inline} event(s) with an inline stack")))
 }
 
 #[cfg(test)]
@@ -53,14 +63,24 @@ mod tests {
         assert_eq!(keys(&ev).count(), 0);
         let ev = json!({"kind": {"type": "reclaim_begin"}, "stack_id": 2147483650u64});
         assert_eq!(keys(&ev).collect::<Vec<_>>(), [INLINE]);
+        let dir = std::env::temp_dir().join(format!("stack-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let mut counts = std::collections::BTreeMap::new();
+        assert_eq!(check(&dir, &counts), Ok(None));
         counts.insert(INLINE.to_string(), 5);
-        assert!(check(&counts).is_ok());
+        assert!(check(&dir, &counts).unwrap().is_some());
         // The 2026-12-07 CI run: 12 stacks lost in 31,205 events, no ring overflow.
         counts.insert("drops.stack".to_string(), 12);
-        assert!(check(&counts).is_err());
+        assert!(check(&dir, &counts).is_err());
         counts.clear();
         counts.insert(STACKLESS.to_string(), 1);
-        assert!(check(&counts).is_err());
+        assert!(check(&dir, &counts).is_err());
+        // A one-bucket map must have sent stacks inline.
+        counts.clear();
+        std::fs::write(dir.join("stack_map_entries"), "1").unwrap();
+        assert!(check(&dir, &counts).is_err());
+        counts.insert(INLINE.to_string(), 1);
+        assert!(check(&dir, &counts).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
