@@ -158,6 +158,13 @@ pub struct MutexInfo {
     pub layout: Option<MutexLayout>,
     /// Where the layout came from.
     pub layout_source: String,
+    /// The member of struct mutex the code scan checks a candidate with, and its byte
+    /// offset: `wait_list` (a list head, empty when it points at itself) or, on newer
+    /// kernels, `first_waiter` (a pointer, NULL when no waiter). None on PREEMPT_RT and
+    /// without BTF. Read from the same BTF as the layout, in `analyze`; internal to the
+    /// scan, so not part of the JSON facts.
+    #[serde(skip)]
+    pub wait_field: Option<(String, u32)>,
 }
 
 /// Detections that need the mutex address (said in `check` when it is unknown).

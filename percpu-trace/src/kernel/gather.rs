@@ -167,7 +167,7 @@ fn scan_for_mutex(
 ) {
     match code_scan_table {
         Some(table) if k.mutex.layout.is_some() => {
-            let wait = wait_field(k, k.btf.path.as_deref());
+            let wait = k.mutex.wait_field.clone();
             let found = match mem {
                 Ok(mem) => mutex_scan::mutex_from_code(&table, &k.arch, wait, mem.as_mut()),
                 Err(e) => Err(e.clone()),
@@ -193,19 +193,6 @@ fn scan_for_mutex(
             .push("code scan: skipped (disabled, no privileges or no kallsyms)".into()),
     }
 }
-/// The member of struct mutex used to check a candidate: `wait_list` (a list head, empty
-/// when it points at itself) or, on newer kernels, `first_waiter` (a pointer, NULL when no
-/// waiter). Read from the same BTF as the rest.
-fn wait_field(k: &Kernel, btf_path: Option<&Path>) -> Option<(String, u32)> {
-    if k.mutex.layout.as_ref().is_some_and(|l| l.rt) {
-        return None;
-    }
-    let src = BtfFile::open(btf_path?).ok()?;
-    ["wait_list", "first_waiter"]
-        .iter()
-        .find_map(|m| btf::member_offset(&src, "mutex", &[m]).map(|o| (m.to_string(), o)))
-}
-
 fn read(p: &Path) -> Option<String> {
     std::fs::read_to_string(p).ok()
 }
