@@ -114,7 +114,10 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
     // big is read: discovery is the tool's peak memory.
     let kallsyms =
         crate::bounded::read_text(&opts.kallsyms, "kallsyms", crate::bounded::MAX_KALLSYMS)
-            .map(|text| (Arc::new(SymbolTable::parse(&text)), function_starts(&text)))
+            .map(|text| {
+                let (table, starts) = table_and_starts(&text);
+                (Arc::new(table), starts)
+            })
             .map_err(|e| format!("{}: {e}", opts.kallsyms.display()));
     let code_scan_table = match (&kallsyms, scan) {
         (Ok((t, _)), true) => Some(t.clone()),
@@ -208,10 +211,23 @@ const SYSTEM_MAP_NAMES: [&str; 3] = ["pcpu_alloc_mutex", "_stext", "_text"];
 /// Sorted start addresses of every vmlinux symbol (`__pfx_` padding included): where a
 /// function read for the fix evidence ends.
 pub(super) fn function_starts(kallsyms: &str) -> Vec<u64> {
-    let mut starts: Vec<u64> = symbols::kallsyms_lines(kallsyms)
-        .filter(|l| l.module.is_none() && l.addr != 0)
-        .map(|l| l.addr)
-        .collect();
+    sorted_starts(
+        symbols::kallsyms_lines(kallsyms)
+            .filter(|l| l.module.is_none())
+            .map(|l| l.addr)
+            .collect(),
+    )
+}
+
+/// [`SymbolTable::parse`] and [`function_starts`] in one pass over the text.
+pub(super) fn table_and_starts(kallsyms: &str) -> (SymbolTable, Vec<u64>) {
+    let mut starts = Vec::new();
+    let table = SymbolTable::parse_noting(kallsyms, |l| starts.push(l.addr));
+    (table, sorted_starts(starts))
+}
+
+fn sorted_starts(mut starts: Vec<u64>) -> Vec<u64> {
+    starts.retain(|&a| a != 0);
     starts.sort_unstable();
     starts.dedup();
     starts.shrink_to_fit();
