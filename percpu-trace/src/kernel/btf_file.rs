@@ -284,11 +284,16 @@ impl TypeSource for BtfFile {
         if offs.is_empty() {
             return Vec::new();
         }
-        all.filter(|&id| {
-            self.head(id)
-                .is_some_and(|h| h.name_off != 0 && offs.contains(&h.name_off))
-        })
-        .collect()
+        // Only the first word of each type (its name offset) is read.
+        self.offsets
+            .iter()
+            .zip(all)
+            .filter(|&(&at, _)| {
+                self.u32_at(at as usize)
+                    .is_some_and(|n| n != 0 && offs.contains(&n))
+            })
+            .map(|(_, id)| id)
+            .collect()
     }
 
     fn ty(&self, id: u32) -> Option<Ty> {

@@ -23,7 +23,6 @@ use crate::kernel::plan::DEFAULT_RING_BYTES;
 static LOADER: Mutex<Option<EbpfLoader<'static>>> = Mutex::new(None);
 
 /// How many loaders (so kernel BTF parses by aya) this process created: 1 at most.
-#[cfg(test)]
 static CREATED: AtomicUsize = AtomicUsize::new(0);
 
 /// Every distinct `CONFIG` value given to the loader, leaked once each so the loader can
@@ -42,7 +41,6 @@ pub(super) fn load(
 ) -> Result<Ebpf> {
     let mut guard = LOADER.lock().unwrap_or_else(PoisonError::into_inner);
     let loader = guard.get_or_insert_with(|| {
-        #[cfg(test)]
         CREATED.fetch_add(1, Ordering::Relaxed);
         let mut loader = EbpfLoader::new();
         // The object has no CO-RE relocations: the kernel BTF the loader parsed on
