@@ -123,6 +123,7 @@ pub(crate) fn analyze(inp: Inputs) -> Kernel {
         fix,
         identity: Default::default(),
         notes,
+        kallsyms_text: None,
     }
 }
 

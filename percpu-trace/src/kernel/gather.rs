@@ -109,13 +109,19 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
         symbols::read_lines_matching(&system_map_path, |name| SYSTEM_MAP_NAMES.contains(&name))
             .map(|t| (system_map_path.display().to_string(), t))
             .map_err(|e| format!("{}: {e}", system_map_path.display()));
-    // kallsyms is parsed once, into one table shared by analysis and the code scan, and
-    // its text (10 MB and more on Debian's arm64 kernels) is dropped before anything else
-    // big is read: discovery is the tool's peak memory.
+    // kallsyms is read and parsed once, into one table shared by analysis and the code
+    // scan. Its text (10 MB and more on Debian's arm64 kernels) is dropped before anything
+    // else big is read, discovery being the tool's peak memory, unless a live session is
+    // to build its stack symbols from it (`keep_kallsyms_text`): the BTF file and the
+    // table are gone by then, so that is no new peak.
+    let mut kallsyms_text = None;
     let kallsyms =
         crate::bounded::read_text(&opts.kallsyms, "kallsyms", crate::bounded::MAX_KALLSYMS)
             .map(|text| {
                 let (table, starts) = table_and_starts(&text);
+                if opts.keep_kallsyms_text {
+                    kallsyms_text = Some(symbols::KallsymsText(text.into()));
+                }
                 (Arc::new(table), starts)
             })
             .map_err(|e| format!("{}: {e}", opts.kallsyms.display()));
@@ -155,6 +161,7 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
     };
     let mut k = analyze(inputs);
     k.identity = super::identity::read(root, &k.release);
+    k.kallsyms_text = kallsyms_text;
     if k.mutex.addr.is_none() {
         scan_for_mutex(&mut k, code_scan_table, &mut mem);
     }

@@ -1,7 +1,7 @@
 //! Kernel symbols from /proc/kallsyms (or System.map): the one parser of that format
 //! ([`kallsyms_lines`], also used by `symbolize` for stacks), resolving probe targets across
 //! versions and compiler clones, and the address of pcpu_alloc_mutex.
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use serde::Serialize;
 
@@ -112,6 +112,16 @@ pub fn kallsyms_lines(text: &str) -> impl Iterator<Item = KallsymsLine<'_>> {
             module,
         })
     })
+}
+
+/// The text of a kallsyms file, shared (several MB: printed by its size only).
+#[derive(Clone)]
+pub struct KallsymsText(pub Arc<str>);
+
+impl std::fmt::Debug for KallsymsText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KallsymsText({} bytes)", self.0.len())
+    }
 }
 
 impl SymbolTable {
