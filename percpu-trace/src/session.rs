@@ -101,12 +101,13 @@ impl Session {
         // `record -d 1s` should take about a second.
         let kallsyms = Path::new("/proc/kallsyms");
         let shared = kallsyms_text.clone();
-        let text = std::thread::Builder::new()
-            .name("kallsyms".into())
-            .spawn(move || match shared {
-                Some(KallsymsText(text)) => TextSymbols::from_text(&text, kallsyms),
-                None => TextSymbols::read(kallsyms),
-            });
+        let text =
+            std::thread::Builder::new()
+                .name("kallsyms".into())
+                .spawn(move || match shared {
+                    Some(KallsymsText(text)) => TextSymbols::from_text(&text, kallsyms),
+                    None => TextSymbols::read(kallsyms),
+                });
         let mut probes = Probes::attach(plan, btf_file)?;
         if !quiet {
             if let Some(why) = &probes.task_btf_refused {

@@ -306,8 +306,13 @@ ffffffffc0100200 t null_exit\t[null_blk]
         );
         let frames = |t: TextSymbols| {
             let s = Symbolizer::from(t);
-            [0xffffffff812a004a, 0xffffffffc0100010, 0xffffffff812a0c00, 0x10]
-                .map(|a| s.frame(a).to_string())
+            [
+                0xffffffff812a004a,
+                0xffffffffc0100010,
+                0xffffffff812a0c00,
+                0x10,
+            ]
+            .map(|a| s.frame(a).to_string())
         };
         assert_eq!(frames(read), frames(built));
         let zeroed = "0000000000000000 T _stext\n";

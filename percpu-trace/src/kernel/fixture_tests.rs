@@ -702,10 +702,18 @@ fn one_kallsyms_pass_gives_the_table_and_the_starts() {
         let alone = super::symbols::SymbolTable::parse(&text);
         assert_eq!(starts, super::gather::function_starts(&text), "{kernel}");
         assert!(!starts.contains(&0xffffffffc0001010), "{kernel}");
-        assert_eq!((table.count, table.zeroed), (alone.count, alone.zeroed), "{kernel}");
-        for name in ["pcpu_alloc_noprof", "pcpu_alloc_mutex", "mutex_lock", "_stext"] {
+        assert_eq!(
+            (table.count, table.zeroed),
+            (alone.count, alone.zeroed),
+            "{kernel}"
+        );
+        for name in [
+            "pcpu_alloc_noprof",
+            "pcpu_alloc_mutex",
+            "mutex_lock",
+            "_stext",
+        ] {
             assert_eq!(table.get(name), alone.get(name), "{kernel} {name}");
         }
     }
 }
-
