@@ -120,7 +120,7 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
             .map(|text| {
                 let (table, starts) = table_and_starts(&text);
                 if opts.keep_kallsyms_text {
-                    kallsyms_text = Some(symbols::KallsymsText(text.into()));
+                    kallsyms_text = Some(symbols::KallsymsText(Arc::new(text)));
                 }
                 (Arc::new(table), starts)
             })

@@ -114,9 +114,11 @@ pub fn kallsyms_lines(text: &str) -> impl Iterator<Item = KallsymsLine<'_>> {
     })
 }
 
-/// The text of a kallsyms file, shared (several MB: printed by its size only).
+/// The text of a kallsyms file, shared (several MB: printed by its size only). An
+/// `Arc<String>`, not `Arc<str>`: moving the text in must not copy it (a second copy while
+/// discovery's other inputs are alive would be the tool's peak memory).
 #[derive(Clone)]
-pub struct KallsymsText(pub Arc<str>);
+pub struct KallsymsText(pub Arc<String>);
 
 impl std::fmt::Debug for KallsymsText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
