@@ -30,7 +30,8 @@ pub fn check(args: &KernelOptions, json: bool, probe: bool) -> Result<ExitCode> 
     if probe {
         require_privileges()?;
     }
-    let (k, plan) = discover(args)?;
+    // check --probe reads kallsyms again for its stack symbols, as it always did.
+    let (k, plan) = discover(args, false)?;
     if json {
         let mut v = kernel::check::render_json(&k, &plan);
         if probe {
@@ -230,7 +231,7 @@ pub fn record(
     metrics_addr: Option<(std::net::SocketAddr, usize)>,
 ) -> Result<ExitCode> {
     require_privileges()?;
-    let (k, mut plan) = discover(&opts.kernel)?;
+    let (mut k, mut plan) = discover(&opts.kernel, true)?;
     plan.config.filter_tgid = opts.pid.unwrap_or(0);
     plan.ring_bytes = opts.ring_buffer_mib << 20;
     if opts.verbose {
@@ -263,7 +264,12 @@ pub fn record(
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sighup = signal(SignalKind::hangup())?;
-        let mut session = Session::start(&plan, opts.kernel.btf.as_deref(), !opts.verbose)?;
+        let mut session = Session::start(
+            &plan,
+            opts.kernel.btf.as_deref(),
+            k.kallsyms_text.take(),
+            !opts.verbose,
+        )?;
         // The header is written after attaching, so it says what really attached.
         let ctx = ReportContext::live(&k, &plan, session.failed(), &opts.filter);
         let to_stdout = output.as_deref().is_some_and(crate::output::is_stdout);
@@ -465,7 +471,7 @@ fn summary_line(engine: &Engine, events: u64, elapsed: Duration) -> String {
 /// `percpu-trace` without a subcommand: the live terminal UI.
 pub fn tui(opts: &TraceOptions) -> Result<ExitCode> {
     require_privileges()?;
-    let (k, mut plan) = discover(&opts.kernel)?;
+    let (mut k, mut plan) = discover(&opts.kernel, true)?;
     plan.config.filter_tgid = opts.pid.unwrap_or(0);
     plan.ring_bytes = opts.ring_buffer_mib << 20;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -473,7 +479,12 @@ pub fn tui(opts: &TraceOptions) -> Result<ExitCode> {
         .build()?;
     rt.block_on(async {
         // Attach before the terminal switches to raw mode, so errors print normally.
-        let mut session = Session::start(&plan, opts.kernel.btf.as_deref(), true)?;
+        let mut session = Session::start(
+            &plan,
+            opts.kernel.btf.as_deref(),
+            k.kallsyms_text.take(),
+            true,
+        )?;
         let header =
             crate::tui::Header::live(&k, &plan, session.failed(), engine_config(&k), &opts.filter);
         let (tx, rx) = tokio::sync::mpsc::channel(1 << 16);

@@ -5,13 +5,13 @@
 //! included; dropping [`Probes`] detaches them earlier, on a normal exit, all at once.
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{KProbe, TracePoint},
-    Btf, Ebpf, EbpfLoader,
+    Btf, Ebpf,
 };
-use percpu_trace_common::{drop_reason, CONFIG_GLOBAL};
+use percpu_trace_common::drop_reason;
 
 use crate::kernel::{
     self,
@@ -20,6 +20,7 @@ use crate::kernel::{
 
 mod fentry_load;
 mod func_btf;
+mod loader;
 mod misses;
 
 pub use misses::{MissCounters, Misses};
@@ -322,27 +323,14 @@ fn kernel_btf(plan: &AttachPlan, file: Option<&Path>) -> Result<Option<Btf>> {
 pub const STACK_MAP_ENTRIES_ENV: &str = "PERCPU_TRACE_STACK_MAP_ENTRIES";
 
 /// Loads the embedded object with `config` as its `CONFIG` global and, when given, that
-/// ring-buffer size (the object's own default otherwise).
+/// ring-buffer size (the object's own default otherwise), through the one loader.
 fn load_object(config: &percpu_trace_common::ProbeConfig, ring_bytes: Option<u32>) -> Result<Ebpf> {
-    let mut loader = EbpfLoader::new();
-    // The object has no CO-RE relocations: the kernel BTF the loader parsed on creation
-    // is not needed to load it, so it is dropped before the load allocates anything else.
-    loader.btf(None);
-    loader.override_global(CONFIG_GLOBAL, config, true);
-    if let Some(bytes) = ring_bytes {
-        loader.map_max_entries("EVENTS", bytes);
-    }
     // Test hook: a tiny stack map sends nearly every stack inline, so vm-test proves that
     // path on real kernels (its `contention-pid` scenario); never needed otherwise.
-    if let Some(n) = std::env::var(STACK_MAP_ENTRIES_ENV)
+    let stack_entries = std::env::var(STACK_MAP_ENTRIES_ENV)
         .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        loader.map_max_entries("STACKS", n);
-    }
-    loader
-        .load(BPF_OBJECT)
-        .map_err(|e| anyhow!("loading the eBPF object: {e}"))
+        .and_then(|v| v.parse().ok());
+    loader::load(BPF_OBJECT, config, ring_bytes, stack_entries)
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> Result<Link> {
@@ -520,5 +508,27 @@ mod tests {
             "{}",
             serde_json::to_string_pretty(&kernel::check::render_json(&k, &plan)).unwrap()
         );
+    }
+
+    /// Start-up derives each kernel fact once: discovery (with the code scan, which needs
+    /// root) reads the kernel BTF file once, and the loads for discovery's kernel-memory
+    /// reader and for the probes share one aya loader (one aya parse of the kernel BTF).
+    /// Each repeat cost ~0.05-0.1 s of `record`'s start-up on a 2-vCPU host.
+    /// `cargo test -p percpu-trace probes::tests::start_up -- --ignored` (root).
+    #[test]
+    #[ignore]
+    fn start_up_reads_kernel_btf_once() {
+        let before = kernel::btf_file::opens_on_this_thread();
+        let k = kernel::discover(&kernel::DiscoverOptions::default(), &BpfProber).unwrap();
+        assert_eq!(kernel::btf_file::opens_on_this_thread() - before, 1);
+        assert!(
+            k.mutex.wait_field.is_some() || k.mutex.layout.as_ref().is_some_and(|l| l.rt),
+            "the code scan's wait field comes with the discovered facts"
+        );
+        let plan = k.plan(kernel::plan::AttachMode::Auto).unwrap();
+        let probes = Probes::attach(&plan, None).unwrap();
+        assert!(!probes.attached.is_empty());
+        drop(probes);
+        assert_eq!(loader::loaders_created(), 1);
     }
 }

@@ -83,6 +83,21 @@ impl TextSymbols {
         Ok(s)
     }
 
+    /// The text symbols of kallsyms text already read (`path`: where from, for the error),
+    /// as [`Self::read`] would give them from that file.
+    pub fn from_text(text: &str, path: &Path) -> Result<Self> {
+        let mut s = TextSymbols::default();
+        s.add_lines(text);
+        s.finish();
+        if s.syms.is_empty() {
+            bail!(
+                "{}: no usable text symbols (kptr_restrict zeroes the addresses?)",
+                path.display()
+            );
+        }
+        Ok(s)
+    }
+
     /// Adds the text symbols of some kallsyms lines (unsorted until [`Self::finish`]).
     fn add_lines(&mut self, text: &str) {
         for l in kallsyms_lines(text).filter(|l| l.addr != 0 && l.is_text()) {
@@ -275,6 +290,39 @@ ffffffffc0100200 t null_exit\t[null_blk]
             "null_add_dev+0x10/0x200 [null_blk]"
         );
         assert_eq!(s.frame(0x10).function, None);
+    }
+
+    /// Stack symbols built from discovery's kallsyms text are those read from the file,
+    /// and fail the same way when every address is zero.
+    #[test]
+    fn symbols_from_text_are_those_read_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("pt-textsyms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kallsyms");
+        std::fs::write(&path, KALLSYMS).unwrap();
+        let (read, built) = (
+            TextSymbols::read(&path).unwrap(),
+            TextSymbols::from_text(KALLSYMS, &path).unwrap(),
+        );
+        let frames = |t: TextSymbols| {
+            let s = Symbolizer::from(t);
+            [
+                0xffffffff812a004a,
+                0xffffffffc0100010,
+                0xffffffff812a0c00,
+                0x10,
+            ]
+            .map(|a| s.frame(a).to_string())
+        };
+        assert_eq!(frames(read), frames(built));
+        let zeroed = "0000000000000000 T _stext\n";
+        std::fs::write(&path, zeroed).unwrap();
+        let (e1, e2) = (
+            TextSymbols::read(&path).err().unwrap(),
+            TextSymbols::from_text(zeroed, &path).err().unwrap(),
+        );
+        assert_eq!(format!("{e1:#}"), format!("{e2:#}"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -783,7 +783,7 @@ fn check_probe_runs_bounded_and_leaves_nothing_behind() {
         attach: percpu_trace::kernel::plan::AttachMode::Auto,
         btf: None,
     };
-    let (k, plan) = percpu_trace::session::discover(&args).expect("discovery");
+    let (k, plan) = percpu_trace::session::discover(&args, false).expect("discovery");
     let started = Instant::now();
     let o = percpu_trace::fix_probe::run(&args, &k, &plan).expect("check --probe");
     assert!(

@@ -159,7 +159,7 @@ pub fn run(args: &KernelOptions, k: &Kernel, plan: &AttachPlan) -> Result<ProbeO
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let mut session = Session::start(&plan, args.btf.as_deref(), true)
+        let mut session = Session::start(&plan, args.btf.as_deref(), None, true)
             .map_err(|e| anyhow!("check --probe: cannot load or attach the probes: {e:#}"))?;
         let mut ctx = ReportContext::live(k, &plan, session.failed(), &FindingFilter::default());
         let cannot_show = match coverage(&ctx.run) {

@@ -73,12 +73,14 @@ pub(crate) fn analyze(inp: Inputs) -> Kernel {
     let (preempt_rt, preempt_rt_detail) =
         preempt_rt(inp.realtime.as_deref(), rt_from_btf, &mut notes);
     let (addr, source, attempts) = mutex_address(&table, &inp.system_map);
+    let wait_field = mutex_wait_field(src, layout.as_ref());
     let mutex = MutexInfo {
         addr,
         source,
         attempts,
         layout,
         layout_source,
+        wait_field,
     };
     let gfp = gfp_layout(src, &inp.release, inp.formats.as_ref(), &mut notes);
     let pf = pf_flags();
@@ -121,6 +123,7 @@ pub(crate) fn analyze(inp: Inputs) -> Kernel {
         fix,
         identity: Default::default(),
         notes,
+        kallsyms_text: None,
     }
 }
 
@@ -452,6 +455,21 @@ pub(crate) fn mutex_layout(
             None,
         ),
     }
+}
+
+/// The member of struct mutex that tells an idle mutex from garbage (see
+/// [`MutexInfo::wait_field`]): none for an rt_mutex based one or an unknown layout.
+pub(crate) fn mutex_wait_field(
+    src: Option<&dyn TypeSource>,
+    layout: Option<&MutexLayout>,
+) -> Option<(String, u32)> {
+    if layout.is_none_or(|l| l.rt) {
+        return None;
+    }
+    let src = src?;
+    ["wait_list", "first_waiter"]
+        .iter()
+        .find_map(|m| btf::member_offset(src, "mutex", &[m]).map(|o| (m.to_string(), o)))
 }
 
 /// PREEMPT_RT: /sys/kernel/realtime when it says 1, else the shape of struct mutex in BTF.

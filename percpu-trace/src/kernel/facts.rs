@@ -23,6 +23,11 @@ pub struct DiscoverOptions {
     /// When pcpu_alloc_mutex is in neither kallsyms nor System.map, find it by reading the
     /// code that locks it through a BPF test run (`mutex_scan`).
     pub scan_code: bool,
+    /// Keep the kallsyms text read for the facts ([`Kernel::kallsyms_text`]), for a live
+    /// session's stack symbols: kallsyms is then read once per run, not twice (each read
+    /// is ~0.1 s of kernel time on a 2-vCPU host, and the second one was on the path to
+    /// opening the tracing window).
+    pub keep_kallsyms_text: bool,
 }
 
 impl Default for DiscoverOptions {
@@ -34,6 +39,7 @@ impl Default for DiscoverOptions {
             mount_tracefs: true,
             probe_fentry: true,
             scan_code: true,
+            keep_kallsyms_text: false,
         }
     }
 }
@@ -158,6 +164,13 @@ pub struct MutexInfo {
     pub layout: Option<MutexLayout>,
     /// Where the layout came from.
     pub layout_source: String,
+    /// The member of struct mutex the code scan checks a candidate with, and its byte
+    /// offset: `wait_list` (a list head, empty when it points at itself) or, on newer
+    /// kernels, `first_waiter` (a pointer, NULL when no waiter). None on PREEMPT_RT and
+    /// without BTF. Read from the same BTF as the layout, in `analyze`; internal to the
+    /// scan, so not part of the JSON facts.
+    #[serde(skip)]
+    pub wait_field: Option<(String, u32)>,
 }
 
 /// Detections that need the mutex address (said in `check` when it is unknown).
@@ -541,4 +554,8 @@ pub struct Kernel {
     pub identity: super::identity::KernelIdentity,
     /// Other things worth saying (fallbacks taken, clones, ...).
     pub notes: Vec<String>,
+    /// The kallsyms text discovery read, when [`DiscoverOptions::keep_kallsyms_text`] asked
+    /// for it and it was read. Not a fact: the input of the stack symbolizer.
+    #[serde(skip)]
+    pub kallsyms_text: Option<super::symbols::KallsymsText>,
 }

@@ -688,3 +688,32 @@ fn offline_check_makes_no_attach_plan() {
     );
     assert!(!text.contains("tracepoint"), "{text}");
 }
+
+/// Discovery's one pass over kallsyms gives the same table and function starts as the two
+/// passes it replaced, on real kallsyms text (one with modules and `__pfx_` padding).
+#[test]
+fn one_kallsyms_pass_gives_the_table_and_the_starts() {
+    for kernel in ["host-6.18", "debian-7.2.13"] {
+        let mut text = std::fs::read_to_string(dir(kernel).join("kallsyms")).unwrap();
+        // Module symbols are no vmlinux function starts (the fixtures hold none).
+        text.push_str("ffffffffc0001000 t __pfx_mod_fn\t[somemod]\n");
+        text.push_str("ffffffffc0001010 t mod_fn\t[somemod]\n");
+        let (table, starts) = super::gather::table_and_starts(&text);
+        let alone = super::symbols::SymbolTable::parse(&text);
+        assert_eq!(starts, super::gather::function_starts(&text), "{kernel}");
+        assert!(!starts.contains(&0xffffffffc0001010), "{kernel}");
+        assert_eq!(
+            (table.count, table.zeroed),
+            (alone.count, alone.zeroed),
+            "{kernel}"
+        );
+        for name in [
+            "pcpu_alloc_noprof",
+            "pcpu_alloc_mutex",
+            "mutex_lock",
+            "_stext",
+        ] {
+            assert_eq!(table.get(name), alone.get(name), "{kernel} {name}");
+        }
+    }
+}

@@ -109,12 +109,21 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
         symbols::read_lines_matching(&system_map_path, |name| SYSTEM_MAP_NAMES.contains(&name))
             .map(|t| (system_map_path.display().to_string(), t))
             .map_err(|e| format!("{}: {e}", system_map_path.display()));
-    // kallsyms is parsed once, into one table shared by analysis and the code scan, and
-    // its text (10 MB and more on Debian's arm64 kernels) is dropped before anything else
-    // big is read: discovery is the tool's peak memory.
+    // kallsyms is read and parsed once, into one table shared by analysis and the code
+    // scan. Its text (10 MB and more on Debian's arm64 kernels) is dropped before anything
+    // else big is read, discovery being the tool's peak memory, unless a live session is
+    // to build its stack symbols from it (`keep_kallsyms_text`): the BTF file and the
+    // table are gone by then, so that is no new peak.
+    let mut kallsyms_text = None;
     let kallsyms =
         crate::bounded::read_text(&opts.kallsyms, "kallsyms", crate::bounded::MAX_KALLSYMS)
-            .map(|text| (Arc::new(SymbolTable::parse(&text)), function_starts(&text)))
+            .map(|text| {
+                let (table, starts) = table_and_starts(&text);
+                if opts.keep_kallsyms_text {
+                    kallsyms_text = Some(symbols::KallsymsText(Arc::new(text)));
+                }
+                (Arc::new(table), starts)
+            })
             .map_err(|e| format!("{}: {e}", opts.kallsyms.display()));
     let code_scan_table = match (&kallsyms, scan) {
         (Ok((t, _)), true) => Some(t.clone()),
@@ -152,6 +161,7 @@ pub fn discover(opts: &DiscoverOptions, bpf: &dyn BpfProbe) -> Result<Kernel> {
     };
     let mut k = analyze(inputs);
     k.identity = super::identity::read(root, &k.release);
+    k.kallsyms_text = kallsyms_text;
     if k.mutex.addr.is_none() {
         scan_for_mutex(&mut k, code_scan_table, &mut mem);
     }
@@ -167,7 +177,7 @@ fn scan_for_mutex(
 ) {
     match code_scan_table {
         Some(table) if k.mutex.layout.is_some() => {
-            let wait = wait_field(k, k.btf.path.as_deref());
+            let wait = k.mutex.wait_field.clone();
             let found = match mem {
                 Ok(mem) => mutex_scan::mutex_from_code(&table, &k.arch, wait, mem.as_mut()),
                 Err(e) => Err(e.clone()),
@@ -193,19 +203,6 @@ fn scan_for_mutex(
             .push("code scan: skipped (disabled, no privileges or no kallsyms)".into()),
     }
 }
-/// The member of struct mutex used to check a candidate: `wait_list` (a list head, empty
-/// when it points at itself) or, on newer kernels, `first_waiter` (a pointer, NULL when no
-/// waiter). Read from the same BTF as the rest.
-fn wait_field(k: &Kernel, btf_path: Option<&Path>) -> Option<(String, u32)> {
-    if k.mutex.layout.as_ref().is_some_and(|l| l.rt) {
-        return None;
-    }
-    let src = BtfFile::open(btf_path?).ok()?;
-    ["wait_list", "first_waiter"]
-        .iter()
-        .find_map(|m| btf::member_offset(&src, "mutex", &[m]).map(|o| (m.to_string(), o)))
-}
-
 fn read(p: &Path) -> Option<String> {
     std::fs::read_to_string(p).ok()
 }
@@ -221,10 +218,23 @@ const SYSTEM_MAP_NAMES: [&str; 3] = ["pcpu_alloc_mutex", "_stext", "_text"];
 /// Sorted start addresses of every vmlinux symbol (`__pfx_` padding included): where a
 /// function read for the fix evidence ends.
 pub(super) fn function_starts(kallsyms: &str) -> Vec<u64> {
-    let mut starts: Vec<u64> = symbols::kallsyms_lines(kallsyms)
-        .filter(|l| l.module.is_none() && l.addr != 0)
-        .map(|l| l.addr)
-        .collect();
+    sorted_starts(
+        symbols::kallsyms_lines(kallsyms)
+            .filter(|l| l.module.is_none())
+            .map(|l| l.addr)
+            .collect(),
+    )
+}
+
+/// [`SymbolTable::parse`] and [`function_starts`] in one pass over the text.
+pub(super) fn table_and_starts(kallsyms: &str) -> (SymbolTable, Vec<u64>) {
+    let mut starts = Vec::new();
+    let table = SymbolTable::parse_noting(kallsyms, |l| starts.push(l.addr));
+    (table, sorted_starts(starts))
+}
+
+fn sorted_starts(mut starts: Vec<u64>) -> Vec<u64> {
+    starts.retain(|&a| a != 0);
     starts.sort_unstable();
     starts.dedup();
     starts.shrink_to_fit();
