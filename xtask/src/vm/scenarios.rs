@@ -203,7 +203,13 @@ for f in /sys/devices/system/cpu/cpu*/online; do echo 0 > $f 2>/dev/null; done
 say online cpus $(cat /sys/devices/system/cpu/online)
 mkdir -p /balloon
 mount -t tmpfs -o size=1900m tmpfs /balloon
+# A ring that holds a whole pass: the SCHED_FIFO writer keeps the reader off the only
+# online CPU for the pass, and the default 4 MiB lost 100,000-700,000 events in most boots
+# (README.md, "recursion"). ring_mib tells rss.rs the ring's share of the recorder's RSS.
+TOOL_ARGS="--ring-buffer-mib 256"
+echo 256 > $D/ring_mib
 start_tool
+TOOL_ARGS=
 truth_start
 pt-workload recursion --file /mnt/big1000 --balloon /balloon/fill --free-mib 1060 --chains 4 --depth 400 --disks all --prio 50 --jitter-prio 90 --prefix r$N- > $D/workload.out 2>&1
 echo $? > $D/workload.rc
