@@ -73,14 +73,7 @@ impl TextSymbols {
         let mut s = TextSymbols::default();
         crate::bounded::kallsyms_lines(path, |line| s.add_lines(&String::from_utf8_lossy(line)))
             .with_context(|| format!("reading {}", path.display()))?;
-        s.finish();
-        if s.syms.is_empty() {
-            bail!(
-                "{}: no usable text symbols (kptr_restrict zeroes the addresses?)",
-                path.display()
-            );
-        }
-        Ok(s)
+        s.finished(path)
     }
 
     /// The text symbols of kallsyms text already read (`path`: where from, for the error),
@@ -88,14 +81,20 @@ impl TextSymbols {
     pub fn from_text(text: &str, path: &Path) -> Result<Self> {
         let mut s = TextSymbols::default();
         s.add_lines(text);
-        s.finish();
-        if s.syms.is_empty() {
+        s.finished(path)
+    }
+
+    /// Sorts the symbols added so far; fails when there are none (`path`: where they came
+    /// from, for the error).
+    fn finished(mut self, path: &Path) -> Result<Self> {
+        self.finish();
+        if self.syms.is_empty() {
             bail!(
                 "{}: no usable text symbols (kptr_restrict zeroes the addresses?)",
                 path.display()
             );
         }
-        Ok(s)
+        Ok(self)
     }
 
     /// Adds the text symbols of some kallsyms lines (unsorted until [`Self::finish`]).
