@@ -137,6 +137,14 @@ enum Cmd {
         /// Chain name prefix (unique per run).
         #[arg(long, default_value = "r")]
         prefix: String,
+        /// Passes at most: each writes io.max in a fresh set of cgroups (new blkgs, new
+        /// chunks); after a pass with a raw hit (`truth` armed) no further pass runs.
+        #[arg(long, default_value_t = 1)]
+        passes: usize,
+        /// Between passes, wait until this file (the recorder's output) stops growing for
+        /// 2 s (at most 120 s), so the reader has drained the pass before the next one.
+        #[arg(long)]
+        settle: Option<PathBuf>,
     },
     /// Map or unmap 1..=max-pages random anonymous pages every period at SCHED_FIFO.
     Jitter {
@@ -177,6 +185,14 @@ enum Cmd {
         /// Summary file (stop).
         #[arg(long, default_value = "/tmp/truth.txt")]
         out: String,
+        /// Offset of the owner word in struct mutex (start; from the kernel's BTF: 0, or
+        /// 24 on 7.2.13-rt).
+        #[arg(long, default_value_t = 0)]
+        owner_off: u64,
+        /// Trace buffer per online CPU, KiB (start). recursion's passes record about
+        /// 12 MB of mutex contention each.
+        #[arg(long, default_value_t = 16384)]
+        buffer_kb: u64,
     },
     /// Wait until BPF programs beyond the --before snapshot are loaded (the tool attached).
     WaitAttached {
@@ -287,6 +303,8 @@ fn run(cmd: Cmd) -> Result<()> {
             prio,
             jitter_prio,
             prefix,
+            passes,
+            settle,
         } => {
             sys::set_comm("pt-rec-writer");
             let devs = devices(disks)?;
@@ -300,6 +318,8 @@ fn run(cmd: Cmd) -> Result<()> {
                 prio,
                 jitter_prio,
                 prefix,
+                passes,
+                settle,
                 root: "/sys/fs/cgroup".into(),
             })?;
             println!("recursion: writes={writes} blkgs={blkgs}");
@@ -322,8 +342,13 @@ fn run(cmd: Cmd) -> Result<()> {
             }
         }
         Cmd::Compare { before, wait } => compare(&before, wait),
-        Cmd::Truth { action, out } => match action.as_str() {
-            "start" => truth::start(),
+        Cmd::Truth {
+            action,
+            out,
+            owner_off,
+            buffer_kb,
+        } => match action.as_str() {
+            "start" => truth::start(owner_off, buffer_kb),
             "stop" => truth::stop(&out),
             other => bail!("truth {other}: expected start or stop"),
         },

@@ -15,14 +15,27 @@ use anyhow::{bail, Context, Result};
 
 const T: &str = "/sys/kernel/tracing";
 
-/// Probes, in kprobe_events syntax (x86_64 argument registers); a probe the kernel rejects
-/// (missing function on an old kernel) is skipped.
+/// Probes, in kprobe_events syntax; `OWNER` becomes the owner word's fetch argument. The
+/// gfp is `$arg3` (try_to_free_pages(zonelist, order, gfp_mask, nodemask)), which the
+/// kernel maps to the architecture's argument register (x86_64 and arm64 alike). A probe
+/// the kernel rejects (missing function on an old kernel) is skipped.
 const PROBES: &[&str] = &[
-    "p:pt/populate pcpu_populate_chunk owner=@pcpu_alloc_mutex:u64",
-    "p:pt/vmareas pcpu_get_vm_areas owner=@pcpu_alloc_mutex:u64",
-    "p:pt/pte __pte_alloc_kernel owner=@pcpu_alloc_mutex:u64",
-    "p:pt/ttfp try_to_free_pages gfp=%dx:u32 owner=@pcpu_alloc_mutex:u64",
+    "p:pt/populate pcpu_populate_chunk owner=OWNER",
+    "p:pt/vmareas pcpu_get_vm_areas owner=OWNER",
+    "p:pt/pte __pte_alloc_kernel owner=OWNER",
+    "p:pt/ttfp try_to_free_pages gfp=$arg3:u32 owner=OWNER",
 ];
+
+/// The owner word's fetch argument: `owner_off` bytes into pcpu_alloc_mutex (0 for
+/// `mutex.owner`; on PREEMPT_RT the owner is `mutex.rtmutex.owner`, 24 on 7.2.13-rt: the
+/// harness passes the offset it read from the kernel's BTF).
+fn owner_arg(owner_off: u64) -> String {
+    if owner_off == 0 {
+        "@pcpu_alloc_mutex:u64".into()
+    } else {
+        format!("@pcpu_alloc_mutex+{owner_off}:u64")
+    }
+}
 
 fn kallsym(name: &str) -> Result<u64> {
     let text = fs::read_to_string("/proc/kallsyms")?;
@@ -53,17 +66,22 @@ fn parse_cpu_list(list: &str) -> Result<Vec<usize>> {
     Ok(cpus)
 }
 
-/// Arms the probes and lock tracepoints and starts tracing.
-pub fn start() -> Result<()> {
+/// Arms the probes and lock tracepoints and starts tracing; `owner_off`: see [`owner_arg`].
+/// `buffer_kb`: trace buffer per online CPU.
+pub fn start(owner_off: u64, buffer_kb: u64) -> Result<()> {
     let mutex = kallsym("pcpu_alloc_mutex")?;
     fs::write(format!("{T}/tracing_on"), "0")?;
     fs::write(format!("{T}/trace"), "")?;
     // Per online CPU: the global knob sizes the buffer of every CPU ever online, which on
     // `recursion`'s 32-vCPU guest (31 offlined) would be 512 MiB of a 2 GiB guest.
     for cpu in online_cpus()? {
-        fs::write(format!("{T}/per_cpu/cpu{cpu}/buffer_size_kb"), "16384")?;
+        fs::write(
+            format!("{T}/per_cpu/cpu{cpu}/buffer_size_kb"),
+            buffer_kb.to_string(),
+        )?;
     }
-    for p in PROBES {
+    let owner = owner_arg(owner_off);
+    for p in PROBES.iter().map(|p| p.replace("OWNER", &owner)) {
         // Append: each line is one probe.
         if let Err(e) = fs::OpenOptions::new()
             .append(true)
@@ -89,6 +107,17 @@ pub fn start() -> Result<()> {
     }
     fs::write(format!("{T}/tracing_on"), "1")?;
     Ok(())
+}
+
+/// Raw recursion hits so far, read from the live trace without stopping it (the trace
+/// file is not consumed): lets the recursion workload stop after the pass that hit.
+pub fn recursion_hits_so_far() -> Result<u64> {
+    let trace = fs::read_to_string(format!("{T}/trace")).context("reading trace")?;
+    Ok(analyze(&trace)
+        .lines()
+        .filter(|l| l.contains(" RECURSION_"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum())
 }
 
 /// Stops tracing, removes the probes, and writes counts per comm to `out`.

@@ -35,6 +35,21 @@ pub fn member_offset(raw: &str, name: &str, member: &str) -> Option<u64> {
         .map(|b| b / 8)
 }
 
+/// The mutex owner word's offset in the BTF, and where it is: `mutex.owner`, or on
+/// PREEMPT_RT (struct mutex wraps an rt_mutex_base named `rtmutex`) `rtmutex.owner`. The
+/// same offset that `check` must believe, and what `truth` reads in the guest.
+pub fn mutex_owner_off(raw: &str) -> (Option<u64>, &'static str) {
+    match member_offset(raw, "mutex", "owner") {
+        Some(off) => (Some(off), "mutex.owner"),
+        None => (
+            member_offset(raw, "mutex", "rtmutex")
+                .zip(member_offset(raw, "rt_mutex_base", "owner"))
+                .map(|(a, b)| a + b),
+            "mutex.rtmutex.owner (PREEMPT_RT)",
+        ),
+    }
+}
+
 /// Parameter names of function `func`, from raw BTF text.
 pub fn params(raw: &str, func: &str) -> Option<Vec<String>> {
     let needle = format!("FUNC '{func}' type_id=");
@@ -106,18 +121,8 @@ pub fn check(out: &Path, raw: &str, arch: Arch, v: &mut Verdict) {
         member_offset(raw, "task_struct", "flags"),
         "task_struct.flags".into(),
     );
-    // The owner word: mutex.owner, or on PREEMPT_RT (struct mutex wraps an rt_mutex_base
-    // named `rtmutex`) rtmutex.owner. Whichever the BTF has, whatever `check` believes.
-    match member_offset(raw, "mutex", "owner") {
-        Some(off) => expect("mutex_owner_off", Some(off), "mutex.owner".into()),
-        None => expect(
-            "mutex_owner_off",
-            member_offset(raw, "mutex", "rtmutex")
-                .zip(member_offset(raw, "rt_mutex_base", "owner"))
-                .map(|(a, b)| a + b),
-            "mutex.rtmutex.owner (PREEMPT_RT)".into(),
-        ),
-    }
+    let (owner, what) = mutex_owner_off(raw);
+    expect("mutex_owner_off", owner, what.into());
     // (config key, probe point whose attached function it describes, parameter name,
     // value when the function has no such parameter).
     const ARGS: &[(&str, &str, &str, Option<u64>)] = &[
