@@ -1,22 +1,10 @@
 //! Per-program BPF cost in kprobe, fentry and tracepoint modes on the vulnerable Debian
 //! kernel (7.2.x), booted with the VM harness' kernel, initramfs and qemu code.
 //!
-//! The harness keeps those modules private to `vm`, so they are included here by path
-//! until it exports them (hook asked for: `pub(crate) mod kernels; pub(crate) mod
-//! initramfs; pub(crate) mod qemu;` in xtask/src/vm/mod.rs; then these three `#[path]`
-//! lines become `use crate::vm::{initramfs, kernels, qemu};`). Their lints are the
-//! harness's business, so they are silenced on this second copy. The guest runs one
-//! `percpu-trace record --attach MODE` per mode around the same GFP_NOIO workload and
+//! It uses the harness's own modules (`crate::vm::{initramfs, kernels, qemu}`). The guest
+//! runs one `percpu-trace record --attach MODE` per mode around the same GFP_NOIO workload and
 //! prints `bpftool prog show` before and after it on the console.
-#[allow(dead_code, clippy::duplicate_mod, clippy::all)]
-#[path = "../vm/initramfs.rs"]
-mod initramfs;
-#[allow(dead_code, clippy::duplicate_mod, clippy::all)]
-#[path = "../vm/kernels.rs"]
-mod kernels;
-#[allow(dead_code, clippy::duplicate_mod, clippy::all)]
-#[path = "../vm/qemu.rs"]
-mod qemu;
+use crate::vm::{initramfs, kernels, qemu};
 
 use std::{
     collections::BTreeMap,

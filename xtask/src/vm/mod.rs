@@ -13,13 +13,15 @@ mod arm64;
 mod assess;
 mod btf_check;
 mod data;
-mod initramfs;
+mod expectations;
+pub(crate) mod initramfs;
 pub(crate) mod kernels;
 mod pid_check;
 mod pool;
-mod qemu;
+pub(crate) mod qemu;
 mod rss;
 mod scenarios;
+mod select;
 mod stack_check;
 pub(crate) mod tool_json;
 mod truth_check;
@@ -35,8 +37,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 pub use arm64::Arch;
-use kernels::{Kernel, Mode, ModeRun};
-use scenarios::{Scenario, Shape, SCENARIOS};
+use kernels::{Kernel, Mode};
+use scenarios::{Scenario, Shape};
 
 /// Extra boots for a timing-dependent positive case that missed. With a per-attempt hit
 /// rate p the false-failure rate is (1-p)^(1+RETRIES): 3 attempts keep it under 1 in 100
@@ -74,40 +76,6 @@ pub struct VmTestArgs {
 /// Wall time of each boot, by label.
 type BootTimes = Vec<(String, f64)>;
 
-/// The runs of a matrix line that `--attach` selects (all when empty).
-fn select_modes(spec: &'static kernels::KernelSpec, want: &[Mode]) -> Result<Vec<ModeRun>> {
-    if want.is_empty() {
-        return Ok(spec
-            .runs
-            .iter()
-            .map(|r| ModeRun {
-                mode: r.mode,
-                expect: r.expect,
-            })
-            .collect());
-    }
-    want.iter()
-        .map(|&mode| {
-            let run = spec.runs.iter().find(|r| r.mode == mode).or_else(|| {
-                (mode == Mode::Kprobe)
-                    .then(|| spec.runs.iter().find(|r| r.mode == Mode::Auto))
-                    .flatten()
-            });
-            run.map(|r| ModeRun {
-                mode,
-                expect: r.expect,
-            })
-            .with_context(|| {
-                format!(
-                    "kernel {} has no expectations for --attach {} in the matrix",
-                    spec.name,
-                    mode.name()
-                )
-            })
-        })
-        .collect()
-}
-
 /// One scenario's outcome over its attempts.
 struct Outcome {
     kernel: String,
@@ -121,8 +89,8 @@ struct Outcome {
 /// Runs the VM test matrix; fails if any scenario fails.
 pub fn vm_test(args: VmTestArgs) -> Result<()> {
     let started = Instant::now();
-    let kernels = select_kernels(args.kernel.as_deref(), args.arch)?;
-    let scenarios = select_scenarios(args.scenario.as_deref())?;
+    let kernels = select::kernels(args.kernel.as_deref(), args.arch)?;
+    let scenarios = select::scenarios(args.scenario.as_deref())?;
     let with_tool = std::env::var("PT_VM_WORKLOAD_ONLY").map_or(true, |v| v != "1");
     let repeat: usize = std::env::var("PT_VM_REPEAT")
         .ok()
@@ -162,7 +130,7 @@ pub fn vm_test(args: VmTestArgs) -> Result<()> {
     let mut kernel_times = Vec::new();
     for spec in kernels {
         let t = Instant::now();
-        let modes = select_modes(spec, &args.attach)?;
+        let modes = select::modes(spec, &args.attach)?;
         let k = kernels::prepare(spec, &cache)?;
         println!(
             "vm: kernel {} = {} {} ({}; BTF: pcpu_get_vm_areas {:?} params, pcpu_alloc_noprof {}) ready in {:.0} s",
@@ -252,54 +220,6 @@ pub fn vm_test(args: VmTestArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn select_kernels(sel: Option<&str>, arch: Arch) -> Result<Vec<&'static kernels::KernelSpec>> {
-    let matrix = arch.kernels();
-    let Some(sel) = sel else {
-        return Ok(matrix.iter().filter(|k| k.ci).collect());
-    };
-    let mut out: Vec<&'static kernels::KernelSpec> = Vec::new();
-    for n in sel.split(',') {
-        let hits: Vec<_> = matrix.iter().filter(|k| kernels::selects(k, n)).collect();
-        if hits.is_empty() {
-            bail!(
-                "unknown kernel {n:?} (known: {}; or vulnerable, fixed, rt)",
-                matrix.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
-            );
-        }
-        for k in hits {
-            if !out.iter().any(|x| x.name == k.name) {
-                out.push(k);
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn select_scenarios(sel: Option<&str>) -> Result<Vec<&'static Scenario>> {
-    let Some(sel) = sel else {
-        return Ok(SCENARIOS.iter().filter(|s| s.default).collect());
-    };
-    let mut v: Vec<&'static Scenario> = sel
-        .split(',')
-        .map(|n| {
-            scenarios::by_name(n).with_context(|| {
-                format!(
-                    "unknown scenario {n:?} (known: {})",
-                    SCENARIOS
-                        .iter()
-                        .map(|s| s.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
-        })
-        .collect::<Result<_>>()?;
-    // Keep the table's order: it is the order that works best in one boot.
-    v.sort_by_key(|s| SCENARIOS.iter().position(|x| x.name == s.name));
-    v.dedup_by_key(|s| s.name);
-    Ok(v)
 }
 
 #[derive(Clone, Copy)]
