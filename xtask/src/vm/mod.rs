@@ -7,7 +7,9 @@
 //! output ([`assess`]). A guest that panics, hangs or overruns fails, with its console tail.
 //!
 //! Environment knobs (for development, not CI): `PT_VM_WORKLOAD_ONLY=1` runs the workloads
-//! without the tool; `PT_VM_REPEAT=N` runs every scenario N times (hit-rate measurements).
+//! without the tool; `PT_VM_REPEAT=N` runs every scenario N times (hit-rate measurements);
+//! `PT_GUEST_X=v` exports `X=v` in the guest (e.g. `PT_GUEST_REC_JITTER=40`: recursion's
+//! jitter priority; `PT_GUEST_PT_TRUTH_SCHED=1`: where `truth` sees the workload sleep).
 //! Attach modes are matrix data ([`kernels::ModeRun`]); `--attach` picks some of them.
 mod arm64;
 mod assess;
@@ -386,6 +388,7 @@ fn boot_once(
         attach: ctx.mode.name(),
         probe: ctx.tool.is_some() && k.spec.probe.is_some() && shape == Shape::Narrow,
         owner_off: btf_check::mutex_owner_off(ctx.btf).0.unwrap_or(0),
+        guest_env: &guest_env(),
         positive: &ctx
             .expect
             .iter()
@@ -524,6 +527,22 @@ fn boot_once(
     }
     println!("vm: boot {tag} took {:.0} s", boot.elapsed.as_secs_f64());
     Ok((verdicts, secs, boot.elapsed.as_secs_f64()))
+}
+
+/// `PT_GUEST_X=v` host variables, as (X, v); values that are not plain words are left out
+/// (they go into a shell script).
+fn guest_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter_map(|(k, v)| Some((k.strip_prefix("PT_GUEST_")?.to_string(), v)))
+        .filter(|(k, v)| {
+            let word = |x: &str| {
+                !x.is_empty()
+                    && x.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            };
+            word(k) && word(v)
+        })
+        .collect()
 }
 
 /// Console lines that mean the guest kernel broke.

@@ -230,7 +230,7 @@ TRUTH_ARGS=
 # pass in two does on 7.2.13); the negative makes one pass.
 P=1
 [ $EXPECT_HIT = 1 ] && P=2
-pt-workload recursion --file /mnt/big1000 --balloon /balloon/fill --free-mib 1060 --chains 4 --depth 400 --disks all --prio 50 --jitter-prio 90 --prefix r$N- --passes $P --settle $D/rec.jsonl > $D/workload.out 2>&1
+pt-workload recursion --file /mnt/big1000 --balloon /balloon/fill --free-mib 1060 --chains 4 --depth 400 --disks all --prio 50 --jitter-prio ${REC_JITTER:-90} --prefix r$N- --passes $P --settle $D/rec.jsonl > $D/workload.out 2>&1
 echo $? > $D/workload.rc
 truth_stop
 stop_tool
@@ -287,6 +287,9 @@ pub struct InitPlan<'a> {
     /// Scenarios whose expectation on this line requires a finding (`EXPECT_HIT=1` in
     /// their run: recursion then runs more passes).
     pub positive: &'a [&'a str],
+    /// Variables exported in the guest (development knobs: `PT_GUEST_X=v` on the host
+    /// exports `X=v`; values limited to `[A-Za-z0-9_.-]`).
+    pub guest_env: &'a [(String, String)],
 }
 
 /// The guest's /init. Progress goes to the console as `@@PT ...` lines (the host prints
@@ -294,6 +297,9 @@ pub struct InitPlan<'a> {
 pub fn init_script(p: &InitPlan) -> String {
     let mut s = String::from(INIT_HEAD);
     s.push_str(&format!("ATTACH={}\nOWNER_OFF={}\n", p.attach, p.owner_off));
+    for (k, v) in p.guest_env {
+        s.push_str(&format!("export {k}={v}\n"));
+    }
     for m in p.modules {
         let params = p
             .module_params
