@@ -47,10 +47,10 @@ use scenarios::{Scenario, Shape};
 /// for any p >= 0.79 (the measured rates are in README.md).
 pub const RETRIES: u32 = 2;
 
-/// Extra boots for `recursion` (the `Many` shape): the kernel hits in about half its
-/// boots on 7.2.13 (README.md, "recursion"), so 5 attempts keep a false failure near 3 in
-/// 100. Cheap in wall time: its retries run on one worker while the other boots the rest
-/// of the matrix (pool.rs).
+/// Extra boots for `recursion` (the `Many` shape): on a quiet machine the 7.2.13 kernel
+/// hit in about three of four two-pass boots (README.md, "recursion"), so 5 attempts keep
+/// a false failure under 1 in 1,000. Cheap in wall time: its retries run on one worker
+/// while the other boots the rest of the matrix (pool.rs).
 pub const MANY_RETRIES: u32 = 4;
 
 /// Time for the kernel to boot and the tool's `check` to run, on top of the scenarios.
