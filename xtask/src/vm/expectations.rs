@@ -44,15 +44,31 @@ const SLOW_PATH: &[&str] = &[
 /// pcpu_alloc entry (fentry/kprobe) or after unlock (tracepoint): a constrained caller.
 const ALLOC: &str = "pcpu_alloc_enter";
 
+// Per-scenario expectations shared by several tables below (the same line in each).
+#[rustfmt::skip]
+const V_IDLE: Expect = Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[], after: After::Same, activity: &[] };
+#[rustfmt::skip]
+const V_NOIO_SCOPE: Expect = Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[], after: After::Same, activity: SLOW_PATH };
+#[rustfmt::skip]
+const V_NOIO_GFP: Expect = Expect { scenario: "noio-gfp", findings: &["window"], never: &[], events: &[ALLOC], no_events: &[], after: After::Same, activity: &[] };
+#[rustfmt::skip]
+const V_CONTENTION: Expect = Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] };
+/// `recursion` must be reported (as often as truth counts it).
+#[rustfmt::skip]
+const V_RECURSION: Expect = Expect { scenario: "recursion", findings: &["recursion"], never: &[], events: &[ALLOC, "pgtable_alloc", "reclaim_begin"], no_events: &[], after: After::Same, activity: &[] };
+/// `recursion` run and truth-checked, a hit not required.
+#[rustfmt::skip]
+const V_RECURSION_TRUTH: Expect = Expect { scenario: "recursion", findings: &[], never: &[], events: &[ALLOC, "pgtable_alloc"], no_events: &[], after: After::Same, activity: &[] };
+
 /// A vulnerable 6.10+ kernel whose io.max path allocates blkgs with GFP_NOIO (7.2, and
 /// 6.12 since 6.12.63): noio-gfp shows the same-task window, contention the cross-task
 /// case, the IO_FLUSHER scope is recorded but is not a window.
 #[rustfmt::skip]
 pub const VULNERABLE: &[Expect] = &[
-    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[], after: After::Same, activity: SLOW_PATH },
-    Expect { scenario: "noio-gfp", findings: &["window"], never: &[], events: &[ALLOC], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] },
+    V_IDLE,
+    V_NOIO_SCOPE,
+    V_NOIO_GFP,
+    V_CONTENTION,
 ];
 
 /// [`VULNERABLE`] plus `recursion` (the issue-25 recipe, its own 32-vCPU boot): the io.max
@@ -63,11 +79,11 @@ pub const VULNERABLE: &[Expect] = &[
 /// [`VULNERABLE_RECURSION_TRUTH`]. Not 6.1, whose blkg_alloc is GFP_KERNEL.
 #[rustfmt::skip]
 pub const VULNERABLE_RECURSION: &[Expect] = &[
-    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[], after: After::Same, activity: SLOW_PATH },
-    Expect { scenario: "noio-gfp", findings: &["window"], never: &[], events: &[ALLOC], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "recursion", findings: &["recursion"], never: &[], events: &[ALLOC, "pgtable_alloc", "reclaim_begin"], no_events: &[], after: After::Same, activity: &[] },
+    V_IDLE,
+    V_NOIO_SCOPE,
+    V_NOIO_GFP,
+    V_CONTENTION,
+    V_RECURSION,
 ];
 
 /// [`VULNERABLE_RECURSION`] plus contention-pid (`--pid` of a holder), on the 7.2 fentry
@@ -75,11 +91,11 @@ pub const VULNERABLE_RECURSION: &[Expect] = &[
 /// up to two passes, README.md "recursion").
 #[rustfmt::skip]
 pub const VULNERABLE_7_2: &[Expect] = &[
-    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[], after: After::Same, activity: SLOW_PATH },
-    Expect { scenario: "noio-gfp", findings: &["window"], never: &[], events: &[ALLOC], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "recursion", findings: &["recursion"], never: &[], events: &[ALLOC, "pgtable_alloc", "reclaim_begin"], no_events: &[], after: After::Same, activity: &[] },
+    V_IDLE,
+    V_NOIO_SCOPE,
+    V_NOIO_GFP,
+    V_CONTENTION,
+    V_RECURSION,
     Expect { scenario: "contention-pid", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] },
 ];
 
@@ -89,11 +105,11 @@ pub const VULNERABLE_7_2: &[Expect] = &[
 /// with retries; arm64 has too few boots measured to require one.
 #[rustfmt::skip]
 pub const VULNERABLE_RECURSION_TRUTH: &[Expect] = &[
-    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[], after: After::Same, activity: SLOW_PATH },
-    Expect { scenario: "noio-gfp", findings: &["window"], never: &[], events: &[ALLOC], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "recursion", findings: &[], never: &[], events: &[ALLOC, "pgtable_alloc"], no_events: &[], after: After::Same, activity: &[] },
+    V_IDLE,
+    V_NOIO_SCOPE,
+    V_NOIO_GFP,
+    V_CONTENTION,
+    V_RECURSION_TRUTH,
 ];
 
 /// The fix series present: the constrained allocations are there, none of the three kinds.
@@ -105,7 +121,7 @@ pub const VULNERABLE_RECURSION_TRUTH: &[Expect] = &[
 /// ground truth counts no raw hit either).
 #[rustfmt::skip]
 pub const FIXED_RECURSION: &[Expect] = &[
-    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[], after: After::Same, activity: &[] },
+    V_IDLE,
     Expect { scenario: "noio-scope", findings: &[], never: ALL, events: &[ALLOC], no_events: &[], after: After::Any, activity: SLOW_PATH },
     Expect { scenario: "noio-gfp", findings: &[], never: ALL, events: &[ALLOC], no_events: &[], after: After::Any, activity: &[] },
     Expect { scenario: "contention", findings: &[], never: ALL, events: &[ALLOC], no_events: &[], after: After::Upgraded("fixed"), activity: SLOW_PATH },
@@ -117,10 +133,10 @@ pub const FIXED_RECURSION: &[Expect] = &[
 /// cross-task case (contention) is what proves the kernel vulnerable.
 #[rustfmt::skip]
 pub const VULNERABLE_6_1: &[Expect] = &[
-    Expect { scenario: "idle", findings: &[], never: ALL, events: &[], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "noio-scope", findings: &[], never: &["window"], events: &[ALLOC, "chunk_populate"], no_events: &[], after: After::Same, activity: SLOW_PATH },
+    V_IDLE,
+    V_NOIO_SCOPE,
     Expect { scenario: "noio-gfp", findings: &[], never: &["window"], events: &[], no_events: &[], after: After::Same, activity: &[] },
-    Expect { scenario: "contention", findings: &["cross_task"], never: &[], events: &["contention_begin"], no_events: &[], after: After::Same, activity: &[] },
+    V_CONTENTION,
 ];
 
 /// Function probes that tracepoint mode does not attach (`check` lists them unavailable).
