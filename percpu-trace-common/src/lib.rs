@@ -280,8 +280,35 @@ pub struct ProbeConfig {
     /// load through `bpf_get_current_task_btf` instead of a `bpf_probe_read` (0: the
     /// helper read; userspace also falls back to 0 when a program using it fails to load).
     pub task_btf: u32,
-    /// Keeps the size a multiple of 8 with no implicit padding (the struct is `Pod`).
-    pub _pad: u32,
+    /// Argument positions (`TP_PROTO` order, from BTF) of the same tracepoint fields for the
+    /// raw tracepoint programs (`*_raw`), which the plan prefers: their release needs no
+    /// RCU grace period (a perf tracepoint event's does, ~40 ms each, serialized) and a hit
+    /// builds no perf record. percpu:percpu_alloc_percpu gfp_flags.
+    pub raw_pcpu_gfp_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: percpu_alloc_percpu is_atomic.
+    pub raw_pcpu_atomic_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: percpu_alloc_percpu reserved.
+    pub raw_pcpu_reserved_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: percpu_alloc_percpu size.
+    pub raw_pcpu_size_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: percpu_alloc_percpu align.
+    pub raw_pcpu_align_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: percpu_alloc_percpu call_site.
+    pub raw_pcpu_call_site_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: percpu_create_chunk base_addr.
+    pub raw_chunk_base_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: mm_vmscan_{direct,memcg}_reclaim_begin gfp_flags.
+    pub raw_reclaim_gfp_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: mm_vmscan_{direct,memcg}_reclaim_begin order.
+    pub raw_reclaim_order_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: mm_vmscan_{direct,memcg}_reclaim_end nr_reclaimed.
+    pub raw_reclaim_nr_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: contention_begin/end lock (the same position in both).
+    pub raw_lock_addr_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: contention_begin flags.
+    pub raw_lock_flags_arg: u32,
+    /// See `raw_pcpu_gfp_arg`: contention_end ret.
+    pub raw_lock_ret_arg: u32,
 }
 
 #[cfg(feature = "user")]
@@ -302,6 +329,6 @@ mod tests {
     fn layouts_have_no_holes() {
         assert_eq!(core::mem::size_of::<RawEvent>(), 88);
         assert_eq!(core::mem::size_of::<ProbeConfig>() % 8, 0);
-        assert_eq!(core::mem::size_of::<ProbeConfig>(), 16 + 38 * 4);
+        assert_eq!(core::mem::size_of::<ProbeConfig>(), 16 + 50 * 4);
     }
 }

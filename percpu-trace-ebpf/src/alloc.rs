@@ -1,11 +1,15 @@
 //! pcpu_alloc entry and return (kprobe/kretprobe or fentry/fexit) and the
 //! percpu_alloc_percpu tracepoint: who is a constrained caller.
 use aya_ebpf::{
-    macros::{fentry, fexit, kprobe, kretprobe, tracepoint},
-    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+    macros::{fentry, fexit, kprobe, kretprobe, raw_tracepoint, tracepoint},
+    programs::{
+        FEntryContext, FExitContext, ProbeContext, RawTracePointContext, RetProbeContext,
+        TracePointContext,
+    },
 };
 use percpu_trace_common::{activity, drop_reason, kind, state};
 
+use crate::fields::Fields;
 use crate::*;
 
 #[kprobe]
@@ -131,8 +135,14 @@ pub fn percpu_alloc_tp(ctx: TracePointContext) -> u32 {
     try_percpu_alloc_tp(&ctx).unwrap_or(0)
 }
 
-fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
-    let atomic = direct_load::u8_at(ctx, cfg!(tp_pcpu_atomic_off));
+#[raw_tracepoint]
+pub fn percpu_alloc_raw(ctx: RawTracePointContext) -> i32 {
+    try_percpu_alloc_tp(&ctx).unwrap_or(0) as i32
+}
+
+#[inline(always)]
+fn try_percpu_alloc_tp<C: Fields>(ctx: &C) -> Option<u32> {
+    let atomic = ctx.u8f(cfg!(tp_pcpu_atomic_off), cfg!(raw_pcpu_atomic_arg));
     if atomic != Some(0) {
         // Atomic (never takes the mutex), or unreadable: seen, nothing more.
         count_activity(activity::ALLOCS_SEEN);
@@ -140,7 +150,7 @@ fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
     }
     count_activities(activity::ALLOCS_SEEN, activity::BLOCKING_SEEN);
     // gfp_flags is `gfp_t` (4 bytes) or `unsigned long`: little-endian, the low word is the mask.
-    let gfp = direct_load::u32_at(ctx, cfg!(tp_pcpu_gfp_off))?;
+    let gfp = ctx.u32f(cfg!(tp_pcpu_gfp_off), cfg!(raw_pcpu_gfp_arg))?;
     let task = current_task();
     let flags = task_flags(task);
     let (pid, tgid) = pid_tgid();
@@ -154,10 +164,18 @@ fn try_percpu_alloc_tp(ctx: &TracePointContext) -> Option<u32> {
         return None;
     }
     untrack(&SLOW_PATH, pid);
-    let reserved: u8 = unsafe { ctx.read_at(cfg!(tp_pcpu_reserved_off) as usize) }.unwrap_or(0);
-    let size: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_size_off) as usize) }.unwrap_or(0);
-    let align: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_align_off) as usize) }.unwrap_or(0);
-    let site: u64 = unsafe { ctx.read_at(cfg!(tp_pcpu_call_site_off) as usize) }.unwrap_or(0);
+    let reserved = ctx
+        .u8f(cfg!(tp_pcpu_reserved_off), cfg!(raw_pcpu_reserved_arg))
+        .unwrap_or(0);
+    let size = ctx
+        .u64f(cfg!(tp_pcpu_size_off), cfg!(raw_pcpu_size_arg))
+        .unwrap_or(0);
+    let align = ctx
+        .u64f(cfg!(tp_pcpu_align_off), cfg!(raw_pcpu_align_arg))
+        .unwrap_or(0);
+    let site = ctx
+        .u64f(cfg!(tp_pcpu_call_site_off), cfg!(raw_pcpu_call_site_arg))
+        .unwrap_or(0);
     let c = Common::new(task);
     let rs = if reserved != 0 { state::RESERVED } else { 0 };
     emit(

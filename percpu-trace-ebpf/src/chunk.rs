@@ -2,8 +2,8 @@
 //! doing them (pcpu_get_vm_areas, vmalloc, kernel page tables): emitted for the holder only.
 use aya_ebpf::programs::tracing::StackIdContext;
 use aya_ebpf::{
-    macros::{fentry, kprobe, tracepoint},
-    programs::{FEntryContext, ProbeContext, TracePointContext},
+    macros::{fentry, kprobe, raw_tracepoint, tracepoint},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use percpu_trace_common::{kind, state, NO_ARG};
 
@@ -30,9 +30,21 @@ fn on_chunk_create<C: Args>(ctx: &C) -> u32 {
 
 #[tracepoint]
 pub fn chunk_create_tp(ctx: TracePointContext) -> u32 {
+    on_chunk_create_tp(&ctx)
+}
+
+#[raw_tracepoint]
+pub fn chunk_create_raw(ctx: RawTracePointContext) -> i32 {
+    on_chunk_create_tp(&ctx) as i32
+}
+
+#[inline(always)]
+fn on_chunk_create_tp<C: crate::fields::Fields>(ctx: &C) -> u32 {
     let c = Common::new(current_task());
-    let base: u64 = unsafe { ctx.read_at(cfg!(tp_chunk_base_off) as usize) }.unwrap_or(0);
-    let st = stack(&ctx);
+    let base = ctx
+        .u64f(cfg!(tp_chunk_base_off), cfg!(raw_chunk_base_arg))
+        .unwrap_or(0);
+    let st = stack(ctx);
     emit(&c, kind::CHUNK_CREATE, 0, 0, st, base, 0, 0);
     0
 }

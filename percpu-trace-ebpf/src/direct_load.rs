@@ -10,14 +10,18 @@
 //! frozen `.rodata` map, so the verifier knows the offset and checks only the arm taken.
 //! The loads are inline assembly so LLVM cannot merge the arms back into one load at a
 //! computed offset, which the verifier would refuse.
-use aya_ebpf::{helpers::bpf_get_current_task_btf, programs::TracePointContext, EbpfContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_task_btf,
+    programs::{RawTracePointContext, TracePointContext},
+    EbpfContext,
+};
 
 /// One direct context load of `$size` (`u8`, `u32`, `u64`) at constant `$off`.
 macro_rules! ctx_load {
     ($ctx:expr, $size:literal, $off:literal) => {{
         let v: u64;
-        // SAFETY: a load from the tracepoint's own record inside its size; the verifier
-        // checks the offset and size against the context.
+        // SAFETY: a load from the tracepoint's own record (or raw argument array) inside
+        // its size; the verifier checks the offset and size against the context.
         unsafe {
             core::arch::asm!(
                 concat!("{v} = *(", $size, " *)({p} + ", $off, ")"),
@@ -86,4 +90,23 @@ pub fn current_task_u32(off: u32) -> Option<u32> {
     }
     arms!(0 4 8 12 16 20 24 28 32 36 40 44 48 52 56 60 64 68 72 76 80 84 88 92 96 100 104 108
           112 116 120 124 128)
+}
+
+/// Raw tracepoint argument `n` (`TP_PROTO` order): one direct load at `8 * n`. The kernel
+/// refuses to attach a raw tracepoint program whose context loads reach past the
+/// tracepoint's argument count, so each arm is its own constant-offset load and the
+/// verifier sees only the arm the frozen CONFIG selects. None past the 12 arguments a
+/// BPF program can receive.
+#[inline(always)]
+pub fn raw_arg(ctx: &RawTracePointContext, n: u32) -> Option<u64> {
+    macro_rules! arms {
+        ($($n:literal => $o:literal)*) => {
+            match n {
+                $($n => Some(ctx_load!(ctx.as_ptr(), "u64", $o)),)*
+                _ => None,
+            }
+        };
+    }
+    arms!(0 => 0 1 => 8 2 => 16 3 => 24 4 => 32 5 => 40 6 => 48 7 => 56 8 => 64 9 => 72
+          10 => 80 11 => 88)
 }

@@ -11,6 +11,16 @@ use crate::*;
 
 #[tracepoint]
 pub fn task_exit(_ctx: TracePointContext) -> u32 {
+    on_task_exit()
+}
+
+#[raw_tracepoint]
+pub fn task_exit_raw(_ctx: RawTracePointContext) -> i32 {
+    on_task_exit() as i32
+}
+
+#[inline(always)]
+fn on_task_exit() -> u32 {
     // Every exit on the host runs this: nothing to look up while no task is tracked.
     if !any_live() {
         return 0;

@@ -72,7 +72,19 @@ static CONFIG: ProbeConfig = ProbeConfig {
     tracepoint_mode: 0,
     task_pid_off: 0,
     task_btf: 0,
-    _pad: 0,
+    raw_pcpu_gfp_arg: 0,
+    raw_pcpu_atomic_arg: 0,
+    raw_pcpu_reserved_arg: 0,
+    raw_pcpu_size_arg: 0,
+    raw_pcpu_align_arg: 0,
+    raw_pcpu_call_site_arg: 0,
+    raw_chunk_base_arg: 0,
+    raw_reclaim_gfp_arg: 0,
+    raw_reclaim_order_arg: 0,
+    raw_reclaim_nr_arg: 0,
+    raw_lock_addr_arg: 0,
+    raw_lock_flags_arg: 0,
+    raw_lock_ret_arg: 0,
 };
 
 /// Reads one field of CONFIG so the verifier sees a load from .rodata, not a constant.
@@ -672,6 +684,7 @@ fn arg_u64<C: Args>(ctx: &C, n: u32) -> u64 {
 mod alloc;
 mod chunk;
 mod direct_load;
+mod fields;
 mod lifetime;
 mod reclaim;
 mod waiters;

@@ -1,12 +1,27 @@
-//! Waiters on pcpu_alloc_mutex (lock:contention_begin/end, filtered by its address).
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+//! Waiters on pcpu_alloc_mutex (lock:contention_begin/end, filtered by its address;
+//! `*_raw` as raw tracepoints).
+use aya_ebpf::{
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
 use percpu_trace_common::{activity, kind};
 
+use crate::fields::Fields;
 use crate::*;
 
 #[tracepoint]
 pub fn contention_begin(ctx: TracePointContext) -> u32 {
-    if !is_pcpu_alloc_mutex(&ctx) {
+    on_contention_begin(&ctx)
+}
+
+#[raw_tracepoint]
+pub fn contention_begin_raw(ctx: RawTracePointContext) -> i32 {
+    on_contention_begin(&ctx) as i32
+}
+
+#[inline(always)]
+fn on_contention_begin<C: Fields>(ctx: &C) -> u32 {
+    if !is_pcpu_alloc_mutex(ctx) {
         return 0;
     }
     // Only a constrained waiter can be the waiter of a finding; the others are counted
@@ -15,8 +30,10 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let c = Common::new(current_task());
-    let lflags: u32 = unsafe { ctx.read_at(cfg!(tp_lock_flags_off) as usize) }.unwrap_or(0);
-    let st = stack(&ctx);
+    let lflags = ctx
+        .u32f(cfg!(tp_lock_flags_off), cfg!(raw_lock_flags_arg))
+        .unwrap_or(0);
+    let st = stack(ctx);
     emit(
         &c,
         kind::CONTENTION_BEGIN,
@@ -32,7 +49,17 @@ pub fn contention_begin(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn contention_end(ctx: TracePointContext) -> u32 {
-    if !is_pcpu_alloc_mutex(&ctx) {
+    on_contention_end(&ctx)
+}
+
+#[raw_tracepoint]
+pub fn contention_end_raw(ctx: RawTracePointContext) -> i32 {
+    on_contention_end(&ctx) as i32
+}
+
+#[inline(always)]
+fn on_contention_end<C: Fields>(ctx: &C) -> u32 {
+    if !is_pcpu_alloc_mutex(ctx) {
         return 0;
     }
     if !waiter_constrained() {
@@ -40,7 +67,9 @@ pub fn contention_end(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let c = Common::new(current_task());
-    let ret: i32 = unsafe { ctx.read_at(cfg!(tp_lock_ret_off) as usize) }.unwrap_or(0);
+    let ret = ctx
+        .u32f(cfg!(tp_lock_ret_off), cfg!(raw_lock_ret_arg))
+        .unwrap_or(0) as i32;
     emit(
         &c,
         kind::CONTENTION_END,
@@ -69,11 +98,13 @@ fn waiter_constrained() -> bool {
 
 /// Whether this lock tracepoint is about pcpu_alloc_mutex (its address is known).
 #[inline(always)]
-fn is_pcpu_alloc_mutex(ctx: &TracePointContext) -> bool {
+fn is_pcpu_alloc_mutex<C: Fields>(ctx: &C) -> bool {
     let addr = cfg!(mutex_addr);
     if addr == 0 {
         return false;
     }
-    let lock = direct_load::u64_at(ctx, cfg!(tp_lock_addr_off)).unwrap_or(0);
+    let lock = ctx
+        .u64f(cfg!(tp_lock_addr_off), cfg!(raw_lock_addr_arg))
+        .unwrap_or(0);
     lock == addr
 }

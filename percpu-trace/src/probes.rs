@@ -1,14 +1,14 @@
 //! Loading the embedded eBPF object and attaching it per the [`AttachPlan`].
 //!
 //! Every link is a file descriptor (perf events for kprobes and tracepoints, BPF links for
-//! fentry/fexit), so the kernel removes them when the process exits for any reason, SIGKILL
+//! raw tracepoints and fentry/fexit), so the kernel removes them when the process exits for any reason, SIGKILL
 //! included; dropping [`Probes`] detaches them earlier, on a normal exit, all at once.
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{KProbe, TracePoint},
+    programs::{KProbe, RawTracePoint, TracePoint},
     Btf, Ebpf,
 };
 use percpu_trace_common::drop_reason;
@@ -140,10 +140,18 @@ impl Probes {
                     attach_trampoline(&mut ebpf, &p.program, symbol, btf)
                         .map(|l| (l, symbol.clone()))
                 }
-                Attachment::Tracepoint { category, name } => {
-                    attach_tracepoint(&mut ebpf, &p.program, category, name)
-                        .map(|l| (l, format!("{category}:{name}")))
-                }
+                Attachment::Tracepoint {
+                    category,
+                    name,
+                    raw: false,
+                } => attach_tracepoint(&mut ebpf, &p.program, category, name)
+                    .map(|l| (l, format!("{category}:{name}"))),
+                Attachment::Tracepoint {
+                    category,
+                    name,
+                    raw: true,
+                } => attach_raw_tracepoint(&mut ebpf, &p.program, name)
+                    .map(|l| (l, format!("{category}:{name} (raw)"))),
                 Attachment::Unavailable { .. } => continue,
             };
             match res {
@@ -393,6 +401,23 @@ fn attach_tracepoint(ebpf: &mut Ebpf, program: &str, category: &str, name: &str)
     let id = prog
         .attach(category, name)
         .with_context(|| format!("attaching {program} to {category}:{name}"))?;
+    Ok(Box::new(prog.take_link(id)?))
+}
+
+/// A raw tracepoint (a BPF link, by the event's name): its release unregisters the probe
+/// and frees it after a grace period without waiting for one.
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &str, name: &str) -> Result<Link> {
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} not in the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {program} is not a raw tracepoint"))?;
+    if prog.fd().is_err() {
+        prog.load().with_context(|| format!("loading {program}"))?;
+    }
+    let id = prog
+        .attach(name)
+        .with_context(|| format!("attaching {program} to raw tracepoint {name}"))?;
     Ok(Box::new(prog.take_link(id)?))
 }
 

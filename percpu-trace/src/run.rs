@@ -242,7 +242,12 @@ pub(crate) fn planned_probe(v: &serde_json::Value) -> Option<ProbeStatus> {
         ),
         "tracepoint" => (
             format!(
-                "tracepoint:{}:{}",
+                "{}:{}:{}",
+                if a.get("raw").and_then(|r| r.as_bool()) == Some(true) {
+                    "raw_tracepoint"
+                } else {
+                    "tracepoint"
+                },
                 s(a, "category").unwrap_or_default(),
                 s(a, "name").unwrap_or_default()
             ),
@@ -274,9 +279,16 @@ pub fn probe_statuses(plan: &AttachPlan, failed: &[(String, String)]) -> Vec<Pro
                 Attachment::Kretprobe { symbol } => format!("kretprobe:{symbol}"),
                 Attachment::Fentry { symbol } => format!("fentry:{symbol}"),
                 Attachment::Fexit { symbol } => format!("fexit:{symbol}"),
-                Attachment::Tracepoint { category, name } => {
-                    format!("tracepoint:{category}:{name}")
-                }
+                Attachment::Tracepoint {
+                    category,
+                    name,
+                    raw: false,
+                } => format!("tracepoint:{category}:{name}"),
+                Attachment::Tracepoint {
+                    category,
+                    name,
+                    raw: true,
+                } => format!("raw_tracepoint:{category}:{name}"),
                 Attachment::Unavailable { .. } => "-".into(),
             };
             let fail = failed.iter().find(|(prog, _)| *prog == p.program);

@@ -596,6 +596,10 @@ pub(crate) fn tracepoints(
                     .map(btf_format),
             ),
         };
+        let raw_args = match src {
+            Some(s) => btf::trace_args(s, name, template).map_err(|e| format!("{e:#}")),
+            None => Err("no BTF".to_string()),
+        };
         tps.insert(
             key,
             Tracepoint {
@@ -603,6 +607,7 @@ pub(crate) fn tracepoints(
                 name: name.to_string(),
                 exists,
                 format,
+                raw_args,
             },
         );
     }

@@ -36,6 +36,11 @@ pub enum Ty {
         /// (name, value).
         values: Vec<(String, u64)>,
     },
+    /// A pointer to `target`.
+    Ptr {
+        /// Pointed-to type id.
+        target: u32,
+    },
     /// typedef, const, volatile, restrict, type tag: look through to `target`.
     Alias {
         /// Aliased type id.
@@ -167,6 +172,39 @@ pub fn gfp_bit_enum(src: &dyn TypeSource) -> Option<Vec<(String, u64)>> {
         Ty::Enum { values, .. } if values.iter().any(|(n, _)| n == "___GFP_IO_BIT") => Some(values),
         _ => None,
     })
+}
+
+/// The `TP_PROTO` parameter names of tracepoint `name` (`template`: its event class), what a
+/// raw tracepoint program receives in order: those of the kernel's `__bpf_trace_<name>`
+/// (or `__bpf_trace_<template>`) function without its leading `__data`. The event itself
+/// must exist (its `btf_trace_<name>` typedef, one per event) and take as many arguments
+/// as that function, or the function is another event's: `Err` says why not.
+pub fn trace_args(src: &dyn TypeSource, name: &str, template: &str) -> Result<Vec<String>> {
+    let event = src
+        .ids_by_name(&format!("btf_trace_{name}"))
+        .into_iter()
+        .find_map(|id| match src.ty(id)? {
+            Ty::Alias { target } => match src.ty(target)? {
+                Ty::Ptr { target } => match src.ty(target)? {
+                    Ty::Proto { params } => Some(params.len()),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        });
+    let Some(arity) = event else {
+        bail!("btf_trace_{name} is not in BTF");
+    };
+    let func = func_params(src, &format!("__bpf_trace_{name}"))
+        .or_else(|_| func_params(src, &format!("__bpf_trace_{template}")))?;
+    if func.len() != arity || func.first().map(String::as_str) != Some("__data") {
+        bail!(
+            "__bpf_trace_{name}/{template} takes ({}), the event {arity} argument(s)",
+            func.join(", ")
+        );
+    }
+    Ok(func[1..].to_vec())
 }
 
 /// Field offsets of `struct trace_event_raw_<template>`, the record of a tracepoint.

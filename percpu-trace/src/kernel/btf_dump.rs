@@ -81,6 +81,9 @@ impl RawDump {
                     })
                     .collect(),
             },
+            "PTR" => Ty::Ptr {
+                target: kv(rest, "type_id").unwrap_or(0),
+            },
             "TYPEDEF" | "CONST" | "VOLATILE" | "RESTRICT" | "TYPE_TAG" => Ty::Alias {
                 target: kv(rest, "type_id").unwrap_or(0),
             },
@@ -173,5 +176,76 @@ mod tests {
         assert_eq!(member_offset(&d, "mutex", &["owner", "counter"]), Some(0));
         assert_eq!(member_offset(&d, "mutex", &["nope"]), None);
         assert_eq!(gfp_bit_enum(&d).unwrap().len(), 2);
+    }
+
+    /// The host's 6.18 BTF, trimmed: a DEFINE_EVENT (its names from the template's
+    /// function), a TRACE_EVENT (its own), and the checks that keep a wrong template or a
+    /// missing event from giving positions.
+    const TRACE: &str = "[108] PTR '(anon)' type_id=0
+[21] INT 'int' size=4 bits_offset=0 nr_bits=32 encoding=SIGNED
+[86] TYPEDEF 'gfp_t' type_id=21
+[15716] TYPEDEF 'btf_trace_mm_vmscan_direct_reclaim_begin' type_id=15717
+[15717] PTR '(anon)' type_id=15718
+[15718] FUNC_PROTO '(anon)' ret_type_id=0 vlen=3
+	'(anon)' type_id=108
+	'(anon)' type_id=21
+	'(anon)' type_id=86
+[15719] TYPEDEF 'btf_trace_contention_end' type_id=15720
+[15720] PTR '(anon)' type_id=15721
+[15721] FUNC_PROTO '(anon)' ret_type_id=0 vlen=3
+	'(anon)' type_id=108
+	'(anon)' type_id=108
+	'(anon)' type_id=21
+[15722] TYPEDEF 'btf_trace_mm_vmscan_direct_reclaim_end' type_id=15720
+[46415] FUNC_PROTO '(anon)' ret_type_id=0 vlen=3
+	'__data' type_id=108
+	'lock' type_id=108
+	'ret' type_id=21
+[46416] FUNC '__bpf_trace_contention_end' type_id=46415 linkage=static
+[47174] FUNC_PROTO '(anon)' ret_type_id=0 vlen=3
+	'__data' type_id=108
+	'order' type_id=21
+	'gfp_flags' type_id=86
+[47175] FUNC '__bpf_trace_mm_vmscan_direct_reclaim_begin_template' type_id=47174 linkage=static
+[47176] FUNC_PROTO '(anon)' ret_type_id=0 vlen=2
+	'__data' type_id=108
+	'nr_reclaimed' type_id=1
+[47177] FUNC '__bpf_trace_mm_vmscan_direct_reclaim_end_template' type_id=47176 linkage=static
+";
+
+    #[test]
+    fn raw_tracepoint_arguments_by_name() {
+        use super::super::btf::trace_args;
+        let d = RawDump::parse(TRACE);
+        assert_eq!(
+            trace_args(
+                &d,
+                "mm_vmscan_direct_reclaim_begin",
+                "mm_vmscan_direct_reclaim_begin_template"
+            )
+            .unwrap(),
+            vec!["order", "gfp_flags"]
+        );
+        assert_eq!(
+            trace_args(&d, "contention_end", "contention_end").unwrap(),
+            vec!["lock", "ret"]
+        );
+        // The event takes (lock, ret) but the template named has one argument: not its.
+        let e = trace_args(
+            &d,
+            "mm_vmscan_direct_reclaim_end",
+            "mm_vmscan_direct_reclaim_end_template",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("3 argument(s)"), "{e}");
+        // No btf_trace_ typedef: the event is not in this kernel, whatever functions exist.
+        let e = trace_args(&d, "contention_begin", "contention_end")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("btf_trace_contention_begin is not in BTF"),
+            "{e}"
+        );
     }
 }

@@ -350,6 +350,9 @@ impl TypeSource for BtfFile {
                     })
                     .collect(),
             },
+            PTR => Ty::Ptr {
+                target: h.size_type,
+            },
             TYPEDEF | VOLATILE | CONST | RESTRICT | TYPE_TAG => Ty::Alias {
                 target: h.size_type,
             },

@@ -159,7 +159,8 @@ fn every_kind_is_walked_and_read() {
     assert_eq!(f.ty(8), Some(Ty::Alias { target: 4 }));
     assert_eq!(f.ty(11), Some(Ty::Alias { target: 10 }));
     assert_eq!(f.ty(18), Some(Ty::Alias { target: 2 }));
-    for other in [1, 2, 3, 7, 14, 15, 16, 17] {
+    assert_eq!(f.ty(2), Some(Ty::Ptr { target: 1 }));
+    for other in [1, 3, 7, 14, 15, 16, 17] {
         assert_eq!(f.ty(other), Some(Ty::Other), "type {other}");
     }
     assert_eq!(

@@ -241,9 +241,14 @@ pub fn render_text(k: &Kernel, plan: &AttachPlan) -> String {
             Attachment::Kretprobe { symbol } => ("kretprobe", symbol.clone()),
             Attachment::Fentry { symbol } => ("fentry", symbol.clone()),
             Attachment::Fexit { symbol } => ("fexit", symbol.clone()),
-            Attachment::Tracepoint { category, name } => {
-                ("tracepoint", format!("{category}:{name}"))
-            }
+            Attachment::Tracepoint {
+                category,
+                name,
+                raw,
+            } => (
+                if *raw { "raw_tp" } else { "tracepoint" },
+                format!("{category}:{name}"),
+            ),
             Attachment::Unavailable { reason } => {
                 if reason.starts_with("not used in") {
                     ("-", reason.clone())
@@ -252,7 +257,7 @@ pub fn render_text(k: &Kernel, plan: &AttachPlan) -> String {
                 }
             }
         };
-        let _ = writeln!(w, "  {:<20} {:<11} {}", p.program, tag, what);
+        let _ = writeln!(w, "  {:<24} {:<11} {}", p.program, tag, what);
     }
     for n in &k.notes {
         let _ = writeln!(w, "note: {n}");

@@ -213,6 +213,22 @@ pub struct Tracepoint {
     pub exists: Option<bool>,
     /// Record layout, when known.
     pub format: Option<TracepointFormat>,
+    /// Its `TP_PROTO` parameter names from BTF, in the order a raw tracepoint program
+    /// receives them (`btf::trace_args`); `Err`: why a raw tracepoint cannot read it.
+    #[serde(serialize_with = "ser_args")]
+    pub raw_args: std::result::Result<Vec<String>, String>,
+}
+
+/// `raw_args` in JSON: the names, or `{"unknown": why}`.
+fn ser_args<S: serde::Serializer>(
+    v: &std::result::Result<Vec<String>, String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    match v {
+        Ok(names) => names.serialize(s),
+        Err(why) => serde_json::json!({ "unknown": why }).serialize(s),
+    }
 }
 
 /// Whether the upstream fix series ("honor GFP in pcpu_get_vm_areas" ...) is in this kernel.

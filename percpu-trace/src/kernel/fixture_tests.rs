@@ -134,6 +134,14 @@ fn host_6_18_no_kprobes_no_mutex_unpatched() {
     assert_eq!(plan.mode, AttachMode::Tracepoint);
     assert_eq!(plan.config.tp_reclaim_order_off, 8);
     assert_eq!(plan.config.tp_reclaim_gfp_off, 16);
+    // This extract has no __bpf_trace_* functions: no argument names, so perf tracepoint
+    // events read at the format's offsets, and no raw program is planned.
+    assert!(k.tracepoints.values().all(|t| t.raw_args.is_err()));
+    assert!(plan.probes.iter().all(|p| !p.program.ends_with("_raw")
+        && !matches!(p.attachment, Attachment::Tracepoint { raw: true, .. })));
+    assert!(plan.probes.iter().any(|p| p.program == "percpu_alloc_tp"
+        && matches!(p.attachment, Attachment::Tracepoint { raw: false, .. })));
+    assert_eq!(plan.config.raw_reclaim_gfp_arg, percpu_trace_common::NO_ARG);
     assert_eq!(plan.config.mutex_addr, 0);
     // The kernel's own BTF: task flags are read through bpf_get_current_task_btf.
     assert_eq!(plan.config.task_btf, 1);
@@ -241,10 +249,41 @@ fn debian_7_2_vulnerable_kprobes_mutex() {
                 .clone()
                 .all(|p| p.point.ends_with(super::plan::POINT_PGTABLE_SUFFIX))
     );
-    assert!(matches!(
-        by("contention_begin")[0],
-        Attachment::Tracepoint { .. }
-    ));
+    // Every tracepoint is a raw one: its TP_PROTO names from the BTF's __bpf_trace_*
+    // functions (7.2's vmscan prototype is (gfp_flags, order, memcg), 6.x's (order,
+    // gfp_flags)), so the raw programs are planned.
+    assert_eq!(
+        by("contention_begin_raw"),
+        vec![Attachment::Tracepoint {
+            category: "lock".into(),
+            name: "contention_begin".into(),
+            raw: true
+        }]
+    );
+    assert!(by("contention_begin").is_empty());
+    for p in [
+        "direct_reclaim_begin_raw",
+        "direct_reclaim_end_raw",
+        "memcg_reclaim_begin_raw",
+        "memcg_reclaim_end_raw",
+        "contention_end_raw",
+        "task_exit_raw",
+    ] {
+        assert!(
+            matches!(by(p)[..], [Attachment::Tracepoint { raw: true, .. }]),
+            "{p}"
+        );
+    }
+    assert_eq!((c.raw_reclaim_gfp_arg, c.raw_reclaim_order_arg), (0, 1));
+    assert_eq!(c.raw_reclaim_nr_arg, 0);
+    assert_eq!(
+        (
+            c.raw_lock_addr_arg,
+            c.raw_lock_flags_arg,
+            c.raw_lock_ret_arg
+        ),
+        (0, 1, 1)
+    );
     assert!(matches!(
         by("percpu_alloc_tp")[0],
         Attachment::Unavailable { .. }
@@ -252,11 +291,21 @@ fn debian_7_2_vulnerable_kprobes_mutex() {
     assert!(matches!(by("chunk_create")[0], Attachment::Kprobe { .. }));
     // Tracepoint mode on the same kernel swaps the chunk programs.
     let tp = k.plan(AttachMode::Tracepoint).unwrap();
-    assert!(tp
-        .probes
-        .iter()
-        .any(|p| p.program == "chunk_create_tp"
-            && matches!(p.attachment, Attachment::Tracepoint { .. })));
+    assert!(tp.probes.iter().any(|p| p.program == "chunk_create_raw"
+        && matches!(p.attachment, Attachment::Tracepoint { raw: true, .. })));
+    let t = tp.config;
+    assert_eq!(
+        (
+            t.raw_pcpu_call_site_arg,
+            t.raw_pcpu_reserved_arg,
+            t.raw_pcpu_atomic_arg,
+            t.raw_pcpu_size_arg,
+            t.raw_pcpu_align_arg,
+            t.raw_pcpu_gfp_arg,
+            t.raw_chunk_base_arg
+        ),
+        (0, 1, 2, 3, 4, 9, 0)
+    );
     assert!(tp
         .probes
         .iter()

@@ -71,6 +71,12 @@ pub enum Attachment {
         category: String,
         /// e.g. "percpu_alloc_percpu".
         name: String,
+        /// Attached as a raw tracepoint (`BPF_RAW_TRACEPOINT_OPEN`, arguments by their
+        /// `TP_PROTO` position from BTF) rather than a perf tracepoint event (the record's
+        /// fields at their format-file offsets). Preferred: a perf tracepoint event's
+        /// release waits for RCU grace periods (~40 ms each, one at a time), a raw one's
+        /// does not, and a hit builds no perf record.
+        raw: bool,
     },
     /// Not observable here.
     Unavailable {

@@ -95,36 +95,51 @@ impl Kernel {
             };
             probes.push(probe(point, program, a, disables));
         }
+        let alloc_tp = if tp_mode {
+            self.tracepoint(
+                "percpu",
+                "percpu_alloc_percpu",
+                &["gfp_flags", "is_atomic", "size", "align"],
+                &[
+                    "gfp_flags",
+                    "is_atomic",
+                    "size",
+                    "align",
+                    "reserved",
+                    "call_site",
+                ],
+            )
+        } else {
+            Attachment::Unavailable {
+                reason: format!(
+                    "not used in {name} mode: the pcpu_alloc entry probe sees the same calls"
+                ),
+            }
+        };
         probes.push(probe(
             POINTS_PERCPU_TRACEPOINTS[1],
-            "percpu_alloc_tp",
-            if tp_mode {
-                self.tracepoint(
-                    "percpu",
-                    "percpu_alloc_percpu",
-                    &["gfp_flags", "is_atomic", "size", "align"],
-                )
-            } else {
-                Attachment::Unavailable {
-                    reason: format!(
-                        "not used in {name} mode: the pcpu_alloc entry probe sees the same calls"
-                    ),
-                }
-            },
+            &program_for("percpu_alloc_tp", &alloc_tp),
+            alloc_tp,
             "constrained percpu allocations in tracepoint mode",
         ));
+        let create_tp = if tp_mode {
+            self.tracepoint(
+                "percpu",
+                "percpu_create_chunk",
+                &["base_addr"],
+                &["base_addr"],
+            )
+        } else {
+            Attachment::Unavailable {
+                reason: format!(
+                    "not used in {name} mode: the pcpu_create_chunk probe sees it with its gfp"
+                ),
+            }
+        };
         probes.push(probe(
             POINTS_PERCPU_TRACEPOINTS[0],
-            "chunk_create_tp",
-            if tp_mode {
-                self.tracepoint("percpu", "percpu_create_chunk", &["base_addr"])
-            } else {
-                Attachment::Unavailable {
-                    reason: format!(
-                        "not used in {name} mode: the pcpu_create_chunk probe sees it with its gfp"
-                    ),
-                }
-            },
+            &program_for("chunk_create_tp", &create_tp),
+            create_tp,
             create,
         ));
 
@@ -157,8 +172,15 @@ impl Kernel {
             ),
         ];
         for (program, tp, fields, disables) in reclaim {
-            let mut a = self.tracepoint("vmscan", tp, fields);
-            if program.starts_with("memcg") {
+            let mut a = self.tracepoint("vmscan", tp, fields, fields);
+            if program.starts_with("memcg") && is_raw(&a) {
+                // One set of positions serves both families (CONFIG's raw_reclaim_*).
+                let d = &self.tracepoints[&format!("vmscan:{}", tp.replace("memcg", "direct"))];
+                if d.raw_args != self.tracepoints[&format!("vmscan:{tp}")].raw_args {
+                    a = self.tracepoint_event("vmscan", tp, fields);
+                }
+            }
+            if program.starts_with("memcg") && !is_raw(&a) {
                 // One set of offsets serves both families: they share their templates.
                 let (d, m) = (
                     &self.tracepoints[&format!("vmscan:{}", tp.replace("memcg", "direct"))],
@@ -172,24 +194,37 @@ impl Kernel {
                     }
                 }
             }
-            probes.push(probe(tp, program, a, disables));
+            probes.push(probe(tp, &program_for(program, &a), a, disables));
         }
 
         // Mutex waiters.
-        for (program, tp, fields) in [
+        for (program, tp, fields, args) in [
             (
                 "contention_begin",
                 "contention_begin",
                 &["lock_addr", "flags"][..],
+                &["lock", "flags"][..],
             ),
             (
                 "contention_end",
                 "contention_end",
                 &["lock_addr", "ret"][..],
+                &["lock", "ret"][..],
             ),
         ] {
             let a = if self.mutex.addr.is_some() {
-                let mut a = self.tracepoint("lock", tp, fields);
+                let mut a = self.tracepoint("lock", tp, fields, args);
+                let lock_at = |t: &str| {
+                    self.tracepoints[&format!("lock:{t}")]
+                        .raw_args
+                        .as_ref()
+                        .ok()
+                        .and_then(|a| a.iter().position(|n| n == "lock"))
+                };
+                if is_raw(&a) && lock_at("contention_begin") != lock_at(tp) {
+                    // CONFIG has one position for both (raw_lock_addr_arg).
+                    a = self.tracepoint_event("lock", tp, fields);
+                }
                 let begin = self.tracepoints["lock:contention_begin"]
                     .format
                     .as_ref()
@@ -198,7 +233,7 @@ impl Kernel {
                     .format
                     .as_ref()
                     .and_then(|f| f.offset("lock_addr"));
-                if matches!(a, Attachment::Tracepoint { .. }) && begin != here {
+                if matches!(a, Attachment::Tracepoint { raw: false, .. }) && begin != here {
                     a = Attachment::Unavailable {
                         reason: "lock_addr is not at the same offset as in contention_begin".into(),
                     };
@@ -211,16 +246,17 @@ impl Kernel {
             };
             probes.push(probe(
                 tp,
-                program,
+                &program_for(program, &a),
                 a,
                 "waiters on pcpu_alloc_mutex (cross-task detection)",
             ));
         }
 
+        let exit = self.tracepoint("sched", "sched_process_exit", &[], &[]);
         probes.push(probe(
             "sched_process_exit",
-            "task_exit",
-            self.tracepoint("sched", "sched_process_exit", &[]),
+            &program_for("task_exit", &exit),
+            exit,
             "cleanup of per-task state when a task exits mid-allocation (stale entries)",
         ));
         Ok(AttachPlan {
@@ -314,8 +350,28 @@ impl Kernel {
         }
     }
 
-    /// A tracepoint, if tracefs has it and its format has the fields the program reads.
-    fn tracepoint(&self, category: &str, name: &str, fields: &[&str]) -> Attachment {
+    /// A tracepoint: raw when BTF gives the position of every argument in `args` (the
+    /// program's reads by `TP_PROTO` name), else a perf tracepoint event if tracefs has it
+    /// and its format has the `fields` the program reads.
+    fn tracepoint(&self, category: &str, name: &str, fields: &[&str], args: &[&str]) -> Attachment {
+        let raw_ok = self
+            .tracepoints
+            .get(&format!("{category}:{name}"))
+            .and_then(|t| t.raw_args.as_ref().ok())
+            .is_some_and(|have| args.iter().all(|a| have.iter().any(|h| h == a)));
+        if raw_ok {
+            return Attachment::Tracepoint {
+                category: category.into(),
+                name: name.into(),
+                raw: true,
+            };
+        }
+        self.tracepoint_event(category, name, fields)
+    }
+
+    /// A perf tracepoint event, if tracefs has it and its format has the fields the program
+    /// reads.
+    fn tracepoint_event(&self, category: &str, name: &str, fields: &[&str]) -> Attachment {
         if self.tracefs.path.is_none() {
             let why = self
                 .tracefs
@@ -354,6 +410,7 @@ impl Kernel {
         Attachment::Tracepoint {
             category: category.into(),
             name: name.into(),
+            raw: false,
         }
     }
 
@@ -371,6 +428,13 @@ impl Kernel {
                 .and_then(|t| t.format.as_ref())
                 .and_then(|f| f.offset(field))
                 .unwrap_or(0)
+        };
+        let raw = |key: &str, name: &str| {
+            self.tracepoints
+                .get(key)
+                .and_then(|t| t.raw_args.as_ref().ok())
+                .and_then(|a| a.iter().position(|n| n == name))
+                .map_or(NO_ARG, |i| i as u32)
         };
         let layout = self.mutex.layout.clone();
         let flags_known = self.task.flags.is_some();
@@ -433,7 +497,19 @@ impl Kernel {
             // The running kernel's own BTF (not a --btf file): the helper that returns the
             // task as a BTF pointer needs it.
             task_btf: u32::from(flags_known && !self.btf.from_user && self.btf.path.is_some()),
-            _pad: 0,
+            raw_pcpu_gfp_arg: raw("percpu:percpu_alloc_percpu", "gfp_flags"),
+            raw_pcpu_atomic_arg: raw("percpu:percpu_alloc_percpu", "is_atomic"),
+            raw_pcpu_reserved_arg: raw("percpu:percpu_alloc_percpu", "reserved"),
+            raw_pcpu_size_arg: raw("percpu:percpu_alloc_percpu", "size"),
+            raw_pcpu_align_arg: raw("percpu:percpu_alloc_percpu", "align"),
+            raw_pcpu_call_site_arg: raw("percpu:percpu_alloc_percpu", "call_site"),
+            raw_chunk_base_arg: raw("percpu:percpu_create_chunk", "base_addr"),
+            raw_reclaim_gfp_arg: raw("vmscan:mm_vmscan_direct_reclaim_begin", "gfp_flags"),
+            raw_reclaim_order_arg: raw("vmscan:mm_vmscan_direct_reclaim_begin", "order"),
+            raw_reclaim_nr_arg: raw("vmscan:mm_vmscan_direct_reclaim_end", "nr_reclaimed"),
+            raw_lock_addr_arg: raw("lock:contention_begin", "lock"),
+            raw_lock_flags_arg: raw("lock:contention_begin", "flags"),
+            raw_lock_ret_arg: raw("lock:contention_end", "ret"),
         }
     }
 
@@ -458,6 +534,24 @@ pub(crate) fn mode_name(m: AttachMode) -> &'static str {
         AttachMode::Fentry => "fentry",
         AttachMode::Kprobe => "kprobe",
         AttachMode::Tracepoint => "tracepoint",
+    }
+}
+
+/// Whether `a` is a raw tracepoint.
+fn is_raw(a: &Attachment) -> bool {
+    matches!(a, Attachment::Tracepoint { raw: true, .. })
+}
+
+/// The eBPF program for a tracepoint attachment: the raw tracepoint entry point of the same
+/// body (`percpu_alloc_tp` -> `percpu_alloc_raw`, `task_exit` -> `task_exit_raw`) when `a`
+/// is raw.
+fn program_for(program: &str, a: &Attachment) -> String {
+    if !is_raw(a) {
+        return program.to_string();
+    }
+    match program.strip_suffix("_tp") {
+        Some(stem) => format!("{stem}_raw"),
+        None => format!("{program}_raw"),
     }
 }
 

@@ -658,6 +658,7 @@ fn probes_from_a_recorded_attach_plan() {
             attachment: Attachment::Tracepoint {
                 category: "vmscan".into(),
                 name: "mm_vmscan_direct_reclaim_begin".into(),
+                raw: false,
             },
             disables: "recursion".into(),
         },
