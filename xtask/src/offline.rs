@@ -143,6 +143,35 @@ fn matrix_deb(spec: &KernelSpec, arch: Arch, debs: &Path) -> Result<PathBuf> {
     kernels::download(&qualified, debs)
 }
 
+/// Tracepoints and the `TP_PROTO` arguments their raw programs read (kernel/planner.rs).
+const RAW_ARGS: [(&str, &[&str]); 9] = [
+    (
+        "percpu:percpu_alloc_percpu",
+        &[
+            "gfp_flags",
+            "is_atomic",
+            "size",
+            "align",
+            "reserved",
+            "call_site",
+        ],
+    ),
+    ("percpu:percpu_create_chunk", &["base_addr"]),
+    (
+        "vmscan:mm_vmscan_direct_reclaim_begin",
+        &["gfp_flags", "order"],
+    ),
+    ("vmscan:mm_vmscan_direct_reclaim_end", &["nr_reclaimed"]),
+    (
+        "vmscan:mm_vmscan_memcg_reclaim_begin",
+        &["gfp_flags", "order"],
+    ),
+    ("vmscan:mm_vmscan_memcg_reclaim_end", &["nr_reclaimed"]),
+    ("lock:contention_begin", &["lock", "flags"]),
+    ("lock:contention_end", &["lock", "ret"]),
+    ("sched:sched_process_exit", &[]),
+];
+
 /// `cargo xtask offline-check`: the offline verdict of every matrix kernel equals the booted
 /// one, patch by patch.
 pub fn offline_check() -> Result<()> {
@@ -182,6 +211,28 @@ pub fn offline_check() -> Result<()> {
             }
             if kernel_arch != arch.uname() {
                 failures.push(format!("{}: arch {kernel_arch}", spec.name));
+            }
+            // The booted kernel attaches every tracepoint as a raw one only if its BTF names
+            // the arguments the programs read (the VM tests then prove they read right).
+            for (tp, want) in RAW_ARGS {
+                let have = &run.doc["kernel"]["tracepoints"][tp]["raw_args"];
+                let names: Vec<&str> = have
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if !have.is_array() {
+                    failures.push(format!(
+                        "{} {}: {tp}: no raw tracepoint arguments in BTF ({have})",
+                        arch.uname(),
+                        spec.name
+                    ));
+                } else if let Some(w) = want.iter().find(|w| !names.contains(w)) {
+                    failures.push(format!(
+                        "{} {}: {tp}: no raw tracepoint argument {w} in BTF ({have})",
+                        arch.uname(),
+                        spec.name
+                    ));
+                }
             }
             for ((p, g), w) in PATCHES.iter().zip(&got).zip(want) {
                 if g != w {

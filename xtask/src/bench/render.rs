@@ -197,8 +197,14 @@ pub(super) fn render(
             .filter(|(_, cnt)| *cnt > 0)
             .map(|(ns, cnt)| *ns as f64 / *cnt as f64)
     };
-    for (prog, empty) in HOT_PROGRAMS {
-        match (ns(&ours, prog), ns(&floor, empty)) {
+    for (progs, empty) in HOT_PROGRAMS {
+        // The raw tracepoint program where the kernel's BTF names its arguments, else the
+        // perf tracepoint one (one of the two ran).
+        let (prog, mine) = progs
+            .iter()
+            .find_map(|p| ns(&ours, p).map(|v| (*p, Some(v))))
+            .unwrap_or((progs[0], None));
+        match (mine, ns(&floor, empty)) {
             (Some(p), Some(f)) => {
                 let _ = writeln!(
                     s,
@@ -389,13 +395,18 @@ pub(super) fn render(
     s
 }
 
-/// percpu-trace's programs that run on every hit of a busy tracepoint, with the name the
-/// kernel gives the floor's empty program on the same tracepoint (15 characters).
-const HOT_PROGRAMS: [(&str, &str); 4] = [
-    ("percpu_alloc_tp", "percpu_alloc_pe"),
-    ("contention_begin", "contention_begi"),
-    ("contention_end", "contention_end"),
-    ("task_exit", "sched_process_e"),
+/// percpu-trace's programs that run on every hit of a busy tracepoint (raw, perf), with the
+/// name the kernel gives the floor's empty program on the same tracepoint (15 characters;
+/// bpftrace's `tracepoint:` probes are perf tracepoint events, so the floor also pays for
+/// the record a raw tracepoint program does without).
+const HOT_PROGRAMS: [(&[&str], &str); 4] = [
+    (&["percpu_alloc_raw", "percpu_alloc_tp"], "percpu_alloc_pe"),
+    (
+        &["contention_begin_raw", "contention_begin"],
+        "contention_begi",
+    ),
+    (&["contention_end_raw", "contention_end"], "contention_end"),
+    (&["task_exit_raw", "task_exit"], "sched_process_e"),
 ];
 
 /// Closing note on the misses: the structural reasons, true whatever the exact numbers.
