@@ -141,7 +141,7 @@ fn host_6_18_no_kprobes_no_mutex_unpatched() {
         && !matches!(p.attachment, Attachment::Tracepoint { raw: true, .. })));
     assert!(plan.probes.iter().any(|p| p.program == "percpu_alloc_tp"
         && matches!(p.attachment, Attachment::Tracepoint { raw: false, .. })));
-    assert_eq!(plan.config.raw_reclaim_gfp_arg, percpu_trace_common::NO_ARG);
+    assert_eq!(plan.config.raw_reclaim_gfp_arg, NO_ARG);
     assert_eq!(plan.config.mutex_addr, 0);
     // The kernel's own BTF: task flags are read through bpf_get_current_task_btf.
     assert_eq!(plan.config.task_btf, 1);
@@ -765,4 +765,61 @@ fn one_kallsyms_pass_gives_the_table_and_the_starts() {
             assert_eq!(table.get(name), alone.get(name), "{kernel} {name}");
         }
     }
+}
+
+#[test]
+fn raw_tracepoints_sharing_a_position_fall_back_when_it_differs() {
+    // CONFIG has one position per field for both reclaim families and both contention
+    // events; a kernel where the second of a pair puts it elsewhere gets that one as a
+    // perf tracepoint event (its record offsets checked as before), the first stays raw.
+    let mut k = kernel("debian-7.2.13");
+    let swap = |t: &mut super::Tracepoint| {
+        if let Ok(a) = t.raw_args.as_mut() {
+            a.swap(0, 1);
+        }
+    };
+    swap(
+        k.tracepoints
+            .get_mut("vmscan:mm_vmscan_memcg_reclaim_begin")
+            .unwrap(),
+    );
+    swap(k.tracepoints.get_mut("lock:contention_end").unwrap());
+    let plan = k.plan(AttachMode::Kprobe).unwrap();
+    let at = |p: &str| {
+        plan.probes
+            .iter()
+            .find(|x| x.program == p)
+            .map(|x| x.attachment.clone())
+    };
+    assert!(matches!(
+        at("direct_reclaim_begin_raw"),
+        Some(Attachment::Tracepoint { raw: true, .. })
+    ));
+    assert!(matches!(
+        at("memcg_reclaim_begin"),
+        Some(Attachment::Tracepoint { raw: false, .. })
+    ));
+    assert!(matches!(
+        at("contention_begin_raw"),
+        Some(Attachment::Tracepoint { raw: true, .. })
+    ));
+    assert!(matches!(
+        at("contention_end"),
+        Some(Attachment::Tracepoint { raw: false, .. })
+    ));
+    assert!(at("memcg_reclaim_begin_raw").is_none() && at("contention_end_raw").is_none());
+    // A tracepoint whose BTF lacks an argument the program reads is not raw either.
+    let mut k = kernel("debian-7.2.13");
+    if let Ok(a) = k
+        .tracepoints
+        .get_mut("lock:contention_begin")
+        .unwrap()
+        .raw_args
+        .as_mut()
+    {
+        a.retain(|n| n != "flags");
+    }
+    let plan = k.plan(AttachMode::Kprobe).unwrap();
+    assert!(plan.probes.iter().any(|p| p.program == "contention_begin"
+        && matches!(p.attachment, Attachment::Tracepoint { raw: false, .. })));
 }
