@@ -834,6 +834,18 @@ fn the_tracers_own_frames_are_dropped_from_the_top_of_stacks() {
         Some("__vmalloc_node_range_noprof")
     );
     assert_eq!(kept.len(), 4, "a trampoline further down stays");
+    // A raw tracepoint's: the program, the kernel's bpf_trace_runN and __bpf_trace_<event>.
+    let raw = vec![
+        fr("bpf_prog_6deef7357e7b4530_contention_begi"),
+        fr("bpf_trace_run2"),
+        fr("__bpf_trace_contention_begin"),
+        fr("__mutex_lock.constprop.0"),
+        fr("pcpu_alloc_noprof"),
+    ];
+    assert_eq!(
+        wording::without_own_frames(&raw)[0].function.as_deref(),
+        Some("__mutex_lock.constprop.0")
+    );
     let mut table = StackTable::new();
     table.insert(3, taken);
     let mut f = findings().remove(0);
