@@ -1,9 +1,14 @@
 //! Events the kernel never ran our programs for: BPF recursion misses (a program not run
-//! because it was already running on that CPU: fentry/fexit recursion protection, a kprobe
-//! hit inside another BPF program) and kprobe misses (kretprobe `maxactive` exhausted, a
+//! because it was already running on that CPU: fentry/fexit and raw tracepoint recursion
+//! protection, which on kernels that run them preemptibly (7.x) also skips a run whose CPU
+//! preempted another run of the same program; a kprobe or perf tracepoint hit inside
+//! another BPF program) and kprobe misses (kretprobe `maxactive` exhausted, a
 //! probe hit while another kprobe ran). The kernel counts both per program or per link;
 //! neither reaches the ring buffer, so without them a summary would say "0 lost" while a
 //! return was missed and a task's state went stale.
+//!
+//! `PT_DEBUG_MISSES=1` (a developer aid) prints each program's recursion misses to stderr
+//! when they change (`PT_GUEST_PT_DEBUG_MISSES=1` in the VM tests).
 //!
 //! Read with bpf(2) by hand: aya 0.14 exposes neither `bpf_prog_info.recursion_misses` nor
 //! the kprobe `missed` of a perf-event link's info (Linux 6.7+; older kernels report 0).
@@ -80,6 +85,9 @@ pub struct MissCounters {
     all: Vec<u32>,
     /// Our kprobe links, found once on the first read (`None` until then).
     kprobe_links: Option<Vec<u32>>,
+    /// Developer aid (`PT_DEBUG_MISSES` set): each program's recursion misses, printed to
+    /// stderr when they change (the drops line has only the total).
+    debug: Option<Vec<u64>>,
 }
 
 /// Totals of [`MissCounters::read`].
@@ -92,25 +100,33 @@ pub struct Misses {
 }
 
 impl MissCounters {
-    /// For the programs with these ids and names. The lock-contention programs' recursion
-    /// misses are left out: pcpu_alloc_mutex sleeps, and nothing waits for a sleeping lock
-    /// inside a BPF program, so a contention tracepoint skipped there (a spinlock taken by
-    /// a helper, the ring buffer's) was never a wait the tool would have recorded.
+    /// For the programs with these ids and names. The perf tracepoint lock-contention
+    /// programs' recursion misses are left out: the kernel skips such a program only while
+    /// another of our kprobe or tracepoint programs runs on the CPU (one per-CPU guard,
+    /// preemption disabled), i.e. for a contention inside a BPF program (a spinlock a
+    /// helper takes, the ring buffer's); pcpu_alloc_mutex sleeps, and nothing waits for a
+    /// sleeping lock there, so it was never a wait the tool would have recorded. The raw
+    /// tracepoint ones (`*_raw`) count: the kernel skips a raw tracepoint program when the
+    /// same program is already running on the CPU, which on kernels that run tracepoint
+    /// probes preemptibly (7.x) includes a run preempted by a task that then waits, a real
+    /// wait lost (as fentry programs' runs are).
     pub fn new(mut programs: Vec<(u32, String)>) -> Self {
         // One program may be attached at several points (the page-table levels): count
         // each program once.
         programs.sort_unstable();
         programs.dedup_by_key(|(id, _)| *id);
         let all = programs.iter().map(|(id, _)| *id).collect();
-        let programs = programs
+        let programs: Vec<u32> = programs
             .into_iter()
-            .filter(|(_, name)| !name.starts_with("contention_"))
+            .filter(|(_, name)| !matches!(name.as_str(), "contention_begin" | "contention_end"))
             .map(|(id, _)| id)
             .collect();
+        let debug = std::env::var_os("PT_DEBUG_MISSES").map(|_| vec![0; programs.len()]);
         MissCounters {
             programs,
             all,
             kprobe_links: None,
+            debug,
         }
     }
 
@@ -118,7 +134,7 @@ impl MissCounters {
     /// already gone); reading never fails the run.
     pub fn read(&mut self) -> Misses {
         let mut m = Misses::default();
-        for &id in &self.programs {
+        for (i, &id) in self.programs.iter().enumerate() {
             let Some(fd) = fd_by_id(BPF_PROG_GET_FD_BY_ID, id) else {
                 continue;
             };
@@ -127,6 +143,18 @@ impl MissCounters {
             let len = std::mem::size_of::<bpf_prog_info>();
             if info_by_fd(&fd, (&mut info as *mut bpf_prog_info).cast(), len) {
                 m.recursion_misses += info.recursion_misses;
+                if let Some(last) = self.debug.as_mut().and_then(|d| d.get_mut(i)) {
+                    if *last != info.recursion_misses {
+                        *last = info.recursion_misses;
+                        let name: String = info
+                            .name
+                            .iter()
+                            .take_while(|&&c| c != 0)
+                            .map(|&c| c as u8 as char)
+                            .collect();
+                        eprintln!("percpu-trace: debug: {name} (id {id}): {last} recursion misses");
+                    }
+                }
             }
         }
         let links = self
@@ -186,19 +214,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn contention_programs_misses_are_not_losses() {
+    fn perf_tracepoint_contention_misses_are_not_losses() {
         let m = MissCounters::new(vec![
             (1, "contention_begin".into()),
             (2, "contention_end".into()),
             (3, "pgtable_alloc".into()),
             (3, "pgtable_alloc".into()),
+            (4, "contention_begin_raw".into()),
+            (5, "contention_end_raw".into()),
         ]);
         assert_eq!(
             m.programs,
-            vec![3],
-            "each program once, contention ones out"
+            vec![3, 4, 5],
+            "each program once, the perf tracepoint contention ones out"
         );
-        assert_eq!(m.all, vec![1, 2, 3]);
+        assert_eq!(m.all, vec![1, 2, 3, 4, 5]);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! Environment knobs (for development, not CI): `PT_VM_WORKLOAD_ONLY=1` runs the workloads
 //! without the tool; `PT_VM_REPEAT=N` runs every scenario N times (hit-rate measurements);
 //! `PT_GUEST_X=v` exports `X=v` in the guest (e.g. `PT_GUEST_REC_JITTER=40`: recursion's
-//! jitter priority; `PT_GUEST_PT_TRUTH_SCHED=1`: where `truth` sees the workload sleep).
+//! jitter priority; `PT_GUEST_PT_TRUTH_SCHED=1`: where `truth` sees the workload sleep;
+//! `PT_GUEST_PT_DEBUG_MISSES=1`: the tool prints each program's recursion misses).
 //! Attach modes are matrix data ([`kernels::ModeRun`]); `--attach` picks some of them.
 mod arm64;
 mod assess;
