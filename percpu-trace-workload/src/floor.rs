@@ -2,9 +2,10 @@
 //! tool's hot programs use, in the tool's attach mode, named like the tool's program so the
 //! bench compares them by name. What a program on that hook costs before it does anything.
 //!
-//! Raw bpf(2) and perf_event_open(2): kprobes through the kprobe PMU, tracepoints through
-//! their tracefs id, fentry/fexit by the function's BTF id (read from the kernel's BTF here)
-//! and BPF_RAW_TRACEPOINT_OPEN. Everything is closed, so detached, when the process ends.
+//! Raw bpf(2) and perf_event_open(2): kprobes through the kprobe PMU, tracepoints as raw
+//! tracepoints (BPF_RAW_TRACEPOINT_OPEN by name, as the tool attaches them where the
+//! kernel's BTF names their arguments, which the bench's Debian guest does), fentry/fexit
+//! by the function's BTF id (read from the kernel's BTF here) and BPF_RAW_TRACEPOINT_OPEN. Everything is closed, so detached, when the process ends.
 use std::{
     fs,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -17,11 +18,10 @@ use crate::bpf::{bpf, Attr};
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_PROG_TYPE_KPROBE: u32 = 2;
-const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
+const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_FENTRY: u32 = 24;
 const BPF_TRACE_FEXIT: u32 = 25;
-const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
@@ -33,18 +33,18 @@ enum Hook {
     Kretprobe(&'static str),
     Fentry(&'static str),
     Fexit(&'static str),
-    Tracepoint(&'static str, &'static str),
+    RawTracepoint(&'static str),
 }
 
 /// The tool's hot programs per attach mode: (its program name, the hook).
 fn hooks(mode: &str) -> Result<Vec<(&'static str, Hook)>> {
     let common = [
         (
-            "contention_begin",
-            Hook::Tracepoint("lock", "contention_begin"),
+            "contention_begin_raw",
+            Hook::RawTracepoint("contention_begin"),
         ),
-        ("contention_end", Hook::Tracepoint("lock", "contention_end")),
-        ("task_exit", Hook::Tracepoint("sched", "sched_process_exit")),
+        ("contention_end_raw", Hook::RawTracepoint("contention_end")),
+        ("task_exit_raw", Hook::RawTracepoint("sched_process_exit")),
     ];
     let own: Vec<(&str, Hook)> = match mode {
         "kprobe" => vec![
@@ -61,8 +61,8 @@ fn hooks(mode: &str) -> Result<Vec<(&'static str, Hook)>> {
             ),
         ],
         "tracepoint" => vec![(
-            "percpu_alloc_tp",
-            Hook::Tracepoint("percpu", "percpu_alloc_percpu"),
+            "percpu_alloc_raw",
+            Hook::RawTracepoint("percpu_alloc_percpu"),
         )],
         m => bail!("unknown attach mode {m} (kprobe, fentry or tracepoint)"),
     };
@@ -92,7 +92,7 @@ pub fn run(mode: &str) -> Result<()> {
 fn attach(name: &str, hook: Hook, btf: Option<&[u8]>) -> Result<Vec<OwnedFd>> {
     let (prog_type, attach_type, btf_id) = match hook {
         Hook::Kprobe(_) | Hook::Kretprobe(_) => (BPF_PROG_TYPE_KPROBE, 0, 0),
-        Hook::Tracepoint(..) => (BPF_PROG_TYPE_TRACEPOINT, 0, 0),
+        Hook::RawTracepoint(_) => (BPF_PROG_TYPE_RAW_TRACEPOINT, 0, 0),
         Hook::Fentry(f) | Hook::Fexit(f) => {
             let id = btf
                 .and_then(|b| func_id(b, f))
@@ -116,7 +116,16 @@ fn attach(name: &str, hook: Hook, btf: Option<&[u8]>) -> Result<Vec<OwnedFd>> {
         }
         Hook::Kprobe(f) => perf_bpf(kprobe_event(f, false)?, &prog)?,
         Hook::Kretprobe(f) => perf_bpf(kprobe_event(f, true)?, &prog)?,
-        Hook::Tracepoint(cat, ev) => perf_bpf(tracepoint_event(cat, ev)?, &prog)?,
+        Hook::RawTracepoint(ev) => {
+            let name = std::ffi::CString::new(ev)?;
+            // union bpf_attr.raw_tracepoint: name, prog_fd (the kernel copies the name).
+            let mut a = Attr::new()
+                .u64_at(0, name.as_ptr() as u64)
+                .u32_at(8, prog.as_raw_fd() as u32);
+            let fd = bpf(BPF_RAW_TRACEPOINT_OPEN, &mut a).context("BPF_RAW_TRACEPOINT_OPEN")?;
+            // SAFETY: the kernel just returned this descriptor.
+            unsafe { OwnedFd::from_raw_fd(fd as i32) }
+        }
     };
     Ok(vec![prog, link])
 }
@@ -183,13 +192,6 @@ fn kprobe_event(func: &str, ret: bool) -> Result<OwnedFd> {
     let name = std::ffi::CString::new(func)?;
     // The kernel copies the name during the call.
     perf_open(type_, config, name.as_ptr() as u64)
-}
-
-fn tracepoint_event(cat: &str, ev: &str) -> Result<OwnedFd> {
-    let id: u64 = fs::read_to_string(format!("/sys/kernel/tracing/events/{cat}/{ev}/id"))?
-        .trim()
-        .parse()?;
-    perf_open(PERF_TYPE_TRACEPOINT, id, 0)
 }
 
 fn perf_bpf(ev: OwnedFd, prog: &OwnedFd) -> Result<OwnedFd> {

@@ -219,6 +219,15 @@ pub struct Tracepoint {
     pub raw_args: std::result::Result<Vec<String>, String>,
 }
 
+impl Tracepoint {
+    /// Position of the `TP_PROTO` argument `name`, for a raw tracepoint program (None when
+    /// BTF does not name it).
+    pub fn raw_arg(&self, name: &str) -> Option<u32> {
+        let args = self.raw_args.as_ref().ok()?;
+        args.iter().position(|n| n == name).map(|i| i as u32)
+    }
+}
+
 /// `raw_args` in JSON: the names, or `{"unknown": why}`.
 fn ser_args<S: serde::Serializer>(
     v: &std::result::Result<Vec<String>, String>,

@@ -214,13 +214,7 @@ impl Kernel {
         ] {
             let a = if self.mutex.addr.is_some() {
                 let mut a = self.tracepoint("lock", tp, fields, args);
-                let lock_at = |t: &str| {
-                    self.tracepoints[&format!("lock:{t}")]
-                        .raw_args
-                        .as_ref()
-                        .ok()
-                        .and_then(|a| a.iter().position(|n| n == "lock"))
-                };
+                let lock_at = |t: &str| self.tracepoints[&format!("lock:{t}")].raw_arg("lock");
                 if is_raw(&a) && lock_at("contention_begin") != lock_at(tp) {
                     // CONFIG has one position for both (raw_lock_addr_arg).
                     a = self.tracepoint_event("lock", tp, fields);
@@ -357,8 +351,7 @@ impl Kernel {
         let raw_ok = self
             .tracepoints
             .get(&format!("{category}:{name}"))
-            .and_then(|t| t.raw_args.as_ref().ok())
-            .is_some_and(|have| args.iter().all(|a| have.iter().any(|h| h == a)));
+            .is_some_and(|t| t.raw_args.is_ok() && args.iter().all(|a| t.raw_arg(a).is_some()));
         if raw_ok {
             return Attachment::Tracepoint {
                 category: category.into(),
@@ -432,9 +425,8 @@ impl Kernel {
         let raw = |key: &str, name: &str| {
             self.tracepoints
                 .get(key)
-                .and_then(|t| t.raw_args.as_ref().ok())
-                .and_then(|a| a.iter().position(|n| n == name))
-                .map_or(NO_ARG, |i| i as u32)
+                .and_then(|t| t.raw_arg(name))
+                .unwrap_or(NO_ARG)
         };
         let layout = self.mutex.layout.clone();
         let flags_known = self.task.flags.is_some();
